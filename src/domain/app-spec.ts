@@ -1,0 +1,109 @@
+/**
+ * The validated, normalised shape of an app. Config YAML and `PUT /v1/apps/:app`
+ * both use the snake_case document shape (see src/config); this is what the rest
+ * of berth works with. Every duration carries its unit in its name.
+ */
+export interface HealthcheckSpec {
+  path: string;
+  port: number;
+  intervalMs: number;
+  timeoutMs: number;
+  maxAttempts: number;
+  /** Soak: the container must stay healthy this long before traffic moves. 0 = off. */
+  minHealthyMs: number;
+}
+
+export type Parallelism = { kind: 'count'; value: number } | { kind: 'percent'; value: number };
+
+export type FailurePolicy = 'rollback' | 'pause' | 'continue';
+
+export interface RolloutSpec {
+  parallelism: Parallelism;
+  delayMs: number;
+  onFailure: FailurePolicy;
+  /** With on_failure=continue: the share of failed hosts (0..1) above which the rollout fails. */
+  maxFailureRatio: number;
+  progressDeadlineMs: number;
+}
+
+export interface HooksSpec {
+  preDeploy: string[];
+  postDeploy: string[];
+  timeoutMs: number;
+}
+
+export interface ProxyRouteSpec {
+  /** Route by listening port on the host's proxy ... */
+  port: number | null;
+  /** ... or by Host header. At least one of port/host is set. */
+  host: string | null;
+  drainTimeoutMs: number;
+}
+
+export interface AppSpec {
+  name: string;
+  /** Image repository without tag, e.g. `10.77.0.1:5000/app`. */
+  image: string;
+  hosts: string[];
+  port: number;
+  healthcheck: HealthcheckSpec;
+  rollout: RolloutSpec;
+  hooks: HooksSpec;
+  retainContainers: number;
+  stopTimeoutMs: number;
+  proxy: ProxyRouteSpec | null;
+  env: Record<string, string>;
+  /** Names of variables read from the daemon's environment; values never stored. */
+  secrets: string[];
+}
+
+export interface HostSpec {
+  name: string;
+  local: boolean;
+  /** SSH fields; unused when local. */
+  address: string | null;
+  sshPort: number;
+  user: string;
+  sshKeyPath: string | null;
+  /** Pinned host key fingerprint, `SHA256:<base64>` as `ssh-keygen -lf` prints it. */
+  hostKey: string | null;
+  knownHostsPath: string | null;
+  dockerSocket: string;
+}
+
+export interface ApiConfig {
+  listen: string;
+  token: string | null;
+  /** Allow GET routes without a token (only honoured when listening on loopback). */
+  openReads: boolean;
+}
+
+export interface BerthConfig {
+  hosts: Record<string, HostSpec>;
+  proxy: { image: string };
+  apps: Record<string, AppSpec>;
+  api: ApiConfig;
+  controller: { resyncIntervalMs: number };
+}
+
+export const SEED_DEFAULTS = {
+  healthcheck: { path: '/health', port: 3000, maxAttempts: 10, intervalMs: 5_000, timeoutMs: 2_000, minHealthyMs: 0 },
+  rollout: {
+    parallelism: { kind: 'count', value: 1 } as Parallelism,
+    delayMs: 0,
+    onFailure: 'rollback' as FailurePolicy,
+    maxFailureRatio: 0,
+    progressDeadlineMs: 600_000,
+  },
+  hooks: { timeoutMs: 300_000 },
+  retainContainers: 5,
+  stopTimeoutMs: 10_000,
+  proxy: { drainTimeoutMs: 30_000 },
+  port: 3000,
+  sshPort: 22,
+  user: 'root',
+  dockerSocket: '/var/run/docker.sock',
+  resyncIntervalMs: 10_000,
+  listen: '127.0.0.1:7373',
+  proxyImage: 'caddy:2',
+} as const;

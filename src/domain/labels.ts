@@ -1,0 +1,16 @@
+/** Container labels: the ownership contract (DESIGN.md §3). */
+export const LABELS = {
+  managed: 'berth.managed',
+  app: 'berth.app',
+  revision: 'berth.revision',
+  version: 'berth.version',
+  role: 'berth.role',
+} as const;
+
+/** Deterministic so a retried create after a crash meets a name conflict instead of a duplicate. */
+export function containerName(app: string, revision: number): string {
+  return `${app}-r${revision}`;
+}
+
+export const PROXY_CONTAINER_NAME = 'berth-proxy';
+export const NETWORK_NAME = 'berth';

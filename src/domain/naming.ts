@@ -1,0 +1,34 @@
+/**
+ * Name grammars shared by config validation and the API. Versions follow Docker's
+ * reference grammar for a tag or a digest, so nothing a user types can reach a
+ * shell or a path.
+ */
+export const APP_NAME_PATTERN = '^[a-z][a-z0-9-]{0,62}$';
+export const HOST_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
+/** A Docker tag (`[\w][\w.-]{0,127}`) or a digest (`sha256:<64 hex>`). */
+export const VERSION_PATTERN = '^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[a-f0-9]{64})$';
+/**
+ * Docker image repository (registry host[:port]/path components), no tag or digest:
+ * components are lowercase alphanumerics separated by `.`, `_`, `__` or `-`.
+ */
+export const IMAGE_REPOSITORY_PATTERN =
+  '^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$';
+/** Environment variable names as POSIX shells accept them. */
+export const ENV_NAME_PATTERN = '^[A-Za-z_][A-Za-z0-9_]*$';
+
+const appName = new RegExp(APP_NAME_PATTERN);
+const hostName = new RegExp(HOST_NAME_PATTERN);
+const version = new RegExp(VERSION_PATTERN);
+const imageRepository = new RegExp(IMAGE_REPOSITORY_PATTERN);
+const envName = new RegExp(ENV_NAME_PATTERN);
+
+export const isAppName = (s: string): boolean => appName.test(s);
+export const isHostName = (s: string): boolean => hostName.test(s);
+export const isVersion = (s: string): boolean => version.test(s);
+export const isImageRepository = (s: string): boolean => s.length <= 255 && imageRepository.test(s);
+export const isEnvName = (s: string): boolean => envName.test(s);
+
+/** `repo:tag` or `repo@sha256:...`. */
+export function imageReference(repository: string, v: string): string {
+  return v.startsWith('sha256:') ? `${repository}@${v}` : `${repository}:${v}`;
+}

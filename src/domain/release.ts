@@ -1,0 +1,64 @@
+import type { AppSpec } from './app-spec.js';
+
+export type ReleaseReason = 'deploy' | 'rollback';
+
+export interface Release {
+  app: string;
+  /** Per-app, only grows. The desired release of an app is its newest revision. */
+  revision: number;
+  version: string;
+  spec: AppSpec;
+  reason: ReleaseReason;
+  actor: string;
+  createdAt: string;
+}
+
+export type AppPhase = 'Progressing' | 'Complete' | 'Failed' | 'Paused' | 'RolledBack';
+
+export type ConditionReason =
+  | 'NewReleaseCreated'
+  | 'HostUpdated'
+  | 'HealthCheckFailed'
+  | 'ProgressDeadlineExceeded'
+  | 'RolledBack'
+  | 'Paused'
+  | 'Complete'
+  | 'HookFailed'
+  | 'HostUnreachable';
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: ConditionReason | string;
+  message: string;
+  lastTransitionTime: string;
+}
+
+export interface HostStatus {
+  host: string;
+  version: string | null;
+  revision: number | null;
+  containerId: string | null;
+  health: 'healthy' | 'unhealthy' | 'unknown';
+  lastError: string | null;
+}
+
+export interface AppStatus {
+  app: string;
+  phase: AppPhase | null;
+  observedRevision: number | null;
+  conditions: Condition[];
+  hosts: HostStatus[];
+  updatedAt: string;
+}
+
+export interface BerthEvent {
+  id: number;
+  app: string | null;
+  host: string | null;
+  revision: number | null;
+  type: string;
+  message: string;
+  actor: string | null;
+  createdAt: string;
+}

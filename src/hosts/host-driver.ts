@@ -1,0 +1,92 @@
+/**
+ * What berth needs from one Docker host. Implemented by the docker-over-SSH driver,
+ * the local-socket driver, and (for planner scale benches only) a simulation.
+ * Every call is bounded by a deadline and rejects with a HostError on failure.
+ */
+export type ContainerRole = 'app' | 'proxy' | 'hook';
+
+export interface ObservedContainer {
+  id: string;
+  name: string;
+  app: string;
+  revision: number;
+  version: string;
+  role: ContainerRole;
+  /** Docker's state string: created | running | paused | restarting | removing | exited | dead */
+  state: string;
+  running: boolean;
+  /** IP on the berth network, when running. */
+  ip: string | null;
+  /** Unix ms. */
+  createdAt: number;
+  image: string;
+}
+
+export interface CreateContainerOptions {
+  name: string;
+  image: string;
+  /** Values (including secrets) go only through the Docker API body, never a command line. */
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  network: string;
+  cmd?: string[];
+  /** Run an init as PID 1 so SIGTERM reaches the app (busybox httpd ignores it as PID 1). */
+  init: boolean;
+  /** Publish container ports on the host (the proxy): containerPort -> hostPort. */
+  publish?: Array<{ containerPort: number; hostPort: number; hostIp?: string }>;
+  binds?: string[];
+  restartPolicy?: 'no' | 'unless-stopped';
+}
+
+export interface HttpResult {
+  status: number;
+  body: string;
+}
+
+export interface RunOnceResult {
+  exitCode: number;
+  /** The last few KiB of combined stdout/stderr. */
+  outputTail: string;
+  timedOut: boolean;
+}
+
+export interface HostInfo {
+  dockerVersion: string;
+}
+
+export interface DockerEvent {
+  /** Container id, when the event is about a container. */
+  id: string | null;
+  app: string | null;
+  action: string;
+}
+
+export interface HostDriver {
+  readonly name: string;
+  /** Checks reachability and returns the daemon's version. */
+  ping(): Promise<HostInfo>;
+  /** All containers carrying berth.managed=true, optionally of one app. */
+  listContainers(filter?: { app?: string }): Promise<ObservedContainer[]>;
+  /** True when the image is present locally. */
+  hasImage(ref: string): Promise<boolean>;
+  pullImage(ref: string): Promise<void>;
+  ensureNetwork(name: string): Promise<void>;
+  /** Creates the container; when one of that name exists, returns the existing id (adopt after a crash). */
+  createContainer(opts: CreateContainerOptions): Promise<string>;
+  startContainer(id: string): Promise<void>;
+  stopContainer(id: string, timeoutMs: number): Promise<void>;
+  removeContainer(id: string): Promise<void>;
+  inspectContainer(id: string): Promise<ObservedContainer | null>;
+  /** HTTP GET to ip:port inside the host's networks (SSH direct-tcpip for remote hosts). */
+  httpGet(ip: string, port: number, path: string, timeoutMs: number): Promise<HttpResult>;
+  /** HTTP request to a Unix socket on the host (the proxy's admin API, kept off the network). */
+  unixRequest(
+    socketPath: string,
+    req: { method: string; path: string; body?: string; timeoutMs: number },
+  ): Promise<HttpResult>;
+  /** A one-off container that runs `cmd` to completion, removed afterwards. */
+  runOnce(opts: Omit<CreateContainerOptions, 'init' | 'publish'> & { timeoutMs: number }): Promise<RunOnceResult>;
+  /** Subscribes to container events of berth-managed containers; returns an unsubscribe function. */
+  watchEvents(onEvent: (e: DockerEvent) => void): () => void;
+  close(): Promise<void>;
+}
