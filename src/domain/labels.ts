@@ -5,6 +5,8 @@ export const LABELS = {
   revision: 'berth.revision',
   version: 'berth.version',
   role: 'berth.role',
+  /** containerConfigHash of the release the container was made from. */
+  config: 'berth.config',
 } as const;
 
 /** Deterministic so a retried create after a crash meets a name conflict instead of a duplicate. */

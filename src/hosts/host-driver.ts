@@ -11,6 +11,8 @@ export interface ObservedContainer {
   app: string;
   revision: number;
   version: string;
+  /** The berth.config label: containerConfigHash of the release it was made from. */
+  configHash: string;
   role: ContainerRole;
   /** Docker's state string: created | running | paused | restarting | removing | exited | dead */
   state: string;

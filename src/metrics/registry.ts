@@ -1,0 +1,125 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AppPhase } from '../domain/release.js';
+
+export const PHASES: readonly AppPhase[] = ['Progressing', 'Complete', 'Failed', 'Paused', 'RolledBack'];
+
+/** Seconds buckets for whole rollouts (1 s .. 30 min). */
+const ROLLOUT_BUCKETS = [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800];
+/** Seconds buckets for single steps and remote calls (5 ms .. 60 s). */
+const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * berth's own registry (never prom-client's global one), holding every series of
+ * DESIGN.md §8 plus process and HTTP metrics. Label values are app names, host
+ * names, phases and small enums only: never revisions or container ids.
+ */
+export class BerthMetrics {
+  readonly registry = new Registry();
+
+  readonly reconcileTotal = new Counter({
+    name: 'berth_reconcile_total',
+    help: 'Reconcile passes by result (ok, error, waiting).',
+    labelNames: ['app', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly reconcileDuration = new Histogram({
+    name: 'berth_reconcile_duration_seconds',
+    help: 'Wall time of one reconcile pass (observe + plan + execute + record).',
+    labelNames: ['app'] as const,
+    buckets: STEP_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: 'berth_queue_depth',
+    help: 'Apps waiting in the reconcile work queue.',
+    registers: [this.registry],
+  });
+  readonly desiredRevision = new Gauge({
+    name: 'berth_release_desired_revision',
+    help: 'Newest (desired) release revision of the app.',
+    labelNames: ['app'] as const,
+    registers: [this.registry],
+  });
+  readonly observedRevision = new Gauge({
+    name: 'berth_release_observed_revision',
+    help: 'Release revision the controller last finished reconciling for the app.',
+    labelNames: ['app'] as const,
+    registers: [this.registry],
+  });
+  readonly rolloutHostsTotal = new Gauge({
+    name: 'berth_rollout_hosts_total',
+    help: 'Hosts the current rollout of the app covers.',
+    labelNames: ['app'] as const,
+    registers: [this.registry],
+  });
+  readonly rolloutHostsUpdated = new Gauge({
+    name: 'berth_rollout_hosts_updated',
+    help: 'Hosts serving the desired release of the app.',
+    labelNames: ['app'] as const,
+    registers: [this.registry],
+  });
+  readonly rolloutPhase = new Gauge({
+    name: 'berth_rollout_phase',
+    help: 'Current phase of the app (1 for the current phase, 0 for the others).',
+    labelNames: ['app', 'phase'] as const,
+    registers: [this.registry],
+  });
+  readonly rolloutDuration = new Histogram({
+    name: 'berth_rollout_duration_seconds',
+    help: 'Wall time of finished rollouts by result (complete, failed, rolled_back).',
+    labelNames: ['app', 'result'] as const,
+    buckets: ROLLOUT_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly healthChecksTotal = new Counter({
+    name: 'berth_health_checks_total',
+    help: 'Health probe attempts by result (pass, fail).',
+    labelNames: ['app', 'host', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly hostUp = new Gauge({
+    name: 'berth_host_up',
+    help: '1 when the host answered its last Docker call over its connection, 0 when not.',
+    labelNames: ['host'] as const,
+    registers: [this.registry],
+  });
+  readonly hostOperationDuration = new Histogram({
+    name: 'berth_host_operation_duration_seconds',
+    help: 'Duration of remote Docker operations by host and operation.',
+    labelNames: ['host', 'op'] as const,
+    buckets: STEP_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly rollbacksTotal = new Counter({
+    name: 'berth_rollbacks_total',
+    help: 'Rollbacks by reason (health_check_failed, progress_deadline, manual, hook_failed).',
+    labelNames: ['app', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly buildInfo = new Gauge({
+    name: 'berth_build_info',
+    help: 'Always 1; the version label names the running berth.',
+    labelNames: ['version'] as const,
+    registers: [this.registry],
+  });
+  readonly httpRequestDuration = new Histogram({
+    name: 'berth_http_request_duration_seconds',
+    help: 'API request duration by method, route template and status class.',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: STEP_BUCKETS,
+    registers: [this.registry],
+  });
+
+  constructor(version: string, opts: { processMetrics?: boolean } = {}) {
+    this.buildInfo.set({ version }, 1);
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'berth_' });
+  }
+
+  setPhase(app: string, phase: AppPhase | null): void {
+    for (const p of PHASES) this.rolloutPhase.set({ app, phase: p }, p === phase ? 1 : 0);
+  }
+
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
