@@ -69,6 +69,8 @@ export interface HostSpec {
   hostKey: string | null;
   knownHostsPath: string | null;
   dockerSocket: string;
+  /** Directory on the host where berth keeps per-host state (the proxy's admin socket). */
+  stateDir: string;
 }
 
 export interface ApiConfig {
@@ -103,6 +105,7 @@ export const SEED_DEFAULTS = {
   sshPort: 22,
   user: 'root',
   dockerSocket: '/var/run/docker.sock',
+  stateDir: '/var/lib/berth',
   resyncIntervalMs: 10_000,
   listen: '127.0.0.1:7373',
   proxyImage: 'caddy:2',
