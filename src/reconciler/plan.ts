@@ -1,0 +1,353 @@
+import { containerName } from '../domain/labels.js';
+import type { Condition } from '../domain/release.js';
+import type { ObservedContainer } from '../hosts/host-driver.js';
+import { batchSize, toBatches } from './batches.js';
+import type {
+  Action,
+  DesiredRelease,
+  HostObservation,
+  Plan,
+  PlanInput,
+  PlannedEvent,
+  RolloutRecord,
+  StatusView,
+} from './types.js';
+
+/**
+ * The rules of berth, as one pure function: desired release + what the hosts run +
+ * the rollout record + the clock -> the next actions. No I/O; every decision a
+ * rollout makes is made here and tested table-style in test/unit/plan.test.ts.
+ */
+
+type HostClass = 'updated' | 'pending' | 'failed' | 'unreachable';
+
+interface HostView {
+  host: string;
+  cls: HostClass;
+  /** The container that runs (or will run) the desired release on this host. */
+  target: ObservedContainer | null;
+  /** Running app containers other than the target: still serving, or to be retired. */
+  othersRunning: ObservedContainer[];
+  stopped: ObservedContainer[];
+  error: string | null;
+}
+
+export function newRecord(revision: number, now: number): RolloutRecord {
+  return {
+    revision,
+    startedAt: now,
+    state: 'active',
+    pulled: [],
+    preDeployDone: false,
+    postDeployDone: false,
+    batch: 0,
+    batchNotBefore: 0,
+    hosts: {},
+    failure: null,
+    finishedAt: null,
+  };
+}
+
+/** A container can serve the desired release when version and container config both match. */
+export function pickTarget(containers: ObservedContainer[], desired: DesiredRelease): ObservedContainer | null {
+  const candidates = containers.filter(
+    (c) => c.role === 'app' && c.version === desired.version && c.configHash === desired.configHash,
+  );
+  candidates.sort(
+    (a, b) => Number(b.running) - Number(a.running) || b.revision - a.revision || b.createdAt - a.createdAt,
+  );
+  return candidates[0] ?? null;
+}
+
+function viewHost(host: string, obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
+  if (!obs || !obs.reachable) {
+    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed' };
+  }
+  const apps = obs.containers.filter((c) => c.role === 'app');
+  const target = pickTarget(apps, desired);
+  const othersRunning = apps.filter((c) => c.running && c.id !== target?.id);
+  const stopped = apps.filter((c) => !c.running && c.id !== target?.id);
+  const state = record.hosts[host];
+  let cls: HostClass = 'pending';
+  if (state?.step === 'failed') cls = 'failed';
+  else if (target?.running && state?.step === 'switched' && state.containerId === target.id) cls = 'updated';
+  return { host, cls, target, othersRunning, stopped, error: state?.step === 'failed' ? state.message : null };
+}
+
+/** Stopped containers past the newest `retain` (the target never counts: it is in use). */
+function prunable(view: HostView, retain: number): string[] {
+  return [...view.stopped]
+    .sort((a, b) => b.createdAt - a.createdAt || b.revision - a.revision)
+    .slice(retain)
+    .map((c) => c.id);
+}
+
+function cleanupActions(views: HostView[], retain: number, busy: Set<string>): Action[] {
+  const actions: Action[] = [];
+  for (const v of views) {
+    if (v.cls === 'unreachable' || busy.has(v.host)) continue;
+    // Old containers stop only once the host's traffic is on a healthy new one.
+    if (v.cls === 'updated' && v.othersRunning.length > 0) {
+      actions.push({ type: 'retire', host: v.host, containerIds: v.othersRunning.map((c) => c.id) });
+    }
+    if (v.cls === 'failed' && v.target) {
+      actions.push({ type: 'remove', host: v.host, containerIds: [v.target.id], why: 'failed' });
+    }
+    const old = prunable(v, retain);
+    if (old.length > 0) actions.push({ type: 'remove', host: v.host, containerIds: old, why: 'prune' });
+  }
+  return actions;
+}
+
+function condition(type: string, status: Condition['status'], reason: string, message: string, previous: Condition[], now: number): Condition {
+  const before = previous.find((c) => c.type === type);
+  const unchanged = before && before.status === status && before.reason === reason;
+  return {
+    type,
+    status,
+    reason,
+    message,
+    lastTransitionTime: unchanged ? before.lastTransitionTime : new Date(now).toISOString(),
+  };
+}
+
+function statusView(input: PlanInput, desired: DesiredRelease, record: RolloutRecord, views: HostView[]): StatusView {
+  const updated = views.filter((v) => v.cls === 'updated').length;
+  const total = views.length;
+  const unreachable = views.filter((v) => v.cls === 'unreachable');
+  const failedHosts = views.filter((v) => v.cls === 'failed').length;
+  // With on_failure: continue, hosts that failed within max_failure_ratio do not hold convergence.
+  const converged = record.state === 'complete' && updated + failedHosts === total;
+  let phase: StatusView['phase'];
+  let reason: string;
+  let message: string;
+  if (input.paused || record.state === 'paused') {
+    phase = 'Paused';
+    reason = record.failure?.reason ?? 'Paused';
+    message = record.failure?.message ?? `rollout of revision ${desired.revision} paused by the operator`;
+  } else if (record.state === 'failed') {
+    phase = 'Failed';
+    reason = record.failure?.reason ?? 'Failed';
+    message = record.failure?.message ?? 'rollout failed';
+  } else if (converged) {
+    phase = desired.reason === 'rollback' ? 'RolledBack' : 'Complete';
+    reason = desired.reason === 'rollback' ? 'RolledBack' : 'Complete';
+    message = `revision ${desired.revision} (${desired.version}) serves on ${updated}/${total} hosts` + (failedHosts ? ` (${failedHosts} failed)` : '');
+  } else {
+    phase = 'Progressing';
+    reason = updated === 0 ? 'NewReleaseCreated' : 'HostUpdated';
+    message = `revision ${desired.revision} (${desired.version}) on ${updated}/${total} hosts`;
+  }
+  const prev = input.previousConditions;
+  const conditions: Condition[] = [
+    condition('Progressing', phase === 'Progressing' || phase === 'Paused' ? 'True' : 'False', reason, message, prev, input.now),
+    condition(
+      'Available',
+      views.every((v) => v.cls === 'unreachable' || v.target?.running || v.othersRunning.length > 0) ? 'True' : 'False',
+      updated === total ? 'AllHostsUpdated' : 'ServingMixedOrPrevious',
+      `${updated}/${total} hosts serve revision ${desired.revision}`,
+      prev,
+      input.now,
+    ),
+    condition(
+      'HostsReachable',
+      unreachable.length === 0 ? 'True' : 'False',
+      unreachable.length === 0 ? 'AllReachable' : 'HostUnreachable',
+      unreachable.length === 0 ? 'every host answered' : unreachable.map((v) => `${v.host}: ${v.error}`).join('; '),
+      prev,
+      input.now,
+    ),
+  ];
+  const hosts = views.map((v) => {
+    const obs = input.observed.find((o) => o.host === v.host);
+    const serving = v.cls === 'updated' ? v.target : (v.othersRunning[0] ?? null);
+    return {
+      host: v.host,
+      version: serving?.version ?? null,
+      revision: serving?.revision ?? null,
+      containerId: serving?.id ?? null,
+      health: v.cls === 'updated' ? ('healthy' as const) : v.cls === 'failed' ? ('unhealthy' as const) : ('unknown' as const),
+      lastError: obs && !obs.reachable ? obs.error : v.error,
+    };
+  });
+  return {
+    phase,
+    conditions,
+    hosts,
+    observedRevision: converged ? desired.revision : (input.stable?.revision ?? null),
+    hostsUpdated: updated,
+    hostsTotal: total,
+  };
+}
+
+function fail(record: RolloutRecord, reason: string, message: string, now: number): RolloutRecord {
+  return { ...record, state: 'failed', failure: { reason, message }, finishedAt: now };
+}
+
+/**
+ * Applies on_failure once a host failed (or the deadline passed): roll the fleet back
+ * to the stable release, pause, or carry on while the failure ratio allows.
+ */
+function onFailure(
+  input: PlanInput,
+  desired: DesiredRelease,
+  record: RolloutRecord,
+  views: HostView[],
+  reason: string,
+  message: string,
+  events: PlannedEvent[],
+): { record: RolloutRecord; pause: boolean } {
+  const policy = desired.spec.rollout.onFailure;
+  if (policy === 'continue' && reason === 'HealthCheckFailed') {
+    const failedShare = views.filter((v) => v.cls === 'failed').length / views.length;
+    if (failedShare <= desired.spec.rollout.maxFailureRatio) return { record, pause: false };
+  }
+  if (policy === 'pause') {
+    events.push({ type: 'RolloutPaused', message: `${message}; paused (on_failure: pause)` });
+    return { record: { ...record, state: 'paused', failure: { reason, message } }, pause: true };
+  }
+  events.push({ type: 'RolloutFailed', message });
+  return { record: fail(record, reason, message, input.now), pause: false };
+}
+
+function rollbackAction(
+  input: PlanInput,
+  desired: DesiredRelease,
+  record: RolloutRecord,
+): Extract<Action, { type: 'createRollback' }> | null {
+  const stable = input.stable;
+  if (record.state !== 'failed' || desired.spec.rollout.onFailure !== 'rollback') return null;
+  // Only a release that touched hosts needs undoing; a failed pull or hook changed nothing.
+  const reason = record.failure?.reason;
+  if (reason !== 'HealthCheckFailed' && reason !== 'ProgressDeadlineExceeded') return null;
+  // A failed rollback is not rolled back again; a release equal to the stable one has nowhere to go.
+  if (desired.reason === 'rollback' || !stable || stable.revision >= desired.revision) return null;
+  return {
+    type: 'createRollback',
+    toVersion: stable.version,
+    toRevision: stable.revision,
+    reason: reason === 'ProgressDeadlineExceeded' ? 'progress_deadline' : 'health_check_failed',
+  };
+}
+
+export function plan(input: PlanInput): Plan {
+  const { desired, now } = input;
+  if (!desired) {
+    return {
+      actions: [],
+      record: null,
+      events: [],
+      requeueAfterMs: null,
+      status: { phase: null, conditions: [], hosts: [], observedRevision: null, hostsUpdated: 0, hostsTotal: 0 },
+    };
+  }
+  const spec = desired.spec;
+  const events: PlannedEvent[] = [];
+  let record = input.record;
+  if (!record || record.revision !== desired.revision) {
+    record = newRecord(desired.revision, now);
+    events.push({ type: 'NewReleaseCreated', message: `rolling out revision ${desired.revision} (${desired.version}) to ${spec.hosts.length} hosts` });
+  }
+  let pause = false;
+  // The operator's resume lifts a pause that a failure imposed: failed hosts get another try.
+  if (record.state === 'paused' && !input.paused) {
+    record = { ...record, state: 'active', failure: null, hosts: Object.fromEntries(Object.entries(record.hosts).filter(([, h]) => h.step !== 'failed')) };
+    events.push({ type: 'RolloutResumed', message: `rollout of revision ${desired.revision} resumed` });
+  }
+
+  const byHost = new Map(input.observed.map((o) => [o.host, o]));
+  let views = spec.hosts.map((h) => viewHost(h, byHost.get(h), desired, record!));
+  const actions: Action[] = [];
+  let requeueAfterMs: number | null = null;
+  const busy = new Set<string>();
+
+  if (record.state === 'active' && !input.paused) {
+    const failed = views.filter((v) => v.cls === 'failed');
+    const pendingReachable = views.filter((v) => v.cls === 'pending');
+    if (failed.length > 0) {
+      const msg = failed.map((v) => `${v.host}: ${v.error}`).join('; ');
+      ({ record, pause } = onFailure(input, desired, record, views, 'HealthCheckFailed', msg, events));
+    } else if (pendingReachable.length > 0 && now - record.startedAt > spec.rollout.progressDeadlineMs) {
+      const msg = `revision ${desired.revision} did not finish within its progress deadline (${spec.rollout.progressDeadlineMs} ms)`;
+      ({ record, pause } = onFailure(input, desired, record, views, 'ProgressDeadlineExceeded', msg, events));
+    }
+  }
+
+  if ((record.state === 'active' || record.state === 'complete') && !input.paused) {
+    const step = nextRolloutStep(input, desired, record, views, events);
+    record = step.record;
+    actions.push(...step.actions);
+    requeueAfterMs = step.requeueAfterMs;
+    for (const a of step.actions) if (a.type === 'updateHost' || a.type === 'pull' || a.type === 'hook') busy.add(a.host);
+    views = spec.hosts.map((h) => viewHost(h, byHost.get(h), desired, record!));
+  }
+
+  const rollback = rollbackAction(input, desired, record);
+  if (rollback) {
+    actions.push(rollback);
+    events.push({ type: 'RollbackStarted', message: `rolling the fleet back to revision ${rollback.toRevision} (${rollback.toVersion})` });
+  }
+  if (!input.paused) actions.push(...cleanupActions(views, spec.retainContainers, busy));
+
+  const status = statusView(input, desired, record, views);
+  return { actions, record, status, events, requeueAfterMs, ...(pause ? { pauseApp: true as const } : {}) };
+}
+
+/** Pre-pull, pre_deploy hook, batches with delay, post_deploy hook, completion. */
+function nextRolloutStep(
+  input: PlanInput,
+  desired: DesiredRelease,
+  record: RolloutRecord,
+  views: HostView[],
+  events: PlannedEvent[],
+): { record: RolloutRecord; actions: Action[]; requeueAfterMs: number | null } {
+  const { now } = input;
+  const spec = desired.spec;
+  const reachable = views.filter((v) => v.cls !== 'unreachable');
+  const isDeploy = desired.reason === 'deploy';
+  const wait = (ms: number) => ({ record, actions: [] as Action[], requeueAfterMs: ms });
+
+  if (record.state === 'active') {
+    const toPull = reachable.filter((v) => v.cls === 'pending' && !v.target && !record.pulled.includes(v.host));
+    if (toPull.length > 0) return { record, actions: toPull.map((v) => ({ type: 'pull', host: v.host })), requeueAfterMs: 0 };
+
+    if (isDeploy && spec.hooks.preDeploy.length > 0 && !record.preDeployDone) {
+      const first = reachable[0];
+      if (!first) return wait(0);
+      return { record, actions: [{ type: 'hook', host: first.host, phase: 'pre_deploy' }], requeueAfterMs: 0 };
+    }
+  }
+
+  const batches = toBatches(views, batchSize(spec.rollout.parallelism, views.length));
+  const current = batches.findIndex((b) => b.some((v) => v.cls === 'pending'));
+  if (current === -1) {
+    if (record.state === 'complete') return { record, actions: [], requeueAfterMs: null };
+    if (views.some((v) => v.cls === 'unreachable')) return { record, actions: [], requeueAfterMs: null };
+    if (isDeploy && spec.hooks.postDeploy.length > 0 && !record.postDeployDone) {
+      const first = reachable[0];
+      if (first) return { record, actions: [{ type: 'hook', host: first.host, phase: 'post_deploy' }], requeueAfterMs: 0 };
+    }
+    const updated = views.filter((v) => v.cls === 'updated').length;
+    events.push({ type: 'RolloutComplete', message: `revision ${desired.revision} (${desired.version}) serves on ${updated}/${views.length} hosts` });
+    return { record: { ...record, state: 'complete', finishedAt: now }, actions: [], requeueAfterMs: null };
+  }
+
+  let next = record;
+  if (current !== record.batch) {
+    // Drift repair after completion goes straight on; a live rollout waits `delay` between batches.
+    const delay = current > record.batch && record.state === 'active' ? spec.rollout.delayMs : 0;
+    next = { ...record, batch: current, batchNotBefore: now + delay };
+  }
+  if (now < next.batchNotBefore) return { record: next, actions: [], requeueAfterMs: next.batchNotBefore - now };
+
+  const actions: Action[] = batches[current]!
+    .filter((v) => v.cls === 'pending')
+    .map((v) => ({
+      type: 'updateHost',
+      host: v.host,
+      existingContainerId: v.target?.id ?? null,
+      containerName: containerName(input.app, desired.revision),
+      pull: !v.target && !next.pulled.includes(v.host),
+    }));
+  return { record: next, actions, requeueAfterMs: 0 };
+}

@@ -1,0 +1,362 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ObservedContainer } from '../../src/hosts/host-driver.js';
+import { newRecord, plan } from '../../src/reconciler/plan.js';
+import { applyResults } from '../../src/reconciler/results.js';
+import type { Action, HostObservation, PlanInput, RolloutRecord } from '../../src/reconciler/types.js';
+import { makeContainer, makeDesired, makeSpec } from '../support/fixtures.js';
+
+/**
+ * The planner, scenario by scenario. Each case is a fleet as observed plus the
+ * rollout record; the assertions are the actions (and record/status) it decides.
+ */
+const NOW = 1_000_000;
+const v1 = makeDesired(1, 'v1');
+const v2 = makeDesired(2, 'v2');
+
+function observe(byHost: Record<string, ObservedContainer[] | 'down'>): HostObservation[] {
+  return Object.entries(byHost).map(([host, cs]) =>
+    cs === 'down' ? { host, reachable: false, error: 'connect ETIMEDOUT' } : { host, reachable: true, containers: cs },
+  );
+}
+
+function input(overrides: Partial<PlanInput>): PlanInput {
+  return {
+    app: 'web',
+    desired: v2,
+    stable: { revision: 1, version: 'v1' },
+    observed: [],
+    record: null,
+    paused: false,
+    now: NOW,
+    previousConditions: [],
+    ...overrides,
+  };
+}
+
+/** A record for revision 2 past pre-pull, with the given hosts switched. */
+function record(overrides: Partial<RolloutRecord> = {}): RolloutRecord {
+  return { ...newRecord(2, NOW - 1000), pulled: ['h1', 'h2', 'h3'], ...overrides };
+}
+
+const types = (actions: Action[]) => actions.map((a) => `${a.type}:${'host' in a ? a.host : ''}`).sort();
+
+describe('plan: steady state', () => {
+  it('does nothing without a desired release', () => {
+    const p = plan(input({ desired: null }));
+    assert.deepEqual(p.actions, []);
+    assert.equal(p.status.phase, null);
+  });
+
+  it('does nothing when the fleet is converged', () => {
+    const c = { h1: makeContainer(2, 'v2'), h2: makeContainer(2, 'v2'), h3: makeContainer(2, 'v2') };
+    const rec = record({
+      state: 'complete',
+      hosts: Object.fromEntries(Object.entries(c).map(([h, x]) => [h, { step: 'switched' as const, containerId: x.id, at: NOW }])),
+    });
+    const p = plan(input({ record: rec, observed: observe({ h1: [c.h1], h2: [c.h2], h3: [c.h3] }) }));
+    assert.deepEqual(p.actions, []);
+    assert.equal(p.status.phase, 'Complete');
+    assert.equal(p.status.observedRevision, 2);
+    assert.equal(p.status.hostsUpdated, 3);
+  });
+
+  it('repairs drift after completion: a stopped current container is restarted in place', () => {
+    const c = { h1: makeContainer(2, 'v2'), h2: makeContainer(2, 'v2', { running: false }), h3: makeContainer(2, 'v2') };
+    const rec = record({
+      state: 'complete',
+      hosts: Object.fromEntries(Object.entries(c).map(([h, x]) => [h, { step: 'switched' as const, containerId: x.id, at: NOW }])),
+    });
+    const p = plan(input({ record: rec, observed: observe({ h1: [c.h1], h2: [c.h2], h3: [c.h3] }) }));
+    assert.deepEqual(p.actions, [
+      { type: 'updateHost', host: 'h2', existingContainerId: c.h2.id, containerName: 'web-r2', pull: false },
+    ]);
+    assert.equal(p.status.phase, 'Progressing');
+  });
+
+  it('prunes stopped containers beyond retain_containers, oldest first, never the running one', () => {
+    const spec = makeSpec({ hosts: ['h1'], retainContainers: 2 });
+    const desired = makeDesired(6, 'v6', spec);
+    const old = [1, 2, 3, 4, 5].map((r) => makeContainer(r, `v${r}`, { running: false, createdAt: r, spec }));
+    const cur = makeContainer(6, 'v6', { spec, createdAt: 6 });
+    const rec = { ...newRecord(6, NOW), state: 'complete' as const, hosts: { h1: { step: 'switched' as const, containerId: cur.id, at: NOW } } };
+    const p = plan(input({ desired, record: rec, observed: observe({ h1: [...old, cur] }) }));
+    assert.deepEqual(p.actions, [{ type: 'remove', host: 'h1', containerIds: [old[2]!.id, old[1]!.id, old[0]!.id], why: 'prune' }]);
+  });
+
+  it('ignores containers that are not app containers (proxy, hooks)', () => {
+    const proxy = { ...makeContainer(0, 'caddy', { running: true }), role: 'proxy' as const };
+    const p = plan(input({ desired: makeDesired(2, 'v2', makeSpec({ hosts: ['h1'] })), observed: observe({ h1: [proxy] }) }));
+    assert.deepEqual(types(p.actions), ['pull:h1']);
+  });
+});
+
+describe('plan: rolling update', () => {
+  const fleetV1 = () => ({ h1: [makeContainer(1, 'v1')], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] });
+
+  it('a new release starts a rollout record and pre-pulls on every host at once', () => {
+    const p = plan(input({ observed: observe(fleetV1()) }));
+    assert.deepEqual(types(p.actions), ['pull:h1', 'pull:h2', 'pull:h3']);
+    assert.equal(p.record?.revision, 2);
+    assert.equal(p.record?.state, 'active');
+    assert.equal(p.events[0]?.type, 'NewReleaseCreated');
+    assert.equal(p.status.phase, 'Progressing');
+    assert.equal(p.status.conditions.find((c) => c.type === 'Progressing')?.reason, 'NewReleaseCreated');
+  });
+
+  for (const [parallelism, expected] of [
+    [{ kind: 'count', value: 1 }, ['updateHost:h1']],
+    [{ kind: 'count', value: 2 }, ['updateHost:h1', 'updateHost:h2']],
+    [{ kind: 'count', value: 5 }, ['updateHost:h1', 'updateHost:h2', 'updateHost:h3']],
+    [{ kind: 'percent', value: 50 }, ['updateHost:h1', 'updateHost:h2']],
+    [{ kind: 'percent', value: 10 }, ['updateHost:h1']],
+  ] as const) {
+    it(`parallelism ${parallelism.value}${parallelism.kind === 'percent' ? '%' : ''} puts ${expected.length} host(s) in flight`, () => {
+      const spec = makeSpec({ rollout: { ...makeSpec().rollout, parallelism } });
+      const p = plan(input({ desired: makeDesired(2, 'v2', spec), record: record(), observed: observe(fleetV1()) }));
+      assert.deepEqual(types(p.actions), expected);
+    });
+  }
+
+  it('never stops the old container before the new one is healthy and switched', () => {
+    const old = makeContainer(1, 'v1');
+    const fresh = makeContainer(2, 'v2');
+    const p = plan(input({ record: record(), observed: observe({ h1: [old, fresh], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }) }));
+    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h1', existingContainerId: fresh.id, containerName: 'web-r2', pull: false }]);
+  });
+
+  it('retires the old container of a switched host while the next batch starts', () => {
+    const old = makeContainer(1, 'v1');
+    const fresh = makeContainer(2, 'v2');
+    const rec = record({ hosts: { h1: { step: 'switched', containerId: fresh.id, at: NOW } } });
+    const p = plan(input({ record: rec, observed: observe({ h1: [old, fresh], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }) }));
+    assert.deepEqual(types(p.actions), ['retire:h1', 'updateHost:h2']);
+    assert.deepEqual(p.actions.find((a) => a.type === 'retire'), { type: 'retire', host: 'h1', containerIds: [old.id] });
+    assert.equal(p.status.hostsUpdated, 1);
+  });
+
+  it('waits `delay` between batches, then goes on', () => {
+    const spec = makeSpec({ rollout: { ...makeSpec().rollout, delayMs: 10_000 } });
+    const desired = makeDesired(2, 'v2', spec);
+    const fresh = makeContainer(2, 'v2', { spec });
+    const rec = record({ hosts: { h1: { step: 'switched', containerId: fresh.id, at: NOW } } });
+    const observed = observe({ h1: [fresh], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] });
+    const first = plan(input({ desired, record: rec, observed }));
+    assert.deepEqual(first.actions, []);
+    assert.equal(first.requeueAfterMs, 10_000);
+    assert.equal(first.record?.batch, 1);
+    const later = plan(input({ desired, record: first.record, observed, now: NOW + 10_000 }));
+    assert.deepEqual(types(later.actions), ['updateHost:h2']);
+  });
+
+  it('completes when every host serves the release, and reports it', () => {
+    const c = [makeContainer(2, 'v2'), makeContainer(2, 'v2'), makeContainer(2, 'v2')];
+    const rec = record({ hosts: { h1: { step: 'switched', containerId: c[0]!.id, at: NOW }, h2: { step: 'switched', containerId: c[1]!.id, at: NOW }, h3: { step: 'switched', containerId: c[2]!.id, at: NOW } } });
+    const p = plan(input({ record: rec, observed: observe({ h1: [c[0]!], h2: [c[1]!], h3: [c[2]!] }) }));
+    assert.equal(p.record?.state, 'complete');
+    assert.equal(p.record?.finishedAt, NOW);
+    assert.equal(p.status.phase, 'Complete');
+    assert.equal(p.status.observedRevision, 2);
+    assert.ok(p.events.some((e) => e.type === 'RolloutComplete'));
+  });
+
+  it('resumes after a crash between create and start: adopts the created container, no duplicate', () => {
+    const created = makeContainer(2, 'v2', { running: false, state: 'created' });
+    const p = plan(input({ record: record(), observed: observe({ h1: [makeContainer(1, 'v1'), created], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }) }));
+    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h1', existingContainerId: created.id, containerName: 'web-r2', pull: false }]);
+  });
+
+  it('resumes after a crash that lost the record: re-probes and re-switches running new containers', () => {
+    const fresh = makeContainer(2, 'v2');
+    const p = plan(input({ record: null, observed: observe({ h1: [makeContainer(1, 'v1', { running: false }), fresh], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }) }));
+    // h1 needs no pull (its target exists); h2/h3 do.
+    assert.deepEqual(types(p.actions), ['pull:h2', 'pull:h3']);
+  });
+
+  it('skips an unreachable host, keeps going with the others, and does not complete without it', () => {
+    const c2 = makeContainer(2, 'v2');
+    const c3 = makeContainer(2, 'v2');
+    const rec = record({ pulled: ['h2', 'h3'], hosts: { h2: { step: 'switched', containerId: c2.id, at: NOW }, h3: { step: 'switched', containerId: c3.id, at: NOW } } });
+    const p = plan(input({ record: rec, observed: observe({ h1: 'down', h2: [c2], h3: [c3] }) }));
+    assert.deepEqual(p.actions, []);
+    assert.equal(p.record?.state, 'active');
+    assert.equal(p.status.phase, 'Progressing');
+    assert.equal(p.status.conditions.find((c) => c.type === 'HostsReachable')?.status, 'False');
+    assert.match(p.status.hosts[0]!.lastError ?? '', /ETIMEDOUT/);
+    const back = plan(input({ record: rec, observed: observe({ h1: [makeContainer(1, 'v1')], h2: [c2], h3: [c3] }) }));
+    assert.deepEqual(types(back.actions), ['pull:h1']);
+  });
+});
+
+describe('plan: hooks', () => {
+  const hooked = makeSpec({ hooks: { preDeploy: ['migrate'], postDeploy: ['notify'], timeoutMs: 60_000 } });
+
+  it('runs pre_deploy once on the first host after the pull, before any host changes', () => {
+    const desired = makeDesired(2, 'v2', hooked);
+    const observed = observe({ h1: [makeContainer(1, 'v1', { spec: hooked })], h2: [makeContainer(1, 'v1', { spec: hooked })], h3: [makeContainer(1, 'v1', { spec: hooked })] });
+    const p = plan(input({ desired, record: record(), observed }));
+    assert.deepEqual(p.actions, [{ type: 'hook', host: 'h1', phase: 'pre_deploy' }]);
+    const after = plan(input({ desired, record: record({ preDeployDone: true }), observed }));
+    assert.deepEqual(types(after.actions), ['updateHost:h1']);
+  });
+
+  it('a failed pre_deploy hook fails the release and touches nothing (no rollback release either)', () => {
+    const desired = makeDesired(2, 'v2', hooked);
+    const rec = applyResults(
+      record(),
+      [{ action: { type: 'hook', host: 'h1', phase: 'pre_deploy' }, ok: false, stage: 'other', code: 'HOOK_FAILED', message: 'exit code 1', unreachable: false }],
+      NOW,
+    );
+    const observed = observe({ h1: [makeContainer(1, 'v1', { spec: hooked })], h2: [makeContainer(1, 'v1', { spec: hooked })], h3: [makeContainer(1, 'v1', { spec: hooked })] });
+    const p = plan(input({ desired, record: rec, observed }));
+    assert.deepEqual(p.actions, []);
+    assert.equal(p.status.phase, 'Failed');
+    assert.equal(p.status.conditions[0]?.reason, 'HookFailed');
+  });
+
+  it('does not run hooks for a rollback release', () => {
+    const desired = makeDesired(3, 'v1', hooked, 'rollback');
+    const observed = observe({ h1: [makeContainer(2, 'v2', { spec: hooked })], h2: [], h3: [] });
+    const p = plan(input({ desired, record: { ...newRecord(3, NOW), pulled: ['h1', 'h2', 'h3'] }, observed, stable: { revision: 2, version: 'v2' } }));
+    assert.deepEqual(types(p.actions), ['updateHost:h1']);
+  });
+
+  it('runs post_deploy after the last batch, then completes', () => {
+    const desired = makeDesired(2, 'v2', hooked);
+    const c = [1, 2, 3].map(() => makeContainer(2, 'v2', { spec: hooked }));
+    const hosts = { h1: { step: 'switched' as const, containerId: c[0]!.id, at: NOW }, h2: { step: 'switched' as const, containerId: c[1]!.id, at: NOW }, h3: { step: 'switched' as const, containerId: c[2]!.id, at: NOW } };
+    const observed = observe({ h1: [c[0]!], h2: [c[1]!], h3: [c[2]!] });
+    const p = plan(input({ desired, record: record({ preDeployDone: true, hosts }), observed }));
+    assert.deepEqual(p.actions, [{ type: 'hook', host: 'h1', phase: 'post_deploy' }]);
+    const done = plan(input({ desired, record: record({ preDeployDone: true, postDeployDone: true, hosts }), observed }));
+    assert.equal(done.record?.state, 'complete');
+  });
+});
+
+describe('plan: failures and rollback', () => {
+  const failedH2 = (fresh: ObservedContainer, h1: ObservedContainer) =>
+    record({
+      hosts: {
+        h1: { step: 'switched', containerId: h1.id, at: NOW },
+        h2: { step: 'failed', reason: 'HealthCheckFailed', message: 'GET /health: 500 after 10 attempts', at: NOW },
+      },
+    });
+
+  it('on_failure rollback: fails the release, removes the unhealthy container, creates a rollback release', () => {
+    const h1new = makeContainer(2, 'v2');
+    const h2new = makeContainer(2, 'v2');
+    const observed = observe({ h1: [makeContainer(1, 'v1', { running: false }), h1new], h2: [makeContainer(1, 'v1'), h2new], h3: [makeContainer(1, 'v1')] });
+    const p = plan(input({ record: failedH2(h2new, h1new), observed }));
+    assert.equal(p.record?.state, 'failed');
+    assert.equal(p.status.phase, 'Failed');
+    assert.equal(p.status.conditions[0]?.reason, 'HealthCheckFailed');
+    assert.deepEqual(p.actions, [
+      { type: 'createRollback', toVersion: 'v1', toRevision: 1, reason: 'health_check_failed' },
+      { type: 'remove', host: 'h2', containerIds: [h2new.id], why: 'failed' },
+    ]);
+  });
+
+  it('the rollback release reuses the retained stopped container instead of creating one', () => {
+    const retained = makeContainer(1, 'v1', { running: false });
+    const h1new = makeContainer(2, 'v2');
+    const rollback = makeDesired(3, 'v1', makeSpec(), 'rollback');
+    const observed = observe({ h1: [retained, h1new], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] });
+    const p = plan(input({ desired: rollback, stable: { revision: 1, version: 'v1' }, observed }));
+    // No pull anywhere: every host still has a v1 container.
+    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h1', existingContainerId: retained.id, containerName: 'web-r3', pull: false }]);
+  });
+
+  it('a failed rollback release is not rolled back again', () => {
+    const rollback = makeDesired(3, 'v1', makeSpec(), 'rollback');
+    const rec = { ...newRecord(3, NOW), pulled: ['h1', 'h2', 'h3'], hosts: { h1: { step: 'failed' as const, reason: 'HealthCheckFailed' as const, message: 'down', at: NOW } } };
+    const p = plan(input({ desired: rollback, stable: { revision: 1, version: 'v1' }, record: rec, observed: observe({ h1: [], h2: [], h3: [] }) }));
+    assert.equal(p.record?.state, 'failed');
+    assert.ok(!p.actions.some((a) => a.type === 'createRollback'));
+  });
+
+  it('the first release has nothing to roll back to: it just fails', () => {
+    const rec = record({ hosts: { h1: { step: 'failed', reason: 'HealthCheckFailed', message: 'x', at: NOW } } });
+    const p = plan(input({ stable: null, record: rec, observed: observe({ h1: [], h2: [], h3: [] }) }));
+    assert.equal(p.status.phase, 'Failed');
+    assert.ok(!p.actions.some((a) => a.type === 'createRollback'));
+  });
+
+  it('on_failure pause: holds the rollout and pauses the app', () => {
+    const spec = makeSpec({ rollout: { ...makeSpec().rollout, onFailure: 'pause' } });
+    const desired = makeDesired(2, 'v2', spec);
+    const rec = record({ hosts: { h1: { step: 'failed', reason: 'HealthCheckFailed', message: 'x', at: NOW } } });
+    const p = plan(input({ desired, record: rec, observed: observe({ h1: [makeContainer(1, 'v1', { spec })], h2: [makeContainer(1, 'v1', { spec })], h3: [makeContainer(1, 'v1', { spec })] }) }));
+    assert.equal(p.record?.state, 'paused');
+    assert.equal(p.pauseApp, true);
+    assert.equal(p.status.phase, 'Paused');
+    assert.ok(!p.actions.some((a) => a.type === 'updateHost'));
+  });
+
+  it('resume after a failure pause retries the failed host', () => {
+    const spec = makeSpec({ rollout: { ...makeSpec().rollout, onFailure: 'pause' } });
+    const desired = makeDesired(2, 'v2', spec);
+    const rec = record({ state: 'paused', failure: { reason: 'HealthCheckFailed', message: 'x' }, hosts: { h1: { step: 'failed', reason: 'HealthCheckFailed', message: 'x', at: NOW } } });
+    const observed = observe({ h1: [makeContainer(1, 'v1', { spec })], h2: [makeContainer(1, 'v1', { spec })], h3: [makeContainer(1, 'v1', { spec })] });
+    const stillPaused = plan(input({ desired, record: rec, observed, paused: true }));
+    assert.deepEqual(stillPaused.actions, []);
+    const resumed = plan(input({ desired, record: rec, observed, paused: false }));
+    assert.deepEqual(types(resumed.actions), ['updateHost:h1']);
+    assert.equal(resumed.record?.state, 'active');
+  });
+
+  it('on_failure continue: goes on within max_failure_ratio, fails beyond it', () => {
+    const spec = makeSpec({ rollout: { ...makeSpec().rollout, onFailure: 'continue', maxFailureRatio: 0.34 } });
+    const desired = makeDesired(2, 'v2', spec);
+    const observed = observe({ h1: [makeContainer(1, 'v1', { spec })], h2: [makeContainer(1, 'v1', { spec })], h3: [makeContainer(1, 'v1', { spec })] });
+    const oneFailed = record({ hosts: { h1: { step: 'failed', reason: 'HealthCheckFailed', message: 'x', at: NOW } } });
+    const p = plan(input({ desired, record: oneFailed, observed }));
+    assert.equal(p.record?.state, 'active');
+    assert.deepEqual(types(p.actions).filter((t) => t.startsWith('updateHost')), ['updateHost:h2']);
+    const twoFailed = record({ hosts: { ...oneFailed.hosts, h2: { step: 'failed', reason: 'HealthCheckFailed', message: 'y', at: NOW } } });
+    const q = plan(input({ desired, record: twoFailed, observed }));
+    assert.equal(q.record?.state, 'failed');
+    assert.ok(!q.actions.some((a) => a.type === 'createRollback' || a.type === 'updateHost'));
+  });
+
+  it('progress_deadline exceeded fails the rollout and rolls back', () => {
+    const rec = { ...record(), startedAt: NOW - 700_000 };
+    const p = plan(input({ record: rec, observed: observe({ h1: [makeContainer(1, 'v1')], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }) }));
+    assert.equal(p.status.conditions[0]?.reason, 'ProgressDeadlineExceeded');
+    assert.ok(p.actions.some((a) => a.type === 'createRollback' && a.reason === 'progress_deadline'));
+  });
+
+  it('an operator pause holds everything, including cleanup', () => {
+    const old = makeContainer(1, 'v1');
+    const fresh = makeContainer(2, 'v2');
+    const rec = record({ hosts: { h1: { step: 'switched', containerId: fresh.id, at: NOW } } });
+    const p = plan(input({ paused: true, record: rec, observed: observe({ h1: [old, fresh], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }) }));
+    assert.deepEqual(p.actions, []);
+    assert.equal(p.status.phase, 'Paused');
+  });
+});
+
+describe('applyResults', () => {
+  const upd: Action = { type: 'updateHost', host: 'h1', existingContainerId: null, containerName: 'web-r2', pull: true };
+
+  it('records a switched host with its container', () => {
+    const r = applyResults(record(), [{ action: upd, ok: true, containerId: 'abc' }], NOW);
+    assert.deepEqual(r.hosts.h1, { step: 'switched', containerId: 'abc', at: NOW });
+  });
+
+  it('a failed health check marks the host failed', () => {
+    const r = applyResults(record(), [{ action: upd, ok: false, stage: 'health', code: 'HEALTH_CHECK_FAILED', message: '500', unreachable: false }], NOW);
+    assert.equal(r.hosts.h1?.step, 'failed');
+  });
+
+  it('an unreachable host is not counted as a failure of the release', () => {
+    const r = applyResults(record(), [{ action: upd, ok: false, stage: 'start', code: 'HOST_TIMEOUT', message: 'timeout', unreachable: true }], NOW);
+    assert.equal(r.hosts.h1, undefined);
+    assert.equal(r.state, 'active');
+  });
+
+  it('a pull of a missing image fails the release', () => {
+    const r = applyResults(record(), [{ action: { type: 'pull', host: 'h2' }, ok: false, stage: 'pull', code: 'IMAGE_PULL_FAILED', message: 'manifest unknown', unreachable: false }], NOW);
+    assert.equal(r.state, 'failed');
+    assert.equal(r.failure?.reason, 'ImagePullFailed');
+  });
+});
