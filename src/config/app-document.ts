@@ -1,0 +1,70 @@
+/**
+ * AppSpec -> the snake_case document users write (YAML config, `PUT /v1/apps/:app`).
+ * The inverse of validateAppDocument, so `GET /v1/apps/:app` can show a spec in
+ * the same shape it is written in, and what it shows can be PUT back unchanged.
+ */
+import type { AppSpec } from '../domain/app-spec.js';
+import { formatDuration } from './duration.js';
+
+export interface AppDocument {
+  image: string;
+  hosts: string[];
+  port: number;
+  healthcheck: {
+    path: string;
+    port: number;
+    interval: string;
+    timeout: string;
+    max_attempts: number;
+    min_healthy: string;
+  };
+  rollout: {
+    /** A count, or a percentage like "30%". */
+    parallelism: number | string;
+    delay: string;
+    on_failure: string;
+    max_failure_ratio: number;
+    progress_deadline: string;
+  };
+  hooks: { pre_deploy: string[]; post_deploy: string[]; timeout: string };
+  retain_containers: number;
+  stop_timeout: string;
+  proxy?: { port?: number; host?: string; drain_timeout: string };
+  env: Record<string, string>;
+  secrets: string[];
+}
+
+export function appDocument(spec: AppSpec): AppDocument {
+  const { healthcheck: h, rollout: r, hooks } = spec;
+  const doc: AppDocument = {
+    image: spec.image,
+    hosts: [...spec.hosts],
+    port: spec.port,
+    healthcheck: {
+      path: h.path,
+      port: h.port,
+      interval: formatDuration(h.intervalMs),
+      timeout: formatDuration(h.timeoutMs),
+      max_attempts: h.maxAttempts,
+      min_healthy: formatDuration(h.minHealthyMs),
+    },
+    rollout: {
+      parallelism: r.parallelism.kind === 'percent' ? `${r.parallelism.value}%` : r.parallelism.value,
+      delay: formatDuration(r.delayMs),
+      on_failure: r.onFailure,
+      max_failure_ratio: r.maxFailureRatio,
+      progress_deadline: formatDuration(r.progressDeadlineMs),
+    },
+    hooks: { pre_deploy: [...hooks.preDeploy], post_deploy: [...hooks.postDeploy], timeout: formatDuration(hooks.timeoutMs) },
+    retain_containers: spec.retainContainers,
+    stop_timeout: formatDuration(spec.stopTimeoutMs),
+    env: Object.fromEntries(Object.entries(spec.env)),
+    secrets: [...spec.secrets],
+  };
+  if (spec.proxy) {
+    doc.proxy = { drain_timeout: formatDuration(spec.proxy.drainTimeoutMs) };
+    if (spec.proxy.port !== null) doc.proxy.port = spec.proxy.port;
+    if (spec.proxy.host !== null) doc.proxy.host = spec.proxy.host;
+  }
+  return doc;
+}

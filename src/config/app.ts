@@ -1,0 +1,224 @@
+/**
+ * The app document (snake_case, as in the YAML config and the body of
+ * `PUT /v1/apps/:app`) -> AppSpec, with seed defaults filled in.
+ */
+import {
+  SEED_DEFAULTS,
+  type AppSpec,
+  type FailurePolicy,
+  type HealthcheckSpec,
+  type HooksSpec,
+  type Parallelism,
+  type ProxyRouteSpec,
+  type RolloutSpec,
+} from '../domain/app-spec.js';
+import { ConfigError } from '../domain/errors.js';
+import { isAppName, isEnvName, isHostName } from '../domain/naming.js';
+import {
+  check,
+  describe,
+  Issues,
+  keyPath,
+  listOf,
+  readEntries,
+  readEnum,
+  readInteger,
+  readMap,
+  readPort,
+  type Fields,
+  type Read,
+} from './reader.js';
+import { readDuration, readHttpPath, readImageRepository, readRouteHost } from './values.js';
+
+const APP_KEYS = [
+  'image',
+  'hosts',
+  'port',
+  'healthcheck',
+  'rollout',
+  'hooks',
+  'retain_containers',
+  'stop_timeout',
+  'proxy',
+  'env',
+  'secrets',
+] as const;
+const HEALTHCHECK_KEYS = ['path', 'port', 'interval', 'timeout', 'max_attempts', 'min_healthy'] as const;
+const ROLLOUT_KEYS = ['parallelism', 'delay', 'on_failure', 'max_failure_ratio', 'progress_deadline'] as const;
+const HOOKS_KEYS = ['pre_deploy', 'post_deploy', 'timeout'] as const;
+const PROXY_KEYS = ['port', 'host', 'drain_timeout'] as const;
+const FAILURE_POLICIES: readonly FailurePolicy[] = ['rollback', 'pause', 'continue'];
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+/**
+ * Validates one app document. Throws ConfigError listing every problem, each
+ * located under `pathPrefix` (`apps.web` in the config file, `body` for the API).
+ */
+export function validateAppDocument(
+  name: string,
+  doc: unknown,
+  knownHosts: readonly string[],
+  pathPrefix: string = keyPath('apps', name),
+): AppSpec {
+  const issues = new Issues();
+  const spec = readApp(name, doc, knownHosts, pathPrefix, issues);
+  if (!issues.empty) throw new ConfigError(issues.list);
+  return spec;
+}
+
+/** Like validateAppDocument, but records issues instead of throwing (the config validator collects across apps). */
+export function readApp(name: string, doc: unknown, knownHosts: readonly string[], path: string, issues: Issues): AppSpec {
+  if (!isAppName(name)) {
+    issues.add(path, 'invalid app name: expected lowercase letters, digits and "-", starting with a letter, at most 63 characters');
+  }
+  const f = readMap(doc, path, issues, APP_KEYS);
+  // Read in the order the keys are documented, so issues come out in that order too.
+  const image = f.need('image', readImageRepository, '');
+  const hosts = f.need('hosts', readHostList(knownHosts), []);
+  const port = f.get('port', readPort, SEED_DEFAULTS.port);
+  const healthcheck = readHealthcheck(f.raw('healthcheck'), f.at('healthcheck'), f.issues, port);
+  const rollout = readRollout(f.raw('rollout'), f.at('rollout'), f.issues);
+  const hooks = readHooks(f.raw('hooks'), f.at('hooks'), f.issues);
+  const retainContainers = f.get('retain_containers', readInteger(0, 100), SEED_DEFAULTS.retainContainers);
+  const stopTimeoutMs = f.get('stop_timeout', readDuration(0, HOUR), SEED_DEFAULTS.stopTimeoutMs);
+  const proxy = f.has('proxy') ? readProxyRoute(f.raw('proxy'), f.at('proxy'), f.issues) : null;
+  const env = readEnv(f);
+  const secrets = f.get('secrets', readSecrets(env), []);
+  return { name, image, hosts, port, healthcheck, rollout, hooks, retainContainers, stopTimeoutMs, proxy, env, secrets };
+}
+
+function readHostList(knownHosts: readonly string[]): Read<string[]> {
+  const known = knownHosts.length > 0 ? knownHosts.join(', ') : 'none';
+  return (value, path, issues) => {
+    const seen = new Set<string>();
+    const item: Read<string> = (v, p, iss) => {
+      if (typeof v !== 'string' || !isHostName(v)) {
+        iss.add(p, `expected a host name, got ${describe(v)}`);
+      } else if (!knownHosts.includes(v)) {
+        iss.add(p, `unknown host "${v}" (known: ${known})`);
+      } else if (seen.has(v)) {
+        iss.add(p, `duplicate host "${v}"`);
+      } else {
+        seen.add(v);
+        return v;
+      }
+      return undefined;
+    };
+    const hosts = listOf(item, 'a list of host names')(value, path, issues);
+    if (Array.isArray(value) && value.length === 0) issues.add(path, 'expected at least one host');
+    return hosts;
+  };
+}
+
+function readHealthcheck(doc: unknown, path: string, issues: Issues, appPort: number): HealthcheckSpec {
+  const d = SEED_DEFAULTS.healthcheck;
+  const f = readMap(doc, path, issues, HEALTHCHECK_KEYS);
+  return {
+    path: f.get('path', readHttpPath, d.path),
+    // Follows the app's port unless set: the seed's 3000 applies only through the app's default.
+    port: f.get('port', readPort, appPort),
+    intervalMs: f.get('interval', readDuration(100, HOUR), d.intervalMs),
+    timeoutMs: f.get('timeout', readDuration(100, 10 * MINUTE), d.timeoutMs),
+    maxAttempts: f.get('max_attempts', readInteger(1, 1000), d.maxAttempts),
+    minHealthyMs: f.get('min_healthy', readDuration(0, HOUR), d.minHealthyMs),
+  };
+}
+
+const PARALLELISM_EXPECTED = 'expected a positive integer or a percentage like "30%"';
+
+const readParallelism: Read<Parallelism> = (value, path, issues) => {
+  if (Number.isSafeInteger(value) && (value as number) >= 1) return { kind: 'count', value: value as number };
+  const m = typeof value === 'string' ? /^(\d{1,3})%$/.exec(value) : null;
+  if (m) {
+    const pct = Number(m[1]);
+    if (pct >= 1 && pct <= 100) return { kind: 'percent', value: pct };
+    issues.add(path, `expected a percentage from 1% to 100%, got ${describe(value)}`);
+    return undefined;
+  }
+  issues.add(path, `${PARALLELISM_EXPECTED}, got ${describe(value)}`);
+  return undefined;
+};
+
+const readRatio: Read<number> = check('a number from 0 to 1', (v) =>
+  typeof v === 'number' && v >= 0 && v <= 1 ? v : undefined,
+);
+
+function readRollout(doc: unknown, path: string, issues: Issues): RolloutSpec {
+  const d = SEED_DEFAULTS.rollout;
+  const f = readMap(doc, path, issues, ROLLOUT_KEYS);
+  return {
+    parallelism: f.get('parallelism', readParallelism, d.parallelism),
+    delayMs: f.get('delay', readDuration(0, HOUR), d.delayMs),
+    onFailure: f.get('on_failure', readEnum(FAILURE_POLICIES), d.onFailure),
+    maxFailureRatio: f.get('max_failure_ratio', readRatio, d.maxFailureRatio),
+    progressDeadlineMs: f.get('progress_deadline', readDuration(1_000, 24 * HOUR), d.progressDeadlineMs),
+  };
+}
+
+// Hook commands run via `sh -c` inside the app's container, so any string is a
+// command; an empty one is always a mistake (a stray `-` in the YAML list).
+const readCommand: Read<string> = check('a non-empty command string', (v) =>
+  typeof v === 'string' && v.trim() !== '' ? v : undefined,
+);
+const readCommands = listOf(readCommand, 'a list of commands');
+
+function readHooks(doc: unknown, path: string, issues: Issues): HooksSpec {
+  const f = readMap(doc, path, issues, HOOKS_KEYS);
+  return {
+    preDeploy: f.get('pre_deploy', readCommands, []),
+    postDeploy: f.get('post_deploy', readCommands, []),
+    timeoutMs: f.get('timeout', readDuration(1_000, 24 * HOUR), SEED_DEFAULTS.hooks.timeoutMs),
+  };
+}
+
+function readProxyRoute(doc: unknown, path: string, issues: Issues): ProxyRouteSpec {
+  const f = readMap(doc, path, issues, PROXY_KEYS);
+  if (!f.has('port') && !f.has('host')) f.issues.add(path, 'expected port or host (or both)');
+  return {
+    port: f.get<number | null>('port', readPort, null),
+    host: f.get<string | null>('host', readRouteHost, null),
+    drainTimeoutMs: f.get('drain_timeout', readDuration(0, HOUR), SEED_DEFAULTS.proxy.drainTimeoutMs),
+  };
+}
+
+const ENV_NAME_RULE = 'letters, digits and "_", not starting with a digit';
+
+function readEnv(f: Fields): Record<string, string> {
+  const entries: Array<[string, string]> = [];
+  for (const [key, value] of readEntries(f.raw('env'), f.at('env'), f.issues)) {
+    const path = keyPath(f.at('env'), key);
+    if (!isEnvName(key)) {
+      f.issues.add(path, `invalid variable name: expected ${ENV_NAME_RULE}`);
+    } else if (typeof value !== 'string') {
+      // YAML turns `PORT: 3000` and `DEBUG: true` into a number and a boolean; say how to fix it.
+      const hint = typeof value === 'number' || typeof value === 'boolean' ? ` (quote it: "${String(value)}")` : '';
+      f.issues.add(path, `expected a string, got ${describe(value)}${hint}`);
+    } else {
+      entries.push([key, value]);
+    }
+  }
+  // fromEntries defines own properties, so even a key like `__proto__` stays plain data.
+  return Object.fromEntries(entries);
+}
+
+function readSecrets(env: Record<string, string>): Read<string[]> {
+  return (value, path, issues) => {
+    const seen = new Set<string>();
+    const item: Read<string> = (v, p, iss) => {
+      if (typeof v !== 'string' || !isEnvName(v)) {
+        iss.add(p, `expected a variable name (${ENV_NAME_RULE}), got ${describe(v)}`);
+      } else if (Object.hasOwn(env, v)) {
+        iss.add(p, `"${v}" is also set in env; a variable is either in env or in secrets`);
+      } else if (seen.has(v)) {
+        iss.add(p, `duplicate secret "${v}"`);
+      } else {
+        seen.add(v);
+        return v;
+      }
+      return undefined;
+    };
+    return listOf(item, 'a list of variable names')(value, path, issues);
+  };
+}

@@ -1,0 +1,81 @@
+/**
+ * Validation entry points. A document (parsed YAML or an API body) is walked
+ * once, every problem is collected with its key path, and either a normalised
+ * value comes back or a ConfigError listing all of them is thrown.
+ * Unknown keys are errors everywhere: a misspelt key silently falling back to
+ * a default is the worst kind of config bug.
+ */
+import { homedir } from 'node:os';
+import { SEED_DEFAULTS, type ApiConfig, type AppSpec, type BerthConfig, type HostSpec } from '../domain/app-spec.js';
+import { ConfigError } from '../domain/errors.js';
+import { readApp } from './app.js';
+import { readHost, type PathContext } from './host.js';
+import { type Fields, Issues, isMap, keyPath, readBoolean, readEntries, readMap } from './reader.js';
+import { findRouteConflict } from './routes.js';
+import { readDuration, readImageReference, readListen, readToken } from './values.js';
+
+export { validateAppDocument } from './app.js';
+
+export interface ValidateOptions {
+  /** What `~` in local paths expands to. Default: the current user's home directory. */
+  homeDir?: string;
+  /** Relative local paths (ssh_key, known_hosts) are resolved from here. Default: process.cwd(); loadConfig passes the config file's directory. */
+  baseDir?: string;
+}
+
+const TOP_KEYS = ['hosts', 'proxy', 'api', 'controller', 'apps'] as const;
+
+/** The whole config document -> BerthConfig. An empty document (null) is an empty config with defaults. */
+export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {}): BerthConfig {
+  const ctx: PathContext = { homeDir: opts.homeDir ?? homedir(), baseDir: opts.baseDir ?? process.cwd() };
+  const issues = new Issues();
+  const top = readMap(doc, '', issues, TOP_KEYS);
+
+  const hosts: Array<[string, HostSpec]> = readEntries(top.raw('hosts'), 'hosts', issues).map(([name, hostDoc]) => [
+    name,
+    readHost(name, hostDoc, keyPath('hosts', name), issues, ctx),
+  ]);
+  // Every declared host name counts as known, even one with its own errors, so a
+  // single broken host is not reported again under every app that uses it.
+  const hostsDoc = top.raw('hosts');
+  const knownHosts = isMap(hostsDoc) ? Object.keys(hostsDoc) : [];
+
+  const apps: AppSpec[] = [];
+  for (const [name, appDoc] of readEntries(top.raw('apps'), 'apps', issues)) {
+    const path = keyPath('apps', name);
+    const app = readApp(name, appDoc, knownHosts, path, issues);
+    const conflict = findRouteConflict(app, apps);
+    if (conflict) issues.add(keyPath(path, 'proxy'), conflict);
+    apps.push(app);
+  }
+
+  const config: BerthConfig = {
+    hosts: Object.fromEntries(hosts),
+    proxy: readProxy(top, issues),
+    apps: Object.fromEntries(apps.map((a) => [a.name, a])),
+    api: readApi(top, issues),
+    controller: readController(top, issues),
+  };
+  if (!issues.empty) throw new ConfigError(issues.list);
+  return config;
+}
+
+function readProxy(top: Fields, issues: Issues): BerthConfig['proxy'] {
+  const f = readMap(top.raw('proxy'), 'proxy', issues, ['image']);
+  return { image: f.get('image', readImageReference, SEED_DEFAULTS.proxyImage) };
+}
+
+function readApi(top: Fields, issues: Issues): ApiConfig {
+  const f = readMap(top.raw('api'), 'api', issues, ['listen', 'token', 'open_reads']);
+  return {
+    listen: f.get('listen', readListen, SEED_DEFAULTS.listen),
+    token: f.get<string | null>('token', readToken, null),
+    openReads: f.get('open_reads', readBoolean, false),
+  };
+}
+
+function readController(top: Fields, issues: Issues): BerthConfig['controller'] {
+  const f = readMap(top.raw('controller'), 'controller', issues, ['resync_interval']);
+  const d = SEED_DEFAULTS.resyncIntervalMs;
+  return { resyncIntervalMs: f.get('resync_interval', readDuration(1_000, 3_600_000), d) };
+}

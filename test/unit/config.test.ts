@@ -1,0 +1,716 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { SEED_DEFAULTS, type AppSpec, type BerthConfig } from '../../src/domain/app-spec.js';
+import { ConfigError } from '../../src/domain/errors.js';
+import { appDocument } from '../../src/config/app-document.js';
+import { formatDuration, parseDuration } from '../../src/config/duration.js';
+import { applyEnv, loadConfig, parseYaml } from '../../src/config/load.js';
+import { validateAppDocument, validateConfigDocument } from '../../src/config/validate.js';
+
+const FP = 'SHA256:XC9kx/Ie/V+149akmavl6sskiub28AhTh8mgVtEO9f0';
+const OPTS = { homeDir: '/home/op', baseDir: '/etc/berth' };
+
+/** Three valid remote hosts, so app cases only exercise the app. */
+const HOSTS = `
+hosts:
+  h1: { address: 10.77.0.11, host_key: "${FP}" }
+  h2: { address: 10.77.0.12, host_key: "${FP}" }
+  h3: { address: 10.77.0.13, host_key: "${FP}" }
+`;
+
+/** An app `web` on the three hosts, with `extra` YAML lines (already indented 4) added. */
+function web(extra = ''): string {
+  return `${HOSTS}apps:\n  web:\n    image: 10.77.0.1:5000/web\n    hosts: [h1, h2, h3]\n${extra}`;
+}
+
+/** The `path: message` lines a document is rejected with ([] when it is valid). */
+function errorsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.issues.map((i) => `${i.path}: ${i.message}`);
+    throw err;
+  }
+  return [];
+}
+
+const configErrors = (yaml: string): string[] => errorsOf(() => validateConfigDocument(parseYaml(yaml), OPTS));
+
+describe('parseDuration / formatDuration', () => {
+  const valid: Array<[string, number]> = [
+    ['0s', 0],
+    ['0ms', 0],
+    ['500ms', 500],
+    ['5s', 5_000],
+    ['1.5s', 1_500],
+    ['1.1s', 1_100],
+    ['2m', 120_000],
+    ['1h', 3_600_000],
+    ['1m30s', 90_000],
+    ['1h2m3s4ms', 3_723_004],
+    ['0.5m', 30_000],
+    ['10m', 600_000],
+  ];
+  for (const [s, ms] of valid) test(`"${s}" = ${ms}ms`, () => assert.equal(parseDuration(s), ms));
+
+  const invalid = ['', '5', '0', 'fast', '5 s', ' 5s', '5s ', '-5s', '+5s', '5S', '.5s', '5.s', '1d', '5sec', '30s1m', '5s5s', '1s1h', '0.5ms', '1.0005s', 'ms', '1e3ms', '1_000ms'];
+  for (const s of invalid) test(`"${s}" is not a duration`, () => assert.equal(parseDuration(s), null));
+
+  const formatted: Array<[number, string]> = [
+    [0, '0s'],
+    [1, '1ms'],
+    [500, '500ms'],
+    [1_500, '1s500ms'],
+    [5_000, '5s'],
+    [90_000, '1m30s'],
+    [600_000, '10m'],
+    [3_600_000, '1h'],
+    [3_723_004, '1h2m3s4ms'],
+  ];
+  for (const [ms, s] of formatted) test(`format ${ms} = "${s}"`, () => assert.equal(formatDuration(ms), s));
+
+  test('format then parse gives the same milliseconds', () => {
+    for (const ms of [0, 1, 999, 1_000, 59_999, 60_001, 3_599_999, 86_400_000, 123_456_789]) {
+      assert.equal(parseDuration(formatDuration(ms)), ms);
+    }
+  });
+});
+
+describe('malformed configs: every one rejected with the exact issue', () => {
+  const cases: Array<{ name: string; yaml: string; errors: string[] }> = [
+    { name: 'unknown top-level key', yaml: `${web()}bogus: 1\n`, errors: ['bogus: unknown key'] },
+    { name: 'unknown app key', yaml: web('    bogus: 1\n'), errors: ['apps.web.bogus: unknown key'] },
+    {
+      name: 'misspelt key gets a hint',
+      yaml: web('    helthcheck: { path: /up }\n'),
+      errors: ['apps.web.helthcheck: unknown key (did you mean healthcheck?)'],
+    },
+    {
+      name: 'camelCase key gets the snake_case hint',
+      yaml: web('    healthcheck: { maxAttempts: 3 }\n'),
+      errors: ['apps.web.healthcheck.maxAttempts: unknown key (did you mean max_attempts?)'],
+    },
+    { name: 'missing image', yaml: `${HOSTS}apps:\n  web: { hosts: [h1] }\n`, errors: ['apps.web.image: required'] },
+    {
+      name: 'missing hosts',
+      yaml: `${HOSTS}apps:\n  web: { image: web }\n`,
+      errors: ['apps.web.hosts: required'],
+    },
+    {
+      name: 'empty app',
+      yaml: `${HOSTS}apps:\n  web:\n`,
+      errors: ['apps.web.image: required', 'apps.web.hosts: required'],
+    },
+    {
+      name: 'app is not a map',
+      yaml: `${HOSTS}apps:\n  web: [h1]\n`,
+      errors: ['apps.web: expected a map, got a list'],
+    },
+    {
+      name: 'invalid app name',
+      yaml: `${HOSTS}apps:\n  Web: { image: web, hosts: [h1] }\n`,
+      errors: ['apps.Web: invalid app name: expected lowercase letters, digits and "-", starting with a letter, at most 63 characters'],
+    },
+    {
+      name: 'image with a tag',
+      yaml: `${HOSTS}apps:\n  web: { image: "web:v1", hosts: [h1] }\n`,
+      errors: ['apps.web.image: expected an image repository without tag or digest, like "10.77.0.1:5000/web", got "web:v1"'],
+    },
+    {
+      name: 'unknown host',
+      yaml: `${HOSTS}apps:\n  web: { image: web, hosts: [h1, h2, h9] }\n`,
+      errors: ['apps.web.hosts[2]: unknown host "h9" (known: h1, h2, h3)'],
+    },
+    {
+      name: 'duplicate host',
+      yaml: `${HOSTS}apps:\n  web: { image: web, hosts: [h1, h1] }\n`,
+      errors: ['apps.web.hosts[1]: duplicate host "h1"'],
+    },
+    {
+      name: 'empty host list',
+      yaml: `${HOSTS}apps:\n  web: { image: web, hosts: [] }\n`,
+      errors: ['apps.web.hosts: expected at least one host'],
+    },
+    {
+      name: 'hosts is a string',
+      yaml: `${HOSTS}apps:\n  web: { image: web, hosts: h1 }\n`,
+      errors: ['apps.web.hosts: expected a list of host names, got "h1"'],
+    },
+    { name: 'port 0', yaml: web('    port: 0\n'), errors: ['apps.web.port: expected an integer from 1 to 65535, got 0'] },
+    {
+      name: 'port as a string',
+      yaml: web('    port: "3000"\n'),
+      errors: ['apps.web.port: expected an integer from 1 to 65535, got "3000"'],
+    },
+    {
+      name: 'healthcheck interval not a duration',
+      yaml: web('    healthcheck: { interval: fast }\n'),
+      errors: ['apps.web.healthcheck.interval: expected a duration like "5s", got "fast"'],
+    },
+    {
+      name: 'healthcheck interval without a unit',
+      yaml: web('    healthcheck: { interval: 5 }\n'),
+      errors: ['apps.web.healthcheck.interval: expected a duration like "5s", got 5 (durations need a unit: ms, s, m or h)'],
+    },
+    {
+      name: 'healthcheck interval too short',
+      yaml: web('    healthcheck: { interval: 50ms }\n'),
+      errors: ['apps.web.healthcheck.interval: expected a duration from 100ms to 1h, got "50ms"'],
+    },
+    {
+      name: 'healthcheck max_attempts 0',
+      yaml: web('    healthcheck: { max_attempts: 0 }\n'),
+      errors: ['apps.web.healthcheck.max_attempts: expected an integer from 1 to 1000, got 0'],
+    },
+    {
+      name: 'healthcheck path without a slash',
+      yaml: web('    healthcheck: { path: health }\n'),
+      errors: ['apps.web.healthcheck.path: expected an HTTP path starting with "/", got "health"'],
+    },
+    {
+      name: 'healthcheck is a string',
+      yaml: web('    healthcheck: /health\n'),
+      errors: ['apps.web.healthcheck: expected a map, got "/health"'],
+    },
+    {
+      name: 'parallelism 0',
+      yaml: web('    rollout: { parallelism: 0 }\n'),
+      errors: ['apps.web.rollout.parallelism: expected a positive integer or a percentage like "30%", got 0'],
+    },
+    {
+      name: 'parallelism fractional',
+      yaml: web('    rollout: { parallelism: 1.5 }\n'),
+      errors: ['apps.web.rollout.parallelism: expected a positive integer or a percentage like "30%", got 1.5'],
+    },
+    {
+      name: 'parallelism 0%',
+      yaml: web('    rollout: { parallelism: 0% }\n'),
+      errors: ['apps.web.rollout.parallelism: expected a percentage from 1% to 100%, got "0%"'],
+    },
+    {
+      name: 'parallelism 150%',
+      yaml: web('    rollout: { parallelism: 150% }\n'),
+      errors: ['apps.web.rollout.parallelism: expected a percentage from 1% to 100%, got "150%"'],
+    },
+    {
+      name: 'on_failure not a policy',
+      yaml: web('    rollout: { on_failure: explode }\n'),
+      errors: ['apps.web.rollout.on_failure: expected one of rollback, pause, continue, got "explode"'],
+    },
+    {
+      name: 'max_failure_ratio above 1',
+      yaml: web('    rollout: { max_failure_ratio: 1.5 }\n'),
+      errors: ['apps.web.rollout.max_failure_ratio: expected a number from 0 to 1, got 1.5'],
+    },
+    {
+      name: 'progress_deadline too short',
+      yaml: web('    rollout: { progress_deadline: 500ms }\n'),
+      errors: ['apps.web.rollout.progress_deadline: expected a duration from 1s to 24h, got "500ms"'],
+    },
+    {
+      name: 'empty hook command',
+      yaml: web('    hooks: { pre_deploy: ["bin/migrate", ""] }\n'),
+      errors: ['apps.web.hooks.pre_deploy[1]: expected a non-empty command string, got ""'],
+    },
+    {
+      name: 'hook commands not a list',
+      yaml: web('    hooks: { post_deploy: bin/notify }\n'),
+      errors: ['apps.web.hooks.post_deploy: expected a list of commands, got "bin/notify"'],
+    },
+    {
+      name: 'retain_containers too many',
+      yaml: web('    retain_containers: 101\n'),
+      errors: ['apps.web.retain_containers: expected an integer from 0 to 100, got 101'],
+    },
+    {
+      name: 'stop_timeout too long',
+      yaml: web('    stop_timeout: 2h\n'),
+      errors: ['apps.web.stop_timeout: expected a duration of at most 1h, got "2h"'],
+    },
+    {
+      name: 'proxy without port or host',
+      yaml: web('    proxy: { drain_timeout: 5s }\n'),
+      errors: ['apps.web.proxy: expected port or host (or both)'],
+    },
+    {
+      name: 'proxy port out of range',
+      yaml: web('    proxy: { port: 70000 }\n'),
+      errors: ['apps.web.proxy.port: expected an integer from 1 to 65535, got 70000'],
+    },
+    {
+      name: 'proxy host not a host name',
+      yaml: web('    proxy: { host: "app example.com" }\n'),
+      errors: ['apps.web.proxy.host: expected a host name like "app.example.com", got "app example.com"'],
+    },
+    {
+      name: 'env value is a number',
+      yaml: web('    env: { WORKERS: 4 }\n'),
+      errors: ['apps.web.env.WORKERS: expected a string, got 4 (quote it: "4")'],
+    },
+    {
+      name: 'env value is a list',
+      yaml: web('    env: { PATHS: [a, b] }\n'),
+      errors: ['apps.web.env.PATHS: expected a string, got a list'],
+    },
+    {
+      name: 'env name invalid',
+      yaml: web('    env: { "1ST": x }\n'),
+      errors: ['apps.web.env["1ST"]: invalid variable name: expected letters, digits and "_", not starting with a digit'],
+    },
+    {
+      name: 'secret name invalid',
+      yaml: web('    secrets: [DATABASE-URL]\n'),
+      errors: ['apps.web.secrets[0]: expected a variable name (letters, digits and "_", not starting with a digit), got "DATABASE-URL"'],
+    },
+    {
+      name: 'secret also in env',
+      yaml: web('    env: { DATABASE_URL: "postgres://x" }\n    secrets: [DATABASE_URL]\n'),
+      errors: ['apps.web.secrets[0]: "DATABASE_URL" is also set in env; a variable is either in env or in secrets'],
+    },
+    {
+      name: 'duplicate secret',
+      yaml: web('    secrets: [A, A]\n'),
+      errors: ['apps.web.secrets[1]: duplicate secret "A"'],
+    },
+    {
+      name: 'host without address',
+      yaml: `hosts:\n  h1: { host_key: "${FP}" }\n`,
+      errors: ['hosts.h1.address: required'],
+    },
+    {
+      name: 'host without a way to verify its key',
+      yaml: `hosts:\n  h1: { address: 10.77.0.11 }\n`,
+      errors: ['hosts.h1: host_key or known_hosts is required: berth never accepts an unverified host key'],
+    },
+    {
+      name: 'host_key not a SHA256 fingerprint',
+      yaml: `hosts:\n  h1: { address: 10.77.0.11, host_key: "MD5:aa:bb" }\n`,
+      errors: ['hosts.h1.host_key: expected a fingerprint like "SHA256:..." as ssh-keygen -lf prints it, got "MD5:aa:bb"'],
+    },
+    {
+      name: 'host address not an address',
+      yaml: `hosts:\n  h1: { address: "10.77.0.11 ; rm", host_key: "${FP}" }\n`,
+      errors: ['hosts.h1.address: expected an IP address or DNS name, got "10.77.0.11 ; rm"'],
+    },
+    {
+      name: 'local host with SSH fields',
+      yaml: `hosts:\n  here: { local: true, address: 127.0.0.1, user: root }\n`,
+      errors: ['hosts.here.address: not used by a local host (local: true)', 'hosts.here.user: not used by a local host (local: true)'],
+    },
+    {
+      name: 'local is not a boolean',
+      yaml: `hosts:\n  here: { local: "yes" }\n`,
+      errors: ['hosts.here.local: expected true or false, got "yes"', 'hosts.here.address: required', 'hosts.here: host_key or known_hosts is required: berth never accepts an unverified host key'],
+    },
+    {
+      name: 'docker_socket relative',
+      yaml: `hosts:\n  here: { local: true, docker_socket: run/docker.sock }\n`,
+      errors: ['hosts.here.docker_socket: expected an absolute path, got "run/docker.sock"'],
+    },
+    {
+      name: 'ssh_key with ~user',
+      yaml: `hosts:\n  h1: { address: 10.77.0.11, host_key: "${FP}", ssh_key: ~bob/.ssh/id }\n`,
+      errors: ['hosts.h1.ssh_key: expected a file path, got "~bob/.ssh/id" (only "~/" is expanded)'],
+    },
+    {
+      name: 'invalid host name',
+      yaml: `hosts:\n  "bad host": { local: true }\n`,
+      errors: ['hosts["bad host"]: invalid host name: expected letters, digits, "_", "." and "-", starting with a letter or digit, at most 63 characters'],
+    },
+    { name: 'hosts is a list', yaml: 'hosts: [h1, h2]\n', errors: ['hosts: expected a map, got a list'] },
+    { name: 'document is a list', yaml: '- hosts\n- apps\n', errors: ['(root): expected a map, got a list'] },
+    {
+      name: 'proxy image invalid',
+      yaml: 'proxy: { image: "Caddy:2" }\n',
+      errors: ['proxy.image: expected an image reference like "caddy:2", got "Caddy:2"'],
+    },
+    {
+      name: 'listen without a host',
+      yaml: 'api: { listen: "7373" }\n',
+      errors: ['api.listen: expected host:port like "127.0.0.1:7373", got "7373"'],
+    },
+    {
+      name: 'token never echoed',
+      yaml: 'api: { token: 12345678 }\n',
+      errors: ['api.token: expected a non-empty string of printable characters without spaces (value not shown)'],
+    },
+    { name: 'open_reads not a boolean', yaml: 'api: { open_reads: "no" }\n', errors: ['api.open_reads: expected true or false, got "no"'] },
+    {
+      name: 'resync_interval too short',
+      yaml: 'controller: { resync_interval: 100ms }\n',
+      errors: ['controller.resync_interval: expected a duration from 1s to 1h, got "100ms"'],
+    },
+    {
+      name: 'two apps claim the same proxy route on a shared host',
+      yaml: `${HOSTS}apps:\n  web: { image: web, hosts: [h1, h2], proxy: { port: 80 } }\n  api: { image: api, hosts: [h2, h3], proxy: { port: 80 } }\n`,
+      errors: ['apps.api.proxy: same proxy route as app "web" (port 80) on host h2'],
+    },
+  ];
+
+  assert.ok(cases.length >= 30);
+  for (const c of cases) test(c.name, () => assert.deepEqual(configErrors(c.yaml), c.errors));
+});
+
+test('all problems in a document are reported at once, in document order', () => {
+  const yaml = `
+hosts:
+  h1: { address: 10.77.0.11, port: 0 }
+apps:
+  web:
+    image: web
+    hosts: [h1, h9]
+    healthcheck: { interval: fast, timeout: 1 }
+    rollout: { parallelism: 0, on_failure: maybe }
+    env: { N: 1 }
+    bogus: true
+controller: { resync_interval: soon }
+`;
+  assert.deepEqual(configErrors(yaml), [
+    'hosts.h1.port: expected an integer from 1 to 65535, got 0',
+    'hosts.h1: host_key or known_hosts is required: berth never accepts an unverified host key',
+    'apps.web.bogus: unknown key',
+    'apps.web.hosts[1]: unknown host "h9" (known: h1)',
+    'apps.web.healthcheck.interval: expected a duration like "5s", got "fast"',
+    'apps.web.healthcheck.timeout: expected a duration like "5s", got 1 (durations need a unit: ms, s, m or h)',
+    'apps.web.rollout.parallelism: expected a positive integer or a percentage like "30%", got 0',
+    'apps.web.rollout.on_failure: expected one of rollback, pause, continue, got "maybe"',
+    'apps.web.env.N: expected a string, got 1 (quote it: "1")',
+    'controller.resync_interval: expected a duration like "5s", got "soon"',
+  ]);
+});
+
+test('the ConfigError message lists every issue, one per line', () => {
+  const err = (() => {
+    try {
+      validateConfigDocument(parseYaml('bogus: 1\napi: { listen: x }\n'), OPTS);
+    } catch (e) {
+      return e;
+    }
+    return null;
+  })();
+  assert.ok(err instanceof ConfigError);
+  assert.equal(err.code, 'CONFIG_INVALID');
+  assert.equal(err.message, 'bogus: unknown key\napi.listen: expected host:port like "127.0.0.1:7373", got "x"');
+});
+
+const FULL_EXAMPLE = `
+hosts:
+  h1: { address: 10.77.0.11, port: 22, user: root, ssh_key: ~/.ssh/id_ed25519, host_key: "${FP}", known_hosts: /path, docker_socket: /var/run/docker.sock, state_dir: /var/lib/berth }
+  h2: { address: 10.77.0.12, known_hosts: keys/known_hosts }
+  h3: { address: h3.internal, host_key: "${FP}" }
+  local: { local: true, docker_socket: /var/run/docker.sock }
+proxy: { image: caddy:2 }
+api: { listen: 127.0.0.1:7373, token: "s3cret-token", open_reads: false }
+controller: { resync_interval: 10s }
+apps:
+  web:
+    image: 10.77.0.1:5000/web          # repository, no tag
+    hosts: [h1, h2, h3]
+    port: 3000
+    healthcheck: { path: /health, port: 3000, interval: 5s, timeout: 2s, max_attempts: 10, min_healthy: 0s }
+    rollout: { parallelism: 1, delay: 10s, on_failure: rollback, max_failure_ratio: 0.34, progress_deadline: 10m }   # parallelism: count or "50%"
+    hooks: { pre_deploy: ["bin/rails db:migrate"], post_deploy: [], timeout: 5m }
+    retain_containers: 5
+    stop_timeout: 10s
+    proxy: { port: 80, host: app.example.com, drain_timeout: 30s }
+    env: { RAILS_ENV: production }
+    secrets: [DATABASE_URL]
+`;
+
+const WEB: AppSpec = {
+  name: 'web',
+  image: '10.77.0.1:5000/web',
+  hosts: ['h1', 'h2', 'h3'],
+  port: 3000,
+  healthcheck: { path: '/health', port: 3000, intervalMs: 5_000, timeoutMs: 2_000, maxAttempts: 10, minHealthyMs: 0 },
+  rollout: {
+    parallelism: { kind: 'count', value: 1 },
+    delayMs: 10_000,
+    onFailure: 'rollback',
+    maxFailureRatio: 0.34,
+    progressDeadlineMs: 600_000,
+  },
+  hooks: { preDeploy: ['bin/rails db:migrate'], postDeploy: [], timeoutMs: 300_000 },
+  retainContainers: 5,
+  stopTimeoutMs: 10_000,
+  proxy: { port: 80, host: 'app.example.com', drainTimeoutMs: 30_000 },
+  env: { RAILS_ENV: 'production' },
+  secrets: ['DATABASE_URL'],
+};
+
+test('the full example parses to the expected config', () => {
+  const config = validateConfigDocument(parseYaml(FULL_EXAMPLE), OPTS);
+  const expected: BerthConfig = {
+    hosts: {
+      h1: {
+        name: 'h1',
+        local: false,
+        address: '10.77.0.11',
+        sshPort: 22,
+        user: 'root',
+        sshKeyPath: '/home/op/.ssh/id_ed25519',
+        hostKey: FP,
+        knownHostsPath: '/path',
+        dockerSocket: '/var/run/docker.sock',
+        stateDir: '/var/lib/berth',
+      },
+      h2: {
+        name: 'h2',
+        local: false,
+        address: '10.77.0.12',
+        sshPort: 22,
+        user: 'root',
+        sshKeyPath: null,
+        hostKey: null,
+        knownHostsPath: '/etc/berth/keys/known_hosts',
+        dockerSocket: '/var/run/docker.sock',
+        stateDir: '/var/lib/berth',
+      },
+      h3: {
+        name: 'h3',
+        local: false,
+        address: 'h3.internal',
+        sshPort: 22,
+        user: 'root',
+        sshKeyPath: null,
+        hostKey: FP,
+        knownHostsPath: null,
+        dockerSocket: '/var/run/docker.sock',
+        stateDir: '/var/lib/berth',
+      },
+      local: {
+        name: 'local',
+        local: true,
+        address: null,
+        sshPort: 22,
+        user: 'root',
+        sshKeyPath: null,
+        hostKey: null,
+        knownHostsPath: null,
+        dockerSocket: '/var/run/docker.sock',
+        stateDir: '/var/lib/berth',
+      },
+    },
+    proxy: { image: 'caddy:2' },
+    apps: { web: WEB },
+    api: { listen: '127.0.0.1:7373', token: 's3cret-token', openReads: false },
+    controller: { resyncIntervalMs: 10_000 },
+  };
+  assert.deepEqual(config, expected);
+});
+
+describe('defaults', () => {
+  test('an empty document is an empty config with defaults', () => {
+    for (const doc of [null, undefined, {}]) {
+      assert.deepEqual(validateConfigDocument(doc, OPTS), {
+        hosts: {},
+        proxy: { image: 'caddy:2' },
+        apps: {},
+        api: { listen: '127.0.0.1:7373', token: null, openReads: false },
+        controller: { resyncIntervalMs: 10_000 },
+      });
+    }
+  });
+
+  test('a minimal app gets the seed defaults; healthcheck.port follows the app port', () => {
+    const spec = validateAppDocument('api', { image: 'registry.local/api', hosts: ['h1'], port: 8080 }, ['h1']);
+    assert.deepEqual(spec, {
+      name: 'api',
+      image: 'registry.local/api',
+      hosts: ['h1'],
+      port: 8080,
+      healthcheck: { ...SEED_DEFAULTS.healthcheck, port: 8080 },
+      rollout: { ...SEED_DEFAULTS.rollout },
+      hooks: { preDeploy: [], postDeploy: [], timeoutMs: 300_000 },
+      retainContainers: 5,
+      stopTimeoutMs: 10_000,
+      proxy: null,
+      env: {},
+      secrets: [],
+    });
+  });
+
+  test('without a port the app and its health check use 3000', () => {
+    const spec = validateAppDocument('api', { image: 'api', hosts: ['h1'] }, ['h1']);
+    assert.equal(spec.port, 3000);
+    assert.equal(spec.healthcheck.port, 3000);
+  });
+
+  test('partial sections keep the defaults of the fields not given', () => {
+    const spec = validateAppDocument(
+      'api',
+      { image: 'api', hosts: ['h1'], healthcheck: { path: '/up' }, rollout: { parallelism: '50%' }, proxy: { host: '*.example.com' } },
+      ['h1'],
+    );
+    assert.deepEqual(spec.healthcheck, { ...SEED_DEFAULTS.healthcheck, path: '/up' });
+    assert.deepEqual(spec.rollout, { ...SEED_DEFAULTS.rollout, parallelism: { kind: 'percent', value: 50 } });
+    assert.deepEqual(spec.proxy, { port: null, host: '*.example.com', drainTimeoutMs: 30_000 });
+  });
+
+  test('null fields count as absent', () => {
+    const spec = validateAppDocument('api', { image: 'api', hosts: ['h1'], port: null, proxy: null, env: null }, ['h1']);
+    assert.equal(spec.port, 3000);
+    assert.equal(spec.proxy, null);
+    assert.deepEqual(spec.env, {});
+  });
+
+  test('host defaults: port 22, user root, docker socket and state dir; ~ expands', () => {
+    const config = validateConfigDocument(
+      { hosts: { h1: { address: '10.0.0.1', known_hosts: '~/.ssh/known_hosts', ssh_key: '~' } } },
+      OPTS,
+    );
+    assert.deepEqual(config.hosts.h1, {
+      name: 'h1',
+      local: false,
+      address: '10.0.0.1',
+      sshPort: 22,
+      user: 'root',
+      sshKeyPath: '/home/op',
+      hostKey: null,
+      knownHostsPath: '/home/op/.ssh/known_hosts',
+      dockerSocket: '/var/run/docker.sock',
+      stateDir: '/var/lib/berth',
+    });
+  });
+});
+
+describe('app documents from the API', () => {
+  const known = ['h1', 'h2', 'h3'];
+
+  test('issues are located under the given prefix', () => {
+    const errors = errorsOf(() =>
+      validateAppDocument('web', { image: 'web', hosts: ['h9'], healthcheck: { interval: 'fast' }, extra: 1 }, known, 'body'),
+    );
+    assert.deepEqual(errors, [
+      'body.extra: unknown key',
+      'body.hosts[0]: unknown host "h9" (known: h1, h2, h3)',
+      'body.healthcheck.interval: expected a duration like "5s", got "fast"',
+    ]);
+  });
+
+  test('a body that is not an object', () => {
+    assert.deepEqual(errorsOf(() => validateAppDocument('web', [], known, 'body')), ['body: expected a map, got a list']);
+    assert.deepEqual(errorsOf(() => validateAppDocument('web', 'x', known, 'body')), ['body: expected a map, got "x"']);
+  });
+
+  test('with no hosts known, the message says so', () => {
+    assert.deepEqual(errorsOf(() => validateAppDocument('web', { image: 'web', hosts: ['h1'] }, [], 'body')), [
+      'body.hosts[0]: unknown host "h1" (known: none)',
+    ]);
+  });
+
+  test('the default prefix is apps.<name>', () => {
+    assert.deepEqual(errorsOf(() => validateAppDocument('web', { hosts: ['h1'] }, known)), ['apps.web.image: required']);
+  });
+
+  test('an env key named __proto__ stays a plain variable', () => {
+    const spec = validateAppDocument('web', JSON.parse('{"image":"web","hosts":["h1"],"env":{"__proto__":"x"}}'), known);
+    assert.deepEqual(Object.entries(spec.env), [['__proto__', 'x']]);
+  });
+
+  test('appDocument is the inverse of validateAppDocument', () => {
+    const doc = appDocument(WEB);
+    assert.equal(doc.healthcheck.interval, '5s');
+    assert.deepEqual(validateAppDocument('web', JSON.parse(JSON.stringify(doc)), known), WEB);
+    const pct: AppSpec = { ...WEB, rollout: { ...WEB.rollout, parallelism: { kind: 'percent', value: 30 } }, proxy: null };
+    assert.deepEqual(validateAppDocument('web', appDocument(pct), known), pct);
+  });
+});
+
+describe('loadConfig', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string): string => {
+    const p = join(dir, name);
+    writeFileSync(p, text);
+    return p;
+  };
+
+  test('a YAML syntax error in a deploy-style file reports its line and column', () => {
+    const p = file('broken.yml', `hosts:\n  h1: { address: 10.77.0.11, host_key: "${FP}" }\napps:\n  web:\n    image: web\n    hosts: [h1, h2\n    port: 3000\n`);
+    const errors = errorsOf(() => loadConfig(p, OPTS));
+    assert.ok(errors.length >= 1);
+    for (const e of errors) assert.match(e, /^\(yaml\): line \d+, column \d+: \S/);
+    assert.match(errors[0] ?? '', /^\(yaml\): line [67], column \d+: /);
+  });
+
+  test('a repeated key is a YAML error, not last-one-wins', () => {
+    const p = file('dup.yml', 'api:\n  listen: 127.0.0.1:1\n  listen: 127.0.0.1:2\n');
+    assert.deepEqual(errorsOf(() => loadConfig(p, OPTS)), ['(yaml): line 3, column 3: Map keys must be unique']);
+  });
+
+  test('an unresolved tag is an error', () => {
+    const p = file('tag.yml', 'api:\n  token: !vault secret\n');
+    assert.deepEqual(errorsOf(() => loadConfig(p, OPTS)), ['(yaml): line 2, column 10: Unresolved tag: !vault']);
+  });
+
+  test('an alias to an unknown anchor is a YAML error', () => {
+    assert.deepEqual(errorsOf(() => parseYaml('apps: *nope\n')), [
+      '(yaml): Unresolved alias (the anchor must be set before the alias): nope',
+    ]);
+  });
+
+  test('alias bombs are refused', () => {
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 8; i++) bomb.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);
+    const errors = errorsOf(() => parseYaml(bomb.join('\n')));
+    assert.equal(errors.length, 1);
+    assert.match(errors[0] ?? '', /^\(yaml\): .*alias/i);
+  });
+
+  test('a missing file names the path', () => {
+    const p = join(dir, 'nope.yml');
+    assert.deepEqual(errorsOf(() => loadConfig(p)), [`(file): cannot read config file ${p}: no such file`]);
+  });
+
+  test('an empty file is an empty config', () => {
+    assert.deepEqual(loadConfig(file('empty.yml', ''), OPTS).apps, {});
+    assert.deepEqual(loadConfig(file('comments.yml', '# nothing yet\n'), OPTS).hosts, {});
+  });
+
+  test('the full example loads; relative local paths are taken from the file\'s directory', () => {
+    const config = loadConfig(file('berth.yml', FULL_EXAMPLE), { homeDir: '/home/op' });
+    assert.deepEqual(config.apps.web, WEB);
+    assert.equal(config.hosts.h2?.knownHostsPath, join(dir, 'keys/known_hosts'));
+  });
+
+  test('merge keys share blocks between apps', () => {
+    const yaml = `${HOSTS}common: &common\n  image: shared\n  hosts: [h1]\n  env: { A: "1" }\napps:\n  web: { <<: *common, port: 8080 }\n`;
+    // `common` is not a berth key, so it is reported; the merge itself worked.
+    assert.deepEqual(configErrors(yaml), ['common: unknown key']);
+    const ok = `${HOSTS}apps:\n  web: &w { image: shared, hosts: [h1], env: { A: "1" } }\n  api: { <<: *w, port: 8080 }\n`;
+    const config = validateConfigDocument(parseYaml(ok), OPTS);
+    assert.equal(config.apps.api?.image, 'shared');
+    assert.equal(config.apps.api?.port, 8080);
+    assert.deepEqual(config.apps.api?.env, { A: '1' });
+  });
+});
+
+describe('applyEnv', () => {
+  const base = validateConfigDocument({ api: { token: 'from-file' } }, OPTS);
+
+  test('BERTH_TOKEN and BERTH_LISTEN override the file', () => {
+    const c = applyEnv(base, { BERTH_TOKEN: 'from-env', BERTH_LISTEN: '0.0.0.0:8000' });
+    assert.deepEqual(c.api, { listen: '0.0.0.0:8000', token: 'from-env', openReads: false });
+    assert.equal(base.api.token, 'from-file', 'the input config is not modified');
+  });
+
+  test('unset or empty variables leave the file values', () => {
+    assert.deepEqual(applyEnv(base, {}).api, base.api);
+    assert.deepEqual(applyEnv(base, { BERTH_TOKEN: '', BERTH_LISTEN: '' }).api, base.api);
+  });
+
+  test('IPv6 listen addresses are bracketed', () => {
+    assert.equal(applyEnv(base, { BERTH_LISTEN: '[::1]:7373' }).api.listen, '[::1]:7373');
+  });
+
+  test('malformed values are errors naming the variable', () => {
+    assert.deepEqual(errorsOf(() => applyEnv(base, { BERTH_LISTEN: 'localhost', BERTH_TOKEN: 'two words' })), [
+      'BERTH_TOKEN: expected a non-empty string of printable characters without spaces (value not shown)',
+      'BERTH_LISTEN: expected host:port like "127.0.0.1:7373", got "localhost"',
+    ]);
+  });
+});
