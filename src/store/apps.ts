@@ -1,0 +1,121 @@
+import type Database from 'better-sqlite3';
+import type { AppSpec } from '../domain/app-spec.js';
+import { NotFoundError } from '../domain/errors.js';
+import type { StoreContext } from './context.js';
+import type { EventsRepo } from './events.js';
+import { canonicalJson, parseJson } from './json.js';
+import type { StoredApp, UpsertAppResult } from './types.js';
+
+interface AppRow {
+  name: string;
+  spec: string;
+  paused: number;
+  created_at: string;
+  updated_at: string;
+}
+
+function toApp(r: AppRow): StoredApp {
+  return {
+    name: r.name,
+    spec: parseJson<AppSpec>(r.spec, `spec of app ${r.name}`),
+    paused: r.paused === 1,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export class AppsRepo {
+  private readonly get: Database.Statement;
+  private readonly all: Database.Statement;
+  private readonly insert: Database.Statement;
+  private readonly updateSpec: Database.Statement;
+  private readonly updatePaused: Database.Statement;
+  private readonly remove: Database.Statement;
+
+  constructor(
+    private readonly ctx: StoreContext,
+    private readonly events: EventsRepo,
+  ) {
+    const db = ctx.db;
+    const cols = 'name, spec, paused, created_at, updated_at';
+    this.get = db.prepare(`SELECT ${cols} FROM apps WHERE name = ?`);
+    this.all = db.prepare(`SELECT ${cols} FROM apps ORDER BY name`);
+    this.insert = db.prepare(
+      `INSERT INTO apps (name, spec, paused, created_at, updated_at) VALUES (?, ?, 0, ?, ?) RETURNING ${cols}`,
+    );
+    this.updateSpec = db.prepare(`UPDATE apps SET spec = ?, updated_at = ? WHERE name = ? RETURNING ${cols}`);
+    this.updatePaused = db.prepare(`UPDATE apps SET paused = ?, updated_at = ? WHERE name = ? RETURNING ${cols}`);
+    this.remove = db.prepare('DELETE FROM apps WHERE name = ?');
+  }
+
+  /**
+   * Creates or replaces the desired spec of `spec.name`, recording an event
+   * (AppCreated / AppUpdated). An equal spec writes nothing (`change: 'unchanged'`),
+   * so reloading the config at every start does not flood the audit log.
+   */
+  upsertApp(spec: AppSpec, actor: string): UpsertAppResult {
+    const json = canonicalJson(spec);
+    return this.ctx.write(() => {
+      const now = this.ctx.now();
+      const existing = this.get.get(spec.name) as AppRow | undefined;
+      if (!existing) {
+        const row = this.insert.get(spec.name, json, now, now) as AppRow;
+        this.events.appendEvent({
+          app: spec.name,
+          type: 'AppCreated',
+          message: `app ${spec.name} created (image ${spec.image}, hosts ${spec.hosts.join(', ')})`,
+          actor,
+        });
+        return { app: toApp(row), change: 'created' };
+      }
+      if (canonicalJson(JSON.parse(existing.spec)) === json) return { app: toApp(existing), change: 'unchanged' };
+      const row = this.updateSpec.get(json, now, spec.name) as AppRow;
+      this.events.appendEvent({
+        app: spec.name,
+        type: 'AppUpdated',
+        message: `app ${spec.name} spec updated (image ${spec.image}, hosts ${spec.hosts.join(', ')})`,
+        actor,
+      });
+      return { app: toApp(row), change: 'updated' };
+    });
+  }
+
+  getApp(name: string): StoredApp | null {
+    const row = this.get.get(name) as AppRow | undefined;
+    return row ? toApp(row) : null;
+  }
+
+  listApps(): StoredApp[] {
+    return (this.all.all() as AppRow[]).map(toApp);
+  }
+
+  /** Pause/resume an app's rollouts; records AppPaused/AppResumed when it changes. NotFoundError if no such app. */
+  setPaused(name: string, paused: boolean, actor: string): StoredApp {
+    return this.ctx.write(() => {
+      const existing = this.get.get(name) as AppRow | undefined;
+      if (!existing) throw new NotFoundError(`app ${name}`);
+      if ((existing.paused === 1) === paused) return toApp(existing);
+      const row = this.updatePaused.get(paused ? 1 : 0, this.ctx.now(), name) as AppRow;
+      this.events.appendEvent({
+        app: name,
+        type: paused ? 'AppPaused' : 'AppResumed',
+        message: `app ${name} ${paused ? 'paused' : 'resumed'}`,
+        actor,
+      });
+      return toApp(row);
+    });
+  }
+
+  /**
+   * Deletes an app with its releases, status and rollout record (ON DELETE
+   * CASCADE); its events stay (audit) and an AppDeleted event is added.
+   * Returns false when there was no such app.
+   */
+  deleteApp(name: string, actor: string): boolean {
+    return this.ctx.write(() => {
+      if (this.remove.run(name).changes === 0) return false;
+      this.events.appendEvent({ app: name, type: 'AppDeleted', message: `app ${name} deleted`, actor });
+      return true;
+    });
+  }
+}

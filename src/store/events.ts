@@ -1,0 +1,108 @@
+import type Database from 'better-sqlite3';
+import type { BerthEvent } from '../domain/release.js';
+import type { EventListener, StoreContext } from './context.js';
+import { clampLimit } from './limits.js';
+import type { NewEvent, PageOptions } from './types.js';
+
+interface EventRow {
+  id: number;
+  app: string | null;
+  host: string | null;
+  revision: number | null;
+  type: string;
+  message: string;
+  actor: string | null;
+  created_at: string;
+}
+
+const COLUMNS = 'id, app, host, revision, type, message, actor, created_at';
+
+function toEvent(r: EventRow): BerthEvent {
+  return {
+    id: r.id,
+    app: r.app,
+    host: r.host,
+    revision: r.revision,
+    type: r.type,
+    message: r.message,
+    actor: r.actor,
+    createdAt: r.created_at,
+  };
+}
+
+/**
+ * Append-only audit log. `app = null` in the list functions means "every app"
+ * (the global stream), not "events without an app".
+ */
+export class EventsRepo {
+  private readonly insert: Database.Statement;
+  private readonly ascAll: Database.Statement;
+  private readonly ascApp: Database.Statement;
+  private readonly descAll: Database.Statement;
+  private readonly descApp: Database.Statement;
+  private readonly maxAll: Database.Statement;
+  private readonly maxApp: Database.Statement;
+
+  constructor(private readonly ctx: StoreContext) {
+    const db = ctx.db;
+    this.insert = db.prepare(
+      `INSERT INTO events (app, host, revision, type, message, actor, created_at)
+       VALUES (@app, @host, @revision, @type, @message, @actor, @createdAt) RETURNING ${COLUMNS}`,
+    );
+    this.ascAll = db.prepare(`SELECT ${COLUMNS} FROM events WHERE id > ? ORDER BY id ASC LIMIT ?`);
+    this.ascApp = db.prepare(`SELECT ${COLUMNS} FROM events WHERE app = ? AND id > ? ORDER BY id ASC LIMIT ?`);
+    this.descAll = db.prepare(`SELECT ${COLUMNS} FROM events WHERE id < ? ORDER BY id DESC LIMIT ?`);
+    this.descApp = db.prepare(`SELECT ${COLUMNS} FROM events WHERE app = ? AND id < ? ORDER BY id DESC LIMIT ?`);
+    this.maxAll = db.prepare('SELECT coalesce(max(id), 0) AS id FROM events').pluck();
+    this.maxApp = db.prepare('SELECT coalesce(max(id), 0) AS id FROM events WHERE app = ?').pluck();
+  }
+
+  /** Appends one event (its own transaction, or the caller's when inside one). */
+  appendEvent(e: NewEvent): BerthEvent {
+    return this.ctx.write(() => {
+      const row = this.insert.get({
+        app: e.app ?? null,
+        host: e.host ?? null,
+        revision: e.revision ?? null,
+        type: e.type,
+        message: e.message,
+        actor: e.actor ?? null,
+        createdAt: this.ctx.now(),
+      }) as EventRow;
+      const ev = toEvent(row);
+      this.ctx.afterCommit(ev);
+      return ev;
+    });
+  }
+
+  /** Oldest first, strictly after `afterId` (SSE resume with Last-Event-ID). */
+  listEvents(app: string | null, opts: PageOptions & { afterId?: number } = {}): BerthEvent[] {
+    const after = opts.afterId ?? 0;
+    const limit = clampLimit(opts.limit);
+    const rows = (app === null ? this.ascAll.all(after, limit) : this.ascApp.all(app, after, limit)) as EventRow[];
+    return rows.map(toEvent);
+  }
+
+  /** Newest first, strictly before `beforeId` (history pages: pass the last id of the previous page). */
+  pageEvents(app: string | null, opts: PageOptions & { beforeId?: number } = {}): BerthEvent[] {
+    const before = opts.beforeId ?? Number.MAX_SAFE_INTEGER;
+    const limit = clampLimit(opts.limit);
+    const rows = (app === null ? this.descAll.all(before, limit) : this.descApp.all(app, before, limit)) as EventRow[];
+    return rows.map(toEvent);
+  }
+
+  /** The newest event id (0 when none): where a live stream that wants no backlog starts. */
+  latestEventId(app: string | null = null): number {
+    return (app === null ? this.maxAll.get() : this.maxApp.get(app)) as number;
+  }
+
+  /**
+   * Live events of this process, delivered synchronously right after their
+   * transaction commits. Returns the unsubscribe function. To stream without a
+   * gap: subscribe first, then read the backlog with listEvents, then drop live
+   * events whose id is not above the last backlog id.
+   */
+  subscribe(listener: EventListener): () => void {
+    return this.ctx.subscribe(listener);
+  }
+}

@@ -1,0 +1,75 @@
+import type Database from 'better-sqlite3';
+import type { StoreContext } from './context.js';
+import type { HostReachability, HostReachabilityInput } from './types.js';
+
+interface HostRow {
+  host: string;
+  up: number;
+  docker_version: string | null;
+  last_error: string | null;
+  checked_at: string;
+}
+
+function toHost(r: HostRow): HostReachability {
+  return {
+    host: r.host,
+    up: r.up === 1,
+    dockerVersion: r.docker_version,
+    lastError: r.last_error,
+    checkedAt: r.checked_at,
+  };
+}
+
+/** Last reachability check per host (GET /v1/hosts). */
+export class HostsStatusRepo {
+  private readonly upsertStmt: Database.Statement;
+  private readonly one: Database.Statement;
+  private readonly all: Database.Statement;
+  private readonly remove: Database.Statement;
+
+  constructor(private readonly ctx: StoreContext) {
+    const db = ctx.db;
+    const cols = 'host, up, docker_version, last_error, checked_at';
+    this.upsertStmt = db.prepare(
+      `INSERT INTO hosts_status (${cols}) VALUES (@host, @up, @dockerVersion, @lastError, @checkedAt)
+       ON CONFLICT (host) DO UPDATE SET up = excluded.up, docker_version = excluded.docker_version,
+         last_error = excluded.last_error, checked_at = excluded.checked_at
+       RETURNING ${cols}`,
+    );
+    this.one = db.prepare(`SELECT ${cols} FROM hosts_status WHERE host = ?`);
+    this.all = db.prepare(`SELECT ${cols} FROM hosts_status ORDER BY host`);
+    this.remove = db.prepare('DELETE FROM hosts_status WHERE host = ?');
+  }
+
+  /**
+   * Records a check. `dockerVersion` omitted keeps the last known version (a down
+   * host still shows what it ran); pass null to clear it.
+   */
+  upsert(h: HostReachabilityInput): HostReachability {
+    return this.ctx.write(() => {
+      const previous = this.one.get(h.host) as HostRow | undefined;
+      const row = this.upsertStmt.get({
+        host: h.host,
+        up: h.up ? 1 : 0,
+        dockerVersion: h.dockerVersion === undefined ? (previous?.docker_version ?? null) : h.dockerVersion,
+        lastError: h.lastError ?? null,
+        checkedAt: h.checkedAt ?? this.ctx.now(),
+      }) as HostRow;
+      return toHost(row);
+    });
+  }
+
+  get(host: string): HostReachability | null {
+    const row = this.one.get(host) as HostRow | undefined;
+    return row ? toHost(row) : null;
+  }
+
+  list(): HostReachability[] {
+    return (this.all.all() as HostRow[]).map(toHost);
+  }
+
+  /** Forget a host that left the config. Returns whether it was known. */
+  delete(host: string): boolean {
+    return this.ctx.write(() => this.remove.run(host).changes > 0);
+  }
+}

@@ -1,0 +1,148 @@
+import type Database from 'better-sqlite3';
+import { NotFoundError, StoreError } from '../domain/errors.js';
+import type { AppPhase, AppStatus, Condition, HostStatus } from '../domain/release.js';
+import type { StoreContext } from './context.js';
+import type { EventsRepo } from './events.js';
+import { parseJson } from './json.js';
+import type { RecordStep, RecordStepResult, RolloutRecord } from './types.js';
+
+interface StatusRow {
+  app: string;
+  phase: AppPhase | null;
+  observed_revision: number | null;
+  conditions: string;
+  hosts: string;
+  updated_at: string;
+}
+
+interface RolloutRow {
+  app: string;
+  revision: number;
+  state: string;
+  updated_at: string;
+}
+
+function toStatus(r: StatusRow): AppStatus {
+  return {
+    app: r.app,
+    phase: r.phase,
+    observedRevision: r.observed_revision,
+    conditions: parseJson<Condition[]>(r.conditions, `conditions of app ${r.app}`),
+    hosts: parseJson<HostStatus[]>(r.hosts, `host status of app ${r.app}`),
+    updatedAt: r.updated_at,
+  };
+}
+
+function isForeignKeyError(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
+}
+
+/** Status and rollout record: written only by the controller. */
+export class StatusRepo {
+  private readonly upsertStatus: Database.Statement;
+  private readonly oneStatus: Database.Statement;
+  private readonly allStatus: Database.Statement;
+  private readonly oneRollout: Database.Statement;
+  private readonly upsertRollout: Database.Statement;
+  private readonly removeRollout: Database.Statement;
+
+  constructor(
+    private readonly ctx: StoreContext,
+    private readonly events: EventsRepo,
+  ) {
+    const db = ctx.db;
+    const cols = 'app, phase, observed_revision, conditions, hosts, updated_at';
+    this.upsertStatus = db.prepare(
+      `INSERT INTO status (${cols}) VALUES (@app, @phase, @observedRevision, @conditions, @hosts, @updatedAt)
+       ON CONFLICT (app) DO UPDATE SET phase = excluded.phase, observed_revision = excluded.observed_revision,
+         conditions = excluded.conditions, hosts = excluded.hosts, updated_at = excluded.updated_at`,
+    );
+    this.oneStatus = db.prepare(`SELECT ${cols} FROM status WHERE app = ?`);
+    this.allStatus = db.prepare(`SELECT ${cols} FROM status ORDER BY app`);
+    this.oneRollout = db.prepare('SELECT app, revision, state, updated_at FROM rollouts WHERE app = ?');
+    this.upsertRollout = db.prepare(
+      `INSERT INTO rollouts (app, revision, state, updated_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (app) DO UPDATE SET revision = excluded.revision, state = excluded.state, updated_at = excluded.updated_at`,
+    );
+    this.removeRollout = db.prepare('DELETE FROM rollouts WHERE app = ?');
+  }
+
+  /** Replaces the status of `s.app` (`updatedAt` defaults to now). NotFoundError if the app does not exist. */
+  writeStatus(s: AppStatus): void {
+    this.ctx.write(() => {
+      try {
+        this.upsertStatus.run({
+          app: s.app,
+          phase: s.phase,
+          observedRevision: s.observedRevision,
+          conditions: JSON.stringify(s.conditions),
+          hosts: JSON.stringify(s.hosts),
+          updatedAt: s.updatedAt || this.ctx.now(),
+        });
+      } catch (err) {
+        if (isForeignKeyError(err)) throw new NotFoundError(`app ${s.app}`);
+        throw err;
+      }
+    });
+  }
+
+  readStatus(app: string): AppStatus | null {
+    const row = this.oneStatus.get(app) as StatusRow | undefined;
+    return row ? toStatus(row) : null;
+  }
+
+  listStatus(): AppStatus[] {
+    return (this.allStatus.all() as StatusRow[]).map(toStatus);
+  }
+
+  /**
+   * The rollout record of `app`, or null. `T` is the reconciler's own shape;
+   * the store only round-trips JSON and does not check it.
+   */
+  getRollout<T = unknown>(app: string): RolloutRecord<T> | null {
+    const row = this.oneRollout.get(app) as RolloutRow | undefined;
+    if (!row) return null;
+    return {
+      app: row.app,
+      revision: row.revision,
+      state: parseJson<T>(row.state, `rollout record of app ${app}`),
+      updatedAt: row.updated_at,
+    };
+  }
+
+  putRollout(app: string, revision: number, state: unknown): void {
+    this.ctx.write(() => {
+      const json = JSON.stringify(state);
+      if (json === undefined) throw new StoreError('INVALID_ROLLOUT', `rollout record of app ${app} is not JSON-serialisable`);
+      try {
+        this.upsertRollout.run(app, revision, json, this.ctx.now());
+      } catch (err) {
+        if (isForeignKeyError(err)) throw new NotFoundError(`app ${app}`);
+        throw err;
+      }
+    });
+  }
+
+  /** Returns whether there was a record. */
+  deleteRollout(app: string): boolean {
+    return this.ctx.write(() => this.removeRollout.run(app).changes > 0);
+  }
+
+  /**
+   * The reconciler's "record" step: status, rollout record and events of one
+   * pass in ONE synchronous transaction, so a crash leaves all or none of them.
+   * Subscribers see the events after the commit.
+   */
+  recordStep(app: string, step: RecordStep): RecordStepResult {
+    if (step.status && step.status.app !== app) {
+      throw new StoreError('INVALID_STEP', `recordStep for app ${app} got the status of app ${step.status.app}`);
+    }
+    return this.ctx.write(() => {
+      if (step.status) this.writeStatus(step.status);
+      if (step.rollout === null) this.deleteRollout(app);
+      else if (step.rollout) this.putRollout(app, step.rollout.revision, step.rollout.state);
+      const events = (step.events ?? []).map((e) => this.events.appendEvent({ ...e, app: e.app === undefined ? app : e.app }));
+      return { events };
+    });
+  }
+}

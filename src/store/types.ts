@@ -1,0 +1,85 @@
+import type { AppSpec } from '../domain/app-spec.js';
+import type { AppStatus, BerthEvent, ReleaseReason } from '../domain/release.js';
+
+/** An app as stored: its desired spec plus the pause switch. */
+export interface StoredApp {
+  name: string;
+  spec: AppSpec;
+  paused: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type UpsertChange = 'created' | 'updated' | 'unchanged';
+
+export interface UpsertAppResult {
+  app: StoredApp;
+  /** `unchanged` when the stored spec was already equal: nothing written, no event. */
+  change: UpsertChange;
+}
+
+export interface NewRelease {
+  app: string;
+  version: string;
+  /** The spec snapshot; defaults to the app's stored spec. */
+  spec?: AppSpec;
+  reason: ReleaseReason;
+  actor: string;
+  /** Optimistic concurrency: the newest revision the caller saw (0 = none yet). Mismatch -> ConflictError. */
+  expectedRevision?: number;
+}
+
+/** An event to append; `id` and `createdAt` are assigned by the store. */
+export interface NewEvent {
+  app?: string | null;
+  host?: string | null;
+  revision?: number | null;
+  type: string;
+  message: string;
+  actor?: string | null;
+}
+
+/** The controller's rollout record: `state` is opaque to the store (JSON). */
+export interface RolloutRecord<T = unknown> {
+  app: string;
+  revision: number;
+  state: T;
+  updatedAt: string;
+}
+
+/**
+ * The reconciler's "record" step, written in ONE transaction. `rollout`: omitted =
+ * leave as is, `null` = delete the record, else replace it.
+ */
+export interface RecordStep {
+  status?: AppStatus;
+  rollout?: { revision: number; state: unknown } | null;
+  /** `app` defaults to the step's app. */
+  events?: NewEvent[];
+}
+
+export interface RecordStepResult {
+  events: BerthEvent[];
+}
+
+export interface HostReachability {
+  host: string;
+  up: boolean;
+  dockerVersion: string | null;
+  lastError: string | null;
+  checkedAt: string;
+}
+
+export interface HostReachabilityInput {
+  host: string;
+  up: boolean;
+  dockerVersion?: string | null;
+  lastError?: string | null;
+  /** Defaults to now. */
+  checkedAt?: string;
+}
+
+export interface PageOptions {
+  /** Default 100, at most 1000. */
+  limit?: number;
+}

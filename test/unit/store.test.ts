@@ -1,0 +1,786 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { after, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { SEED_DEFAULTS, type AppSpec } from '../../src/domain/app-spec.js';
+import { ConflictError, NotFoundError, StoreError } from '../../src/domain/errors.js';
+import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
+import { DEFAULT_MIGRATIONS_DIR, migrate, openStore, schemaVersion, type Store } from '../../src/store/index.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const STORE_MODULE = new URL('../../src/store/index.ts', import.meta.url).href;
+
+const tmpDirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'berth-store-test-'));
+  tmpDirs.push(d);
+  return d;
+}
+after(() => {
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+});
+
+function spec(name: string, over: Partial<AppSpec> = {}): AppSpec {
+  return {
+    name,
+    image: '10.77.0.1:5000/web',
+    hosts: ['h1', 'h2'],
+    port: 3000,
+    healthcheck: { ...SEED_DEFAULTS.healthcheck },
+    rollout: { ...SEED_DEFAULTS.rollout },
+    hooks: { preDeploy: [], postDeploy: [], timeoutMs: SEED_DEFAULTS.hooks.timeoutMs },
+    retainContainers: 5,
+    stopTimeoutMs: 10_000,
+    proxy: { port: 80, host: null, drainTimeoutMs: 30_000 },
+    env: { RAILS_ENV: 'production' },
+    secrets: ['DATABASE_URL'],
+    ...over,
+  };
+}
+
+function memStore(): Store {
+  return openStore(':memory:');
+}
+
+function storeError(code: string, message?: RegExp | string) {
+  return (err: unknown): boolean => {
+    assert.ok(err instanceof StoreError, `expected a StoreError, got ${String(err)}`);
+    assert.equal(err.code, code);
+    if (typeof message === 'string') assert.equal(err.message, message);
+    else if (message) assert.match(err.message, message);
+    return true;
+  };
+}
+
+// ---- child processes -------------------------------------------------------
+
+/**
+ * Runs `code` (an ES module body, with `store` = the imported src/store module
+ * and `env` = process.env) in a fresh `node --import tsx` process.
+ */
+function child(code: string, env: Record<string, string> = {}): ChildProcessWithoutNullStreams {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  delete childEnv.NODE_TEST_CONTEXT; // the child is not a test-runner subprocess
+  const body = `const store = await import(${JSON.stringify(STORE_MODULE)}); const env = process.env;\n${code}`;
+  return spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', body], {
+    cwd: ROOT,
+    env: childEnv,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+}
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function collect(cp: ChildProcessWithoutNullStreams): Promise<Exit> {
+  let stdout = '';
+  let stderr = '';
+  cp.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  cp.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    cp.on('error', reject);
+    cp.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** Resolves with the first stdout line matching `re` (rejects if the child exits first). */
+function waitForLine(cp: ChildProcessWithoutNullStreams, re: RegExp, timeoutMs = 20_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`timeout waiting for ${re}; stderr: ${err}`)), timeoutMs);
+    cp.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    cp.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop() ?? '';
+      for (const line of lines) {
+        if (re.test(line)) {
+          clearTimeout(timer);
+          resolve(line);
+        }
+      }
+    });
+    cp.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`child exited (${code}) before printing ${re}; stderr: ${err}`));
+    });
+  });
+}
+
+async function killHard(cp: ChildProcessWithoutNullStreams): Promise<void> {
+  if (cp.exitCode !== null || cp.signalCode !== null) return;
+  const exited = once(cp, 'exit');
+  cp.kill('SIGKILL');
+  await exited;
+}
+
+// ---- migrations ------------------------------------------------------------
+
+describe('migrations', () => {
+  test('from an empty database: the real migrations, in one go, then nothing to do', () => {
+    const db = new Database(':memory:');
+    const r = migrate(db);
+    assert.equal(r.from, 0);
+    assert.ok(r.to >= 1);
+    assert.equal(r.applied[0], '0001_init.sql');
+    assert.equal(schemaVersion(db), r.to);
+    const tables = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+      .pluck()
+      .all();
+    assert.deepEqual(tables, ['apps', 'events', 'hosts_status', 'releases', 'rollouts', 'status']);
+    assert.deepEqual(migrate(db).applied, []);
+    db.close();
+  });
+
+  test('the default directory is the repository migrations/', () => {
+    assert.ok(existsSync(join(DEFAULT_MIGRATIONS_DIR, '0001_init.sql')));
+  });
+
+  test('from each older version: applies only the missing ones, each with its version bump', () => {
+    const dir = tempDir();
+    const file = join(tempDir(), 'm.db');
+    writeFileSync(join(dir, '0001_one.sql'), 'CREATE TABLE t1 (x INTEGER);');
+    const db = new Database(file);
+    assert.deepEqual(migrate(db, { dir }), { from: 0, to: 1, applied: ['0001_one.sql'] });
+    db.prepare('INSERT INTO t1 VALUES (42)').run();
+
+    writeFileSync(join(dir, '0002_two.sql'), 'CREATE TABLE t2 (y TEXT);\nALTER TABLE t1 ADD COLUMN z TEXT;');
+    writeFileSync(join(dir, '0003_three.sql'), "INSERT INTO t2 VALUES ('three');");
+    assert.deepEqual(migrate(db, { dir }), { from: 1, to: 3, applied: ['0002_two.sql', '0003_three.sql'] });
+    assert.equal(db.prepare('SELECT x FROM t1').pluck().get(), 42);
+    assert.equal(db.prepare('SELECT y FROM t2').pluck().get(), 'three');
+
+    // From version 2 only 0003 runs (0003 is not idempotent: running it twice would insert twice).
+    db.pragma('user_version = 2');
+    db.prepare('DELETE FROM t2').run();
+    assert.deepEqual(migrate(db, { dir }), { from: 2, to: 3, applied: ['0003_three.sql'] });
+    assert.equal(db.prepare('SELECT count(*) FROM t2').pluck().get(), 1);
+    db.close();
+  });
+
+  test('a failing migration leaves the previous version and nothing of itself', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, '0001_one.sql'), 'CREATE TABLE t1 (x INTEGER);');
+    writeFileSync(join(dir, '0002_bad.sql'), 'CREATE TABLE t2 (y TEXT);\nINSERT INTO no_such_table VALUES (1);');
+    const db = new Database(':memory:');
+    assert.throws(() => migrate(db, { dir }), storeError('MIGRATION_FAILED', /0002_bad\.sql failed: no such table: no_such_table/));
+    assert.equal(schemaVersion(db), 1);
+    assert.equal(db.prepare("SELECT count(*) FROM sqlite_master WHERE name = 't2'").pluck().get(), 0);
+    db.close();
+  });
+
+  test('badly numbered migration directories are refused', () => {
+    const gap = tempDir();
+    writeFileSync(join(gap, '0001_a.sql'), 'SELECT 1;');
+    writeFileSync(join(gap, '0003_c.sql'), 'SELECT 1;');
+    assert.throws(() => migrate(new Database(':memory:'), { dir: gap }), storeError('MIGRATIONS_INVALID', /without gaps/));
+    const dup = tempDir();
+    writeFileSync(join(dup, '0001_a.sql'), 'SELECT 1;');
+    writeFileSync(join(dup, '0001_b.sql'), 'SELECT 1;');
+    assert.throws(() => migrate(new Database(':memory:'), { dir: dup }), storeError('MIGRATIONS_INVALID', /same number/));
+    const badName = tempDir();
+    writeFileSync(join(badName, '1_a.sql'), 'SELECT 1;');
+    assert.throws(() => migrate(new Database(':memory:'), { dir: badName }), storeError('MIGRATIONS_INVALID', /NNNN_name/));
+  });
+
+  test('DB_TOO_NEW: a schema newer than the newest migration is refused', () => {
+    const dir = tempDir();
+    for (const n of ['0001_a', '0002_b', '0003_c']) writeFileSync(join(dir, `${n}.sql`), 'SELECT 1;');
+    const db = new Database(':memory:');
+    db.pragma('user_version = 7');
+    assert.throws(
+      () => migrate(db, { dir }),
+      storeError('DB_TOO_NEW', 'database schema version 7 is newer than this berth (knows up to 3); upgrade berth'),
+    );
+    db.close();
+  });
+
+  test('openStore refuses a too-new database, and releases its lock doing so', () => {
+    const file = join(tempDir(), 'new.db');
+    const raw = new Database(file);
+    raw.pragma('user_version = 99');
+    raw.close();
+    assert.throws(() => openStore(file), storeError('DB_TOO_NEW', /version 99 is newer than this berth/));
+    // Not DB_LOCKED: the failed open let go of the lock.
+    assert.throws(() => openStore(file), storeError('DB_TOO_NEW'));
+  });
+
+  test('berth:foreign-keys=off lets a migration rebuild a referenced table without cascading', () => {
+    const dir = tempDir();
+    copyFileSync(join(DEFAULT_MIGRATIONS_DIR, '0001_init.sql'), join(dir, '0001_init.sql'));
+    const file = join(tempDir(), 'fk.db');
+    const s1 = openStore(file, { migrationsDir: dir });
+    s1.apps.upsertApp(spec('web'), 'test');
+    s1.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'test' });
+    s1.close();
+    writeFileSync(
+      join(dir, '0002_rebuild_apps.sql'),
+      `-- berth:foreign-keys=off
+       CREATE TABLE apps_new (name TEXT NOT NULL PRIMARY KEY, spec TEXT NOT NULL, paused INTEGER NOT NULL DEFAULT 0,
+         created_at TEXT NOT NULL, updated_at TEXT NOT NULL, note TEXT) STRICT;
+       INSERT INTO apps_new SELECT name, spec, paused, created_at, updated_at, NULL FROM apps;
+       DROP TABLE apps;
+       ALTER TABLE apps_new RENAME TO apps;`,
+    );
+    const s2 = openStore(file, { migrationsDir: dir });
+    assert.equal(s2.schemaVersion, 2);
+    assert.equal(s2.releases.latestRelease('web')?.version, 'v1', 'dropping apps must not cascade into releases');
+    assert.equal(s2.db.pragma('foreign_keys', { simple: true }), 1, 'foreign keys are back on');
+    s2.close();
+  });
+});
+
+// ---- open, pragmas, lock ---------------------------------------------------
+
+describe('openStore and the one-daemon lock', () => {
+  test('creates the parent directory and sets the pragmas', () => {
+    const file = join(tempDir(), 'a', 'b', 'berth.db');
+    const s = openStore(file);
+    assert.ok(existsSync(file));
+    assert.equal(s.db.pragma('journal_mode', { simple: true }), 'wal');
+    assert.equal(s.db.pragma('synchronous', { simple: true }), 2); // FULL
+    assert.equal(s.db.pragma('foreign_keys', { simple: true }), 1);
+    assert.equal(s.db.pragma('busy_timeout', { simple: true }), 5000);
+    assert.ok(s.ping());
+    s.close();
+    assert.equal(s.ping(), false);
+    s.close(); // idempotent
+  });
+
+  test('a second open in the same process fails at once; after close it works', () => {
+    const file = join(tempDir(), 'berth.db');
+    const s = openStore(file);
+    const t0 = Date.now();
+    assert.throws(() => openStore(file), storeError('DB_LOCKED', new RegExp(`database ${file} is in use by this process`)));
+    assert.ok(Date.now() - t0 < 1000);
+    s.close();
+    openStore(file).close();
+  });
+
+  test(':memory: takes no lock', () => {
+    const a = openStore(':memory:');
+    const b = openStore(':memory:');
+    a.close();
+    b.close();
+  });
+
+  test('another process holding the file: immediate DB_LOCKED naming the file and pid; released by kill -9', async () => {
+    const file = join(tempDir(), 'held.db');
+    const holder = child(
+      `const s = store.openStore(env.DB); s.apps.upsertApp(${JSON.stringify(spec('web'))}, 'holder');
+       console.log('ready ' + process.pid); setInterval(() => {}, 1000);`,
+      { DB: file },
+    );
+    try {
+      await waitForLine(holder, /^ready /);
+
+      // In this process.
+      const t0 = Date.now();
+      assert.throws(
+        () => openStore(file),
+        storeError('DB_LOCKED', new RegExp(`^database ${file} is in use by process ${holder.pid} .*only one berth daemon`)),
+      );
+      assert.ok(Date.now() - t0 < 1000, 'fails fast');
+
+      // In another process.
+      const t1 = Date.now();
+      const second = await collect(
+        child(
+          `try { store.openStore(env.DB); console.log('OPENED'); }
+           catch (e) { console.log(e.code + ': ' + e.message); process.exitCode = 3; }`,
+          { DB: file },
+        ),
+      );
+      assert.equal(second.code, 3, second.stderr);
+      assert.match(second.stdout, new RegExp(`^DB_LOCKED: database ${file} is in use by process ${holder.pid}`));
+      assert.ok(Date.now() - t1 < 10_000);
+
+      await killHard(holder);
+      const s = openStore(file);
+      assert.equal(s.apps.getApp('web')?.name, 'web');
+      s.close();
+    } finally {
+      await killHard(holder);
+    }
+  });
+});
+
+// ---- apps ------------------------------------------------------------------
+
+describe('apps', () => {
+  test('upsert: created, unchanged (no write, no event), updated', () => {
+    const s = memStore();
+    const r1 = s.apps.upsertApp(spec('web'), 'alice');
+    assert.equal(r1.change, 'created');
+    assert.deepEqual(r1.app.spec, spec('web'));
+    assert.equal(r1.app.paused, false);
+    // Same content, different key order: unchanged.
+    const reordered = Object.fromEntries(Object.entries(spec('web')).reverse()) as unknown as AppSpec;
+    assert.equal(s.apps.upsertApp(reordered, 'alice').change, 'unchanged');
+    const r3 = s.apps.upsertApp(spec('web', { hosts: ['h1'] }), 'bob');
+    assert.equal(r3.change, 'updated');
+    assert.deepEqual(s.apps.getApp('web')?.spec.hosts, ['h1']);
+    assert.deepEqual(
+      s.events.listEvents('web').map((e) => [e.type, e.actor]),
+      [
+        ['AppCreated', 'alice'],
+        ['AppUpdated', 'bob'],
+      ],
+    );
+    assert.equal(s.apps.getApp('nope'), null);
+    s.apps.upsertApp(spec('api'), 'alice');
+    assert.deepEqual(
+      s.apps.listApps().map((a) => a.name),
+      ['api', 'web'],
+    );
+    s.close();
+  });
+
+  test('setPaused records an event only when it changes; unknown app is NotFound', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    assert.equal(s.apps.setPaused('web', true, 'ops').paused, true);
+    assert.equal(s.apps.setPaused('web', true, 'ops').paused, true);
+    assert.equal(s.apps.setPaused('web', false, 'ops').paused, false);
+    assert.deepEqual(
+      s.events.listEvents('web').map((e) => e.type),
+      ['AppCreated', 'AppPaused', 'AppResumed'],
+    );
+    assert.throws(() => s.apps.setPaused('nope', true, 'ops'), NotFoundError);
+    s.close();
+  });
+
+  test('deleteApp cascades to releases, status and rollout; events stay', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' });
+    s.status.recordStep('web', { status: status('web', 1), rollout: { revision: 1, state: { batch: 0 } } });
+    assert.equal(s.apps.deleteApp('web', 'a'), true);
+    assert.equal(s.apps.deleteApp('web', 'a'), false);
+    assert.equal(s.releases.latestRelease('web'), null);
+    assert.equal(s.status.readStatus('web'), null);
+    assert.equal(s.status.getRollout('web'), null);
+    assert.equal(s.events.listEvents('web').at(-1)?.type, 'AppDeleted');
+    s.close();
+  });
+});
+
+// ---- releases --------------------------------------------------------------
+
+describe('releases', () => {
+  test('revisions grow from 1; spec snapshot defaults to the app spec; queries', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    const r1 = s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'alice' });
+    assert.equal(r1.revision, 1);
+    assert.deepEqual(r1.spec, spec('web'));
+    s.apps.upsertApp(spec('web', { port: 4000 }), 'a');
+    const r2 = s.releases.createRelease({ app: 'web', version: 'v2', reason: 'deploy', actor: 'alice' });
+    assert.equal(r2.spec.port, 4000, 'snapshot of the spec at release time');
+    s.releases.createRelease({ app: 'web', version: 'v3', reason: 'deploy', actor: 'alice' });
+    const r4 = s.releases.createRelease({ app: 'web', version: 'v1', reason: 'rollback', actor: 'bob', spec: r1.spec });
+    assert.equal(r4.revision, 4);
+    assert.equal(r4.reason, 'rollback');
+    assert.equal(r4.spec.port, 3000);
+
+    assert.deepEqual(s.releases.getRelease('web', 2), r2);
+    assert.equal(s.releases.getRelease('web', 9), null);
+    assert.equal(s.releases.latestRelease('web')?.revision, 4);
+    assert.equal(s.releases.latestRelease('other'), null);
+    assert.equal(s.releases.findLatestByVersion('web', 'v1')?.revision, 4);
+    assert.equal(s.releases.findLatestByVersion('web', 'v2')?.revision, 2);
+    assert.equal(s.releases.findLatestByVersion('web', 'v9'), null);
+
+    assert.deepEqual(
+      s.releases.listReleases('web', { limit: 3 }).map((r) => r.revision),
+      [4, 3, 2],
+    );
+    assert.deepEqual(
+      s.releases.listReleases('web', { limit: 3, before: 2 }).map((r) => r.revision),
+      [1],
+    );
+    const evs = s.events.listEvents('web').filter((e) => e.type === 'ReleaseCreated');
+    assert.deepEqual(
+      evs.map((e) => [e.revision, e.actor]),
+      [
+        [1, 'alice'],
+        [2, 'alice'],
+        [3, 'alice'],
+        [4, 'bob'],
+      ],
+    );
+    assert.match(evs[3]?.message ?? '', /rollback to version v1/);
+    s.close();
+  });
+
+  test('unknown app: NotFoundError, nothing written', () => {
+    const s = memStore();
+    assert.throws(() => s.releases.createRelease({ app: 'nope', version: 'v1', reason: 'deploy', actor: 'a' }), NotFoundError);
+    assert.equal(s.events.latestEventId(), 0);
+    s.close();
+  });
+
+  test('expectedRevision mismatch: ConflictError with both numbers, nothing written', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    assert.throws(
+      () => s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a', expectedRevision: 2 }),
+      (err: unknown) => err instanceof ConflictError && /has no releases yet/.test(err.message),
+    );
+    assert.equal(
+      s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a', expectedRevision: 0 }).revision,
+      1,
+    );
+    for (const v of ['v2', 'v3', 'v4']) s.releases.createRelease({ app: 'web', version: v, reason: 'deploy', actor: 'a' });
+    const eventsBefore = s.events.latestEventId();
+    assert.throws(
+      () => s.releases.createRelease({ app: 'web', version: 'v5', reason: 'deploy', actor: 'a', expectedRevision: 3 }),
+      (err: unknown) => {
+        assert.ok(err instanceof ConflictError);
+        assert.equal(err.code, 'CONFLICT');
+        assert.equal(err.message, 'expected revision 3 but the newest is 4');
+        return true;
+      },
+    );
+    assert.equal(s.releases.latestRelease('web')?.revision, 4);
+    assert.equal(s.events.latestEventId(), eventsBefore);
+    assert.equal(
+      s.releases.createRelease({ app: 'web', version: 'v5', reason: 'deploy', actor: 'a', expectedRevision: 4 }).revision,
+      5,
+    );
+    s.close();
+  });
+
+  test('concurrent writers in 3 processes: distinct, contiguous revisions 1..150', async (t) => {
+    const file = join(tempDir(), 'concurrent.db');
+    const s = openStore(file);
+    s.apps.upsertApp(spec('web'), 'test');
+    s.close();
+    const N = 50;
+    const procs = [1, 2, 3].map((w) =>
+      child(
+        // lock: false — several writers on purpose; the daemon lock would (rightly) refuse them.
+        // Each opens, says ready, and waits for "go" on stdin so all three write at the same time.
+        `const s = store.openStore(env.DB, { lock: false });
+         console.log('ready');
+         await new Promise((r) => process.stdin.once('data', r));
+         const revs = [];
+         for (let i = 0; i < ${N}; i++) {
+           if (i % 2 === 1) await new Promise((r) => setTimeout(r, Math.random() * 3)); // let the others in
+           revs.push(s.releases.createRelease({ app: 'web', version: 'w' + env.W + '-' + i, reason: 'deploy', actor: 'writer' + env.W }).revision);
+         }
+         s.close();
+         console.log(JSON.stringify(revs));
+         process.exit(0);`,
+        { DB: file, W: String(w) },
+      ),
+    );
+    await Promise.all(procs.map((p) => waitForLine(p, /^ready$/)));
+    const done = procs.map((p) => collect(p));
+    for (const p of procs) p.stdin.write('go\n');
+    const results = (await Promise.all(done)).map((r) => ({ ...r, stdout: r.stdout.trim().split('\n').at(-1) ?? '' }));
+    const all: number[] = [];
+    for (const r of results) {
+      assert.equal(r.code, 0, r.stderr);
+      const revs = JSON.parse(r.stdout) as number[];
+      assert.equal(revs.length, N);
+      for (let i = 1; i < revs.length; i++) assert.ok(revs[i]! > revs[i - 1]!, 'each writer sees increasing revisions');
+      all.push(...revs);
+    }
+    const interleaved = results.some((r) => {
+      const revs = JSON.parse(r.stdout) as number[];
+      return revs.at(-1)! - revs[0]! !== N - 1;
+    });
+    t.diagnostic(`writers interleaved: ${interleaved}`);
+    assert.ok(interleaved, 'the writers overlapped (else this test proves nothing)');
+    all.sort((a, b) => a - b);
+    assert.deepEqual(
+      all,
+      Array.from({ length: 3 * N }, (_, i) => i + 1),
+    );
+    const check = openStore(file);
+    const stored = check.releases.listReleases('web', { limit: 1000 });
+    assert.equal(stored.length, 3 * N);
+    // The version each writer stored under a revision is the one it was told it got.
+    for (const r of results) {
+      const revs = JSON.parse(r.stdout) as number[];
+      const w = check.releases.getRelease('web', revs[0]!)!.actor;
+      for (const rev of revs) assert.equal(check.releases.getRelease('web', rev)?.actor, w);
+    }
+    assert.equal(check.events.listEvents('web', { limit: 1000 }).filter((e) => e.type === 'ReleaseCreated').length, 3 * N);
+    check.close();
+  });
+});
+
+// ---- crash safety ----------------------------------------------------------
+
+describe('crash safety', () => {
+  test('an acknowledged write survives kill -9 right after the acknowledgement', async () => {
+    const file = join(tempDir(), 'crash.db');
+    const writer = child(
+      `const s = store.openStore(env.DB);
+       s.apps.upsertApp(${JSON.stringify(spec('web'))}, 'crash');
+       for (let i = 1; ; i++) {
+         const r = s.releases.createRelease({ app: 'web', version: 'v' + i, reason: 'deploy', actor: 'crash' });
+         s.status.recordStep('web', {
+           status: { app: 'web', phase: 'Progressing', observedRevision: r.revision, conditions: [], hosts: [], updatedAt: new Date().toISOString() },
+           rollout: { revision: r.revision, state: { step: i } },
+           events: [{ type: 'Step', message: 'step ' + i, revision: r.revision }],
+         });
+         process.stdout.write(r.revision + '\\n'); // acknowledged: printed only after both commits
+       }`,
+      { DB: file },
+    );
+    const acked: number[] = [];
+    let buf = '';
+    await new Promise<void>((resolve, reject) => {
+      writer.on('exit', (code) => reject(new Error(`writer exited early (${code})`)));
+      writer.stderr.on('data', (d: Buffer) => process.stderr.write(d));
+      writer.stdout.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const lines = buf.split('\n');
+        buf = lines.pop() ?? '';
+        for (const l of lines) acked.push(Number(l));
+        if (acked.length >= 40) {
+          writer.kill('SIGKILL'); // immediately, mid-stream
+          resolve();
+        }
+      });
+    });
+    await killHard(writer);
+    assert.equal(writer.signalCode, 'SIGKILL');
+    const newestAcked = Math.max(...acked);
+
+    const s = openStore(file); // the lock died with the writer
+    assert.equal(s.db.pragma('integrity_check', { simple: true }), 'ok');
+    assert.equal((s.db.pragma('foreign_key_check') as unknown[]).length, 0);
+    const latest = s.releases.latestRelease('web');
+    assert.ok(latest && latest.revision >= newestAcked, `acknowledged revision ${newestAcked} is stored`);
+    for (const rev of acked) assert.equal(s.releases.getRelease('web', rev)?.version, `v${rev}`);
+    // The record step of an acknowledged revision is all there.
+    const rollout = s.status.getRollout<{ step: number }>('web');
+    assert.ok(rollout && rollout.revision >= newestAcked);
+    assert.equal(s.status.readStatus('web')?.observedRevision, rollout.revision);
+    // Revisions stay contiguous across the crash.
+    const next = s.releases.createRelease({ app: 'web', version: 'after', reason: 'deploy', actor: 't' });
+    assert.equal(next.revision, latest.revision + 1);
+    s.close();
+  });
+});
+
+// ---- status and the record step ----------------------------------------------
+
+function status(app: string, observedRevision: number, phase: AppStatus['phase'] = 'Progressing'): AppStatus {
+  return {
+    app,
+    phase,
+    observedRevision,
+    conditions: [
+      { type: 'Progressing', status: 'True', reason: 'NewReleaseCreated', message: 'rolling', lastTransitionTime: '2025-01-01T00:00:00.000Z' },
+    ],
+    hosts: [
+      { host: 'h1', version: 'v1', revision: observedRevision, containerId: 'abc', health: 'healthy', lastError: null },
+    ],
+    updatedAt: '2025-01-01T00:00:01.000Z',
+  };
+}
+
+describe('status', () => {
+  test('write/read round trip; unknown app is NotFound', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    assert.equal(s.status.readStatus('web'), null);
+    s.status.writeStatus(status('web', 1));
+    assert.deepEqual(s.status.readStatus('web'), status('web', 1));
+    s.status.writeStatus(status('web', 2, 'Complete'));
+    assert.equal(s.status.readStatus('web')?.phase, 'Complete');
+    assert.deepEqual(
+      s.status.listStatus().map((x) => x.app),
+      ['web'],
+    );
+    assert.throws(() => s.status.writeStatus(status('nope', 1)), NotFoundError);
+    s.close();
+  });
+
+  test('rollout record: put, get, replace, delete', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    assert.equal(s.status.getRollout('web'), null);
+    s.status.putRollout('web', 3, { batch: 0, hosts: { h1: 'started' } });
+    const r = s.status.getRollout<{ batch: number; hosts: Record<string, string> }>('web');
+    assert.equal(r?.revision, 3);
+    assert.deepEqual(r?.state, { batch: 0, hosts: { h1: 'started' } });
+    s.status.putRollout('web', 3, { batch: 1, hosts: {} });
+    assert.equal(s.status.getRollout<{ batch: number }>('web')?.state.batch, 1);
+    assert.equal(s.status.deleteRollout('web'), true);
+    assert.equal(s.status.deleteRollout('web'), false);
+    assert.throws(() => s.status.putRollout('nope', 1, {}), NotFoundError);
+    s.close();
+  });
+
+  test('recordStep writes status, rollout and events together, or nothing at all', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    const seen: BerthEvent[] = [];
+    s.events.subscribe((e) => seen.push(e));
+    const res = s.status.recordStep('web', {
+      status: status('web', 1),
+      rollout: { revision: 1, state: { batch: 0 } },
+      events: [
+        { type: 'ContainerStarted', message: 'started web-r1', host: 'h1', revision: 1, actor: 'controller' },
+        { type: 'HostDown', message: 'h2 unreachable', app: null, host: 'h2' },
+      ],
+    });
+    assert.deepEqual(
+      res.events.map((e) => [e.app, e.type]),
+      [
+        ['web', 'ContainerStarted'],
+        [null, 'HostDown'],
+      ],
+    );
+    assert.deepEqual(seen, res.events);
+
+    const before = { status: s.status.readStatus('web'), rollout: s.status.getRollout('web'), lastEvent: s.events.latestEventId() };
+    assert.throws(() =>
+      s.status.recordStep('web', {
+        status: status('web', 2, 'Complete'),
+        rollout: null,
+        // type is NOT NULL: this event fails after status and rollout were written in the transaction.
+        events: [{ type: 'Fine', message: 'ok' }, { type: null as unknown as string, message: 'bad' }],
+      }),
+    );
+    assert.deepEqual(s.status.readStatus('web'), before.status);
+    assert.deepEqual(s.status.getRollout('web'), before.rollout);
+    assert.equal(s.events.latestEventId(), before.lastEvent);
+    assert.equal(seen.length, 2, 'rolled-back events are not delivered');
+
+    s.status.recordStep('web', { rollout: null, events: [] });
+    assert.equal(s.status.getRollout('web'), null);
+    assert.deepEqual(s.status.readStatus('web'), before.status, 'status untouched when omitted');
+    assert.throws(() => s.status.recordStep('web', { status: status('api', 1) }), storeError('INVALID_STEP'));
+    s.close();
+  });
+});
+
+// ---- events ----------------------------------------------------------------
+
+describe('events', () => {
+  test('paging: ascending after an id (SSE resume), newest first before an id, per app or global', () => {
+    let t = Date.parse('2025-01-01T00:00:00Z');
+    const s = openStore(':memory:', { clock: () => new Date((t += 1000)) });
+    for (let i = 1; i <= 25; i++) {
+      s.events.appendEvent({ app: i % 5 === 0 ? 'api' : 'web', type: 'Step', message: `m${i}`, revision: i });
+    }
+    const web = s.events.listEvents('web', { limit: 1000 });
+    assert.equal(web.length, 20);
+    assert.ok(web.every((e, i) => i === 0 || e.id > web[i - 1]!.id));
+    assert.equal(web[0]?.createdAt, '2025-01-01T00:00:01.000Z');
+
+    // Resume: pages of 7 after the last id seen give everything exactly once, in order.
+    const resumed: number[] = [];
+    let last = 0;
+    for (;;) {
+      const page = s.events.listEvents('web', { afterId: last, limit: 7 });
+      if (page.length === 0) break;
+      resumed.push(...page.map((e) => e.id));
+      last = page.at(-1)!.id;
+    }
+    assert.deepEqual(resumed, web.map((e) => e.id));
+
+    const newest = s.events.pageEvents('web', { limit: 3 });
+    assert.deepEqual(newest.map((e) => e.message), ['m24', 'm23', 'm22']);
+    const older = s.events.pageEvents('web', { limit: 3, beforeId: newest.at(-1)!.id });
+    assert.deepEqual(older.map((e) => e.message), ['m21', 'm19', 'm18']);
+
+    assert.equal(s.events.listEvents(null, { limit: 1000 }).length, 25);
+    assert.deepEqual(s.events.listEvents('api').map((e) => e.message), ['m5', 'm10', 'm15', 'm20', 'm25']);
+    assert.equal(s.events.listEvents(null, { afterId: s.events.latestEventId() }).length, 0);
+    assert.equal(s.events.latestEventId('api'), 25);
+    assert.equal(s.events.listEvents('web', { limit: 0 }).length, 1, 'limit clamps to at least 1');
+    s.close();
+  });
+
+  test('subscribe: delivered after commit, not on rollback; a throwing listener does not fail the write', () => {
+    const listenerErrors: unknown[] = [];
+    const s = openStore(':memory:', { onListenerError: (err) => listenerErrors.push(err) });
+    s.apps.upsertApp(spec('web'), 'a');
+    const seen: string[] = [];
+    let inTxWhenDelivered: boolean | null = null;
+    const off = s.events.subscribe((e) => {
+      inTxWhenDelivered = s.db.inTransaction;
+      seen.push(e.message);
+    });
+    const offBad = s.events.subscribe(() => {
+      throw new Error('listener bug');
+    });
+
+    s.transaction(() => {
+      s.events.appendEvent({ app: 'web', type: 'A', message: 'one' });
+      s.events.appendEvent({ app: 'web', type: 'A', message: 'two' });
+      assert.deepEqual(seen, [], 'nothing delivered before the commit');
+    });
+    assert.deepEqual(seen, ['one', 'two']);
+    assert.equal(inTxWhenDelivered, false);
+    assert.equal(listenerErrors.length, 2, 'the throwing listener was reported, once per event');
+
+    assert.throws(() =>
+      s.transaction(() => {
+        s.events.appendEvent({ app: 'web', type: 'A', message: 'rolled back' });
+        throw new Error('abort');
+      }),
+    );
+    assert.deepEqual(seen, ['one', 'two']);
+    assert.equal(s.events.listEvents('web').filter((e) => e.message === 'rolled back').length, 0);
+
+    off();
+    offBad();
+    s.events.appendEvent({ app: 'web', type: 'A', message: 'after unsubscribe' });
+    assert.deepEqual(seen, ['one', 'two']);
+    s.close();
+  });
+
+  test('a transaction cannot span an await', () => {
+    const s = memStore();
+    assert.throws(() => s.transaction((async () => undefined) as unknown as () => void), /promise/i);
+    assert.equal(s.db.inTransaction, false);
+    s.close();
+  });
+});
+
+// ---- hosts -----------------------------------------------------------------
+
+describe('hosts status', () => {
+  test('upsert and list; a down host keeps its last docker version', () => {
+    const s = memStore();
+    s.hostsStatus.upsert({ host: 'h2', up: true, dockerVersion: '24.0.7', checkedAt: '2025-01-01T00:00:00.000Z' });
+    s.hostsStatus.upsert({ host: 'h1', up: true, dockerVersion: '24.0.7' });
+    const down = s.hostsStatus.upsert({ host: 'h2', up: false, lastError: 'connect ECONNREFUSED' });
+    assert.deepEqual(
+      { up: down.up, dockerVersion: down.dockerVersion, lastError: down.lastError },
+      { up: false, dockerVersion: '24.0.7', lastError: 'connect ECONNREFUSED' },
+    );
+    assert.deepEqual(
+      s.hostsStatus.list().map((h) => [h.host, h.up]),
+      [
+        ['h1', true],
+        ['h2', false],
+      ],
+    );
+    assert.equal(s.hostsStatus.upsert({ host: 'h2', up: true }).lastError, null);
+    assert.equal(s.hostsStatus.get('h3'), null);
+    assert.equal(s.hostsStatus.delete('h1'), true);
+    assert.equal(s.hostsStatus.list().length, 1);
+    s.close();
+  });
+});
