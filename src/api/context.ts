@@ -1,0 +1,20 @@
+import type { Logger } from 'pino';
+import type { BerthMetrics } from '../metrics/registry.js';
+import type { Store } from '../store/index.js';
+
+/** What the controller offers the API: a nudge and a liveness answer. */
+export interface ControllerHandle {
+  enqueue(app: string): void;
+  isRunning(): boolean;
+}
+
+export interface ApiDeps {
+  store: Store;
+  metrics: BerthMetrics;
+  log: Logger;
+  controller: ControllerHandle;
+  auth: { token: string | null; openReads: boolean };
+  /** Host names declared in the config (apps may only use these). */
+  hostNames(): string[];
+  version: string;
+}

@@ -1,0 +1,162 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { appDocument } from '../../config/app-document.js';
+import { validateAppDocument } from '../../config/app.js';
+import { ConflictError, NotFoundError } from '../../domain/errors.js';
+import type { StoredApp } from '../../store/index.js';
+import type { ApiDeps } from '../context.js';
+import { appParams, version } from '../schemas.js';
+
+type AppReq = FastifyRequest<{ Params: { app: string } }>;
+
+/** Who did it, for the audit trail: the CLI's X-Berth-Actor plus the token's id. */
+export function actorOf(request: FastifyRequest): string {
+  const raw = request.headers['x-berth-actor'];
+  const name = typeof raw === 'string' && /^[\w.@-]{1,64}$/.test(raw) ? raw : 'api';
+  return name;
+}
+
+export function mustGetApp(deps: ApiDeps, name: string): StoredApp {
+  const app = deps.store.apps.getApp(name);
+  if (!app) throw new NotFoundError(`app "${name}"`);
+  return app;
+}
+
+function appView(deps: ApiDeps, app: StoredApp) {
+  const desired = deps.store.releases.latestRelease(app.name);
+  return {
+    name: app.name,
+    paused: app.paused,
+    spec: appDocument(app.spec),
+    desired: desired ? { revision: desired.revision, version: desired.version, reason: desired.reason, actor: desired.actor, createdAt: desired.createdAt } : null,
+    status: deps.store.status.readStatus(app.name),
+    updatedAt: app.updatedAt,
+  };
+}
+
+export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: unknown; write: unknown }): void {
+  const read = guard.read as never;
+  const write = guard.write as never;
+
+  app.get('/v1/apps', { preHandler: read, schema: { summary: 'List apps with their status' } }, async () => ({
+    apps: deps.store.apps.listApps().map((a) => appView(deps, a)),
+  }));
+
+  app.get('/v1/apps/:app', { preHandler: read, schema: { summary: 'Spec, desired release, status and per-host view of one app', params: appParams } }, async (req: AppReq) =>
+    appView(deps, mustGetApp(deps, req.params.app)),
+  );
+
+  app.put(
+    '/v1/apps/:app',
+    {
+      preHandler: write,
+      schema: {
+        summary: 'Create or update an app spec (same shape as an app in berth.yml)',
+        params: appParams,
+        body: { type: 'object', description: 'The app document: image, hosts, port, healthcheck, rollout, hooks, retain_containers, stop_timeout, proxy, env, secrets' },
+      },
+    },
+    async (req: AppReq, reply) => {
+      const spec = validateAppDocument(req.params.app, req.body, deps.hostNames(), 'body');
+      const result = deps.store.apps.upsertApp(spec, actorOf(req));
+      if (result.change !== 'unchanged') deps.controller.enqueue(spec.name);
+      return reply.status(result.change === 'created' ? 201 : 200).send({ ...appView(deps, result.app), change: result.change });
+    },
+  );
+
+  app.post(
+    '/v1/apps/:app/releases',
+    {
+      preHandler: write,
+      schema: {
+        summary: 'Ask for a version: creates the next release revision; the controller rolls it out',
+        params: appParams,
+        body: {
+          type: 'object',
+          required: ['version'],
+          additionalProperties: false,
+          properties: {
+            version,
+            expectedRevision: { type: 'integer', minimum: 0, description: 'Optimistic concurrency: the newest revision you saw (0 = none); 409 when another release came first' },
+          },
+        },
+      },
+    },
+    async (req: FastifyRequest<{ Params: { app: string }; Body: { version: string; expectedRevision?: number } }>, reply) => {
+      const app = mustGetApp(deps, req.params.app);
+      const release = deps.store.releases.createRelease({
+        app: app.name,
+        version: req.body.version,
+        reason: 'deploy',
+        actor: actorOf(req),
+        ...(req.body.expectedRevision !== undefined ? { expectedRevision: req.body.expectedRevision } : {}),
+      });
+      deps.controller.enqueue(app.name);
+      return reply.status(202).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, createdAt: release.createdAt });
+    },
+  );
+
+  app.get(
+    '/v1/apps/:app/releases',
+    {
+      preHandler: read,
+      schema: {
+        summary: 'Release history, newest first',
+        params: appParams,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { limit: { type: 'string', pattern: '^[0-9]{1,4}$' }, before: { type: 'string', pattern: '^[0-9]{1,9}$' } },
+        },
+      },
+    },
+    async (req: FastifyRequest<{ Params: { app: string }; Querystring: { limit?: string; before?: string } }>) => {
+      const app = mustGetApp(deps, req.params.app);
+      const releases = deps.store.releases.listReleases(app.name, {
+        limit: Math.min(Number(req.query.limit ?? 50) || 50, 1000),
+        ...(req.query.before ? { before: Number(req.query.before) } : {}),
+      });
+      return { releases: releases.map(({ spec: _spec, ...r }) => r) };
+    },
+  );
+
+  app.post(
+    '/v1/apps/:app/rollback',
+    {
+      preHandler: write,
+      schema: {
+        summary: 'Roll back to the previous version, or to a named one, as a new revision',
+        params: appParams,
+        body: { type: 'object', additionalProperties: false, properties: { version } },
+      },
+    },
+    async (req: FastifyRequest<{ Params: { app: string }; Body: { version?: string } | undefined }>, reply) => {
+      const app = mustGetApp(deps, req.params.app);
+      const current = deps.store.releases.latestRelease(app.name);
+      if (!current) throw new ConflictError(`app "${app.name}" has no release to roll back from`);
+      const wanted = req.body?.version;
+      const target = wanted
+        ? deps.store.releases.findLatestByVersion(app.name, wanted)
+        : deps.store.releases.listReleases(app.name, { limit: 1000 }).find((r) => r.version !== current.version);
+      if (!target) {
+        if (wanted) throw new NotFoundError(`release with version "${wanted}" of app "${app.name}"`);
+        throw new ConflictError(`app "${app.name}" has no earlier version than ${current.version} to roll back to`);
+      }
+      const release = deps.store.releases.createRelease({ app: app.name, version: target.version, spec: target.spec, reason: 'rollback', actor: actorOf(req) });
+      deps.controller.enqueue(app.name);
+      return reply.status(202).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, rolledBackFrom: current.version });
+    },
+  );
+
+  for (const [action, paused] of [['pause', true], ['resume', false]] as const) {
+    app.post(
+      `/v1/apps/:app/${action}`,
+      { preHandler: write, schema: { summary: paused ? 'Hold the rollout between steps' : 'Let the rollout go on', params: appParams } },
+      async (req: AppReq) => {
+        mustGetApp(deps, req.params.app);
+        const updated = deps.store.apps.setPaused(req.params.app, paused, actorOf(req));
+        deps.controller.enqueue(updated.name);
+        return { app: updated.name, paused: updated.paused };
+      },
+    );
+  }
+}

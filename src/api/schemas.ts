@@ -1,0 +1,43 @@
+import { APP_NAME_PATTERN, VERSION_PATTERN } from '../domain/naming.js';
+
+/** JSON schemas shared by the routes (also published in /openapi.json). */
+export const appParams = {
+  type: 'object',
+  required: ['app'],
+  additionalProperties: false,
+  properties: { app: { type: 'string', pattern: APP_NAME_PATTERN, description: 'App name: lowercase letters, digits, dashes' } },
+} as const;
+
+export const version = { type: 'string', pattern: VERSION_PATTERN, maxLength: 135, description: 'Image tag or sha256 digest' } as const;
+
+/** Query integers arrive as strings; they are checked by pattern and converted in the handler. */
+export const integerString = { type: 'string', pattern: '^[0-9]{1,9}$' } as const;
+
+export const errorSchema = {
+  type: 'object',
+  properties: {
+    error: { type: 'string' },
+    code: { type: 'string' },
+    message: { type: 'string' },
+    issues: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+  },
+} as const;
+
+export const releaseSchema = {
+  type: 'object',
+  properties: {
+    app: { type: 'string' },
+    revision: { type: 'integer' },
+    version: { type: 'string' },
+    reason: { type: 'string', enum: ['deploy', 'rollback'] },
+    actor: { type: 'string' },
+    createdAt: { type: 'string' },
+  },
+} as const;
+
+declare module 'fastify' {
+  interface FastifySchema {
+    /** One line for /openapi.json. */
+    summary?: string;
+  }
+}

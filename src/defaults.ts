@@ -1,0 +1,9 @@
+import { dirname, join, resolve } from 'node:path';
+
+/** Where berth looks when BERTH_CONFIG / BERTH_DB are not set (relative to the working directory). */
+export const DEFAULTS = { config: 'deploy/berth.yml', db: 'data/berth.db', url: 'http://127.0.0.1:7373' } as const;
+
+/** The generated API token lives next to the database; daemon and CLI agree on it here. */
+export function tokenFilePath(dbPath: string): string {
+  return join(dirname(resolve(dbPath)), 'token');
+}

@@ -1,0 +1,127 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { buildApp } from './api/app.js';
+import { applyEnv, loadConfig } from './config/load.js';
+import { parseListen } from './config/values.js';
+import type { BerthConfig } from './domain/app-spec.js';
+import { createHostDriver } from './hosts/docker-driver.js';
+import type { HostDriver } from './hosts/host-driver.js';
+import { createLogger, type Logger } from './log.js';
+import { BerthMetrics } from './metrics/registry.js';
+import { directTraffic } from './proxy/traffic.js';
+import { Controller } from './reconciler/controller.js';
+import { openStore, type Store } from './store/index.js';
+import { BERTH_VERSION } from './version.js';
+import { DEFAULTS, tokenFilePath } from './defaults.js';
+
+const SHUTDOWN_DEADLINE_MS = 25_000;
+
+/**
+ * With no token configured, berth makes one on first start and keeps it next to the
+ * database (mode 0600), so a fresh `npm start` has a working, non-guessable API.
+ * The CLI reads the same file. The value itself is never logged.
+ */
+function ensureToken(config: BerthConfig, dbPath: string, log: Logger): string {
+  if (config.api.token) return config.api.token;
+  const file = tokenFilePath(dbPath);
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  mkdirSync(dirname(file), { recursive: true });
+  const token = randomBytes(24).toString('base64url');
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  log.info({ file }, 'no API token configured: generated one (BERTH_TOKEN or api.token overrides it)');
+  return token;
+}
+
+/** Config apps are the operator's declared desired specs: load them into the store on start. */
+function syncConfigApps(store: Store, config: BerthConfig, log: Logger): void {
+  store.transaction(() => {
+    for (const spec of Object.values(config.apps)) {
+      const { change } = store.apps.upsertApp(spec, 'config');
+      if (change !== 'unchanged') log.info({ app: spec.name, change }, 'app spec loaded from config');
+    }
+  });
+}
+
+export interface Daemon {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Wiring only: config, store, drivers, controller, API. */
+export async function startDaemon(env: Record<string, string | undefined> = process.env, log: Logger = createLogger()): Promise<Daemon> {
+  const configPath = env.BERTH_CONFIG || DEFAULTS.config;
+  const dbPath = env.BERTH_DB || DEFAULTS.db;
+  const config = applyEnv(loadConfig(configPath), env);
+  const store = openStore(dbPath);
+  try {
+    syncConfigApps(store, config, log);
+    const token = ensureToken(config, dbPath, log);
+    const metrics = new BerthMetrics(BERTH_VERSION);
+    const drivers = new Map<string, HostDriver>(
+      Object.values(config.hosts).map((spec) => [
+        spec.name,
+        createHostDriver(spec, log, { onOperation: (op, seconds) => metrics.hostOperationDuration.observe({ host: spec.name, op }, seconds) }),
+      ]),
+    );
+    const controller = new Controller({ store, drivers, traffic: directTraffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, env });
+    const app = buildApp({
+      store,
+      metrics,
+      log,
+      controller,
+      auth: { token, openReads: config.api.openReads },
+      hostNames: () => Object.keys(config.hosts),
+      version: BERTH_VERSION,
+    });
+    const listen = parseListen(config.api.listen)!;
+    await app.listen({ host: listen.host, port: listen.port });
+    controller.start();
+    log.info({ listen: config.api.listen, config: configPath, db: dbPath, hosts: drivers.size, apps: Object.keys(config.apps).length }, 'berth is running');
+
+    let stopping: Promise<void> | null = null;
+    const stop = () =>
+      (stopping ??= (async () => {
+        log.info('shutting down: no new requests, finishing the step in flight');
+        await app.close();
+        await controller.stop();
+        store.close();
+        log.info('stopped');
+      })());
+    return { url: `http://${config.api.listen}`, stop };
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+}
+
+/** `berth daemon`: runs until SIGTERM/SIGINT, then shuts down gracefully. */
+export async function runDaemon(): Promise<void> {
+  const log = createLogger();
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon(process.env, log);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    log.fatal({ code: e.code }, e.message);
+    process.exitCode = 1;
+    return;
+  }
+  const onSignal = (signal: string) => {
+    log.info({ signal }, 'signal received');
+    const force = setTimeout(() => {
+      log.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS);
+    force.unref();
+    daemon.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+}

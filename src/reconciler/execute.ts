@@ -1,0 +1,206 @@
+import type { Logger } from 'pino';
+import { BerthError, HostError } from '../domain/errors.js';
+import { LABELS, NETWORK_NAME } from '../domain/labels.js';
+import { imageReference } from '../domain/naming.js';
+import type { HostDriver } from '../hosts/host-driver.js';
+import { HOST_ERROR_CODES } from '../hosts/host-errors.js';
+import type { TrafficSwitch, Upstream } from '../proxy/traffic.js';
+import { waitHealthy } from './health.js';
+import type { Action, ActionResult, DesiredRelease, HostUpdateAction } from './types.js';
+
+/**
+ * The thin executor: carries out the planner's actions against the hosts and
+ * reports what happened. It decides nothing beyond "stop at the first failing step".
+ */
+export interface ExecContext {
+  app: string;
+  desired: DesiredRelease;
+  driver(host: string): HostDriver;
+  traffic: TrafficSwitch;
+  /** Secret values by name, from the daemon's environment. */
+  secretValues(names: string[]): Record<string, string>;
+  log: Logger;
+  emit(event: { type: string; message: string; host?: string }): void;
+  onHealthAttempt(host: string, ok: boolean): void;
+  createRollback(action: Extract<Action, { type: 'createRollback' }>): void;
+}
+
+/** Codes that mean "the host did not answer", as opposed to "the release is bad". */
+const UNREACHABLE_CODES = new Set<string>([
+  HOST_ERROR_CODES.timeout,
+  HOST_ERROR_CODES.unreachable,
+  HOST_ERROR_CODES.keyMismatch,
+  HOST_ERROR_CODES.keyUnknown,
+  HOST_ERROR_CODES.authFailed,
+  HOST_ERROR_CODES.config,
+  HOST_ERROR_CODES.closed,
+]);
+
+export class StepError extends BerthError {
+  constructor(
+    readonly stage: 'pull' | 'start' | 'health' | 'switch' | 'other',
+    code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}
+
+function failure(action: Action, err: unknown): ActionResult {
+  const stage = err instanceof StepError ? err.stage : 'other';
+  const cause = err instanceof StepError && err.cause ? err.cause : err;
+  const code = err instanceof BerthError ? err.code : 'UNEXPECTED';
+  const unreachable = cause instanceof HostError && UNREACHABLE_CODES.has(cause.code);
+  const message = err instanceof Error ? err.message : String(err);
+  return { action, ok: false, stage, code, message, unreachable };
+}
+
+async function at<T>(stage: StepError['stage'], fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof StepError) throw err;
+    const code = err instanceof BerthError ? err.code : 'UNEXPECTED';
+    throw new StepError(stage, code, err instanceof Error ? err.message : String(err), { cause: err });
+  }
+}
+
+function containerEnv(ctx: ExecContext): Record<string, string> {
+  const { spec } = ctx.desired;
+  return { ...spec.env, ...ctx.secretValues(spec.secrets) };
+}
+
+function labels(ctx: ExecContext, role: 'app' | 'hook'): Record<string, string> {
+  return {
+    [LABELS.managed]: 'true',
+    [LABELS.app]: ctx.app,
+    [LABELS.revision]: String(ctx.desired.revision),
+    [LABELS.version]: ctx.desired.version,
+    [LABELS.config]: ctx.desired.configHash,
+    [LABELS.role]: role,
+  };
+}
+
+const imageOf = (ctx: ExecContext) => imageReference(ctx.desired.spec.image, ctx.desired.version);
+
+async function ensureImage(driver: HostDriver, ref: string): Promise<void> {
+  if (!(await driver.hasImage(ref))) await driver.pullImage(ref);
+}
+
+/** Start-first on one host: target running -> healthy -> traffic switched. */
+async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string> {
+  const driver = ctx.driver(a.host);
+  const { spec } = ctx.desired;
+  const id = await at('start', async () => {
+    if (a.existingContainerId) {
+      await driver.startContainer(a.existingContainerId);
+      return a.existingContainerId;
+    }
+    await at('pull', () => ensureImage(driver, imageOf(ctx)));
+    await driver.ensureNetwork(NETWORK_NAME);
+    const created = await driver.createContainer({
+      name: a.containerName,
+      image: imageOf(ctx),
+      env: containerEnv(ctx),
+      labels: labels(ctx, 'app'),
+      network: NETWORK_NAME,
+      init: true,
+      restartPolicy: 'unless-stopped',
+    });
+    await driver.startContainer(created);
+    return created;
+  });
+  ctx.emit({ type: 'ContainerStarted', host: a.host, message: `started ${a.containerName} (${ctx.desired.version})${a.existingContainerId ? ' reusing a retained container' : ''}` });
+
+  const upstream = await at('start', async () => upstreamOf(driver, id, spec.port));
+  const outcome = await waitHealthy(driver, upstream.ip, spec.healthcheck, {
+    onAttempt: (ok, detail) => {
+      ctx.onHealthAttempt(a.host, ok);
+      if (!ok) ctx.emit({ type: 'HealthCheckAttemptFailed', host: a.host, message: detail });
+    },
+  });
+  if (!outcome.ok) {
+    throw new StepError('health', 'HEALTH_CHECK_FAILED', `never healthy after ${outcome.attempts} attempts: ${outcome.lastError}`);
+  }
+  ctx.emit({ type: 'HealthCheckPassed', host: a.host, message: `healthy after ${outcome.attempts} attempt(s)` });
+  await at('switch', () => ctx.traffic.switchTo(a.host, ctx.app, upstream));
+  ctx.emit({ type: 'TrafficSwitched', host: a.host, message: `traffic on ${a.host} now goes to ${a.containerName}` });
+  return id;
+}
+
+async function upstreamOf(driver: HostDriver, id: string, port: number): Promise<Upstream> {
+  const c = await driver.inspectContainer(id);
+  if (!c?.running || !c.ip) throw new StepError('start', 'CONTAINER_NOT_RUNNING', `container ${id.slice(0, 12)} is not running`);
+  return { containerId: id, ip: c.ip, port };
+}
+
+async function retire(ctx: ExecContext, host: string, ids: string[]): Promise<void> {
+  const driver = ctx.driver(host);
+  const { spec } = ctx.desired;
+  await Promise.all(
+    ids.map(async (id) => {
+      const c = await driver.inspectContainer(id);
+      if (c?.ip) await ctx.traffic.drain(host, ctx.app, { containerId: id, ip: c.ip, port: spec.port }, spec.proxy?.drainTimeoutMs ?? 0);
+      await driver.stopContainer(id, spec.stopTimeoutMs);
+      ctx.emit({ type: 'ContainerStopped', host, message: `stopped ${c?.name ?? id.slice(0, 12)} (${c?.version ?? '?'})` });
+    }),
+  );
+}
+
+async function runHook(ctx: ExecContext, host: string, phase: 'pre_deploy' | 'post_deploy'): Promise<void> {
+  const driver = ctx.driver(host);
+  const { spec, revision } = ctx.desired;
+  const commands = phase === 'pre_deploy' ? spec.hooks.preDeploy : spec.hooks.postDeploy;
+  await ensureImage(driver, imageOf(ctx));
+  await driver.ensureNetwork(NETWORK_NAME);
+  for (const [i, command] of commands.entries()) {
+    const result = await driver.runOnce({
+      name: `${ctx.app}-r${revision}-${phase.replace('_', '-')}-${i}`,
+      image: imageOf(ctx),
+      cmd: ['sh', '-c', command],
+      env: containerEnv(ctx),
+      labels: labels(ctx, 'hook'),
+      network: NETWORK_NAME,
+      timeoutMs: spec.hooks.timeoutMs,
+    });
+    const tail = result.outputTail.trim().split('\n').slice(-20).join('\n');
+    ctx.emit({ type: 'HookOutput', host, message: `${phase}[${i}] exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}: ${tail}` });
+    if (result.timedOut) throw new StepError('other', 'HOOK_TIMEOUT', `${phase}[${i}] timed out after ${spec.hooks.timeoutMs} ms`);
+    if (result.exitCode !== 0) throw new StepError('other', 'HOOK_FAILED', `${phase}[${i}] exited with code ${result.exitCode}`);
+  }
+}
+
+async function executeOne(ctx: ExecContext, action: Action): Promise<ActionResult> {
+  try {
+    switch (action.type) {
+      case 'pull':
+        await at('pull', () => ensureImage(ctx.driver(action.host), imageOf(ctx)));
+        return { action, ok: true };
+      case 'hook':
+        await runHook(ctx, action.host, action.phase);
+        return { action, ok: true };
+      case 'updateHost':
+        return { action, ok: true, containerId: await updateHost(ctx, action) };
+      case 'retire':
+        await retire(ctx, action.host, action.containerIds);
+        return { action, ok: true };
+      case 'remove':
+        for (const id of action.containerIds) await ctx.driver(action.host).removeContainer(id);
+        ctx.emit({ type: action.why === 'prune' ? 'ContainersPruned' : 'FailedContainerRemoved', host: action.host, message: `removed ${action.containerIds.length} container(s)` });
+        return { action, ok: true };
+      case 'createRollback':
+        ctx.createRollback(action);
+        return { action, ok: true };
+    }
+  } catch (err) {
+    const result = failure(action, err);
+    ctx.log.warn({ app: ctx.app, host: 'host' in action ? action.host : undefined, action: action.type, code: !result.ok ? result.code : undefined, err: result.ok ? undefined : result.message }, 'step failed');
+    return result;
+  }
+}
+
+/** Runs the pass's actions concurrently; the planner never gives one container two actions. */
+export async function executeActions(ctx: ExecContext, actions: Action[]): Promise<ActionResult[]> {
+  return Promise.all(actions.map((a) => executeOne(ctx, a)));
+}

@@ -1,0 +1,53 @@
+import type { HealthcheckSpec } from '../domain/app-spec.js';
+import type { HostDriver } from '../hosts/host-driver.js';
+
+export interface ProbeOutcome {
+  ok: boolean;
+  attempts: number;
+  /** What the last failing probe saw (status code or error). */
+  lastError: string | null;
+}
+
+export interface ProbeHooks {
+  onAttempt?: (ok: boolean, detail: string) => void;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+async function probeOnce(driver: HostDriver, ip: string, hc: HealthcheckSpec): Promise<{ ok: boolean; detail: string }> {
+  try {
+    const res = await driver.httpGet(ip, hc.port, hc.path, hc.timeoutMs);
+    const ok = res.status >= 200 && res.status < 300;
+    return { ok, detail: `GET ${hc.path} -> ${res.status}` };
+  } catch (err) {
+    return { ok: false, detail: `GET ${hc.path}: ${err instanceof Error ? err.message : String(err)}` };
+  }
+}
+
+/**
+ * Probes at once, then every `interval`, up to `max_attempts`; each probe bounded by
+ * `timeout`. With `min_healthy`, a passing container must keep passing for that long
+ * (probing every interval), so a version that flaps inside the window is never promoted.
+ */
+export async function waitHealthy(driver: HostDriver, ip: string, hc: HealthcheckSpec, hooks: ProbeHooks = {}): Promise<ProbeOutcome> {
+  const sleep = hooks.sleep ?? defaultSleep;
+  let attempts = 0;
+  let lastError: string | null = null;
+  let healthySince: number | null = null;
+  while (true) {
+    attempts += 1;
+    const probe = await probeOnce(driver, ip, hc);
+    hooks.onAttempt?.(probe.ok, probe.detail);
+    if (probe.ok) {
+      healthySince ??= Date.now();
+      if (Date.now() - healthySince >= hc.minHealthyMs) return { ok: true, attempts, lastError: null };
+    } else {
+      lastError = probe.detail;
+      // Inside the soak window a failure is final: the version flaps.
+      if (healthySince !== null) return { ok: false, attempts, lastError: `${probe.detail} (failed during min_healthy soak)` };
+      if (attempts >= hc.maxAttempts) return { ok: false, attempts, lastError };
+    }
+    await sleep(hc.intervalMs);
+  }
+}

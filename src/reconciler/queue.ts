@@ -1,0 +1,122 @@
+/**
+ * A keyed work queue in the style of client-go's workqueue: keys (app names) only,
+ * de-duplicated, never processed by two workers at once, a bounded number of keys in
+ * parallel, delayed re-adds, and per-key exponential backoff on errors.
+ */
+export interface WorkQueueOptions {
+  concurrency: number;
+  /** Called whenever the number of waiting keys changes. */
+  onDepth?: (depth: number) => void;
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+}
+
+/** A worker returns when to look at the key again (null: not until something enqueues it). */
+export type Worker = (key: string) => Promise<number | null>;
+
+export class WorkQueue {
+  private readonly waiting: string[] = [];
+  private readonly queued = new Set<string>();
+  private readonly active = new Set<string>();
+  /** Keys added while being processed: run again once the current pass ends. */
+  private readonly dirty = new Set<string>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly failures = new Map<string, number>();
+  private readonly idleWaiters: Array<() => void> = [];
+  private stopped = false;
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly onError: (key: string, err: unknown) => void,
+    private readonly opts: WorkQueueOptions,
+  ) {}
+
+  add(key: string): void {
+    if (this.stopped) return;
+    this.clearTimer(key);
+    if (this.active.has(key)) {
+      this.dirty.add(key);
+      return;
+    }
+    if (this.queued.has(key)) return;
+    this.queued.add(key);
+    this.waiting.push(key);
+    this.opts.onDepth?.(this.waiting.length);
+    this.pump();
+  }
+
+  /** Adds the key after `ms`, unless an earlier add is already due. */
+  addAfter(key: string, ms: number): void {
+    if (this.stopped) return;
+    if (ms <= 0) return this.add(key);
+    if (this.timers.has(key) || this.queued.has(key)) return;
+    const t = setTimeout(() => {
+      this.timers.delete(key);
+      this.add(key);
+    }, ms);
+    t.unref();
+    this.timers.set(key, t);
+  }
+
+  get depth(): number {
+    return this.waiting.length;
+  }
+
+  /** Stops accepting work and resolves once the passes in flight have finished. */
+  async shutdown(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    this.waiting.length = 0;
+    this.queued.clear();
+    this.opts.onDepth?.(0);
+    await this.idle();
+  }
+
+  /** Resolves when no pass is running (used by shutdown and by tests). */
+  idle(): Promise<void> {
+    if (this.active.size === 0 && this.waiting.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private clearTimer(key: string): void {
+    const t = this.timers.get(key);
+    if (t) {
+      clearTimeout(t);
+      this.timers.delete(key);
+    }
+  }
+
+  private pump(): void {
+    while (this.active.size < this.opts.concurrency && this.waiting.length > 0) {
+      // A key whose pass is running waits in `dirty`, so the head is always free to run.
+      const key = this.waiting.shift()!;
+      this.queued.delete(key);
+      this.opts.onDepth?.(this.waiting.length);
+      this.active.add(key);
+      void this.run(key);
+    }
+    if (this.active.size === 0 && this.waiting.length === 0) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+
+  private async run(key: string): Promise<void> {
+    let again: number | null = null;
+    try {
+      again = await this.worker(key);
+      this.failures.delete(key);
+    } catch (err) {
+      const n = (this.failures.get(key) ?? 0) + 1;
+      this.failures.set(key, n);
+      const base = this.opts.backoffBaseMs ?? 1000;
+      again = Math.min(base * 2 ** (n - 1), this.opts.backoffMaxMs ?? 60_000);
+      this.onError(key, err);
+    } finally {
+      this.active.delete(key);
+    }
+    if (this.dirty.delete(key)) this.add(key);
+    else if (again !== null) this.addAfter(key, again);
+    this.pump();
+  }
+}
