@@ -323,6 +323,8 @@ function nextRolloutStep(
   if (current === -1) {
     if (record.state === 'complete') return { record, actions: [], requeueAfterMs: null };
     if (views.some((v) => v.cls === 'unreachable')) return { record, actions: [], requeueAfterMs: null };
+    // Done means the old containers are stopped too: the cleanup pass retires them first.
+    if (views.some((v) => v.cls === 'updated' && v.othersRunning.length > 0)) return { record, actions: [], requeueAfterMs: 0 };
     if (isDeploy && spec.hooks.postDeploy.length > 0 && !record.postDeployDone) {
       const first = reachable[0];
       if (first) return { record, actions: [{ type: 'hook', host: first.host, phase: 'post_deploy' }], requeueAfterMs: 0 };

@@ -160,6 +160,16 @@ describe('plan: rolling update', () => {
     assert.ok(p.events.some((e) => e.type === 'RolloutComplete'));
   });
 
+  it('is not complete while an old container still runs next to a switched one', () => {
+    const c = [makeContainer(2, 'v2'), makeContainer(2, 'v2'), makeContainer(2, 'v2')];
+    const old = makeContainer(1, 'v1');
+    const rec = record({ hosts: { h1: { step: 'switched', containerId: c[0]!.id, at: NOW }, h2: { step: 'switched', containerId: c[1]!.id, at: NOW }, h3: { step: 'switched', containerId: c[2]!.id, at: NOW } } });
+    const p = plan(input({ record: rec, observed: observe({ h1: [c[0]!], h2: [c[1]!], h3: [c[2]!, old] }) }));
+    assert.equal(p.record?.state, 'active');
+    assert.deepEqual(p.actions, [{ type: 'retire', host: 'h3', containerIds: [old.id] }]);
+    assert.equal(p.status.phase, 'Progressing');
+  });
+
   it('resumes after a crash between create and start: adopts the created container, no duplicate', () => {
     const created = makeContainer(2, 'v2', { running: false, state: 'created' });
     const p = plan(input({ record: record(), observed: observe({ h1: [makeContainer(1, 'v1'), created], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }) }));
