@@ -4,7 +4,7 @@ import { BerthError } from '../domain/errors.js';
 import type { HostDriver } from '../hosts/host-driver.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
-import type { NewEvent, Store } from '../store/index.js';
+import type { Store } from '../store/index.js';
 import { executeActions, type ExecContext } from './execute.js';
 import { observeFleet } from './observe.js';
 import { plan } from './plan.js';
@@ -162,10 +162,9 @@ export class Controller {
 
     let again = p.requeueAfterMs;
     if (p.actions.length > 0) {
-      const events: NewEvent[] = [];
-      const results = await executeActions(this.execContext(app, desired, events), p.actions);
+      const results = await executeActions(this.execContext(app, desired), p.actions);
       const next = applyResults(p.record!, results, this.now());
-      store.status.recordStep(app, { rollout: { revision: next.revision, state: next }, events });
+      store.status.recordStep(app, { rollout: { revision: next.revision, state: next } });
       this.observeFinish(app, desired, p.record!, next);
       again = 0;
     }
@@ -203,7 +202,7 @@ export class Controller {
     this.o.log.info({ app, revision: desired.revision, result, failure: after.failure }, 'rollout finished');
   }
 
-  private execContext(app: string, desired: DesiredRelease, events: NewEvent[]): ExecContext {
+  private execContext(app: string, desired: DesiredRelease): ExecContext {
     const { store, metrics, log } = this.o;
     const env = this.o.env ?? process.env;
     return {
@@ -224,8 +223,9 @@ export class Controller {
             return [n, v];
           }),
         ),
+      // Step events are written as they happen, so `events --follow` shows a rollout live.
       emit: (e) => {
-        events.push({ type: e.type, message: e.message, host: e.host ?? null, revision: desired.revision, actor: 'controller' });
+        store.events.appendEvent({ app, type: e.type, message: e.message, host: e.host ?? null, revision: desired.revision, actor: 'controller' });
         log.info({ app, host: e.host, revision: desired.revision, event: e.type }, e.message);
       },
       onHealthAttempt: (host, ok) => metrics.healthChecksTotal.inc({ app, host, result: ok ? 'pass' : 'fail' }),
