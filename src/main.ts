@@ -9,7 +9,7 @@ import { createHostDriver } from './hosts/docker-driver.js';
 import type { HostDriver } from './hosts/host-driver.js';
 import { createLogger, type Logger } from './log.js';
 import { BerthMetrics } from './metrics/registry.js';
-import { directTraffic } from './proxy/traffic.js';
+import { CaddyProxy } from './proxy/caddy-proxy.js';
 import { Controller } from './reconciler/controller.js';
 import { openStore, type Store } from './store/index.js';
 import { BERTH_VERSION } from './version.js';
@@ -64,7 +64,8 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
         createHostDriver(spec, log, { onOperation: (op, seconds) => metrics.hostOperationDuration.observe({ host: spec.name, op }, seconds) }),
       ]),
     );
-    const controller = new Controller({ store, drivers, traffic: directTraffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, env });
+    const traffic = new CaddyProxy({ drivers, hosts: config.hosts, image: config.proxy.image, log });
+    const controller = new Controller({ store, drivers, traffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, env });
     const app = buildApp({
       store,
       metrics,

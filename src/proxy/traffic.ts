@@ -1,7 +1,9 @@
+import type { ProxyRouteSpec } from '../domain/app-spec.js';
+
 /**
  * How the executor moves an app's traffic on one host. The per-host Caddy proxy
- * implements it; until an app has a `proxy` route, the pass-through below keeps the
- * planner's switch and drain steps in place with nothing to do.
+ * implements it (caddy-proxy.ts); apps without a `proxy` route take the no-op path,
+ * so the planner's switch and drain steps are always in place.
  */
 export interface Upstream {
   containerId: string;
@@ -10,13 +12,28 @@ export interface Upstream {
 }
 
 export interface TrafficSwitch {
-  /** Routes the app's traffic on `host` to `upstream` (one admin call). */
-  switchTo(host: string, app: string, upstream: Upstream): Promise<void>;
+  /** Routes the app's traffic on `host` to `upstream` (one admin call once the route exists). */
+  switchTo(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream): Promise<void>;
   /** Resolves when `upstream` has no in-flight request, or after `timeoutMs`. */
-  drain(host: string, app: string, upstream: Upstream, timeoutMs: number): Promise<void>;
+  drain(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream, timeoutMs: number): Promise<void>;
+  /** The app's route on the host's proxy now: where it sends traffic, and any maintenance message. */
+  observeRoute(host: string, app: string, route: ProxyRouteSpec): Promise<RouteState>;
+  /** Maintenance on (the proxy answers 503 with `message`) or off (null) for the app on `host`. */
+  setMaintenance(host: string, app: string, route: ProxyRouteSpec, message: string | null): Promise<void>;
 }
 
+export interface RouteState {
+  /** `ip:port` the route sends traffic to, or null when the host has no route for the app. */
+  upstream: string | null;
+  maintenance: string | null;
+}
+
+/** For deployments without berth's proxy: nothing to switch, nothing to drain. */
 export const directTraffic: TrafficSwitch = {
   async switchTo() {},
   async drain() {},
+  async observeRoute() {
+    return { upstream: null, maintenance: null };
+  },
+  async setMaintenance() {},
 };

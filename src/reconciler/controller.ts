@@ -120,7 +120,7 @@ export class Controller {
     if (before && before.up !== up) this.o.log.warn({ host, up, err: error }, up ? 'host is back' : 'host is down');
   }
 
-  private desiredOf(app: string): { desired: DesiredRelease | null; stable: StableRelease | null; paused: boolean } | null {
+  private desiredOf(app: string): { desired: DesiredRelease | null; stable: StableRelease | null; paused: boolean; maintenance: string | null } | null {
     const { store } = this.o;
     const stored = store.apps.getApp(app);
     if (!stored) return null;
@@ -129,6 +129,7 @@ export class Controller {
     const stableRelease = status?.observedRevision ? store.releases.getRelease(app, status.observedRevision) : null;
     return {
       paused: stored.paused,
+      maintenance: stored.maintenance,
       desired: latest
         ? { revision: latest.revision, version: latest.version, spec: latest.spec, reason: latest.reason, configHash: containerConfigHash(latest.spec) }
         : null,
@@ -144,7 +145,9 @@ export class Controller {
     if (!wanted?.desired) return null;
     const { desired } = wanted;
 
-    const observed = await observeFleet(this.o.drivers, desired.spec.hosts, app, (host, up, err) => this.markHost(host, up, err));
+    const observed = await observeFleet(this.o.drivers, desired.spec.hosts, app, { traffic: this.o.traffic, route: desired.spec.proxy }, (host, up, err) =>
+      this.markHost(host, up, err),
+    );
     const previous = store.status.readStatus(app);
     const stored = store.status.getRollout(app);
     const record = stored?.revision === desired.revision ? (stored.state as RolloutRecord) : null;
@@ -155,6 +158,7 @@ export class Controller {
       observed,
       record,
       paused: wanted.paused,
+      maintenance: wanted.maintenance,
       now: this.now(),
       previousConditions: previous?.conditions ?? [],
     });

@@ -124,7 +124,7 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
     throw new StepError('health', 'HEALTH_CHECK_FAILED', `never healthy after ${outcome.attempts} attempts: ${outcome.lastError}`);
   }
   ctx.emit({ type: 'HealthCheckPassed', host: a.host, message: `healthy after ${outcome.attempts} attempt(s)` });
-  await at('switch', () => ctx.traffic.switchTo(a.host, ctx.app, upstream));
+  await at('switch', () => ctx.traffic.switchTo(a.host, ctx.app, spec.proxy, upstream));
   ctx.emit({ type: 'TrafficSwitched', host: a.host, message: `traffic on ${a.host} now goes to ${a.containerName}` });
   return id;
 }
@@ -141,7 +141,7 @@ async function retire(ctx: ExecContext, host: string, ids: string[]): Promise<vo
   await Promise.all(
     ids.map(async (id) => {
       const c = await driver.inspectContainer(id);
-      if (c?.ip) await ctx.traffic.drain(host, ctx.app, { containerId: id, ip: c.ip, port: spec.port }, spec.proxy?.drainTimeoutMs ?? 0);
+      if (c?.ip) await ctx.traffic.drain(host, ctx.app, spec.proxy, { containerId: id, ip: c.ip, port: spec.port }, spec.proxy?.drainTimeoutMs ?? 0);
       await driver.stopContainer(id, spec.stopTimeoutMs);
       ctx.emit({ type: 'ContainerStopped', host, message: `stopped ${c?.name ?? id.slice(0, 12)} (${c?.version ?? '?'})` });
     }),
@@ -188,6 +188,10 @@ async function executeOne(ctx: ExecContext, action: Action): Promise<ActionResul
       case 'remove':
         for (const id of action.containerIds) await ctx.driver(action.host).removeContainer(id);
         ctx.emit({ type: action.why === 'prune' ? 'ContainersPruned' : 'FailedContainerRemoved', host: action.host, message: `removed ${action.containerIds.length} container(s)` });
+        return { action, ok: true };
+      case 'maintenance':
+        await ctx.traffic.setMaintenance(action.host, ctx.app, ctx.desired.spec.proxy!, action.message);
+        ctx.emit({ type: action.message === null ? 'ProxyLive' : 'ProxyMaintenance', host: action.host, message: action.message === null ? 'serving traffic again' : `answering 503: ${action.message}` });
         return { action, ok: true };
       case 'createRollback':
         ctx.createRollback(action);

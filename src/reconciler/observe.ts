@@ -1,14 +1,18 @@
+import type { ProxyRouteSpec } from '../domain/app-spec.js';
 import type { HostDriver } from '../hosts/host-driver.js';
+import type { TrafficSwitch } from '../proxy/traffic.js';
 import type { HostObservation } from './types.js';
 
 /**
- * Lists the app's containers on each of its hosts, all at once. A host that does not
- * answer becomes an unreachable observation; it never fails the pass.
+ * Lists the app's containers on each of its hosts, all at once, and for a proxied app
+ * where each host's proxy sends its traffic. A host that does not answer becomes an
+ * unreachable observation; it never fails the pass.
  */
 export async function observeFleet(
   drivers: Map<string, HostDriver>,
   hosts: string[],
   app: string,
+  proxy: { traffic: TrafficSwitch; route: ProxyRouteSpec | null },
   onReachability: (host: string, up: boolean, error: string | null) => void,
 ): Promise<HostObservation[]> {
   return Promise.all(
@@ -16,9 +20,13 @@ export async function observeFleet(
       const driver = drivers.get(host);
       if (!driver) return { host, reachable: false, error: `host "${host}" is not in berth's config` };
       try {
-        const containers = await driver.listContainers({ app });
+        const route = proxy.route;
+        const [containers, routeState] = await Promise.all([
+          driver.listContainers({ app }),
+          route ? proxy.traffic.observeRoute(host, app, route) : Promise.resolve(null),
+        ]);
         onReachability(host, true, null);
-        return { host, reachable: true, containers };
+        return { host, reachable: true, containers, route: routeState };
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);
         onReachability(host, false, error);

@@ -59,6 +59,12 @@ export function pickTarget(containers: ObservedContainer[], desired: DesiredRele
   return candidates[0] ?? null;
 }
 
+/** With a proxy route, a host is only updated while its proxy really sends traffic to the target. */
+function routedTo(obs: HostObservation & { reachable: true }, desired: DesiredRelease, target: ObservedContainer): boolean {
+  if (!desired.spec.proxy) return true;
+  return target.ip !== null && obs.route?.upstream === `${target.ip}:${desired.spec.port}`;
+}
+
 function viewHost(host: string, obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
   if (!obs || !obs.reachable) {
     return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed' };
@@ -70,7 +76,7 @@ function viewHost(host: string, obs: HostObservation | undefined, desired: Desir
   const state = record.hosts[host];
   let cls: HostClass = 'pending';
   if (state?.step === 'failed') cls = 'failed';
-  else if (target?.running && state?.step === 'switched' && state.containerId === target.id) cls = 'updated';
+  else if (target?.running && state?.step === 'switched' && state.containerId === target.id && routedTo(obs, desired, target)) cls = 'updated';
   return { host, cls, target, othersRunning, stopped, error: state?.step === 'failed' ? state.message : null };
 }
 
@@ -97,6 +103,15 @@ function cleanupActions(views: HostView[], retain: number, busy: Set<string>): A
     if (old.length > 0) actions.push({ type: 'remove', host: v.host, containerIds: old, why: 'prune' });
   }
   return actions;
+}
+
+/** Maintenance follows the app's flag on every host whose proxy already routes the app. */
+function maintenanceActions(input: PlanInput, busy: Set<string>): Action[] {
+  return input.observed.flatMap((o): Action[] =>
+    o.reachable && o.route?.upstream && !busy.has(o.host) && o.route.maintenance !== input.maintenance
+      ? [{ type: 'maintenance', host: o.host, message: input.maintenance }]
+      : [],
+  );
 }
 
 function condition(type: string, status: Condition['status'], reason: string, message: string, previous: Condition[], now: number): Condition {
@@ -288,6 +303,7 @@ export function plan(input: PlanInput): Plan {
     events.push({ type: 'RollbackStarted', message: `rolling the fleet back to revision ${rollback.toRevision} (${rollback.toVersion})` });
   }
   if (!input.paused) actions.push(...cleanupActions(views, spec.retainContainers, busy));
+  if (spec.proxy) actions.push(...maintenanceActions(input, busy));
 
   const status = statusView(input, desired, record, views);
   return { actions, record, status, events, requeueAfterMs, ...(pause ? { pauseApp: true as const } : {}) };

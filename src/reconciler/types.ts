@@ -1,6 +1,7 @@
 import type { AppSpec } from '../domain/app-spec.js';
 import type { AppPhase, Condition, HostStatus, ReleaseReason } from '../domain/release.js';
 import type { ObservedContainer } from '../hosts/host-driver.js';
+import type { RouteState } from '../proxy/traffic.js';
 
 /** The release the controller is driving the fleet towards (the app's newest revision). */
 export interface DesiredRelease {
@@ -18,7 +19,13 @@ export interface StableRelease {
 }
 
 export type HostObservation =
-  | { host: string; reachable: true; containers: ObservedContainer[] }
+  | {
+      host: string;
+      reachable: true;
+      containers: ObservedContainer[];
+      /** For an app with a proxy route: the route on the host's proxy (null without a proxy route). */
+      route?: RouteState | null;
+    }
   | { host: string; reachable: false; error: string };
 
 export type HostRolloutState =
@@ -55,6 +62,8 @@ export interface PlanInput {
   observed: HostObservation[];
   record: RolloutRecord | null;
   paused: boolean;
+  /** Maintenance message wanted on every proxy (null = live). */
+  maintenance: string | null;
   now: number;
   previousConditions: Condition[];
 }
@@ -78,6 +87,8 @@ export type Action =
   | { type: 'retire'; host: string; containerIds: string[] }
   /** Remove containers: old ones past retain_containers, or a new one that failed. */
   | { type: 'remove'; host: string; containerIds: string[]; why: 'prune' | 'failed' }
+  /** Turn the app's maintenance page on (message) or off (null) on one host's proxy. */
+  | { type: 'maintenance'; host: string; message: string | null }
   | { type: 'createRollback'; toVersion: string; toRevision: number; reason: 'health_check_failed' | 'progress_deadline' };
 
 export interface PlannedEvent {

@@ -10,6 +10,7 @@ interface AppRow {
   name: string;
   spec: string;
   paused: number;
+  maintenance: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -19,6 +20,7 @@ function toApp(r: AppRow): StoredApp {
     name: r.name,
     spec: parseJson<AppSpec>(r.spec, `spec of app ${r.name}`),
     paused: r.paused === 1,
+    maintenance: r.maintenance,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -30,6 +32,7 @@ export class AppsRepo {
   private readonly insert: Database.Statement;
   private readonly updateSpec: Database.Statement;
   private readonly updatePaused: Database.Statement;
+  private readonly updateMaintenance: Database.Statement;
   private readonly remove: Database.Statement;
 
   constructor(
@@ -37,7 +40,7 @@ export class AppsRepo {
     private readonly events: EventsRepo,
   ) {
     const db = ctx.db;
-    const cols = 'name, spec, paused, created_at, updated_at';
+    const cols = 'name, spec, paused, maintenance, created_at, updated_at';
     this.get = db.prepare(`SELECT ${cols} FROM apps WHERE name = ?`);
     this.all = db.prepare(`SELECT ${cols} FROM apps ORDER BY name`);
     this.insert = db.prepare(
@@ -45,6 +48,7 @@ export class AppsRepo {
     );
     this.updateSpec = db.prepare(`UPDATE apps SET spec = ?, updated_at = ? WHERE name = ? RETURNING ${cols}`);
     this.updatePaused = db.prepare(`UPDATE apps SET paused = ?, updated_at = ? WHERE name = ? RETURNING ${cols}`);
+    this.updateMaintenance = db.prepare(`UPDATE apps SET maintenance = ?, updated_at = ? WHERE name = ? RETURNING ${cols}`);
     this.remove = db.prepare('DELETE FROM apps WHERE name = ?');
   }
 
@@ -100,6 +104,26 @@ export class AppsRepo {
         app: name,
         type: paused ? 'AppPaused' : 'AppResumed',
         message: `app ${name} ${paused ? 'paused' : 'resumed'}`,
+        actor,
+      });
+      return toApp(row);
+    });
+  }
+
+  /**
+   * Maintenance mode (a message: the proxies answer 503 with it) or live (null);
+   * records AppMaintenance/AppLive when it changes. NotFoundError if no such app.
+   */
+  setMaintenance(name: string, message: string | null, actor: string): StoredApp {
+    return this.ctx.write(() => {
+      const existing = this.get.get(name) as AppRow | undefined;
+      if (!existing) throw new NotFoundError(`app ${name}`);
+      if (existing.maintenance === message) return toApp(existing);
+      const row = this.updateMaintenance.get(message, this.ctx.now(), name) as AppRow;
+      this.events.appendEvent({
+        app: name,
+        type: message === null ? 'AppLive' : 'AppMaintenance',
+        message: message === null ? `app ${name} is live again` : `app ${name} in maintenance: ${message}`,
         actor,
       });
       return toApp(row);

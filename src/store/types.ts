@@ -6,6 +6,8 @@ export interface StoredApp {
   name: string;
   spec: AppSpec;
   paused: boolean;
+  /** Null when live; else the maintenance message the proxies answer with (503). */
+  maintenance: string | null;
   createdAt: string;
   updatedAt: string;
 }

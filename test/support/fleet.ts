@@ -12,6 +12,7 @@ import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
 import { createSshDriver } from '../../src/hosts/docker-driver.js';
 import type { HostDriver, ObservedContainer } from '../../src/hosts/host-driver.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
+import { CaddyProxy } from '../../src/proxy/caddy-proxy.js';
 import { directTraffic, type TrafficSwitch } from '../../src/proxy/traffic.js';
 import { Controller } from '../../src/reconciler/controller.js';
 import { openStore, type Store } from '../../src/store/index.js';
@@ -21,6 +22,7 @@ import { hostSpecFor, requireTestbed, type Testbed } from './testbed.js';
 export interface Fleet {
   bed: Testbed;
   store: Store;
+  traffic: TrafficSwitch;
   controller: Controller;
   drivers: Map<string, HostDriver>;
   metrics: BerthMetrics;
@@ -48,7 +50,7 @@ export async function clearApp(drivers: Map<string, HostDriver>, app: string): P
   );
 }
 
-export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, opts: { traffic?: TrafficSwitch; env?: Record<string, string> } = {}): Promise<Fleet> {
+export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, opts: { proxy?: boolean; env?: Record<string, string> } = {}): Promise<Fleet> {
   const bed = requireTestbed();
   const dir = mkdtempSync(join(tmpdir(), 'berth-fleet-'));
   const store = openStore(join(dir, 'berth.db'));
@@ -57,7 +59,9 @@ export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, 
   await clearApp(drivers, app);
   const spec = makeSpec({ name: app, image: bed.images.app, hosts: [...drivers.keys()], ...overrides });
   store.apps.upsertApp(spec, 'test');
-  const controller = new Controller({ store, drivers, traffic: opts.traffic ?? directTraffic, metrics, log: quiet, resyncIntervalMs: 2_000, env: opts.env ?? {} });
+  const hostSpecs = Object.fromEntries(bed.hosts.slice(0, 3).map((h) => [h.name, hostSpecFor(bed, h)]));
+  const traffic: TrafficSwitch = opts.proxy ? new CaddyProxy({ drivers, hosts: hostSpecs, image: bed.images.proxy, log: quiet }) : directTraffic;
+  const controller = new Controller({ store, drivers, traffic, metrics, log: quiet, resyncIntervalMs: 2_000, env: opts.env ?? {} });
   controller.start();
 
   const release = (version: string, reason: 'deploy' | 'rollback') => {
@@ -70,6 +74,7 @@ export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, 
   const fleet: Fleet = {
     bed,
     store,
+    traffic,
     controller,
     drivers,
     metrics,

@@ -28,6 +28,7 @@ function input(overrides: Partial<PlanInput>): PlanInput {
     observed: [],
     record: null,
     paused: false,
+    maintenance: null,
     now: NOW,
     previousConditions: [],
     ...overrides,
@@ -368,5 +369,36 @@ describe('applyResults', () => {
     const r = applyResults(record(), [{ action: { type: 'pull', host: 'h2' }, ok: false, stage: 'pull', code: 'IMAGE_PULL_FAILED', message: 'manifest unknown', unreachable: false }], NOW);
     assert.equal(r.state, 'failed');
     assert.equal(r.failure?.reason, 'ImagePullFailed');
+  });
+});
+
+describe('plan: proxy routes and maintenance', () => {
+  const proxied = makeSpec({ proxy: { port: 8080, host: null, drainTimeoutMs: 30_000 } });
+  const desired = makeDesired(2, 'v2', proxied);
+  const routed = (c: ObservedContainer, maintenance: string | null = null) => ({ upstream: `${c.ip}:3000`, maintenance });
+
+  function fleet(route: (h: string, c: ObservedContainer) => { upstream: string | null; maintenance: string | null } | null) {
+    const cs = { h1: makeContainer(2, 'v2', { spec: proxied }), h2: makeContainer(2, 'v2', { spec: proxied }), h3: makeContainer(2, 'v2', { spec: proxied }) };
+    const rec = record({ state: 'complete', hosts: Object.fromEntries(Object.entries(cs).map(([h, c]) => [h, { step: 'switched' as const, containerId: c.id, at: NOW }])) });
+    const observed: HostObservation[] = Object.entries(cs).map(([host, c]) => ({ host, reachable: true, containers: [c], route: route(host, c) }));
+    return { cs, rec, observed };
+  }
+
+  it('a host whose proxy lost the route (proxy removed by hand) is updated again: re-probe and re-route', () => {
+    const { cs, rec, observed } = fleet((h, c) => (h === 'h2' ? { upstream: null, maintenance: null } : routed(c)));
+    const p = plan(input({ desired, record: rec, observed }));
+    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h2', existingContainerId: cs.h2.id, containerName: 'web-r2', pull: false }]);
+  });
+
+  it('converged when every proxy routes to the target', () => {
+    const { rec, observed } = fleet((_h, c) => routed(c));
+    assert.deepEqual(plan(input({ desired, record: rec, observed })).actions, []);
+  });
+
+  it('maintenance follows the app flag on every routed host, and back', () => {
+    const on = fleet((_h, c) => routed(c));
+    assert.deepEqual(types(plan(input({ desired, record: on.rec, observed: on.observed, maintenance: 'back soon' })).actions), ['maintenance:h1', 'maintenance:h2', 'maintenance:h3']);
+    const off = fleet((h, c) => routed(c, h === 'h3' ? 'back soon' : null));
+    assert.deepEqual(plan(input({ desired, record: off.rec, observed: off.observed })).actions, [{ type: 'maintenance', host: 'h3', message: null }]);
   });
 });

@@ -218,23 +218,23 @@ describe('migrations', () => {
 
   test('berth:foreign-keys=off lets a migration rebuild a referenced table without cascading', () => {
     const dir = tempDir();
-    copyFileSync(join(DEFAULT_MIGRATIONS_DIR, '0001_init.sql'), join(dir, '0001_init.sql'));
+    for (const m of ['0001_init.sql', '0002_app_maintenance.sql']) copyFileSync(join(DEFAULT_MIGRATIONS_DIR, m), join(dir, m));
     const file = join(tempDir(), 'fk.db');
     const s1 = openStore(file, { migrationsDir: dir });
     s1.apps.upsertApp(spec('web'), 'test');
     s1.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'test' });
     s1.close();
     writeFileSync(
-      join(dir, '0002_rebuild_apps.sql'),
+      join(dir, '0003_rebuild_apps.sql'),
       `-- berth:foreign-keys=off
        CREATE TABLE apps_new (name TEXT NOT NULL PRIMARY KEY, spec TEXT NOT NULL, paused INTEGER NOT NULL DEFAULT 0,
-         created_at TEXT NOT NULL, updated_at TEXT NOT NULL, note TEXT) STRICT;
-       INSERT INTO apps_new SELECT name, spec, paused, created_at, updated_at, NULL FROM apps;
+         maintenance TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, note TEXT) STRICT;
+       INSERT INTO apps_new SELECT name, spec, paused, maintenance, created_at, updated_at, NULL FROM apps;
        DROP TABLE apps;
        ALTER TABLE apps_new RENAME TO apps;`,
     );
     const s2 = openStore(file, { migrationsDir: dir });
-    assert.equal(s2.schemaVersion, 2);
+    assert.equal(s2.schemaVersion, 3);
     assert.equal(s2.releases.latestRelease('web')?.version, 'v1', 'dropping apps must not cascade into releases');
     assert.equal(s2.db.pragma('foreign_keys', { simple: true }), 1, 'foreign keys are back on');
     s2.close();
