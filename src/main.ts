@@ -61,7 +61,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
     const drivers = new Map<string, HostDriver>(
       Object.values(config.hosts).map((spec) => [
         spec.name,
-        createHostDriver(spec, log, { onOperation: (op, seconds) => metrics.hostOperationDuration.observe({ host: spec.name, op }, seconds) }),
+        createHostDriver(spec, log, { onOperation: metrics.hostOperationObserver(spec.name) }),
       ]),
     );
     const traffic = new CaddyProxy({ drivers, hosts: config.hosts, image: config.proxy.image, log });

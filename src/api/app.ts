@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import type { ApiDeps } from './context.js';
 import './schemas.js';
 import { makeAuthCheck } from './auth.js';
-import { installErrorHandler } from './errors.js';
+import { formatSchemaErrors, frameworkError, installErrorHandler } from './errors.js';
 import { collectOpenApi } from './openapi.js';
 import { appRoutes } from './routes/apps.js';
 import { eventRoutes } from './routes/events.js';
@@ -10,6 +10,10 @@ import { hostRoutes } from './routes/hosts.js';
 import { systemRoutes } from './routes/system.js';
 
 export const BODY_LIMIT_BYTES = 256 * 1024;
+const MAX_PARAM_LENGTH = 200;
+
+/** Loopback peers, IPv4, IPv6 and IPv4-mapped IPv6. */
+const isLoopback = (address: string | undefined) => !!address && /^(?:127\.|::1$|::ffff:127\.)/.test(address);
 
 /**
  * The HTTP API (DESIGN.md §6). Every body and param is validated by JSON schema;
@@ -21,13 +25,41 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
     // pino's Logger is a FastifyBaseLogger; the cast keeps FastifyInstance's default generic.
     loggerInstance: deps.log.child({ component: 'api' }) as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
-    routerOptions: { maxParamLength: 200 },
+    // verbose: errors carry the offending value and its schema, for messages that name both.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false, verbose: true } },
+    schemaErrorFormatter: formatSchemaErrors,
+    frameworkErrors: frameworkError(MAX_PARAM_LENGTH),
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
   });
+  // JSON only: a text/plain body is a 415, not a string that fails validation later.
+  app.removeContentTypeParser('text/plain');
   const requireToken = makeAuthCheck(deps.auth.token);
-  const openRead = async () => {};
+  // open_reads opens reads to loopback peers only; anyone else still needs the token.
+  const openRead = async (request: FastifyRequest) => {
+    if (!isLoopback(request.socket.remoteAddress)) await requireToken(request);
+  };
   const guard = { write: requireToken, read: deps.auth.openReads ? openRead : requireToken };
-  const openapi = collectOpenApi(app, { version: deps.version, isSecured: (r) => r.preHandler === requireToken });
+  // Guards run as onRequest hooks: before the body is read, parsed or validated, so an
+  // unauthenticated client gets 401 whatever it sends and costs no parsing. A route that
+  // names its guard as a preHandler gets it moved here (registered before the OpenAPI
+  // collector, which therefore sees the final route).
+  const guards = new Set<unknown>([requireToken, openRead]);
+  app.addHook('onRoute', (route) => {
+    const pre = route.preHandler;
+    const list = Array.isArray(pre) ? pre : pre ? [pre] : [];
+    const moved = list.filter((h) => guards.has(h));
+    if (moved.length === 0) return;
+    const rest = list.filter((h) => !guards.has(h));
+    const on = route.onRequest;
+    route.onRequest = [...(Array.isArray(on) ? on : on ? [on] : []), ...moved] as typeof route.onRequest;
+    route.preHandler = rest.length > 0 ? (rest as typeof route.preHandler) : undefined;
+  });
+  // A body whose schema requires nothing may be left out (`curl -X POST .../pause`): it reads as {}.
+  app.addHook('preValidation', async (request: FastifyRequest) => {
+    const body = request.routeOptions.schema?.body as { type?: string; required?: string[] } | undefined;
+    if (request.body === undefined && body?.type === 'object' && !body.required?.length) request.body = {};
+  });
+  const openapi = collectOpenApi(app, { version: deps.version, isSecured: (r) => [r.onRequest].flat().includes(requireToken) });
 
   installErrorHandler(app);
   app.addHook('onResponse', async (request: FastifyRequest, reply) => {

@@ -1,4 +1,5 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
+import { describe } from '../config/reader.js';
 import { BerthError, ConfigError, ConflictError, NotFoundError } from '../domain/errors.js';
 
 export class UnauthorizedError extends BerthError {
@@ -37,6 +38,7 @@ const PHRASES: Record<number, string> = {
   405: 'Method Not Allowed',
   409: 'Conflict',
   413: 'Payload Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Entity',
   500: 'Internal Server Error',
@@ -52,6 +54,7 @@ function codeOf(err: unknown, status: number): string {
   const fe = err as FastifyError;
   if (fe.validation) return 'INVALID_REQUEST';
   if (status === 413) return 'BODY_TOO_LARGE';
+  if (status === 414) return 'URI_TOO_LONG';
   if (status === 415) return 'UNSUPPORTED_MEDIA_TYPE';
   if (status === 400) return 'BAD_REQUEST';
   return status >= 500 ? 'INTERNAL' : 'REQUEST_ERROR';
@@ -66,11 +69,74 @@ export function installErrorHandler(app: FastifyInstance): void {
       request.log.error({ err }, 'request failed');
       return reply.status(status).send(errorBody(status, code, 'internal error; see the daemon log'));
     }
-    const message = err instanceof Error ? err.message : String(err);
+    const message =
+      status === 415
+        ? `unsupported Content-Type ${JSON.stringify(request.headers['content-type'] ?? '')}; send application/json`
+        : err instanceof Error
+          ? err.message
+          : String(err);
     const issues = err instanceof ConfigError ? err.issues : undefined;
     return reply.status(status).send(errorBody(status, code, message, issues ? { issues } : {}));
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send(errorBody(404, 'ROUTE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
   );
+}
+
+/**
+ * Router-level errors (before any route or hook runs) in the same JSON shape:
+ * a malformed percent-encoding, or a path parameter over maxParamLength.
+ */
+export function frameworkError(maxParamLength: number) {
+  return (err: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+    if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+      return reply.status(414).send(errorBody(414, 'URI_TOO_LONG', `path parameter longer than ${maxParamLength} characters (app names have at most 63)`));
+    }
+    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+    return reply.status(status).send(errorBody(status, err.code === 'FST_ERR_BAD_URL' ? 'BAD_URL' : 'BAD_REQUEST', err.message));
+  };
+}
+
+/** What ajv (with `verbose`) adds to an error: the offending value and the schema holding the failed keyword. */
+type VerboseError = FastifySchemaValidationError & { data?: unknown; parentSchema?: { description?: string; properties?: Record<string, unknown> } };
+
+/** `/hosts/0/name` -> `.hosts[0].name`, to read like the config issue paths (`body.healthcheck.interval`). */
+function dottedPath(pointer: string): string {
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((seg) => (/^\d+$/.test(seg) ? `[${seg}]` : `.${seg.replace(/~1/g, '/').replace(/~0/g, '~')}`))
+    .join('');
+}
+
+const shown = (v: unknown) => (v === undefined ? 'nothing' : describe(v));
+
+/**
+ * Schema validation errors as one message that names the field, what was
+ * expected and what came: `body.version: expected an image tag ..., got "v1;rm"`,
+ * `body: unknown property "force" (allowed: version, expectedRevision)`.
+ */
+export function formatSchemaErrors(errors: FastifySchemaValidationError[], dataVar: string): Error {
+  const text = errors
+    .map((raw) => {
+      const e = raw as VerboseError;
+      const where = `${dataVar}${dottedPath(e.instancePath)}`;
+      const p = e.params;
+      switch (e.keyword) {
+        case 'required':
+          return `${where}: missing required property "${String(p.missingProperty)}"`;
+        case 'additionalProperties': {
+          const allowed = Object.keys(e.parentSchema?.properties ?? {});
+          return `${where}: unknown property "${String(p.additionalProperty)}" (allowed: ${allowed.length ? allowed.join(', ') : 'none'})`;
+        }
+        case 'type':
+          return `${where}: expected ${String(p.type)}, got ${shown(e.data)}`;
+        case 'pattern':
+          return `${where}: expected ${e.parentSchema?.description ?? `a string matching ${String(p.pattern)}`}, got ${shown(e.data)}`;
+        default:
+          return `${where}: ${e.message ?? e.keyword}, got ${shown(e.data)}`;
+      }
+    })
+    .join('; ');
+  return new Error(text);
 }

@@ -5,10 +5,28 @@ export const appParams = {
   type: 'object',
   required: ['app'],
   additionalProperties: false,
-  properties: { app: { type: 'string', pattern: APP_NAME_PATTERN, description: 'App name: lowercase letters, digits, dashes' } },
+  properties: {
+    app: {
+      type: 'string',
+      pattern: APP_NAME_PATTERN,
+      description: 'an app name: lowercase letters, digits and "-", starting with a letter, at most 63 characters',
+    },
+  },
 } as const;
 
-export const version = { type: 'string', pattern: VERSION_PATTERN, maxLength: 135, description: 'Image tag or sha256 digest' } as const;
+// Descriptions read after "expected" in validation messages: `body.version: expected <description>, got "..."`.
+export const version = {
+  type: 'string',
+  pattern: VERSION_PATTERN,
+  maxLength: 135,
+  description: 'an image tag (letters, digits, "_", "." and "-", at most 128 characters, not starting with "." or "-") or a digest sha256:<64 hex digits>',
+} as const;
+
+/** Query page size; arrives as a string. */
+export const pageSize = { type: 'string', pattern: '^[0-9]{1,4}$', description: 'a page size (a whole number; at most 1000 are returned)' } as const;
+
+/** A body that may be empty (`{}` or none) and has no fields. */
+export const noFields = { type: 'object', additionalProperties: false, properties: {} } as const;
 
 /** Query integers arrive as strings; they are checked by pattern and converted in the handler. */
 export const integerString = { type: 'string', pattern: '^[0-9]{1,9}$' } as const;

@@ -85,7 +85,8 @@ async function waitFor(client: BerthClient, app: string, revision: number, json:
     };
     void poll();
   });
-  if (!json) void client.follow(app, 0, (e) => { if ((e.revision ?? 0) >= revision) printEvent(e); }, controller.signal);
+  // The event lines are a courtesy; the status poll decides. A stream failure must not crash the wait.
+  if (!json) client.follow(app, 0, (e) => { if ((e.revision ?? 0) >= revision) printEvent(e); }, controller.signal).catch(() => {});
   const view = await done;
   controller.abort();
   if (json) console.log(JSON.stringify(view, null, 2));

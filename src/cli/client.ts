@@ -36,6 +36,29 @@ export class BerthClient {
     return { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), 'x-berth-actor': this.actor, ...extra };
   }
 
+  private unreachable(err: unknown): ApiError {
+    const e = err as Error;
+    const why = e.cause instanceof Error ? e.cause.message : e.message;
+    return new ApiError(0, 'DAEMON_UNREACHABLE', `cannot reach berth at ${this.baseUrl} (${why}); is the daemon running? (npm start)`);
+  }
+
+  /**
+   * A failed response as an ApiError: berth's JSON error body when there is one, else
+   * (a proxy's HTML page, another server) the status and the start of what came.
+   */
+  private failure(res: Response, text: string): ApiError {
+    const json = parseObject(text);
+    if (!json || typeof json.message !== 'string') {
+      const snippet = text.replace(/\s+/g, ' ').trim().slice(0, 120);
+      return new ApiError(res.status, 'HTTP_ERROR', `${this.baseUrl} answered ${res.status} ${res.statusText} without a berth error body (is BERTH_URL a berth daemon?)${snippet ? `: ${snippet}` : ''}`);
+    }
+    const message = json.message;
+    // A 422's message already lists its issues one per line; add only what it lacks.
+    const issues = Array.isArray(json.issues) ? (json.issues as Array<{ path: string; message: string }>) : [];
+    const missing = issues.map((i) => `${i.path}: ${i.message}`).filter((line) => !message.includes(line));
+    return new ApiError(res.status, String(json.code ?? 'HTTP_ERROR'), `${message}${missing.map((l) => `\n  ${l}`).join('')}`);
+  }
+
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {
@@ -45,27 +68,34 @@ export class BerthClient {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
     } catch (err) {
-      throw new ApiError(0, 'DAEMON_UNREACHABLE', `cannot reach berth at ${this.baseUrl} (${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}); is the daemon running? (npm start)`);
+      throw this.unreachable(err);
     }
     const text = await res.text();
-    const json = text ? (JSON.parse(text) as Record<string, unknown>) : {};
-    if (!res.ok) {
-      const issues = Array.isArray(json.issues) ? `\n${(json.issues as Array<{ path: string; message: string }>).map((i) => `  ${i.path}: ${i.message}`).join('\n')}` : '';
-      throw new ApiError(res.status, String(json.code ?? 'HTTP_ERROR'), `${String(json.message ?? res.statusText)}${issues && !String(json.message).includes('\n') ? issues : ''}`);
-    }
+    if (!res.ok) throw this.failure(res, text);
+    const json = text ? parseObject(text) : {};
+    if (!json) throw new ApiError(res.status, 'NOT_BERTH', `${this.baseUrl} answered ${res.status} with something that is not JSON (is BERTH_URL a berth daemon?)`);
     return json as T;
   }
 
   /** Follows the app's SSE stream from `afterId`; stops when `onEvent` returns true or the signal aborts. */
   async follow(app: string, afterId: number, onEvent: (e: BerthEvent) => boolean | void, signal?: AbortSignal): Promise<void> {
     let last = afterId;
+    // Until the first connection works, failing is an answer (wrong URL, daemon down,
+    // wrong token); after that, a dropped stream is the daemon restarting: reconnect.
+    let connected = false;
     while (!signal?.aborted) {
       try {
-        const res = await fetch(`${this.baseUrl}/v1/apps/${encodeURIComponent(app)}/events`, {
-          headers: this.headers({ accept: 'text/event-stream', 'last-event-id': String(last) }),
-          ...(signal ? { signal } : {}),
-        });
-        if (!res.ok || !res.body) throw new ApiError(res.status, 'HTTP_ERROR', `event stream answered ${res.status}`);
+        let res: Response;
+        try {
+          res = await fetch(`${this.baseUrl}/v1/apps/${encodeURIComponent(app)}/events`, {
+            headers: this.headers({ accept: 'text/event-stream', 'last-event-id': String(last) }),
+            ...(signal ? { signal } : {}),
+          });
+        } catch (err) {
+          throw this.unreachable(err);
+        }
+        if (!res.ok || !res.body) throw this.failure(res, await res.text());
+        connected = true;
         const decoder = new TextDecoder();
         let buf = '';
         for await (const chunk of res.body) {
@@ -83,10 +113,21 @@ export class BerthClient {
         }
       } catch (err) {
         if (signal?.aborted) return;
+        if (!connected) throw err;
         if (err instanceof ApiError && err.status >= 400 && err.status < 500) throw err;
       }
       // The daemon restarted or the link dropped: reconnect and resume after the last id.
       await new Promise((r) => setTimeout(r, 1000));
     }
+  }
+}
+
+/** JSON text -> an object, or null when it is not JSON or not an object. */
+function parseObject(text: string): Record<string, unknown> | null {
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
   }
 }

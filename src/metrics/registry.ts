@@ -18,7 +18,7 @@ export class BerthMetrics {
 
   readonly reconcileTotal = new Counter({
     name: 'berth_reconcile_total',
-    help: 'Reconcile passes by result (ok, error, waiting).',
+    help: 'Reconcile passes by result (acted, waiting, converged, error).',
     labelNames: ['app', 'result'] as const,
     registers: [this.registry],
   });
@@ -92,7 +92,7 @@ export class BerthMetrics {
   });
   readonly rollbacksTotal = new Counter({
     name: 'berth_rollbacks_total',
-    help: 'Rollbacks by reason (health_check_failed, progress_deadline, manual, hook_failed).',
+    help: 'Automatic rollbacks started by the controller, by reason (health_check_failed, progress_deadline).',
     labelNames: ['app', 'reason'] as const,
     registers: [this.registry],
   });
@@ -117,6 +117,11 @@ export class BerthMetrics {
 
   setPhase(app: string, phase: AppPhase | null): void {
     for (const p of PHASES) this.rolloutPhase.set({ app, phase: p }, p === phase ? 1 : 0);
+  }
+
+  /** The host driver's onOperation hook for `host`. */
+  hostOperationObserver(host: string): (op: string, seconds: number) => void {
+    return (op, seconds) => this.hostOperationDuration.observe({ host, op }, seconds);
   }
 
   async text(): Promise<string> {

@@ -55,7 +55,9 @@ export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, 
   const dir = mkdtempSync(join(tmpdir(), 'berth-fleet-'));
   const store = openStore(join(dir, 'berth.db'));
   const metrics = new BerthMetrics('test', { processMetrics: false });
-  const drivers = new Map<string, HostDriver>(bed.hosts.slice(0, 3).map((h) => [h.name, createSshDriver(hostSpecFor(bed, h), quiet)]));
+  const drivers = new Map<string, HostDriver>(
+    bed.hosts.slice(0, 3).map((h) => [h.name, createSshDriver(hostSpecFor(bed, h), quiet, { onOperation: metrics.hostOperationObserver(h.name) })]),
+  );
   await clearApp(drivers, app);
   const spec = makeSpec({ name: app, image: bed.images.app, hosts: [...drivers.keys()], ...overrides });
   store.apps.upsertApp(spec, 'test');

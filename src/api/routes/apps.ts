@@ -4,7 +4,7 @@ import { validateAppDocument } from '../../config/app.js';
 import { ConflictError, NotFoundError } from '../../domain/errors.js';
 import type { StoredApp } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
-import { appParams, version } from '../schemas.js';
+import { appParams, noFields, pageSize, version } from '../schemas.js';
 
 type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
@@ -37,18 +37,18 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
   const read = guard.read as never;
   const write = guard.write as never;
 
-  app.get('/v1/apps', { preHandler: read, schema: { summary: 'List apps with their status' } }, async () => ({
+  app.get('/v1/apps', { onRequest: read, schema: { summary: 'List apps with their status' } }, async () => ({
     apps: deps.store.apps.listApps().map((a) => appView(deps, a)),
   }));
 
-  app.get('/v1/apps/:app', { preHandler: read, schema: { summary: 'Spec, desired release, status and per-host view of one app', params: appParams } }, async (req: AppReq) =>
+  app.get('/v1/apps/:app', { onRequest: read, schema: { summary: 'Spec, desired release, status and per-host view of one app', params: appParams } }, async (req: AppReq) =>
     appView(deps, mustGetApp(deps, req.params.app)),
   );
 
   app.put(
     '/v1/apps/:app',
     {
-      preHandler: write,
+      onRequest: write,
       schema: {
         summary: 'Create or update an app spec (same shape as an app in berth.yml)',
         params: appParams,
@@ -66,7 +66,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
   app.post(
     '/v1/apps/:app/releases',
     {
-      preHandler: write,
+      onRequest: write,
       schema: {
         summary: 'Ask for a version: creates the next release revision; the controller rolls it out',
         params: appParams,
@@ -98,14 +98,17 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
   app.get(
     '/v1/apps/:app/releases',
     {
-      preHandler: read,
+      onRequest: read,
       schema: {
         summary: 'Release history, newest first',
         params: appParams,
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { limit: { type: 'string', pattern: '^[0-9]{1,4}$' }, before: { type: 'string', pattern: '^[0-9]{1,9}$' } },
+          properties: {
+            limit: pageSize,
+            before: { type: 'string', pattern: '^[0-9]{1,9}$', description: 'a revision number: only releases older than it are listed' },
+          },
         },
       },
     },
@@ -122,7 +125,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
   app.post(
     '/v1/apps/:app/rollback',
     {
-      preHandler: write,
+      onRequest: write,
       schema: {
         summary: 'Roll back to the previous version, or to a named one, as a new revision',
         params: appParams,
@@ -150,7 +153,10 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
   for (const [action, paused] of [['pause', true], ['resume', false]] as const) {
     app.post(
       `/v1/apps/:app/${action}`,
-      { preHandler: write, schema: { summary: paused ? 'Hold the rollout between steps' : 'Let the rollout go on', params: appParams } },
+      {
+        onRequest: write,
+          schema: { summary: paused ? 'Hold the rollout between steps' : 'Let the rollout go on', params: appParams, body: noFields },
+      },
       async (req: AppReq) => {
         mustGetApp(deps, req.params.app);
         const updated = deps.store.apps.setPaused(req.params.app, paused, actorOf(req));

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { BerthEvent } from '../../domain/release.js';
 import type { ApiDeps } from '../context.js';
-import { appParams } from '../schemas.js';
+import { appParams, pageSize } from '../schemas.js';
 import { mustGetApp } from './apps.js';
 
 type EventsReq = FastifyRequest<{ Params: { app: string }; Querystring: { after?: string; limit?: string } }>;
@@ -59,14 +59,17 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
   app.get(
     '/v1/apps/:app/events',
     {
-      preHandler: guard.read as never,
+      onRequest: guard.read as never,
       schema: {
         summary: 'Audit events of the app, oldest first after ?after=ID; with Accept: text/event-stream, a live SSE stream (Last-Event-ID resumes)',
         params: appParams,
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { after: { type: 'string', pattern: '^[0-9]{1,12}$' }, limit: { type: 'string', pattern: '^[0-9]{1,4}$' } },
+          properties: {
+            after: { type: 'string', pattern: '^[0-9]{1,12}$', description: 'an event id: only events newer than it are listed' },
+            limit: pageSize,
+          },
         },
       },
     },

@@ -1,0 +1,741 @@
+/**
+ * The HTTP API (DESIGN.md §6) through app.inject(), plus one real listening server
+ * for the SSE stream. The store is a real in-memory SQLite store; the only stand-in
+ * is the controller seam, which records the apps the API enqueues.
+ */
+import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import type { BerthEvent } from '../../src/domain/release.js';
+import { AUTH, TOKEN, appDoc, makeApi, seedApp, snapshotDb, sseClient as sse, type TestApi } from '../support/api.js';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const json = (res: { body: string }): Json => JSON.parse(res.body) as Json;
+
+let api: TestApi;
+beforeEach(() => {
+  api = makeApi();
+});
+afterEach(async () => {
+  await api.close();
+});
+
+/** The routes of DESIGN.md §6, with the path parameter spelt as in OpenAPI. */
+const DESIGN_ROUTES: Array<[string, string]> = [
+  ['get', '/healthz'],
+  ['get', '/readyz'],
+  ['get', '/metrics'],
+  ['get', '/v1/apps'],
+  ['get', '/v1/apps/{app}'],
+  ['put', '/v1/apps/{app}'],
+  ['post', '/v1/apps/{app}/releases'],
+  ['get', '/v1/apps/{app}/releases'],
+  ['post', '/v1/apps/{app}/rollback'],
+  ['post', '/v1/apps/{app}/pause'],
+  ['post', '/v1/apps/{app}/resume'],
+  ['get', '/v1/apps/{app}/events'],
+  ['get', '/v1/hosts'],
+];
+/** Open by design: probes, the scrape and the API description. */
+const OPEN_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json']);
+
+async function openapiOps(t: TestApi): Promise<Array<{ method: string; path: string; op: Json }>> {
+  const doc = json(await t.app.inject({ method: 'GET', url: '/openapi.json' }));
+  return Object.entries(doc.paths as Record<string, Json>).flatMap(([path, ops]) =>
+    Object.entries(ops).map(([method, op]) => ({ method, path, op: op as Json })),
+  );
+}
+const concrete = (path: string) => path.replace('{app}', 'web');
+
+describe('system routes', () => {
+  test('GET /healthz answers without a token', async () => {
+    const res = await api.app.inject({ method: 'GET', url: '/healthz' });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(json(res), { status: 'ok', version: '0.0.0-test' });
+  });
+
+  test('GET /readyz: ready while the DB is open and the loop runs, 503 naming what is not', async () => {
+    let res = await api.app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(json(res), { status: 'ready' });
+
+    api.controller.running = false;
+    res = await api.app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(res.statusCode, 503);
+    assert.equal(json(res).code, 'NOT_READY');
+    assert.match(json(res).message, /reconcile loop not running/);
+
+    api.store.close();
+    res = await api.app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(res.statusCode, 503);
+    assert.match(json(res).message, /database not open; reconcile loop not running/);
+  });
+
+  test('GET /metrics: Prometheus text with berth_ series, open without a token', async () => {
+    await api.app.inject({ method: 'GET', url: '/healthz' });
+    const res = await api.app.inject({ method: 'GET', url: '/metrics' });
+    assert.equal(res.statusCode, 200);
+    assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+    assert.match(res.body, /^berth_build_info\{version="0\.0\.0-test"\} 1$/m);
+    assert.match(res.body, /^# TYPE berth_reconcile_total counter$/m);
+    assert.match(res.body, /^berth_http_request_duration_seconds_count\{method="GET",route="\/healthz",status="2xx"\} 1$/m);
+  });
+
+  test('GET /openapi.json lists every route of the design with its schemas and security', async () => {
+    const res = await api.app.inject({ method: 'GET', url: '/openapi.json' });
+    assert.equal(res.statusCode, 200);
+    const doc = json(res);
+    assert.equal(doc.openapi, '3.1.0');
+    assert.equal(doc.info.version, '0.0.0-test');
+    assert.deepEqual(doc.components.securitySchemes.bearer, { type: 'http', scheme: 'bearer' });
+    for (const [method, path] of DESIGN_ROUTES) {
+      const op = doc.paths[path]?.[method] as Json | undefined;
+      assert.ok(op, `${method.toUpperCase()} ${path} is missing from /openapi.json`);
+      assert.equal(typeof op.summary, 'string', `${method} ${path} has a summary`);
+      assert.ok(op.responses['4XX'].content['application/json'].schema.properties.message, `${method} ${path} documents the error body`);
+      if (path.includes('{app}')) {
+        const p = (op.parameters as Json[]).find((x) => x.name === 'app');
+        assert.equal(p?.in, 'path');
+        assert.equal(p?.schema.pattern, '^[a-z][a-z0-9-]{0,62}$');
+      }
+      const secured = !OPEN_ROUTES.has(path);
+      assert.equal(Boolean(op.security), secured, `${method} ${path} security`);
+    }
+    // Bodies carry their schemas.
+    const releaseBody = doc.paths['/v1/apps/{app}/releases'].post.requestBody.content['application/json'].schema;
+    assert.deepEqual(releaseBody.required, ['version']);
+    assert.equal(releaseBody.additionalProperties, false);
+    assert.ok(releaseBody.properties.version.pattern);
+    assert.equal(releaseBody.properties.expectedRevision.type, 'integer');
+    assert.ok(doc.paths['/v1/apps/{app}/rollback'].post.requestBody.content['application/json'].schema.properties.version);
+    assert.equal(doc.paths['/v1/apps/{app}'].put.requestBody.content['application/json'].schema.type, 'object');
+    const query = (doc.paths['/v1/apps/{app}/releases'].get.parameters as Json[]).filter((p) => p.in === 'query').map((p) => p.name);
+    assert.deepEqual(query.sort(), ['before', 'limit']);
+    const eventsQuery = (doc.paths['/v1/apps/{app}/events'].get.parameters as Json[]).filter((p) => p.in === 'query').map((p) => p.name);
+    assert.deepEqual(eventsQuery.sort(), ['after', 'limit']);
+  });
+
+  test('an unknown route is a JSON 404 naming it', async () => {
+    const res = await api.call({ method: 'DELETE', url: '/v1/apps/web?x=1' });
+    assert.equal(res.statusCode, 404);
+    assert.deepEqual(json(res), { error: 'Not Found', code: 'ROUTE_NOT_FOUND', message: 'no route DELETE /v1/apps/web' });
+  });
+});
+
+describe('apps', () => {
+  test('GET /v1/apps is empty at first', async () => {
+    const res = await api.call({ method: 'GET', url: '/v1/apps' });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(json(res), { apps: [] });
+  });
+
+  test('PUT creates (201), repeats as unchanged (200, nothing written), updates (200)', async () => {
+    let res = await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc(), headers: { 'x-berth-actor': 'alice' } });
+    assert.equal(res.statusCode, 201);
+    let body = json(res);
+    assert.equal(body.change, 'created');
+    assert.equal(body.name, 'web');
+    assert.equal(body.paused, false);
+    assert.equal(body.desired, null);
+    assert.equal(body.spec.healthcheck.interval, '1s');
+    assert.equal(body.spec.healthcheck.timeout, '500ms');
+    assert.deepEqual(api.controller.enqueued, ['web']);
+    assert.equal(api.store.events.listEvents('web').at(-1)?.actor, 'alice');
+
+    const before = snapshotDb(api.store);
+    res = await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc() });
+    assert.equal(res.statusCode, 200);
+    assert.equal(json(res).change, 'unchanged');
+    assert.deepEqual(snapshotDb(api.store), before, 'an unchanged PUT writes nothing');
+    assert.deepEqual(api.controller.enqueued, ['web'], 'an unchanged PUT does not enqueue');
+
+    // What GET shows can be PUT back unchanged.
+    const shown = json(await api.call({ method: 'GET', url: '/v1/apps/web' }));
+    res = await api.call({ method: 'PUT', url: '/v1/apps/web', payload: shown.spec });
+    assert.equal(json(res).change, 'unchanged');
+
+    res = await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc({ port: 8080 }) });
+    assert.equal(res.statusCode, 200);
+    body = json(res);
+    assert.equal(body.change, 'updated');
+    assert.equal(body.spec.port, 8080);
+    assert.deepEqual(api.controller.enqueued, ['web', 'web']);
+    assert.deepEqual(
+      api.store.events.listEvents('web').map((e) => e.type),
+      ['AppCreated', 'AppUpdated'],
+    );
+  });
+
+  test('GET /v1/apps and /v1/apps/:app show spec, desired release and status', async () => {
+    await seedApp(api, 'web', ['v1', 'v2']);
+    await seedApp(api, 'api', []);
+    const list = json(await api.call({ method: 'GET', url: '/v1/apps' }));
+    assert.deepEqual(list.apps.map((a: Json) => a.name), ['api', 'web']);
+    const one = json(await api.call({ method: 'GET', url: '/v1/apps/web' }));
+    assert.equal(one.desired.revision, 2);
+    assert.equal(one.desired.version, 'v2');
+    assert.equal(one.desired.reason, 'deploy');
+    assert.equal(one.status, null);
+    assert.deepEqual(one.spec.hosts, ['h1', 'h2']);
+    api.store.status.writeStatus({
+      app: 'web',
+      phase: 'Progressing',
+      observedRevision: 1,
+      conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReleaseCreated', message: 'revision 2 (v2) on 0/2 hosts', lastTransitionTime: new Date().toISOString() }],
+      hosts: [{ host: 'h1', version: 'v1', revision: 1, containerId: 'abc', health: 'healthy', lastError: null }],
+      updatedAt: new Date().toISOString(),
+    });
+    const withStatus = json(await api.call({ method: 'GET', url: '/v1/apps/web' }));
+    assert.equal(withStatus.status.phase, 'Progressing');
+    assert.equal(withStatus.status.observedRevision, 1);
+    assert.equal(withStatus.status.hosts[0].health, 'healthy');
+    const missing = await api.call({ method: 'GET', url: '/v1/apps/nope' });
+    assert.equal(missing.statusCode, 404);
+    assert.match(json(missing).message, /app "nope" not found/);
+  });
+});
+
+describe('releases', () => {
+  test('POST creates the next revision: 202, enqueued, audited with the actor', async () => {
+    await seedApp(api);
+    api.controller.enqueued.length = 0;
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2' }, headers: { 'x-berth-actor': 'bob' } });
+    assert.equal(res.statusCode, 202);
+    const body = json(res);
+    assert.equal(body.app, 'web');
+    assert.equal(body.revision, 1);
+    assert.equal(body.version, 'v2');
+    assert.equal(body.reason, 'deploy');
+    assert.match(body.createdAt, /^\d{4}-\d\d-\d\dT/);
+    assert.deepEqual(api.controller.enqueued, ['web']);
+    const ev = api.store.events.listEvents('web').at(-1)!;
+    assert.equal(ev.type, 'ReleaseCreated');
+    assert.equal(ev.actor, 'bob');
+    assert.equal(ev.revision, 1);
+    // A digest is a version too.
+    const digest = `sha256:${'ab'.repeat(32)}`;
+    const res2 = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: digest } });
+    assert.equal(res2.statusCode, 202);
+    assert.equal(json(res2).version, digest);
+  });
+
+  test('20 concurrent POSTs get 20 distinct, contiguous, increasing revisions', async () => {
+    await seedApp(api, 'web', ['v0']);
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: `v${i + 1}` } })),
+    );
+    for (const r of results) assert.equal(r.statusCode, 202, r.body);
+    const revisions = results.map((r) => json(r).revision as number);
+    assert.equal(new Set(revisions).size, 20);
+    assert.deepEqual([...revisions].sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 2));
+    // Each revision carries the version its request asked for.
+    for (const r of results) {
+      const b = json(r);
+      assert.equal(api.store.releases.getRelease('web', b.revision)?.version, b.version);
+    }
+  });
+
+  test('expectedRevision: accepted when it is the newest, 409 with both numbers when not', async () => {
+    await seedApp(api);
+    let res = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v1', expectedRevision: 0 } });
+    assert.equal(res.statusCode, 202);
+    res = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2', expectedRevision: 1 } });
+    assert.equal(res.statusCode, 202);
+    assert.equal(json(res).revision, 2);
+    const before = snapshotDb(api.store);
+    res = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v3', expectedRevision: 1 } });
+    assert.equal(res.statusCode, 409);
+    assert.equal(json(res).code, 'CONFLICT');
+    assert.match(json(res).message, /expected revision 1 but the newest is 2/);
+    assert.deepEqual(snapshotDb(api.store), before);
+  });
+
+  test('GET releases: newest first, spec left out, limit and before page through', async () => {
+    await seedApp(api, 'web', ['v1', 'v2', 'v3', 'v4', 'v5']);
+    let res = await api.call({ method: 'GET', url: '/v1/apps/web/releases' });
+    assert.equal(res.statusCode, 200);
+    const all = json(res).releases as Json[];
+    assert.deepEqual(all.map((r) => r.revision), [5, 4, 3, 2, 1]);
+    assert.deepEqual(all.map((r) => r.version), ['v5', 'v4', 'v3', 'v2', 'v1']);
+    assert.equal('spec' in all[0]!, false);
+    assert.deepEqual(Object.keys(all[0]!).sort(), ['actor', 'app', 'createdAt', 'reason', 'revision', 'version']);
+
+    res = await api.call({ method: 'GET', url: '/v1/apps/web/releases?limit=2' });
+    assert.deepEqual((json(res).releases as Json[]).map((r) => r.revision), [5, 4]);
+    res = await api.call({ method: 'GET', url: '/v1/apps/web/releases?limit=2&before=4' });
+    assert.deepEqual((json(res).releases as Json[]).map((r) => r.revision), [3, 2]);
+    res = await api.call({ method: 'GET', url: '/v1/apps/web/releases?limit=2&before=2' });
+    assert.deepEqual((json(res).releases as Json[]).map((r) => r.revision), [1]);
+    res = await api.call({ method: 'GET', url: '/v1/apps/web/releases?before=1' });
+    assert.deepEqual(json(res).releases, []);
+  });
+});
+
+describe('rollback', () => {
+  test('to the previous version: a new revision, reason rollback, spec snapshot of the target release', async () => {
+    await seedApp(api, 'web', ['v1']);
+    // The spec changes between v1 and v2: a rollback must bring back v1's spec too.
+    await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc({ port: 4000, env: { MODE: 'new' } }) });
+    await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2' } });
+    api.controller.enqueued.length = 0;
+
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {}, headers: { 'x-berth-actor': 'carol' } });
+    assert.equal(res.statusCode, 202);
+    const body = json(res);
+    assert.equal(body.revision, 3);
+    assert.equal(body.version, 'v1');
+    assert.equal(body.reason, 'rollback');
+    assert.equal(body.rolledBackFrom, 'v2');
+    assert.deepEqual(api.controller.enqueued, ['web']);
+
+    const r1 = api.store.releases.getRelease('web', 1)!;
+    const r2 = api.store.releases.getRelease('web', 2)!;
+    const r3 = api.store.releases.getRelease('web', 3)!;
+    assert.equal(r2.spec.port, 4000);
+    assert.deepEqual(r3.spec, r1.spec, 'the rollback release carries the spec of the release it returns to');
+    assert.equal(r3.spec.port, 3000);
+    assert.equal(r3.actor, 'carol');
+
+    const history = json(await api.call({ method: 'GET', url: '/v1/apps/web/releases' })).releases as Json[];
+    assert.deepEqual(history.map((r) => [r.revision, r.version, r.reason]), [[3, 'v1', 'rollback'], [2, 'v2', 'deploy'], [1, 'v1', 'deploy']]);
+    assert.match(api.store.events.listEvents('web').at(-1)!.message, /rollback to version v1/);
+
+    // Rolling back again goes to the version before the current one (v2), like `kubectl rollout undo`.
+    const again = json(await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} }));
+    assert.equal(again.version, 'v2');
+    assert.equal(again.revision, 4);
+  });
+
+  test('without a body it rolls back to the previous version too (curl -X POST)', async () => {
+    await seedApp(api, 'web', ['v1', 'v2']);
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback' });
+    assert.equal(res.statusCode, 202, res.body);
+    assert.equal(json(res).version, 'v1');
+  });
+
+  test('to a named version: the newest release of that version', async () => {
+    await seedApp(api, 'web', ['v1', 'v2', 'v3']);
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: { version: 'v1' } });
+    assert.equal(res.statusCode, 202);
+    assert.equal(json(res).version, 'v1');
+    assert.equal(json(res).revision, 4);
+    assert.equal(json(res).rolledBackFrom, 'v3');
+    assert.deepEqual(api.store.releases.getRelease('web', 4)!.spec, api.store.releases.getRelease('web', 1)!.spec);
+  });
+
+  test('404 for a version never released, 409 when there is nothing to roll back to', async () => {
+    await seedApp(api, 'web', []);
+    let before = snapshotDb(api.store);
+    let res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} });
+    assert.equal(res.statusCode, 409);
+    assert.match(json(res).message, /app "web" has no release to roll back from/);
+    assert.deepEqual(snapshotDb(api.store), before);
+
+    await seedApp(api, 'web', ['v1', 'v1']);
+    before = snapshotDb(api.store);
+    res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} });
+    assert.equal(res.statusCode, 409);
+    assert.match(json(res).message, /no earlier version than v1 to roll back to/);
+    res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: { version: 'v0' } });
+    assert.equal(res.statusCode, 404);
+    assert.match(json(res).message, /release with version "v0" of app "web" not found/);
+    assert.deepEqual(snapshotDb(api.store), before);
+  });
+});
+
+describe('pause and resume', () => {
+  test('pause holds, resume releases; each is audited and enqueues the app', async () => {
+    await seedApp(api, 'web', ['v1']);
+    api.controller.enqueued.length = 0;
+    let res = await api.call({ method: 'POST', url: '/v1/apps/web/pause', payload: {} });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(json(res), { app: 'web', paused: true });
+    assert.equal(json(await api.call({ method: 'GET', url: '/v1/apps/web' })).paused, true);
+    assert.equal(api.store.apps.getApp('web')!.paused, true);
+    // Pausing twice is fine and writes nothing more.
+    res = await api.call({ method: 'POST', url: '/v1/apps/web/pause' });
+    assert.equal(res.statusCode, 200, res.body);
+    res = await api.call({ method: 'POST', url: '/v1/apps/web/resume', payload: {} });
+    assert.deepEqual(json(res), { app: 'web', paused: false });
+    assert.deepEqual(
+      api.store.events.listEvents('web').map((e) => e.type).slice(-2),
+      ['AppPaused', 'AppResumed'],
+    );
+    assert.deepEqual(api.controller.enqueued, ['web', 'web', 'web']);
+    res = await api.call({ method: 'POST', url: '/v1/apps/nope/resume', payload: {} });
+    assert.equal(res.statusCode, 404);
+  });
+});
+
+describe('events', () => {
+  test('JSON list: oldest first, paged with after/limit and next', async () => {
+    await seedApp(api, 'web', ['v1', 'v2', 'v3', 'v4']);
+    await seedApp(api, 'other', ['x1']);
+    let res = await api.call({ method: 'GET', url: '/v1/apps/web/events' });
+    assert.equal(res.statusCode, 200);
+    const all = json(res).events as BerthEvent[];
+    assert.deepEqual(all.map((e) => e.type), ['AppCreated', 'ReleaseCreated', 'ReleaseCreated', 'ReleaseCreated', 'ReleaseCreated']);
+    assert.ok(all.every((e) => e.app === 'web'), 'only this app');
+    assert.equal(json(res).next, null);
+
+    const paged: BerthEvent[] = [];
+    let after = 0;
+    for (let i = 0; i < 10; i++) {
+      res = await api.call({ method: 'GET', url: `/v1/apps/web/events?after=${after}&limit=2` });
+      const page = json(res);
+      paged.push(...(page.events as BerthEvent[]));
+      if (page.next === null) break;
+      assert.equal(page.events.length, 2);
+      after = page.next as number;
+    }
+    assert.deepEqual(paged, all);
+    res = await api.call({ method: 'GET', url: `/v1/apps/web/events?after=${all.at(-1)!.id}` });
+    assert.deepEqual(json(res).events, []);
+  });
+
+  test('SSE: backlog after Last-Event-ID, then live events as they commit', async (t) => {
+    await seedApp(api, 'web', ['v1', 'v2']);
+    await seedApp(api, 'other', []);
+    const all = api.store.events.listEvents('web');
+    await api.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = api.app.server.address() as AddressInfo;
+
+    const client = sse(`http://127.0.0.1:${port}/v1/apps/web/events`, { ...AUTH, accept: 'text/event-stream', 'last-event-id': String(all[0]!.id) });
+    t.after(() => client.close());
+    const head = await client.response;
+    assert.equal(head.statusCode, 200);
+    assert.match(String(head.headers['content-type']), /^text\/event-stream/);
+
+    const backlog = await client.next(2);
+    assert.deepEqual(backlog.map((f) => f.id), [all[1]!.id, all[2]!.id]);
+    assert.deepEqual(backlog.map((f) => f.event), ['ReleaseCreated', 'ReleaseCreated']);
+    assert.deepEqual(JSON.parse(backlog[1]!.data), all[2]);
+
+    // Another app's events are not in this stream; this app's new release is, live.
+    for (const app of ['other', 'web']) {
+      const res = await fetch(`http://127.0.0.1:${port}/v1/apps/${app}/releases`, {
+        method: 'POST',
+        headers: { ...AUTH, 'content-type': 'application/json' },
+        body: JSON.stringify({ version: 'v3' }),
+      });
+      assert.equal(res.status, 202);
+    }
+    const [live] = await client.next(1);
+    assert.equal(live!.event, 'ReleaseCreated');
+    const ev = JSON.parse(live!.data) as BerthEvent;
+    assert.equal(ev.revision, 3);
+    assert.equal(live!.id, ev.id);
+    assert.match(ev.message, /deploy version v3/);
+
+    // Closing the app ends open streams instead of waiting for them.
+    const t0 = Date.now();
+    await api.app.close();
+    assert.ok(Date.now() - t0 < 2000, 'close does not wait for the stream');
+    await client.ended;
+  });
+
+  test('SSE without Last-Event-ID starts from ?after= (0: the whole history)', async (t) => {
+    await seedApp(api, 'web', ['v1']);
+    await api.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = api.app.server.address() as AddressInfo;
+    const client = sse(`http://127.0.0.1:${port}/v1/apps/web/events?after=0`, { ...AUTH, accept: 'text/event-stream' });
+    t.after(() => client.close());
+    const frames = await client.next(2);
+    assert.deepEqual(frames.map((f) => f.event), ['AppCreated', 'ReleaseCreated']);
+    client.close();
+  });
+
+  test('SSE needs the token like the JSON list', async () => {
+    await seedApp(api, 'web', ['v1']);
+    const res = await api.app.inject({ method: 'GET', url: '/v1/apps/web/events', headers: { accept: 'text/event-stream' } });
+    assert.equal(res.statusCode, 401);
+    assert.match(String(res.headers['content-type']), /application\/json/);
+  });
+});
+
+describe('hosts', () => {
+  test('GET /v1/hosts lists every configured host, with what the controller last saw', async () => {
+    let res = await api.call({ method: 'GET', url: '/v1/hosts' });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(
+      json(res).hosts.map((h: Json) => [h.host, h.up, h.lastError]),
+      [['h1', false, 'not checked yet'], ['h2', false, 'not checked yet'], ['h3', false, 'not checked yet']],
+    );
+    api.store.hostsStatus.upsert({ host: 'h1', up: true, dockerVersion: '27.5.1' });
+    api.store.hostsStatus.upsert({ host: 'h2', up: false, lastError: 'h2: ssh: connect ECONNREFUSED' });
+    res = await api.call({ method: 'GET', url: '/v1/hosts' });
+    const [h1, h2] = json(res).hosts as Json[];
+    assert.equal(h1!.up, true);
+    assert.equal(h1!.dockerVersion, '27.5.1');
+    assert.equal(h2!.up, false);
+    assert.match(h2!.lastError, /ECONNREFUSED/);
+    assert.match(h2!.checkedAt, /^\d{4}-/);
+  });
+});
+
+describe('auth', () => {
+  test('every non-GET route of the route table refuses without a token, or with a wrong one, and writes nothing', async () => {
+    await seedApp(api, 'web', ['v1', 'v2']);
+    const ops = await openapiOps(api);
+    const writes = ops.filter((o) => o.method !== 'get');
+    assert.ok(writes.length >= 5, `found the mutating routes: ${writes.map((o) => o.path).join(', ')}`);
+    // The table is complete: no method answers on a documented path unless it is documented.
+    for (const { path } of ops) {
+      for (const method of ['POST', 'PUT', 'PATCH', 'DELETE'] as const) {
+        const documented = ops.some((o) => o.path === path && o.method === method.toLowerCase());
+        assert.equal(api.app.hasRoute({ method, url: path.replace('{app}', ':app') }), documented, `${method} ${path}`);
+      }
+    }
+    const before = snapshotDb(api.store);
+    const enqueued = api.controller.enqueued.length;
+    const variants: Array<[string, Record<string, string>, RegExp]> = [
+      ['no header', {}, /missing Authorization: Bearer <token> header/],
+      ['wrong token', { authorization: 'Bearer not-the-token' }, /invalid bearer token/],
+      ['token prefix', { authorization: `Bearer ${TOKEN.slice(0, -1)}` }, /invalid bearer token/],
+      ['basic auth', { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` }, /invalid bearer token/],
+      ['bare token', { authorization: TOKEN }, /invalid bearer token/],
+      ['empty bearer', { authorization: 'Bearer ' }, /invalid bearer token/],
+    ];
+    for (const { method, path, op } of writes) {
+      assert.deepEqual(op.security, [{ bearer: [] }], `${method} ${path} is documented as secured`);
+      for (const [what, headers, message] of variants) {
+        // No body at all: authentication must come before body parsing and validation.
+        const res = await api.app.inject({ method: method.toUpperCase() as 'POST', url: concrete(path), headers });
+        assert.equal(res.statusCode, 401, `${method.toUpperCase()} ${path} (${what}): ${res.body}`);
+        assert.equal(json(res).code, 'UNAUTHORIZED');
+        assert.match(json(res).message, message);
+        // A valid body does not help either.
+        const withBody = await api.app.inject({
+          method: method.toUpperCase() as 'POST',
+          url: concrete(path),
+          headers,
+          payload: method === 'put' ? appDoc({ port: 9999 }) : path.endsWith('/releases') ? { version: 'v9' } : {},
+        });
+        assert.equal(withBody.statusCode, 401, `${method.toUpperCase()} ${path} (${what}) with a body`);
+      }
+    }
+    assert.deepEqual(snapshotDb(api.store), before, 'nothing written');
+    assert.equal(api.controller.enqueued.length, enqueued, 'nothing enqueued');
+  });
+
+  test('an unauthenticated client cannot make the server parse a large body', async () => {
+    await seedApp(api);
+    const res = await api.app.inject({
+      method: 'POST',
+      url: '/v1/apps/web/releases',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ version: 'v1', pad: 'x'.repeat(300 * 1024) }),
+    });
+    assert.equal(res.statusCode, 401);
+  });
+
+  test('reads need the token unless open_reads; probes, metrics and openapi are always open', async () => {
+    await seedApp(api, 'web', ['v1']);
+    const ops = await openapiOps(api);
+    const reads = ops.filter((o) => o.method === 'get');
+    for (const { path, op } of reads) {
+      const res = await api.app.inject({ method: 'GET', url: concrete(path) });
+      if (OPEN_ROUTES.has(path)) {
+        assert.equal(res.statusCode, 200, `GET ${path} is open`);
+        assert.equal(op.security, undefined);
+      } else {
+        assert.equal(res.statusCode, 401, `GET ${path} needs the token`);
+        assert.match(json(res).message, /missing Authorization/);
+        assert.deepEqual(op.security, [{ bearer: [] }]);
+        const ok = await api.app.inject({ method: 'GET', url: concrete(path), headers: AUTH });
+        assert.equal(ok.statusCode, 200, `GET ${path} with the token`);
+      }
+    }
+    assert.equal((await api.app.inject({ method: 'GET', url: '/openapi.json' })).statusCode, 200);
+
+    const open = makeApi({ openReads: true });
+    try {
+      await seedApp(open, 'web', ['v1']);
+      for (const { path } of reads) {
+        const res = await open.app.inject({ method: 'GET', url: concrete(path) });
+        assert.equal(res.statusCode, 200, `open_reads: GET ${path} from loopback`);
+      }
+      // Only on loopback: a client from elsewhere still needs the token.
+      const remote = await open.app.inject({ method: 'GET', url: '/v1/apps', remoteAddress: '10.77.0.99' });
+      assert.equal(remote.statusCode, 401, 'open_reads does not open reads to non-loopback clients');
+      const v6 = await open.app.inject({ method: 'GET', url: '/v1/apps', remoteAddress: '::1' });
+      assert.equal(v6.statusCode, 200);
+      // Writes stay closed.
+      const write = await open.app.inject({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2' } });
+      assert.equal(write.statusCode, 401);
+    } finally {
+      await open.close();
+    }
+  });
+
+  test('with no token configured every guarded route refuses and says how to set one', async () => {
+    const none = makeApi({ token: null });
+    try {
+      for (const { method, path } of (await openapiOps(none)).filter((o) => !OPEN_ROUTES.has(o.path))) {
+        const res = await none.app.inject({ method: method.toUpperCase() as 'GET', url: concrete(path), headers: { authorization: 'Bearer anything' } });
+        assert.equal(res.statusCode, 401, `${method} ${path}`);
+        assert.match(json(res).message, /no API token configured; set BERTH_TOKEN or api\.token/);
+      }
+    } finally {
+      await none.close();
+    }
+  });
+
+  test('request logs never contain the Authorization header or the token', async () => {
+    await seedApp(api, 'web', ['v1']);
+    await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2' } });
+    await api.call({ method: 'GET', url: '/v1/apps/web/events' });
+    await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'bad;version' } });
+    await api.app.inject({ method: 'POST', url: '/v1/apps/web/pause', headers: { authorization: 'Bearer wrong-secret-value-42' } });
+    // A 5xx logs the error with its stack: still no token.
+    api.store.close();
+    const broken = await api.call({ method: 'GET', url: '/v1/apps' });
+    assert.equal(broken.statusCode, 500);
+    assert.equal(json(broken).message, 'internal error; see the daemon log');
+    const logs = api.logs();
+    assert.match(logs, /"msg":"incoming request"/, 'request logging is on (the test would be vacuous otherwise)');
+    assert.match(logs, /"msg":"request failed"/);
+    assert.equal(logs.includes(TOKEN), false, 'the token is not in the logs');
+    assert.equal(logs.includes('wrong-secret-value-42'), false, 'a wrong token is not in the logs either');
+    assert.equal(/authorization/i.test(logs), false, 'no Authorization header in the logs');
+  });
+});
+
+// ---- malformed requests: exact status, a message that says what is wrong, nothing written ----
+
+interface Malformed {
+  name: string;
+  method: 'GET' | 'POST' | 'PUT';
+  url: string;
+  payload?: unknown;
+  /** A raw body (sent as is) instead of JSON. */
+  raw?: string;
+  headers?: Record<string, string>;
+  status: number;
+  code?: string;
+  message: RegExp;
+  /** For 422: issue paths that must be reported. */
+  issues?: string[];
+}
+
+const JSON_CT = { 'content-type': 'application/json' };
+const REL = '/v1/apps/web/releases';
+
+const MALFORMED: Malformed[] = [
+  // bodies that are not JSON objects
+  { name: 'truncated JSON', method: 'POST', url: REL, raw: '{"version":', headers: JSON_CT, status: 400, message: /not valid JSON/ },
+  { name: 'JSON with a trailing comma', method: 'POST', url: REL, raw: '{"version":"v2",}', headers: JSON_CT, status: 400, message: /not valid JSON/ },
+  { name: 'empty body with a JSON content-type', method: 'POST', url: REL, raw: '', headers: JSON_CT, status: 400, message: /Body cannot be empty/ },
+  { name: 'JSON array body', method: 'POST', url: REL, payload: [{ version: 'v2' }], status: 400, code: 'INVALID_REQUEST', message: /^body: expected object, got a list$/ },
+  { name: 'JSON null body', method: 'POST', url: REL, raw: 'null', headers: JSON_CT, status: 400, message: /^body: expected object, got null$/ },
+  { name: 'JSON string body', method: 'POST', url: REL, raw: '"v2"', headers: JSON_CT, status: 400, message: /^body: expected object, got "v2"$/ },
+  { name: 'no body at all', method: 'POST', url: REL, status: 400, message: /^body: expected object, got (null|nothing)$/ },
+  { name: '__proto__ key (prototype poisoning)', method: 'POST', url: REL, raw: '{"__proto__":{"admin":true},"version":"v2"}', headers: JSON_CT, status: 400, message: /JSON/ },
+  { name: 'text/plain body', method: 'POST', url: REL, raw: '{"version":"v2"}', headers: { 'content-type': 'text/plain' }, status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', message: /content-type.*text\/plain.*application\/json/i },
+  { name: 'form-encoded body', method: 'POST', url: REL, raw: 'version=v2', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, message: /application\/x-www-form-urlencoded.*application\/json/ },
+  { name: 'body over 256 KiB', method: 'POST', url: REL, raw: JSON.stringify({ version: 'v2', pad: 'x'.repeat(256 * 1024) }), headers: JSON_CT, status: 413, code: 'BODY_TOO_LARGE', message: /too large/ },
+  // version
+  { name: 'missing version', method: 'POST', url: REL, payload: {}, status: 400, message: /^body: missing required property "version"$/ },
+  { name: 'version is a number', method: 'POST', url: REL, payload: { version: 2 }, status: 400, message: /^body\.version: expected string, got 2$/ },
+  { name: 'version is null', method: 'POST', url: REL, payload: { version: null }, status: 400, message: /^body\.version: expected string, got null$/ },
+  { name: 'version is a list', method: 'POST', url: REL, payload: { version: ['v2'] }, status: 400, message: /^body\.version: expected string, got a list$/ },
+  { name: 'empty version', method: 'POST', url: REL, payload: { version: '' }, status: 400, message: /^body\.version: expected an image tag .* or a digest sha256:<64 hex digits>, got ""$/ },
+  { name: 'version with shell metacharacters', method: 'POST', url: REL, payload: { version: 'v1;rm -rf /' }, status: 400, message: /^body\.version: expected an image tag.*, got "v1;rm -rf \/"$/ },
+  { name: 'version with $(...)', method: 'POST', url: REL, payload: { version: '$(reboot)' }, status: 400, message: /body\.version: expected an image tag/ },
+  { name: 'version with a path traversal', method: 'POST', url: REL, payload: { version: '../etc' }, status: 400, message: /body\.version: expected an image tag.*got "\.\.\/etc"/ },
+  { name: 'version starting with a dash (an option)', method: 'POST', url: REL, payload: { version: '-rf' }, status: 400, message: /body\.version: expected an image tag/ },
+  { name: 'version with unicode', method: 'POST', url: REL, payload: { version: 'vé2' }, status: 400, message: /body\.version: expected an image tag.*got "vé2"/ },
+  { name: 'version with a trailing newline', method: 'POST', url: REL, payload: { version: 'v2\n' }, status: 400, message: /body\.version: expected an image tag/ },
+  { name: 'version with a NUL byte', method: 'POST', url: REL, payload: { version: 'v2\u0000' }, status: 400, message: /body\.version: expected an image tag/ },
+  { name: 'version of 300 characters', method: 'POST', url: REL, payload: { version: 'v'.repeat(300) }, status: 400, message: /^body\.version: must NOT have more than 135 characters, got "v{57}\.\.\."$/ },
+  { name: 'version of 129 characters (over the tag limit)', method: 'POST', url: REL, payload: { version: 'v'.repeat(129) }, status: 400, message: /body\.version: expected an image tag/ },
+  { name: 'digest of the wrong length', method: 'POST', url: REL, payload: { version: `sha256:${'a'.repeat(63)}` }, status: 400, message: /body\.version: expected an image tag/ },
+  { name: 'image reference instead of a version', method: 'POST', url: REL, payload: { version: 'web:v2' }, status: 400, message: /body\.version: expected an image tag/ },
+  // other fields
+  { name: 'unknown field', method: 'POST', url: REL, payload: { version: 'v2', force: true }, status: 400, message: /^body: unknown property "force" \(allowed: version, expectedRevision\)$/ },
+  { name: 'misspelt expectedRevision', method: 'POST', url: REL, payload: { version: 'v2', expected_revision: 2 }, status: 400, message: /unknown property "expected_revision"/ },
+  { name: 'negative expectedRevision', method: 'POST', url: REL, payload: { version: 'v2', expectedRevision: -1 }, status: 400, message: /^body\.expectedRevision: must be >= 0, got -1$/ },
+  { name: 'fractional expectedRevision', method: 'POST', url: REL, payload: { version: 'v2', expectedRevision: 1.5 }, status: 400, message: /^body\.expectedRevision: expected integer, got 1\.5$/ },
+  { name: 'expectedRevision as a string', method: 'POST', url: REL, payload: { version: 'v2', expectedRevision: '2' }, status: 400, message: /^body\.expectedRevision: expected integer, got "2"$/ },
+  { name: 'stale expectedRevision', method: 'POST', url: REL, payload: { version: 'v3', expectedRevision: 1 }, status: 409, code: 'CONFLICT', message: /expected revision 1 but the newest is 2/ },
+  // path
+  { name: 'app name with capitals', method: 'POST', url: '/v1/apps/Web/releases', payload: { version: 'v2' }, status: 400, message: /^params\.app: expected an app name: lowercase letters, digits and "-".*got "Web"$/ },
+  { name: 'app name starting with a digit', method: 'POST', url: '/v1/apps/1web/releases', payload: { version: 'v2' }, status: 400, message: /params\.app: expected an app name/ },
+  { name: 'app name with an encoded slash', method: 'POST', url: '/v1/apps/..%2Fetc/releases', payload: { version: 'v2' }, status: 400, message: /params\.app: expected an app name.*got "\.\.\/etc"/ },
+  { name: 'app name with unicode', method: 'POST', url: `/v1/apps/${encodeURIComponent('wéb')}/releases`, payload: { version: 'v2' }, status: 400, message: /params\.app: expected an app name.*got "wéb"/ },
+  { name: 'app name of 64 characters', method: 'POST', url: `/v1/apps/${'a'.repeat(64)}/releases`, payload: { version: 'v2' }, status: 400, message: /params\.app: expected an app name/ },
+  { name: 'app name of 300 characters', method: 'POST', url: `/v1/apps/${'a'.repeat(300)}/releases`, payload: { version: 'v2' }, status: 414, code: 'URI_TOO_LONG', message: /path parameter longer than 200 characters/ },
+  { name: 'malformed percent-encoding in the path', method: 'GET', url: '/v1/apps/w%ZZeb', status: 400, code: 'BAD_URL', message: /not a valid url component/ },
+  { name: 'unknown app', method: 'POST', url: '/v1/apps/nope/releases', payload: { version: 'v2' }, status: 404, code: 'NOT_FOUND', message: /^app "nope" not found$/ },
+  // query strings
+  { name: 'limit=abc', method: 'GET', url: `${REL}?limit=abc`, status: 400, message: /^querystring\.limit: expected a page size.*got "abc"$/ },
+  { name: 'limit=-1', method: 'GET', url: `${REL}?limit=-1`, status: 400, message: /querystring\.limit: expected a page size.*got "-1"$/ },
+  { name: 'limit given twice', method: 'GET', url: `${REL}?limit=1&limit=2`, status: 400, message: /^querystring\.limit: expected string, got a list$/ },
+  { name: 'before=1e3', method: 'GET', url: `${REL}?before=1e3`, status: 400, message: /querystring\.before: expected a revision.*got "1e3"/ },
+  { name: 'unknown query parameter', method: 'GET', url: `${REL}?page=2`, status: 400, message: /^querystring: unknown property "page" \(allowed: limit, before\)$/ },
+  { name: 'events after=xyz', method: 'GET', url: '/v1/apps/web/events?after=xyz', status: 400, message: /querystring\.after: expected an event id.*got "xyz"/ },
+  { name: 'events of an unknown app', method: 'GET', url: '/v1/apps/nope/events', status: 404, message: /app "nope" not found/ },
+  // rollback, pause
+  { name: 'rollback with a bad version', method: 'POST', url: '/v1/apps/web/rollback', payload: { version: 'v1 && curl x' }, status: 400, message: /body\.version: expected an image tag/ },
+  { name: 'rollback with an unknown field', method: 'POST', url: '/v1/apps/web/rollback', payload: { to: 'v1' }, status: 400, message: /^body: unknown property "to" \(allowed: version\)$/ },
+  { name: 'rollback to an unknown version', method: 'POST', url: '/v1/apps/web/rollback', payload: { version: 'v9' }, status: 404, message: /release with version "v9" of app "web" not found/ },
+  { name: 'pause with an unknown field', method: 'POST', url: '/v1/apps/web/pause', payload: { reason: 'x' }, status: 400, message: /^body: unknown property "reason" \(allowed: none\)$/ },
+  { name: 'pause with invalid JSON', method: 'POST', url: '/v1/apps/web/pause', raw: 'yes please', headers: JSON_CT, status: 400, message: /not valid JSON/ },
+  // PUT app documents
+  { name: 'PUT with a bad healthcheck interval', method: 'PUT', url: '/v1/apps/web', payload: appDoc({ healthcheck: { interval: '5 parsecs' } }), status: 422, code: 'CONFIG_INVALID', message: /body\.healthcheck\.interval: expected a duration like "5s", got "5 parsecs"/, issues: ['body.healthcheck.interval'] },
+  { name: 'PUT with an unknown host', method: 'PUT', url: '/v1/apps/web', payload: appDoc({ hosts: ['h1', 'h9'] }), status: 422, message: /body\.hosts\[1\]: unknown host "h9" \(known: h1, h2, h3\)/, issues: ['body.hosts[1]'] },
+  { name: 'PUT without an image', method: 'PUT', url: '/v1/apps/web', payload: { hosts: ['h1'] }, status: 422, message: /body\.image: required/, issues: ['body.image'] },
+  { name: 'PUT with a misspelt key', method: 'PUT', url: '/v1/apps/web', payload: appDoc({ imgae: 'x' }), status: 422, message: /body\.imgae: unknown key \(did you mean image\?\)/, issues: ['body.imgae'] },
+  { name: 'PUT with a port out of range', method: 'PUT', url: '/v1/apps/web', payload: appDoc({ port: 70000 }), status: 422, message: /body\.port: expected an integer from 1 to 65535, got 70000/, issues: ['body.port'] },
+  { name: 'PUT with a numeric env value', method: 'PUT', url: '/v1/apps/web', payload: appDoc({ env: { PORT: 3000 } }), status: 422, message: /body\.env\.PORT: expected a string, got 3000 \(quote it: "3000"\)/, issues: ['body.env.PORT'] },
+  { name: 'PUT with several problems lists them all', method: 'PUT', url: '/v1/apps/web', payload: appDoc({ hosts: [], rollout: { on_failure: 'explode' }, healthcheck: { max_attempts: 0 } }), status: 422, message: /body\.hosts: expected at least one host/, issues: ['body.hosts', 'body.healthcheck.max_attempts', 'body.rollout.on_failure'] },
+  { name: 'PUT with an image that carries a shell command', method: 'PUT', url: '/v1/apps/web', payload: appDoc({ image: 'web;reboot' }), status: 422, message: /body\.image: /, issues: ['body.image'] },
+  { name: 'PUT with a list body', method: 'PUT', url: '/v1/apps/web', payload: [appDoc()], status: 400, message: /^body: expected object, got a list$/ },
+  { name: 'PUT with a bad app name', method: 'PUT', url: '/v1/apps/web_1', payload: appDoc(), status: 400, message: /params\.app: expected an app name.*got "web_1"/ },
+  { name: 'PUT over 256 KiB', method: 'PUT', url: '/v1/apps/web', payload: appDoc({ env: { BIG: 'x'.repeat(300 * 1024) } }), status: 413, message: /too large/ },
+];
+
+describe('malformed requests: exact status, a message that says what is wrong, and nothing written', () => {
+  let shared: TestApi;
+  let baseline: Record<string, string[]>;
+  before(async () => {
+    shared = makeApi();
+    await seedApp(shared, 'web', ['v1', 'v2']);
+    await seedApp(shared, 'other', ['a1']);
+    baseline = snapshotDb(shared.store);
+  });
+  after(async () => {
+    await shared?.close();
+  });
+
+  test('the table has at least 30 cases', () => {
+    assert.ok(MALFORMED.length >= 30, `${MALFORMED.length} cases`);
+    assert.equal(new Set(MALFORMED.map((c) => c.name)).size, MALFORMED.length, 'names are unique');
+  });
+
+  for (const c of MALFORMED) {
+    test(`${c.method} ${c.name} -> ${c.status}`, async () => {
+      const enqueued = shared.controller.enqueued.length;
+      const res = await shared.app.inject({
+        method: c.method,
+        url: c.url,
+        headers: { ...AUTH, ...(c.headers ?? {}) },
+        ...(c.raw !== undefined ? { payload: c.raw } : c.payload !== undefined ? { payload: c.payload as object } : {}),
+      });
+      assert.equal(res.statusCode, c.status, res.body.slice(0, 500));
+      assert.match(String(res.headers['content-type']), /^application\/json/);
+      const body = json(res);
+      assert.equal(typeof body.code, 'string');
+      assert.equal(typeof body.error, 'string');
+      if (c.code) assert.equal(body.code, c.code);
+      assert.match(body.message, c.message);
+      if (c.issues) {
+        const paths = (body.issues as Array<{ path: string }>).map((i) => i.path);
+        for (const p of c.issues) assert.ok(paths.includes(p), `issue ${p} in ${paths.join(', ')}`);
+      }
+      assert.deepEqual(snapshotDb(shared.store), baseline, 'the database is unchanged');
+      assert.equal(shared.controller.enqueued.length, enqueued, 'nothing enqueued');
+    });
+  }
+});

@@ -1,0 +1,266 @@
+/**
+ * The `berth` CLI as a user runs it (a child process, BERTH_URL/BERTH_TOKEN in its
+ * environment) against a real daemon child on a free loopback port. The daemon's
+ * only host is a local Docker whose socket does not exist, so releases are
+ * recorded and the controller runs, but nothing ever becomes healthy.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BERTH_VERSION } from '../../src/version.js';
+import {
+  BIN,
+  DAEMON_CONFIG,
+  ROOT,
+  freePort,
+  killDaemon,
+  runCli,
+  spawnDaemon,
+  tempDir,
+  waitReady,
+  type DaemonChild,
+} from '../support/api.js';
+
+const TOKEN = 'cli-test-token-7d2e91c04b';
+const dir = tempDir('berth-cli-test-');
+const daemons: DaemonChild[] = [];
+let daemon: DaemonChild;
+let env: Record<string, string>;
+
+before(async () => {
+  const config = join(dir.path, 'berth.yml');
+  writeFileSync(config, DAEMON_CONFIG);
+  daemon = spawnDaemon({ config, db: join(dir.path, 'data', 'berth.db'), port: await freePort(), token: TOKEN });
+  daemons.push(daemon);
+  await waitReady(daemon);
+  // BERTH_DB points at an empty directory so no token file is ever picked up by accident.
+  env = { BERTH_URL: daemon.url, BERTH_TOKEN: TOKEN, BERTH_DB: join(dir.path, 'cli', 'berth.db'), USER: 'ci-tester' };
+});
+after(async () => {
+  await Promise.all(daemons.map(killDaemon));
+  dir.remove();
+});
+
+const berth = (...args: string[]) => runCli(args, env);
+
+function ok(r: { code: number | null; stdout: string; stderr: string }): string {
+  assert.equal(r.code, 0, `exit 0 expected; stderr: ${r.stderr}`);
+  return r.stdout;
+}
+
+describe('berth CLI', () => {
+  test('--version prints the package version', async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const r = await berth('--version');
+    assert.equal(ok(r), `${pkg.version}\n`);
+    assert.equal(BERTH_VERSION, pkg.version);
+    assert.equal(r.stderr, '');
+  });
+
+  test('--help lists every command; no command at all prints it and exits 2', async () => {
+    const out = ok(await berth('--help'));
+    assert.match(out, /^Usage:$/m);
+    for (const cmd of ['daemon', 'deploy APP VERSION', 'status', 'rollback APP', 'pause APP', 'resume APP', 'history APP', 'events APP']) {
+      assert.ok(out.includes(`berth ${cmd}`), `help mentions "berth ${cmd}"`);
+    }
+    assert.match(out, /BERTH_URL/);
+    const bare = await berth();
+    assert.equal(bare.code, 2);
+    assert.match(bare.stdout, /^Usage:$/m);
+    assert.equal(ok(await berth('-h')), out);
+  });
+
+  test('deploy prints the new revision', async () => {
+    assert.equal(ok(await berth('deploy', 'web', 'v1')), 'web: revision 1 asks for v1\n');
+    assert.equal(ok(await berth('deploy', 'web', 'v2')), 'web: revision 2 asks for v2\n');
+    const json = JSON.parse(ok(await berth('deploy', 'web', 'v3', '--json'))) as { revision: number; version: string; reason: string };
+    assert.deepEqual([json.revision, json.version, json.reason], [3, 'v3', 'deploy']);
+  });
+
+  test('status: a table of apps; status APP --json: the API view', async () => {
+    const out = ok(await berth('status'));
+    const [head, ...rows] = out.trimEnd().split('\n');
+    assert.match(head!, /^APP\s+PHASE\s+DESIRED\s+OBSERVED\s+HOSTS$/);
+    assert.equal(rows.length, 1);
+    assert.match(rows[0]!, /^web\s+(Progressing|NoRelease|Failed)\s+r3 v3\s+\S+\s+0\/1 healthy$/);
+
+    const view = JSON.parse(ok(await berth('status', 'web', '--json'))) as {
+      name: string;
+      paused: boolean;
+      desired: { revision: number; version: string };
+      spec: { image: string; hosts: string[] };
+      status: { hosts: Array<{ host: string; health: string; lastError: string | null }> } | null;
+    };
+    assert.equal(view.name, 'web');
+    assert.equal(view.paused, false);
+    assert.deepEqual([view.desired.revision, view.desired.version], [3, 'v3']);
+    assert.deepEqual(view.spec.hosts, ['local']);
+    assert.equal(view.spec.image, '10.77.0.1:5000/web');
+
+    const human = ok(await berth('status', 'web'));
+    assert.match(human, /^web: \w+ {2}desired r3 v3 {2}observed r-/m);
+  });
+
+  test('history: releases newest first with reason and actor', async () => {
+    const out = ok(await berth('history', 'web'));
+    const lines = out.trimEnd().split('\n');
+    assert.match(lines[0]!, /^REV\s+VERSION\s+REASON\s+ACTOR\s+CREATED$/);
+    assert.deepEqual(
+      lines.slice(1).map((l) => l.split(/\s+/).slice(0, 4)),
+      [['3', 'v3', 'deploy', 'ci-tester'], ['2', 'v2', 'deploy', 'ci-tester'], ['1', 'v1', 'deploy', 'ci-tester']],
+    );
+    assert.match(lines[1]!, /\d+s ago$/);
+    const json = JSON.parse(ok(await berth('history', 'web', '--json'))) as { releases: Array<{ revision: number }> };
+    assert.deepEqual(json.releases.map((r) => r.revision), [3, 2, 1]);
+  });
+
+  test('rollback: to the previous version, or --to a named one, as new revisions', async () => {
+    assert.equal(ok(await berth('rollback', 'web')), 'web: revision 4 rolls back to v2\n');
+    assert.equal(ok(await berth('rollback', 'web', '--to', 'v1')), 'web: revision 5 rolls back to v1\n');
+    assert.equal(ok(await berth('rollback', 'web', '--to=v3')), 'web: revision 6 rolls back to v3\n');
+    const history = ok(await berth('history', 'web'));
+    assert.match(history, /^4\s+v2\s+rollback\s+ci-tester/m);
+    assert.match(history, /^5\s+v1\s+rollback/m);
+    const missing = await berth('rollback', 'web', '--to', 'v9');
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stderr, 'berth: release with version "v9" of app "web" not found (HTTP 404 NOT_FOUND)\n');
+  });
+
+  test('pause and resume', async () => {
+    assert.equal(ok(await berth('pause', 'web')), 'web: paused\n');
+    assert.match(ok(await berth('status')), /^web \(paused\)\s/m);
+    assert.match(ok(await berth('status', 'web')), /^web: \w+ \(paused\)/m);
+    assert.equal(ok(await berth('resume', 'web')), 'web: resumed\n');
+    assert.doesNotMatch(ok(await berth('status')), /paused/);
+  });
+
+  test('events: the audit trail, oldest first', async () => {
+    const out = ok(await berth('events', 'web'));
+    const lines = out.trimEnd().split('\n');
+    assert.match(lines[0]!, /^\d{4}-\d\d-\d\dT\S+Z\s+AppCreated: app web created/);
+    assert.match(out, /ReleaseCreated: revision 1: deploy version v1$/m);
+    assert.match(out, /ReleaseCreated: revision 4: rollback to version v2$/m);
+    assert.match(out, /AppPaused: app web paused$/m);
+    assert.match(out, /AppResumed: app web resumed$/m);
+    assert.ok(out.indexOf('AppPaused') < out.indexOf('AppResumed'));
+    const json = JSON.parse(ok(await berth('events', 'web', '--json'))) as { events: Array<{ id: number; type: string }> };
+    const ids = json.events.map((e) => e.id);
+    assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+  });
+
+  test('events --follow streams new events live', async (t) => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', BIN, 'events', 'web', '--follow'], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    t.after(() => {
+      proc.kill('SIGKILL');
+    });
+    let out = '';
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const waitFor = async (re: RegExp, ms = 10_000) => {
+      const deadline = Date.now() + ms;
+      while (!re.test(out)) {
+        if (Date.now() > deadline) throw new Error(`no ${re} in --follow output within ${ms} ms:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await waitFor(/AppResumed/); // the backlog
+    ok(await berth('deploy', 'web', 'v7'));
+    await waitFor(/ReleaseCreated: revision 7: deploy version v7/); // live
+  });
+
+  test('usage errors exit 2 with the reason and the help', async () => {
+    const unknown = await berth('frobnicate');
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /^berth: unknown command "frobnicate"$/m);
+    assert.match(unknown.stderr, /Usage:/);
+    assert.equal(unknown.stdout, '');
+    const noVersion = await berth('deploy', 'web');
+    assert.equal(noVersion.code, 2);
+    assert.match(noVersion.stderr, /^berth: berth deploy needs APP VERSION$/m);
+    const noApp = await berth('history');
+    assert.equal(noApp.code, 2);
+    assert.match(noApp.stderr, /berth history needs an APP/);
+    const noValue = await berth('rollback', 'web', '--to');
+    assert.equal(noValue.code, 2);
+    assert.match(noValue.stderr, /--to needs a value/);
+  });
+
+  test('API refusals exit 1 with the daemon\'s message', async () => {
+    const bad = await berth('deploy', 'web', 'v1;rm -rf /');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^berth: body\.version: expected an image tag .*, got "v1;rm -rf \/" \(HTTP 400 INVALID_REQUEST\)$/m);
+    const missing = await berth('deploy', 'nope', 'v1');
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stderr, 'berth: app "nope" not found (HTTP 404 NOT_FOUND)\n');
+    const badName = await berth('status', 'Web/../x');
+    assert.equal(badName.code, 1);
+    assert.match(badName.stderr, /params\.app: expected an app name/);
+  });
+
+  test('a wrong or missing token is a clear error, exit 1', async () => {
+    const wrong = await runCli(['status'], { ...env, BERTH_TOKEN: 'not-the-token' });
+    assert.equal(wrong.code, 1);
+    assert.equal(wrong.stderr, 'berth: invalid bearer token (HTTP 401 UNAUTHORIZED)\n');
+    assert.equal(wrong.stdout, '');
+    const { BERTH_TOKEN: _t, ...noToken } = env;
+    const none = await runCli(['deploy', 'web', 'v9'], noToken);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /^berth: missing Authorization: Bearer <token> header \(HTTP 401 UNAUTHORIZED\)$/m);
+    // Nothing was deployed by either.
+    assert.doesNotMatch(ok(await berth('history', 'web')), /v9/);
+  });
+
+  test('the daemon down is a clear "cannot reach berth" error, exit 1', async () => {
+    const port = await freePort();
+    const r = await runCli(['status'], { ...env, BERTH_URL: `http://127.0.0.1:${port}` });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`^berth: cannot reach berth at http://127\\.0\\.0\\.1:${port} \\(.*ECONNREFUSED.*\\); is the daemon running\\?`, 'm'));
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  });
+
+  test('events --follow fails at once when it cannot connect or is refused, instead of retrying forever', async () => {
+    const port = await freePort();
+    const down = await runCli(['events', 'web', '--follow'], { ...env, BERTH_URL: `http://127.0.0.1:${port}` }, 8000);
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /^berth: cannot reach berth at http:\/\/127\.0\.0\.1:\d+ \(.*ECONNREFUSED.*\)/m);
+    const refused = await runCli(['events', 'web', '--follow'], { ...env, BERTH_TOKEN: 'not-the-token' }, 8000);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr, 'berth: invalid bearer token (HTTP 401 UNAUTHORIZED)\n');
+  });
+
+  test('a server that is not berth (a proxy error page) is reported plainly, without a stack trace', async (t) => {
+    const server = http.createServer((_req, res) => {
+      res.writeHead(502, { 'content-type': 'text/html' });
+      res.end('<html><body><h1>502 Bad Gateway</h1></body></html>');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const { port } = server.address() as AddressInfo;
+    const r = await runCli(['status'], { ...env, BERTH_URL: `http://127.0.0.1:${port}` });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^berth: http:\/\/127\.0\.0\.1:\d+ answered 502 Bad Gateway without a berth error body \(is BERTH_URL a berth daemon\?\): <html><body><h1>502 Bad Gateway/m);
+    assert.doesNotMatch(r.stderr, /SyntaxError|\n\s+at /);
+  });
+
+  test('without BERTH_TOKEN the CLI uses the token the daemon generated next to its database', async () => {
+    const config = join(dir.path, 'berth.yml');
+    const db = join(dir.path, 'generated', 'berth.db');
+    const d = spawnDaemon({ config, db, port: await freePort() }); // no token: the daemon makes one
+    daemons.push(d);
+    await waitReady(d);
+    const token = readFileSync(join(dir.path, 'generated', 'token'), 'utf8').trim();
+    assert.ok(token.length >= 32);
+    assert.equal(d.output().includes(token), false, 'the generated token is not logged');
+    const r = await runCli(['deploy', 'web', 'v1'], { BERTH_URL: d.url, BERTH_DB: db });
+    assert.equal(ok(r), 'web: revision 1 asks for v1\n');
+    d.proc.kill('SIGTERM');
+    assert.equal((await d.exit(5000)).code, 0);
+  });
+});
