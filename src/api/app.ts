@@ -6,7 +6,9 @@ import { formatSchemaErrors, frameworkError, installErrorHandler } from './error
 import { collectOpenApi } from './openapi.js';
 import { appRoutes } from './routes/apps.js';
 import { eventRoutes } from './routes/events.js';
+import { execRoutes } from './routes/exec.js';
 import { hostRoutes } from './routes/hosts.js';
+import { maintenanceRoutes } from './routes/maintenance.js';
 import { systemRoutes } from './routes/system.js';
 
 export const BODY_LIMIT_BYTES = 256 * 1024;
@@ -74,6 +76,8 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
   appRoutes(app, deps, guard);
   eventRoutes(app, deps, guard);
   hostRoutes(app, deps, guard);
+  maintenanceRoutes(app, deps, guard);
+  execRoutes(app, deps, guard);
   app.get('/openapi.json', async () => openapi());
   return app;
 }

@@ -2,10 +2,19 @@ import type { Logger } from 'pino';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { Store } from '../store/index.js';
 
-/** What the controller offers the API: a nudge and a liveness answer. */
+/** What the controller offers the API: a nudge, a liveness answer and one-off commands. */
 export interface ControllerHandle {
   enqueue(app: string): void;
   isRunning(): boolean;
+  exec(app: string, command: string, host?: string): Promise<ExecResult>;
+}
+
+export interface ExecResult {
+  host: string;
+  version: string;
+  exitCode: number;
+  outputTail: string;
+  timedOut: boolean;
 }
 
 export interface ApiDeps {

@@ -14,6 +14,9 @@ Usage:
   berth rollback APP [--to VERSION] [--wait]
                                         back to the previous (or named) version, as a new revision
   berth pause APP | berth resume APP    hold / continue the rollout between steps
+  berth exec APP [--host H] -- CMD      run CMD (sh -c) in a one-off container of the current release
+  berth maintenance APP [--message M] | berth live APP
+                                        proxies answer 503 with M / route traffic again
   berth history APP                     releases, newest first
   berth events APP [--follow]           audit events; --follow streams them live
   berth --version | --help
@@ -35,9 +38,13 @@ interface Parsed {
 function parseArgs(argv: string[]): Parsed {
   const positional: string[] = [];
   const flags = new Map<string, string | true>();
-  const valued = new Set(['--to']);
+  const valued = new Set(['--to', '--host', '--message']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
+    if (a === '--') {
+      flags.set('--', argv.slice(i + 1).join(' '));
+      break;
+    }
     if (a.startsWith('--')) {
       const [k, v] = a.split('=', 2) as [string, string | undefined];
       if (v !== undefined) flags.set(k, v);
@@ -134,6 +141,29 @@ async function main(argv: string[]): Promise<number> {
       const r = await client.request<{ revision: number; version: string }>('POST', `/v1/apps/${app}/rollback`, typeof to === 'string' ? { version: to } : {});
       out(r, () => console.log(`${rest[0]}: revision ${r.revision} rolls back to ${r.version}`));
       return flags.has('--wait') ? waitFor(client, app, r.revision, json) : 0;
+    }
+    case 'exec': {
+      const app = needApp();
+      const command = flags.get('--');
+      if (typeof command !== 'string' || command === '') throw new UsageError('berth exec needs APP -- COMMAND');
+      const host = flags.get('--host');
+      const r = await client.request<{ host: string; version: string; exitCode: number; outputTail: string; timedOut: boolean }>(
+        'POST',
+        `/v1/apps/${app}/exec`,
+        { command, ...(typeof host === 'string' ? { host } : {}) },
+      );
+      out(r, () => {
+        process.stdout.write(r.outputTail);
+        if (r.timedOut) console.error(`berth: timed out on ${r.host}`);
+      });
+      return r.exitCode;
+    }
+    case 'maintenance':
+    case 'live': {
+      const message = flags.get('--message');
+      const r = await client.request<{ app: string; maintenance: string | null }>('POST', `/v1/apps/${needApp()}/${command}`, typeof message === 'string' ? { message } : {});
+      out(r, () => console.log(r.maintenance === null ? `${r.app}: live` : `${r.app}: maintenance (${r.maintenance})`));
+      return 0;
     }
     case 'pause':
     case 'resume': {

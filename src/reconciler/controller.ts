@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import { containerConfigHash } from '../domain/config-hash.js';
-import { BerthError } from '../domain/errors.js';
-import type { HostDriver } from '../hosts/host-driver.js';
+import { BerthError, ConflictError, NotFoundError } from '../domain/errors.js';
+import type { HostDriver, RunOnceResult } from '../hosts/host-driver.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
 import type { Store } from '../store/index.js';
-import { executeActions, type ExecContext } from './execute.js';
+import { executeActions, runOneOff, type ExecContext } from './execute.js';
 import { observeFleet } from './observe.js';
 import { plan } from './plan.js';
 import { applyResults } from './results.js';
@@ -176,6 +176,24 @@ export class Controller {
     metrics.reconcileDuration.observe({ app }, (performance.now() - started) / 1000);
     log.debug({ app, revision: desired.revision, actions: p.actions.map((a) => a.type), again }, 'reconcile pass');
     return again;
+  }
+
+  /**
+   * `berth exec`: a one-off command in a container of the app's desired release on one
+   * of its hosts (the first by default), with the app's env and secrets.
+   */
+  async exec(app: string, command: string, host?: string): Promise<RunOnceResult & { host: string; version: string }> {
+    const wanted = this.desiredOf(app);
+    if (!wanted) throw new NotFoundError(`app "${app}"`);
+    const { desired } = wanted;
+    if (!desired) throw new ConflictError(`app "${app}" has no release yet: deploy one first`);
+    const target = host ?? desired.spec.hosts[0]!;
+    if (!desired.spec.hosts.includes(target)) throw new ConflictError(`host "${target}" does not run app "${app}" (hosts: ${desired.spec.hosts.join(', ')})`);
+    const ctx = this.execContext(app, desired);
+    ctx.emit({ type: 'ExecStarted', host: target, message: `exec on ${target} in ${desired.version}` });
+    const result = await runOneOff(ctx, target, `${app}-exec-${Date.now().toString(36)}`, command);
+    ctx.emit({ type: 'ExecFinished', host: target, message: `exec exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}` });
+    return { ...result, host: target, version: desired.version };
   }
 
   /** Persists the plan's record, status and decisions in one transaction, and mirrors them in metrics. */

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { BerthError, HostError } from '../domain/errors.js';
 import { LABELS, NETWORK_NAME } from '../domain/labels.js';
 import { imageReference } from '../domain/naming.js';
-import type { HostDriver } from '../hosts/host-driver.js';
+import type { HostDriver, RunOnceResult } from '../hosts/host-driver.js';
 import { HOST_ERROR_CODES } from '../hosts/host-errors.js';
 import type { TrafficSwitch, Upstream } from '../proxy/traffic.js';
 import { waitHealthy } from './health.js';
@@ -148,22 +148,28 @@ async function retire(ctx: ExecContext, host: string, ids: string[]): Promise<vo
   );
 }
 
-async function runHook(ctx: ExecContext, host: string, phase: 'pre_deploy' | 'post_deploy'): Promise<void> {
+/** One command in a one-off container of the release's image, with the app's env and secrets. */
+export async function runOneOff(ctx: ExecContext, host: string, name: string, command: string): Promise<RunOnceResult> {
   const driver = ctx.driver(host);
-  const { spec, revision } = ctx.desired;
-  const commands = phase === 'pre_deploy' ? spec.hooks.preDeploy : spec.hooks.postDeploy;
   await ensureImage(driver, imageOf(ctx));
   await driver.ensureNetwork(NETWORK_NAME);
+  return driver.runOnce({
+    name,
+    image: imageOf(ctx),
+    cmd: ['sh', '-c', command],
+    env: containerEnv(ctx),
+    labels: labels(ctx, 'hook'),
+    network: NETWORK_NAME,
+    timeoutMs: ctx.desired.spec.hooks.timeoutMs,
+  });
+}
+
+async function runHook(ctx: ExecContext, host: string, phase: 'pre_deploy' | 'post_deploy'): Promise<void> {
+  const { spec, revision } = ctx.desired;
+  const commands = phase === 'pre_deploy' ? spec.hooks.preDeploy : spec.hooks.postDeploy;
   for (const [i, command] of commands.entries()) {
-    const result = await driver.runOnce({
-      name: `${ctx.app}-r${revision}-${phase.replace('_', '-')}-${i}`,
-      image: imageOf(ctx),
-      cmd: ['sh', '-c', command],
-      env: containerEnv(ctx),
-      labels: labels(ctx, 'hook'),
-      network: NETWORK_NAME,
-      timeoutMs: spec.hooks.timeoutMs,
-    });
+    // Deterministic name: after a crash the same run is adopted, not started a second time.
+    const result = await runOneOff(ctx, host, `${ctx.app}-r${revision}-${phase.replace('_', '-')}-${i}`, command);
     const tail = result.outputTail.trim().split('\n').slice(-20).join('\n');
     ctx.emit({ type: 'HookOutput', host, message: `${phase}[${i}] exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}: ${tail}` });
     if (result.timedOut) throw new StepError('other', 'HOOK_TIMEOUT', `${phase}[${i}] timed out after ${spec.hooks.timeoutMs} ms`);

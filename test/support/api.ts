@@ -14,17 +14,22 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../../src/api/app.js';
-import type { ControllerHandle } from '../../src/api/context.js';
+import type { ControllerHandle, ExecResult } from '../../src/api/context.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
 import { openStore, type Store } from '../../src/store/index.js';
 
 export const TOKEN = 'test-token-0123456789abcdef';
 export const AUTH = { authorization: `Bearer ${TOKEN}` } as const;
 
-/** Records every enqueue; `running` answers /readyz. */
+/** Records every enqueue and exec; `running` answers /readyz. Real execs are tested on the test hosts. */
 export class RecordingController implements ControllerHandle {
   readonly enqueued: string[] = [];
+  readonly execs: Array<{ app: string; command: string; host?: string }> = [];
   running = true;
+  async exec(app: string, command: string, host?: string): Promise<ExecResult> {
+    this.execs.push({ app, command, ...(host ? { host } : {}) });
+    return { host: host ?? 'h1', version: 'v1', exitCode: 0, outputTail: '', timedOut: false };
+  }
   enqueue(app: string): void {
     this.enqueued.push(app);
   }

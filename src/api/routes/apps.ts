@@ -26,6 +26,7 @@ function appView(deps: ApiDeps, app: StoredApp) {
   return {
     name: app.name,
     paused: app.paused,
+    maintenance: app.maintenance,
     spec: appDocument(app.spec),
     desired: desired ? { revision: desired.revision, version: desired.version, reason: desired.reason, actor: desired.actor, createdAt: desired.createdAt } : null,
     status: deps.store.status.readStatus(app.name),
