@@ -30,8 +30,13 @@ export interface CreateContainerOptions {
   /** Values (including secrets) go only through the Docker API body, never a command line. */
   env: Record<string, string>;
   labels: Record<string, string>;
+  /** A Docker network name, or `host` for the host's own network stack (the proxy). */
   network: string;
   cmd?: string[];
+  /** Overrides the image's entrypoint. */
+  entrypoint?: string[];
+  /** Files copied into the container after it is created and before it starts. */
+  files?: Array<{ path: string; content: string; mode?: number }>;
   /** Run an init as PID 1 so SIGTERM reaches the app (busybox httpd ignores it as PID 1). */
   init: boolean;
   /** Publish container ports on the host (the proxy): containerPort -> hostPort. */
@@ -60,6 +65,11 @@ export interface DockerEvent {
   /** Container id, when the event is about a container. */
   id: string | null;
   app: string | null;
+  /**
+   * Docker's action (create, start, die, stop, destroy, health_status: healthy, ...), or
+   * `resubscribed` (id and app null) after the stream was re-established: events may have
+   * been missed in between, so resync every app on that host.
+   */
   action: string;
 }
 
@@ -84,7 +94,14 @@ export interface HostDriver {
   /** HTTP request to a Unix socket on the host (the proxy's admin API, kept off the network). */
   unixRequest(
     socketPath: string,
-    req: { method: string; path: string; body?: string; timeoutMs: number },
+    req: {
+      method: string;
+      path: string;
+      body?: string;
+      timeoutMs: number;
+      /** Extra request headers. Host defaults to empty (what Caddy's admin API on a socket wants). */
+      headers?: Record<string, string>;
+    },
   ): Promise<HttpResult>;
   /** A one-off container that runs `cmd` to completion, removed afterwards. */
   runOnce(opts: Omit<CreateContainerOptions, 'init' | 'publish'> & { timeoutMs: number }): Promise<RunOnceResult>;

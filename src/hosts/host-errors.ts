@@ -1,0 +1,138 @@
+/**
+ * The HostError codes the drivers raise, the deadline every remote call runs under, and
+ * the mapping of low-level errors (ssh2, node:net, docker-modem) onto those codes.
+ */
+import { HostError } from '../domain/errors.js';
+
+export const HOST_ERROR_CODES = {
+  /** The deadline of the call passed (the host, the SSH link or the daemon did not answer in time). */
+  timeout: 'HOST_TIMEOUT',
+  /** No SSH connection (refused, no route, handshake failed, dropped) or the Docker socket is not answering. */
+  unreachable: 'HOST_UNREACHABLE',
+  /** The host presented a key other than the pinned / known one. */
+  keyMismatch: 'HOST_KEY_MISMATCH',
+  /** The host's key is not pinned nor in known_hosts. */
+  keyUnknown: 'HOST_KEY_UNKNOWN',
+  /** The SSH server refused our key. */
+  authFailed: 'HOST_AUTH_FAILED',
+  /** The host spec cannot work (no address, unreadable key file, ...). */
+  config: 'HOST_CONFIG_INVALID',
+  /** SSH is up but the host could not open the forwarded target (socket missing, port closed). */
+  channelFailed: 'SSH_CHANNEL_FAILED',
+  /** The driver was closed. */
+  closed: 'HOST_CLOSED',
+  /** The Docker daemon answered with an error. */
+  docker: 'DOCKER_ERROR',
+  imagePullFailed: 'IMAGE_PULL_FAILED',
+  imageNotFound: 'IMAGE_NOT_FOUND',
+  /** A container of the requested name exists and is not ours to adopt. */
+  nameConflict: 'CONTAINER_NAME_CONFLICT',
+  /** An HTTP request to a container / Unix socket on the host failed (refused, reset, bad response). */
+  httpFailed: 'HTTP_FAILED',
+} as const;
+
+export type HostErrorCode = (typeof HOST_ERROR_CODES)[keyof typeof HOST_ERROR_CODES];
+
+/** docker-modem's error shape: an Error with the HTTP status and the daemon's JSON answer. */
+export interface DockerApiError extends Error {
+  statusCode: number;
+  json?: unknown;
+}
+
+export function isDockerApiError(err: unknown): err is DockerApiError {
+  return err instanceof Error && typeof (err as Partial<DockerApiError>).statusCode === 'number';
+}
+
+export function dockerStatus(err: unknown): number | null {
+  return isDockerApiError(err) ? err.statusCode : null;
+}
+
+/** The daemon's own message (`{"message": "..."}`), else the error's. */
+export function dockerMessage(err: unknown): string {
+  if (isDockerApiError(err)) {
+    const j = err.json;
+    if (j && typeof j === 'object' && 'message' in j && typeof j.message === 'string') return j.message;
+    if (Buffer.isBuffer(j) && j.length > 0) return j.toString('utf8').trim().slice(0, 500);
+  }
+  return err instanceof Error ? err.message.trim() : String(err);
+}
+
+const NET_UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOENT',
+  'EACCES',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+]);
+
+export function errnoCode(err: unknown): string | null {
+  const c = err instanceof Error ? (err as NodeJS.ErrnoException).code : undefined;
+  return typeof c === 'string' ? c : null;
+}
+
+/** Maps an error of a Docker API call to a HostError. */
+export function toHostError(err: unknown, host: string, op: string): HostError {
+  if (err instanceof HostError) return err;
+  if (isDockerApiError(err)) {
+    return new HostError(HOST_ERROR_CODES.docker, host, `${op}: docker answered ${err.statusCode}: ${dockerMessage(err)}`, {
+      cause: err,
+    });
+  }
+  const code = errnoCode(err);
+  if (code !== null && NET_UNREACHABLE.has(code)) {
+    return new HostError(HOST_ERROR_CODES.unreachable, host, `${op}: docker daemon not reachable (${code}): ${dockerMessage(err)}`, {
+      cause: err,
+    });
+  }
+  return new HostError(HOST_ERROR_CODES.docker, host, `${op}: ${dockerMessage(err)}`, { cause: err });
+}
+
+/**
+ * Runs `fn` under a deadline. On expiry the signal is aborted (so sockets / SSH channels
+ * are torn down) and the call rejects with HOST_TIMEOUT, whatever `fn` does afterwards.
+ */
+export function withDeadline<T>(host: string, op: string, ms: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  return new Promise<T>((resolve, reject) => {
+    let done = false;
+    const timer = setTimeout(() => {
+      if (done) return;
+      done = true;
+      const err = new HostError(HOST_ERROR_CODES.timeout, host, `${op} did not finish within ${ms} ms`);
+      ac.abort(err);
+      reject(err);
+    }, ms);
+    let p: Promise<T>;
+    try {
+      p = fn(ac.signal);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      (v) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** Full jitter exponential backoff: attempt 1 -> ~base, capped at `capMs`. */
+export function backoffMs(attempt: number, baseMs: number, capMs: number): number {
+  const exp = Math.min(capMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(exp / 2 + Math.random() * (exp / 2));
+}
