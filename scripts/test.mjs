@@ -10,7 +10,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const layers = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['unit', 'integration', 'e2e'];
+const layers = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['unit', 'integration', 'e2e', 'faults'];
 const needsBed = (layer) => layer !== 'unit';
 const required = process.env.BERTH_TESTBED_REQUIRED === '1';
 const testbed = join(root, 'test', 'hosts', 'testbed');

@@ -42,6 +42,8 @@ export class Controller {
   private readonly queue: WorkQueue;
   private readonly unwatch: Array<() => void> = [];
   private resyncTimer: NodeJS.Timeout | null = null;
+  /** Hosts whose last call failed: skipped by observation until a ping answers. */
+  private readonly down = new Map<string, { since: number; error: string }>();
   private running = false;
   private readonly now: () => number;
 
@@ -62,7 +64,9 @@ export class Controller {
     for (const [host, driver] of this.o.drivers) {
       this.unwatch.push(
         driver.watchEvents((e) => {
-          if (e.app && this.o.store.apps.getApp(e.app)) this.queue.add(e.app);
+          // After a re-subscription events may have been missed: look at every app of the host.
+          if (e.action === 'resubscribed') this.enqueueHostApps(host);
+          else if (e.app && this.o.store.apps.getApp(e.app)) this.queue.add(e.app);
         }),
       );
       this.o.log.debug({ host }, 'watching docker events');
@@ -113,8 +117,19 @@ export class Controller {
     );
   }
 
+  private enqueueHostApps(host: string): void {
+    for (const app of this.o.store.apps.listApps()) if (app.spec.hosts.includes(host)) this.queue.add(app.name);
+  }
+
   private markHost(host: string, up: boolean, error: string | null, dockerVersion?: string): void {
     this.o.metrics.hostUp.set({ host }, up ? 1 : 0);
+    const wasDown = this.down.has(host);
+    if (!up && !wasDown) this.down.set(host, { since: this.now(), error: error ?? 'unreachable' });
+    if (up && wasDown) {
+      this.down.delete(host);
+      // Back: its apps converge now rather than at the next resync.
+      this.enqueueHostApps(host);
+    }
     const before = this.o.store.hostsStatus.get(host);
     this.o.store.hostsStatus.upsert({ host, up, lastError: error, dockerVersion: dockerVersion ?? before?.dockerVersion ?? null });
     if (before && before.up !== up) this.o.log.warn({ host, up, err: error }, up ? 'host is back' : 'host is down');
@@ -145,9 +160,10 @@ export class Controller {
     if (!wanted?.desired) return null;
     const { desired } = wanted;
 
-    const observed = await observeFleet(this.o.drivers, desired.spec.hosts, app, { traffic: this.o.traffic, route: desired.spec.proxy }, (host, up, err) =>
-      this.markHost(host, up, err),
-    );
+    const observed = await observeFleet(this.o.drivers, desired.spec.hosts, app, { traffic: this.o.traffic, route: desired.spec.proxy }, {
+      downSince: (host) => this.down.get(host) ?? null,
+      report: (host, up, err) => this.markHost(host, up, err),
+    });
     const previous = store.status.readStatus(app);
     const stored = store.status.getRollout(app);
     const record = stored?.revision === desired.revision ? (stored.state as RolloutRecord) : null;
@@ -167,6 +183,7 @@ export class Controller {
     let again = p.requeueAfterMs;
     if (p.actions.length > 0) {
       const results = await executeActions(this.execContext(app, desired), p.actions);
+      for (const r of results) if (!r.ok && r.unreachable && 'host' in r.action) this.markHost(r.action.host, false, r.message);
       const next = applyResults(p.record!, results, this.now());
       store.status.recordStep(app, { rollout: { revision: next.revision, state: next } });
       this.observeFinish(app, desired, p.record!, next);

@@ -1,5 +1,9 @@
 import type { HealthcheckSpec } from '../domain/app-spec.js';
+import { HostError } from '../domain/errors.js';
 import type { HostDriver } from '../hosts/host-driver.js';
+import { HOST_ERROR_CODES } from '../hosts/host-errors.js';
+
+const HOST_LEVEL_CODES = new Set<string>([HOST_ERROR_CODES.timeout, HOST_ERROR_CODES.unreachable, HOST_ERROR_CODES.closed]);
 
 export interface ProbeOutcome {
   ok: boolean;
@@ -15,12 +19,18 @@ export interface ProbeHooks {
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * A probe that timed out may mean a slow container or a lost host: a ping tells them
+ * apart, and a lost host aborts the health check as unreachable instead of counting
+ * against the release.
+ */
 async function probeOnce(driver: HostDriver, ip: string, hc: HealthcheckSpec): Promise<{ ok: boolean; detail: string }> {
   try {
     const res = await driver.httpGet(ip, hc.port, hc.path, hc.timeoutMs);
     const ok = res.status >= 200 && res.status < 300;
     return { ok, detail: `GET ${hc.path} -> ${res.status}` };
   } catch (err) {
+    if (err instanceof HostError && HOST_LEVEL_CODES.has(err.code)) await driver.ping();
     return { ok: false, detail: `GET ${hc.path}: ${err instanceof Error ? err.message : String(err)}` };
   }
 }

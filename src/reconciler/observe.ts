@@ -13,23 +13,29 @@ export async function observeFleet(
   hosts: string[],
   app: string,
   proxy: { traffic: TrafficSwitch; route: ProxyRouteSpec | null },
-  onReachability: (host: string, up: boolean, error: string | null) => void,
+  reachability: {
+    /** A host known to be down is not called again until the resync's ping finds it back. */
+    downSince(host: string): { since: number; error: string } | null;
+    report(host: string, up: boolean, error: string | null): void;
+  },
 ): Promise<HostObservation[]> {
   return Promise.all(
     hosts.map(async (host): Promise<HostObservation> => {
       const driver = drivers.get(host);
       if (!driver) return { host, reachable: false, error: `host "${host}" is not in berth's config` };
+      const down = reachability.downSince(host);
+      if (down) return { host, reachable: false, error: `${down.error} (down since ${new Date(down.since).toISOString()}; rechecked every resync)` };
       try {
         const route = proxy.route;
         const [containers, routeState] = await Promise.all([
           driver.listContainers({ app }),
           route ? proxy.traffic.observeRoute(host, app, route) : Promise.resolve(null),
         ]);
-        onReachability(host, true, null);
+        reachability.report(host, true, null);
         return { host, reachable: true, containers, route: routeState };
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);
-        onReachability(host, false, error);
+        reachability.report(host, false, error);
         return { host, reachable: false, error };
       }
     }),
