@@ -34,6 +34,8 @@ const UNREACHABLE_CODES = new Set<string>([
   HOST_ERROR_CODES.authFailed,
   HOST_ERROR_CODES.config,
   HOST_ERROR_CODES.closed,
+  // On a Docker API or admin-socket call: the daemon's socket is gone (dockerd restarting).
+  HOST_ERROR_CODES.channelFailed,
 ]);
 
 export class StepError extends BerthError {
