@@ -94,6 +94,7 @@ async function ensureImage(driver: HostDriver, ref: string): Promise<void> {
 async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string> {
   const driver = ctx.driver(a.host);
   const { spec } = ctx.desired;
+  ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}` });
   const id = await at('start', async () => {
     if (a.existingContainerId) {
       await driver.startContainer(a.existingContainerId);

@@ -58,10 +58,10 @@ describe('rolling update on 3 real hosts', { skip, concurrency: false }, () => {
     await f.settle(f.deploy('v1'));
     const r2 = f.deploy('v2');
     assert.equal((await f.settle(r2)).phase, 'Complete');
-    const starts = f.events().filter((e) => e.revision === r2 && e.type === 'ContainerStarted').map((e) => e.id);
+    const starts = f.events().filter((e) => e.revision === r2 && e.type === 'HostUpdateStarted').map((e) => e.id);
     const firstSwitch = f.events().find((e) => e.revision === r2 && e.type === 'TrafficSwitched')!.id;
     assert.equal(starts.length, 3);
-    assert.ok(starts.every((id) => id < firstSwitch), 'all three started before any switched');
+    assert.ok(starts.every((id) => id < firstSwitch), 'all three hosts began updating before any switched');
   });
 
   it('a broken release never serves: v1 keeps serving, release fails with HealthCheckFailed and rolls back', async () => {
