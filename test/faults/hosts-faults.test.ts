@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { pino } from 'pino';
 import type { AppStatus } from '../../src/domain/release.js';
-import { createSshDriver } from '../../src/hosts/docker-driver.js';
 import type { HostDriver } from '../../src/hosts/host-driver.js';
 import { bedConfig, startDaemonProcess, type DaemonProcess } from '../support/daemon.js';
-import { clearApp } from '../support/fleet.js';
+import { openBedDrivers } from '../support/fleet.js';
 import { startLoad, type LoadRun } from '../support/load.js';
-import { bedSkipReason, hostSpecFor, requireTestbed, testbedCommand, type Testbed } from '../support/testbed.js';
+import { bedSkipReason, requireTestbed, testbedCommand, type Testbed } from '../support/testbed.js';
 
 /**
  * Faults on the real test hosts, each under continuous load through the per-host
@@ -38,6 +36,7 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
   let bed: Testbed;
   let daemon: DaemonProcess;
   let drivers: Map<string, HostDriver>;
+  let closeDrivers: (() => Promise<void>) | undefined;
   let next = 0;
 
   const url = (host: string) => `http://${bed.hosts.find((h) => h.name === host)!.address}:${PORT}`;
@@ -81,8 +80,7 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
   before(async () => {
     bed = requireTestbed();
     testbedCommand('live-restore', 'on');
-    drivers = new Map(bed.hosts.slice(0, 3).map((h) => [h.name, createSshDriver(hostSpecFor(bed, h), pino({ level: 'silent' }))]));
-    await clearApp(drivers, APP);
+    ({ drivers, close: closeDrivers } = await openBedDrivers(bed, APP));
     daemon = await startDaemonProcess(
       bedConfig(bed, {
         [APP]: {
@@ -104,10 +102,7 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
   after(async () => {
     testbedCommand('netup', 'h3');
     await daemon?.cleanup();
-    if (drivers) {
-      await clearApp(drivers, APP);
-      await Promise.all([...drivers.values()].map((d) => d.close()));
-    }
+    await closeDrivers?.();
   });
 
   it('kill -9 at 20 random moments of rollouts: converges every time, no duplicate, no orphan, zero failed requests', async () => {

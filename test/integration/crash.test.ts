@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { pino } from 'pino';
 import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
-import { createSshDriver } from '../../src/hosts/docker-driver.js';
 import type { HostDriver } from '../../src/hosts/host-driver.js';
 import { bedConfig, startDaemonProcess, type DaemonProcess } from '../support/daemon.js';
-import { clearApp } from '../support/fleet.js';
-import { bedSkipReason, hostSpecFor, requireTestbed } from '../support/testbed.js';
+import { openBedDrivers } from '../support/fleet.js';
+import { bedSkipReason, requireTestbed } from '../support/testbed.js';
 
 /**
  * kill -9 of a real daemon process in the middle of a rollout, at several moments,
@@ -31,12 +29,11 @@ async function waitUntil<T>(what: string, fn: () => Promise<T | null>, timeoutMs
 describe('controller crash mid-rollout', { skip, concurrency: false }, () => {
   let daemon: DaemonProcess;
   let drivers: Map<string, HostDriver>;
+  let closeDrivers: (() => Promise<void>) | undefined;
 
   before(async () => {
     const bed = requireTestbed();
-    const quiet = pino({ level: 'silent' });
-    drivers = new Map(bed.hosts.slice(0, 3).map((h) => [h.name, createSshDriver(hostSpecFor(bed, h), quiet)]));
-    await clearApp(drivers, APP);
+    ({ drivers, close: closeDrivers } = await openBedDrivers(bed, APP));
     daemon = await startDaemonProcess(
       bedConfig(bed, {
         [APP]: {
@@ -54,10 +51,7 @@ describe('controller crash mid-rollout', { skip, concurrency: false }, () => {
 
   after(async () => {
     await daemon?.cleanup();
-    if (drivers) {
-      await clearApp(drivers, APP);
-      await Promise.all([...drivers.values()].map((d) => d.close()));
-    }
+    await closeDrivers?.();
   });
 
   const converged = (revision: number) =>

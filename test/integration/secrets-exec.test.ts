@@ -2,13 +2,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { pino } from 'pino';
 import type { AppStatus } from '../../src/domain/release.js';
-import { createSshDriver } from '../../src/hosts/docker-driver.js';
 import type { HostDriver } from '../../src/hosts/host-driver.js';
 import { bedConfig, startDaemonProcess, type DaemonProcess } from '../support/daemon.js';
-import { clearApp } from '../support/fleet.js';
-import { bedSkipReason, hostSpecFor, requireTestbed } from '../support/testbed.js';
+import { openBedDrivers } from '../support/fleet.js';
+import { bedSkipReason, requireTestbed } from '../support/testbed.js';
 
 /**
  * Secrets reach containers through the Docker API only: a canary value from the
@@ -35,11 +33,11 @@ function commandLinesContaining(needle: string): string[] {
 describe('secrets and berth exec', { skip, concurrency: false }, () => {
   let daemon: DaemonProcess;
   let drivers: Map<string, HostDriver>;
+  let closeDrivers: (() => Promise<void>) | undefined;
 
   before(async () => {
     const bed = requireTestbed();
-    drivers = new Map(bed.hosts.slice(0, 3).map((h) => [h.name, createSshDriver(hostSpecFor(bed, h), pino({ level: 'silent' }))]));
-    await clearApp(drivers, APP);
+    ({ drivers, close: closeDrivers } = await openBedDrivers(bed, APP));
     daemon = await startDaemonProcess(
       bedConfig(bed, {
         [APP]: {
@@ -58,10 +56,7 @@ describe('secrets and berth exec', { skip, concurrency: false }, () => {
 
   after(async () => {
     await daemon?.cleanup();
-    if (drivers) {
-      await clearApp(drivers, APP);
-      await Promise.all([...drivers.values()].map((d) => d.close()));
-    }
+    await closeDrivers?.();
   });
 
   it('the secret is in the containers and in no log, event, API response, metric or command line', async () => {

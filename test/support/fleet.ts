@@ -50,15 +50,32 @@ export async function clearApp(drivers: Map<string, HostDriver>, app: string): P
   );
 }
 
+export interface BedDrivers {
+  drivers: Map<string, HostDriver>;
+  /** Removes the app's containers and closes the connections. */
+  close(): Promise<void>;
+}
+
+/** Real SSH drivers to the bed's first three hosts, with `app`'s leftovers removed first. */
+export async function openBedDrivers(bed: Testbed, app: string, metrics?: BerthMetrics): Promise<BedDrivers> {
+  const drivers = new Map<string, HostDriver>(
+    bed.hosts.slice(0, 3).map((h) => [h.name, createSshDriver(hostSpecFor(bed, h), quiet, metrics ? { onOperation: metrics.hostOperationObserver(h.name) } : {})]),
+  );
+  await clearApp(drivers, app);
+  return {
+    drivers,
+    async close() {
+      await clearApp(drivers, app).finally(() => Promise.all([...drivers.values()].map((d) => d.close())));
+    },
+  };
+}
+
 export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, opts: { proxy?: boolean; env?: Record<string, string> } = {}): Promise<Fleet> {
   const bed = requireTestbed();
   const dir = mkdtempSync(join(tmpdir(), 'berth-fleet-'));
   const store = openStore(join(dir, 'berth.db'));
   const metrics = new BerthMetrics('test', { processMetrics: false });
-  const drivers = new Map<string, HostDriver>(
-    bed.hosts.slice(0, 3).map((h) => [h.name, createSshDriver(hostSpecFor(bed, h), quiet, { onOperation: metrics.hostOperationObserver(h.name) })]),
-  );
-  await clearApp(drivers, app);
+  const { drivers } = await openBedDrivers(bed, app, metrics);
   const spec = makeSpec({ name: app, image: bed.images.app, hosts: [...drivers.keys()], ...overrides });
   store.apps.upsertApp(spec, 'test');
   const hostSpecs = Object.fromEntries(bed.hosts.slice(0, 3).map((h) => [h.name, hostSpecFor(bed, h)]));
@@ -122,9 +139,9 @@ export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, 
     },
     events: () => store.events.listEvents(app, { limit: 1000 }),
     async stop() {
+      // The controller closed its drivers: clean up through fresh connections.
       await controller.stop();
-      const cleaners = new Map(bed.hosts.slice(0, 3).map((h) => [h.name, createSshDriver(hostSpecFor(bed, h), quiet)]));
-      await clearApp(cleaners, app).finally(() => Promise.all([...cleaners.values()].map((d) => d.close())));
+      await (await openBedDrivers(bed, app)).close();
       store.close();
       rmSync(dir, { recursive: true, force: true });
     },
