@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { describe } from '../config/reader.js';
-import { BerthError, ConfigError, ConflictError, NotFoundError } from '../domain/errors.js';
+import { BerthError, ConfigError, ConflictError, HostError, NotFoundError } from '../domain/errors.js';
 
 export class UnauthorizedError extends BerthError {
   constructor(message: string) {
@@ -27,6 +27,8 @@ function statusOf(err: unknown): number {
   if (err instanceof NotFoundError) return 404;
   if (err instanceof ConflictError) return 409;
   if (err instanceof UnauthorizedError) return 401;
+  // A host that cannot be reached or answers with an error (exec): berth is the gateway to it.
+  if (err instanceof HostError) return err.code === 'HOST_TIMEOUT' ? 504 : 502;
   const status = (err as FastifyError).statusCode;
   return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
 }
@@ -42,7 +44,9 @@ const PHRASES: Record<number, string> = {
   415: 'Unsupported Media Type',
   422: 'Unprocessable Entity',
   500: 'Internal Server Error',
+  502: 'Bad Gateway',
   503: 'Service Unavailable',
+  504: 'Gateway Timeout',
 };
 
 export function errorBody(status: number, code: string, message: string, extra: Partial<ErrorBody> = {}): ErrorBody {
@@ -65,6 +69,11 @@ export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
     const status = statusOf(err);
     const code = codeOf(err, status);
+    if (err instanceof HostError) {
+      // Not berth's fault and worth saying which host and why (the message names no secret).
+      request.log.warn({ err }, 'host operation failed');
+      return reply.status(status).send(errorBody(status, err.code, err.message));
+    }
     if (status >= 500) {
       request.log.error({ err }, 'request failed');
       return reply.status(status).send(errorBody(status, code, 'internal error; see the daemon log'));

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiDeps } from '../context.js';
-import { appParams } from '../schemas.js';
+import { appParams, noFields } from '../schemas.js';
 import { actorOf, mustGetApp } from './apps.js';
 
 const DEFAULT_MESSAGE = 'Down for maintenance';
@@ -31,7 +31,11 @@ export function maintenanceRoutes(app: FastifyInstance, deps: ApiDeps, guard: { 
 
   app.post(
     '/v1/apps/:app/live',
-    { preHandler: guard.write as never, schema: { summary: 'End maintenance: the proxies route traffic to the app again', params: appParams } },
+    {
+      preHandler: guard.write as never,
+      // No fields: a body (if any) must be `{}`, like pause/resume; anything else is a 400 and nothing is written.
+      schema: { summary: 'End maintenance: the proxies route traffic to the app again', params: appParams, body: noFields },
+    },
     async (req: FastifyRequest<{ Params: { app: string } }>) => {
       mustGetApp(deps, req.params.app);
       const updated = deps.store.apps.setMaintenance(req.params.app, null, actorOf(req));
