@@ -1,10 +1,12 @@
 #!/usr/bin/env node
-// The whole suite: unit tests, then (with the test hosts) integration and e2e tests.
-// Usage: node scripts/test.mjs [unit|integration|e2e ...]
+// The whole suite in one node:test run: unit, integration, e2e and faults layers.
+// Usage: node scripts/test.mjs [unit|integration|e2e|faults ...]
 //
 // The test hosts need root and network namespaces. With BERTH_TESTBED_REQUIRED=1
-// (set by .ci/run) a missing bed is a failure; without it, the suites that need the
-// bed are skipped with a message saying so (and the summary counts them as skipped).
+// (set by .ci/run) a missing bed is a failure; without it, the tests that need the
+// bed skip themselves with a message saying so (the summary counts them as skipped).
+// BERTH_TESTBED_KEEP=1 leaves the bed up afterwards; BERTH_TESTBED_REUSE=1 uses a bed
+// that is already up instead of rebuilding it.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -34,30 +36,31 @@ function bedPossible() {
 let selected = [];
 let bedUp = false;
 let failed = false;
-for (const layer of layers) {
-  const tests = files(join(root, 'test', layer)).sort();
-  if (tests.length === 0) continue;
-  if (needsBed(layer) && !bedUp) {
-    const why = bedPossible();
-    if (why) {
-      if (required) {
-        console.error(`[berth] FAIL: ${layer} tests need the test hosts, which cannot run here (${why})`);
-        failed = true;
-        continue;
-      }
-      console.error(`[berth] SKIP ${tests.length} ${layer} test files: the test hosts need root on Linux (${why}); BERTH_TESTBED_REQUIRED=1 makes this a failure`);
-      continue;
+for (const layer of layers) selected = selected.concat(files(join(root, 'test', layer)).sort());
+
+// The bed is brought up once for the run; tests that need it skip themselves with a
+// message when it is missing (or fail, with BERTH_TESTBED_REQUIRED=1).
+if (layers.some(needsBed)) {
+  const why = bedPossible();
+  if (why) {
+    const msg = `the test hosts need root on Linux (${why})`;
+    if (required) {
+      console.error(`[berth] FAIL: ${msg}, and BERTH_TESTBED_REQUIRED=1`);
+      failed = true;
+    } else {
+      console.error(`[berth] tests that need the test hosts will be skipped: ${msg}; BERTH_TESTBED_REQUIRED=1 makes this a failure`);
     }
+  } else if (process.env.BERTH_TESTBED_REUSE === '1' && spawnSync('bash', [testbed, 'status'], { stdio: 'ignore' }).status === 0) {
+    console.error('[berth] reusing the test hosts that are up');
+    bedUp = true;
+  } else {
     console.error(`[berth] bringing up ${hostCount} test hosts`);
     const up = spawnSync('bash', [testbed, 'up', hostCount], { stdio: 'inherit' });
     if (up.status !== 0) {
       console.error('[berth] FAIL: test hosts did not come up');
       failed = true;
-      continue;
-    }
-    bedUp = true;
+    } else bedUp = true;
   }
-  selected = selected.concat(tests);
 }
 
 if (!failed && selected.length > 0) {
