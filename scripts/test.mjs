@@ -51,8 +51,7 @@ if (layers.some(needsBed)) {
       console.error(`[berth] tests that need the test hosts will be skipped: ${msg}; BERTH_TESTBED_REQUIRED=1 makes this a failure`);
     }
   } else if (process.env.BERTH_TESTBED_REUSE === '1' && spawnSync('bash', [testbed, 'status'], { stdio: 'ignore' }).status === 0) {
-    console.error('[berth] reusing the test hosts that are up');
-    bedUp = true;
+    console.error('[berth] reusing the test hosts that are up (left up afterwards)');
   } else {
     console.error(`[berth] bringing up ${hostCount} test hosts`);
     const up = spawnSync('bash', [testbed, 'up', hostCount], { stdio: 'inherit' });
