@@ -1,0 +1,429 @@
+/**
+ * Planner / controller scale benchmark over SIMULATED hosts.
+ *
+ *   node --import tsx bench/scale.ts            (1.5-3 minutes on 2 cores, depending on the disk)
+ *
+ * 1,000 apps on 100 simulated hosts (3 hosts per app, round-robin), a real SQLite store
+ * in a temp file with berth's real pragmas (WAL, synchronous=FULL), the real Controller
+ * at its default concurrency, and the real API (inject) for the deploy-latency samples.
+ * The hosts are src/hosts/simulated-driver.ts: in-memory containers answering after a
+ * LAN-like delay. Nothing here shows that a deploy works; it shows what the reconcile
+ * loop, the planner and the store cost at this size. See bench/README.md.
+ *
+ * Writes bench/results/scale.json and prints a table.
+ */
+import { execSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { pino } from 'pino';
+import { buildApp } from '../src/api/app.js';
+import { SimulatedHostDriver, simulatedFleet, type SimulatedCall, type SimulatedOp } from '../src/hosts/simulated-driver.js';
+import type { HostDriver } from '../src/hosts/host-driver.js';
+import { BerthMetrics } from '../src/metrics/registry.js';
+import { directTraffic } from '../src/proxy/traffic.js';
+import { Controller } from '../src/reconciler/controller.js';
+import { openStore, type Store } from '../src/store/index.js';
+import { makeSpec } from '../test/support/fixtures.js';
+
+const APPS = Number(process.env.BENCH_APPS ?? 1000);
+const HOSTS = Number(process.env.BENCH_HOSTS ?? 100);
+const HOSTS_PER_APP = 3;
+const RESYNC_RUNS = Number(process.env.BENCH_RESYNC_RUNS ?? 7);
+const DEPLOY_SAMPLES = Number(process.env.BENCH_DEPLOY_SAMPLES ?? 50);
+const DEPLOY_DURING_RESYNC_SAMPLES = 5;
+const TOKEN = 'bench-token-0123456789abcdef';
+const IMAGE_REGISTRY = '10.77.0.1:5000';
+
+/** A Docker host on a LAN behind one multiplexed SSH connection (ms, ±20% jitter). */
+const LAN_LATENCY_MS: Partial<Record<SimulatedOp, number>> = {
+  ping: 3,
+  listContainers: 5,
+  hasImage: 3,
+  pullImage: 100,
+  ensureNetwork: 3,
+  createContainer: 10,
+  startContainer: 25,
+  stopContainer: 25,
+  removeContainer: 10,
+  inspectContainer: 3,
+  httpGet: 2,
+  unixRequest: 2,
+  runOnce: 200,
+};
+const JITTER = 0.2;
+
+const here = dirname(fileURLToPath(import.meta.url));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const ms = (x: number) => Math.round(x * 10) / 10;
+
+function pct(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+function lagMs(h: IntervalHistogram): { p50: number; p99: number; max: number } {
+  return { p50: ms(h.percentile(50) / 1e6), p99: ms(h.percentile(99) / 1e6), max: ms(h.max / 1e6) };
+}
+
+function machine() {
+  let nproc = String(os.cpus().length);
+  let commit = 'unknown';
+  try {
+    nproc = execSync('nproc', { encoding: 'utf8' }).trim();
+  } catch {
+    /* not on coreutils */
+  }
+  try {
+    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8', cwd: here }).trim();
+  } catch {
+    /* not a checkout */
+  }
+  return { nproc, cpu: os.cpus()[0]?.model ?? 'unknown', memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}`, commit };
+}
+
+const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
+const appName = (i: number) => `app-${String(i).padStart(4, '0')}`;
+const imageOf = (i: number) => `${IMAGE_REGISTRY}/${appName(i)}`;
+
+/** Counts the store's outermost write transactions, i.e. durable commits. Reaches into a private field: bench only. */
+function countCommits(store: Store): () => number {
+  const ctx = (store as unknown as { ctx?: { write?: <T>(fn: () => T) => T; depth?: unknown } }).ctx;
+  if (!ctx || typeof ctx.write !== 'function' || typeof ctx.depth !== 'number') return () => NaN;
+  let n = 0;
+  const write = ctx.write.bind(ctx);
+  ctx.write = <T>(fn: () => T): T => {
+    if (ctx.depth === 0) n += 1;
+    return write(fn);
+  };
+  return () => n;
+}
+
+let calibrations = 0;
+
+/** What one durable SQLite commit costs on this disk right now (WAL, synchronous=FULL, 500 small commits). */
+function calibrateDisk(dir: string): { commits: number; totalMs: number; p50Ms: number; p99Ms: number; maxMs: number } {
+  const file = join(dir, `calibrate-${process.pid}-${calibrations++}.db`);
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec('CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)');
+    const insert = db.prepare('INSERT OR REPLACE INTO t VALUES (?, ?)');
+    const tx = db.transaction((k: number) => insert.run(k % 50, randomBytes(300)));
+    const times: number[] = [];
+    const start = performance.now();
+    for (let i = 0; i < 500; i += 1) {
+      const s = performance.now();
+      tx.immediate(i);
+      times.push(performance.now() - s);
+    }
+    const totalMs = performance.now() - start;
+    times.sort((a, b) => a - b);
+    const q = (p: number) => Math.round(times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)]! * 1000) / 1000;
+    return { commits: times.length, totalMs: Math.round(totalMs), p50Ms: q(50), p99Ms: q(99), maxMs: Math.round(times[times.length - 1]! * 10) / 10 };
+  } finally {
+    db.close();
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const rssAtStart = process.memoryUsage().rss;
+  const dir = mkdtempSync(join(os.tmpdir(), 'berth-bench-scale-'));
+  const dbPath = join(dir, 'berth.db');
+  const disk = calibrateDisk(dir);
+  const store = openStore(dbPath);
+  // The daemon logs JSON at info to stdout; here the same lines go to /dev/null.
+  const log = pino({ level: 'info', base: { service: 'berth' } }, pino.destination({ dest: '/dev/null', sync: true }));
+  const metrics = new BerthMetrics('bench');
+
+  // "First action" probe for the deploy-latency samples: set before a POST, filled by the hook.
+  let probe: { app: string; image: string; tObserve: number | null; tAction: number | null } | null = null;
+  const onCall = (c: SimulatedCall) => {
+    if (!probe) return;
+    const now = performance.now();
+    if (probe.tObserve === null && c.op === 'listContainers' && c.app === probe.app) probe.tObserve = now;
+    if (probe.tAction === null && (c.op === 'hasImage' || c.op === 'pullImage' || c.op === 'createContainer') && c.image === probe.image) probe.tAction = now;
+  };
+  const fleet = simulatedFleet(HOSTS, {
+    prefix: 'sim',
+    latencyMs: LAN_LATENCY_MS,
+    jitter: JITTER,
+    onCall,
+    onOperation: (op, seconds) => metrics.hostOperationDuration.observe({ host: 'sim', op }, seconds),
+  });
+  const hostNames = [...fleet.keys()];
+  const drivers = new Map<string, HostDriver>(fleet);
+  // Durable commits (each one a WAL fsync under synchronous=FULL).
+  const commits = countCommits(store);
+  const totalCalls = () => [...fleet.values()].reduce((n, d: SimulatedHostDriver) => n + Object.values(d.callCounts()).reduce((a, b) => a + b, 0), 0);
+
+  // Apps as the config sync writes them, each with a first release.
+  const t0 = performance.now();
+  for (let i = 0; i < APPS; i += 1) {
+    const hosts = Array.from({ length: HOSTS_PER_APP }, (_, k) => hostNames[(i * HOSTS_PER_APP + k) % HOSTS]!);
+    store.apps.upsertApp(makeSpec({ name: appName(i), image: imageOf(i), hosts }), 'bench');
+    store.releases.createRelease({ app: appName(i), version: 'v1', reason: 'deploy', actor: 'bench' });
+  }
+  const seedMs = performance.now() - t0;
+
+  // The periodic resync is triggered by hand below (same code path), so no timer fires mid-measurement.
+  const controller = new Controller({ store, drivers, traffic: directTraffic, metrics, log, resyncIntervalMs: 3_600_000, env: {} });
+  const resync = (): void => {
+    const c = controller as unknown as { resync?: () => void };
+    if (typeof c.resync === 'function') c.resync();
+    else for (const a of store.apps.listApps()) controller.enqueue(a.name);
+  };
+  const api = buildApp({ store, metrics, log, controller, auth: { token: TOKEN, openReads: false }, hostNames: () => hostNames, version: 'bench' });
+  await api.ready();
+
+  async function settle(): Promise<void> {
+    // idle() can resolve between a pass and the Docker events it caused; wait until quiet twice.
+    for (let quiet = 0; quiet < 2; ) {
+      await controller.idle();
+      await sleep(20);
+      quiet = controller['queue'].depth === 0 ? quiet + 1 : 0;
+    }
+  }
+
+  // ---- 1. initial rollout of 1,000 apps, measured ----
+  process.stderr.write(`[scale] ${APPS} apps on ${HOSTS} simulated hosts: rolling out v1 ...\n`);
+  const lagConverge = monitorEventLoopDelay({ resolution: 5 });
+  lagConverge.enable();
+  const callsBefore = totalCalls();
+  const convergeCommits0 = commits();
+  const tc0 = performance.now();
+  controller.start();
+  let lastReport = tc0;
+  const convergedAt: number[] = [];
+  const seen = new Set<string>();
+  while (seen.size < APPS) {
+    await sleep(100);
+    for (const st of store.status.listStatus()) {
+      if (!seen.has(st.app) && st.phase === 'Complete' && st.observedRevision === 1) {
+        seen.add(st.app);
+        convergedAt.push(performance.now() - tc0);
+      }
+    }
+    if (performance.now() - lastReport > 10_000) {
+      lastReport = performance.now();
+      process.stderr.write(`[scale]   ${seen.size}/${APPS} converged after ${Math.round((lastReport - tc0) / 1000)} s\n`);
+    }
+    if (performance.now() - tc0 > 240_000) throw new Error(`initial rollout did not converge in 240 s (${seen.size}/${APPS})`);
+  }
+  const convergeMs = performance.now() - tc0;
+  await settle();
+  lagConverge.disable();
+  const convergeCalls = totalCalls() - callsBefore;
+  const convergeCommits = commits() - convergeCommits0;
+  const mem = process.memoryUsage();
+  process.stderr.write(`[scale] converged in ${Math.round(convergeMs)} ms; measuring no-op resyncs ...\n`);
+
+  // ---- 2. no-op full resync: every app observed, planned and recorded, nothing to do ----
+  const resyncMs: number[] = [];
+  const resyncLag: Array<{ p50: number; p99: number; max: number }> = [];
+  let resyncCalls = 0;
+  let resyncCommits = 0;
+  const loadBefore = os.loadavg();
+  for (let r = 0; r < RESYNC_RUNS; r += 1) {
+    const h = monitorEventLoopDelay({ resolution: 5 });
+    const before = totalCalls();
+    const commitsBefore = commits();
+    h.enable();
+    const s = performance.now();
+    resync();
+    await controller.idle();
+    resyncMs.push(performance.now() - s);
+    h.disable();
+    resyncLag.push(lagMs(h));
+    resyncCalls = totalCalls() - before;
+    resyncCommits = commits() - commitsBefore;
+    await sleep(50);
+  }
+  // The same resync with zero host latency: berth's own cost (CPU + SQLite commits).
+  // Then, as a diagnostic only, with synchronous=NORMAL (no fsync per commit; NOT what berth runs).
+  for (const d of fleet.values()) d.setLatency({ ping: 0, listContainers: 0 });
+  const timedResyncs = async (n: number) => {
+    const out: number[] = [];
+    for (let r = 0; r < n; r += 1) {
+      const s = performance.now();
+      resync();
+      await controller.idle();
+      out.push(performance.now() - s);
+      await sleep(50);
+    }
+    return out;
+  };
+  // Interleaved, so drift in the (shared) disk's speed hits both alike.
+  const resyncZeroMs: number[] = [];
+  const resyncZeroNormalMs: number[] = [];
+  for (let r = 0; r < 3; r += 1) {
+    resyncZeroMs.push(...(await timedResyncs(1)));
+    store.db.pragma('synchronous = NORMAL');
+    resyncZeroNormalMs.push(...(await timedResyncs(1)));
+    store.db.pragma('synchronous = FULL');
+  }
+  for (const d of fleet.values()) d.setLatency(LAN_LATENCY_MS);
+  const loadAfter = os.loadavg();
+
+  // ---- 3. POST /v1/apps/:app/releases -> first host action, everything else idle ----
+  process.stderr.write(`[scale] ${DEPLOY_SAMPLES} deploys through the API while the rest is idle ...\n`);
+  const revisions = new Map<string, number>();
+  const deploy = async (i: number, version: string) => {
+    const app = appName(i);
+    probe = { app, image: `${imageOf(i)}:${version}`, tObserve: null, tAction: null };
+    const s = performance.now();
+    const res = await api.inject({ method: 'POST', url: `/v1/apps/${app}/releases`, headers: { authorization: `Bearer ${TOKEN}` }, payload: { version } });
+    const tResponse = performance.now() - s;
+    if (res.statusCode !== 202) throw new Error(`POST ${app} -> ${res.statusCode} ${res.body}`);
+    revisions.set(app, (JSON.parse(res.body) as { revision: number }).revision);
+    return { app, s, tResponse };
+  };
+  const waitAction = async (s: number) => {
+    const deadline = performance.now() + 60_000;
+    while (probe!.tAction === null) {
+      if (performance.now() > deadline) throw new Error(`no first action for ${probe!.app} within 60 s`);
+      await sleep(1);
+    }
+    return { observe: probe!.tObserve! - s, action: probe!.tAction - s };
+  };
+  const waitConverged = async (app: string) => {
+    const rev = revisions.get(app)!;
+    const deadline = performance.now() + 60_000;
+    while (!(store.status.readStatus(app)?.phase === 'Complete' && store.status.readStatus(app)?.observedRevision === rev)) {
+      if (performance.now() > deadline) throw new Error(`${app} did not converge on revision ${rev}`);
+      await sleep(5);
+    }
+  };
+  const quietSamples: Array<{ response: number; observe: number; action: number; rollout: number }> = [];
+  for (let k = 0; k < DEPLOY_SAMPLES; k += 1) {
+    const i = (k * 37 + 11) % APPS;
+    const { app, s, tResponse } = await deploy(i, `v2-${k}`);
+    const t = await waitAction(s);
+    await waitConverged(app);
+    quietSamples.push({ response: tResponse, ...t, rollout: performance.now() - s });
+    probe = null;
+    await settle();
+  }
+
+  // ---- 4. the same, but the POST lands just after a full resync was enqueued ----
+  process.stderr.write(`[scale] ${DEPLOY_DURING_RESYNC_SAMPLES} deploys during a full resync ...\n`);
+  const busySamples: Array<{ position: number; action: number }> = [];
+  const appOrder = store.apps.listApps().map((a) => a.name);
+  for (let k = 0; k < DEPLOY_DURING_RESYNC_SAMPLES; k += 1) {
+    const i = Math.floor(((k + 0.5) / DEPLOY_DURING_RESYNC_SAMPLES) * APPS);
+    resync();
+    const { app, s } = await deploy(i, `v3-${k}`);
+    const t = await waitAction(s);
+    busySamples.push({ position: appOrder.indexOf(app), action: t.action });
+    probe = null;
+    await waitConverged(app);
+    await settle();
+  }
+
+  const diskAfter = calibrateDisk(dir);
+  const dbBytes = statSync(dbPath).size + (() => {
+    try {
+      return statSync(`${dbPath}-wal`).size;
+    } catch {
+      return 0;
+    }
+  })();
+  await api.close();
+  await controller.stop();
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+
+  // ---- report ----
+  const lagRuns = resyncLag;
+  const results = {
+    bench: 'scale',
+    simulated: true,
+    note: 'Simulated hosts (src/hosts/simulated-driver.ts): planner/controller/store cost at scale, not evidence that deploys work.',
+    machine: machine(),
+    diskCalibration: { before: disk, after: diskAfter },
+    date: new Date().toISOString(),
+    config: {
+      apps: APPS,
+      hosts: HOSTS,
+      hostsPerApp: HOSTS_PER_APP,
+      controllerConcurrency: 'default (8)',
+      store: 'SQLite temp file, WAL, synchronous=FULL',
+      latencyMs: LAN_LATENCY_MS,
+      jitter: JITTER,
+      resyncRuns: RESYNC_RUNS,
+      deploySamples: DEPLOY_SAMPLES,
+    },
+    seed: { ms: Math.round(seedMs) },
+    initialRollout: {
+      ms: Math.round(convergeMs),
+      appConvergedAtMs: { first: Math.round(convergedAt[0]!), p50: Math.round(pct(convergedAt, 50)), last: Math.round(convergedAt[convergedAt.length - 1]!) },
+      appsPerSecond: ms(APPS / (convergeMs / 1000)),
+      hostCalls: convergeCalls,
+      durableCommits: convergeCommits,
+      eventLoopLagMs: lagMs(lagConverge),
+    },
+    noopResync: {
+      runsMs: resyncMs.map(Math.round),
+      p50Ms: Math.round(pct(resyncMs, 50)),
+      maxMs: Math.round(Math.max(...resyncMs)),
+      perAppMs: ms(pct(resyncMs, 50) / APPS),
+      hostCallsPerRun: resyncCalls,
+      durableCommitsPerRun: resyncCommits,
+      loadAverage1m: { before: ms(loadBefore[0]!), after: ms(loadAfter[0]!) },
+      eventLoopLagMs: { p50OfRunP99: ms(pct(lagRuns.map((l) => l.p99), 50)), worstP99: ms(Math.max(...lagRuns.map((l) => l.p99))), worstMax: ms(Math.max(...lagRuns.map((l) => l.max))) },
+      zeroHostLatencyRunsMs: resyncZeroMs.map(Math.round),
+      zeroHostLatencyP50Ms: Math.round(pct(resyncZeroMs, 50)),
+      diagnosticSynchronousNormalZeroLatencyRunsMs: resyncZeroNormalMs.map(Math.round),
+    },
+    deployLatencyQuiet: {
+      samples: quietSamples.length,
+      apiResponseMs: { p50: ms(pct(quietSamples.map((x) => x.response), 50)), p99: ms(pct(quietSamples.map((x) => x.response), 99)) },
+      toObserveMs: { p50: ms(pct(quietSamples.map((x) => x.observe), 50)), p99: ms(pct(quietSamples.map((x) => x.observe), 99)) },
+      toFirstActionMs: { p50: ms(pct(quietSamples.map((x) => x.action), 50)), p99: ms(pct(quietSamples.map((x) => x.action), 99)), max: ms(Math.max(...quietSamples.map((x) => x.action))) },
+      toConvergedMs: { p50: Math.round(pct(quietSamples.map((x) => x.rollout), 50)), p99: Math.round(pct(quietSamples.map((x) => x.rollout), 99)) },
+    },
+    deployLatencyDuringResync: busySamples.map((b) => ({ queuePosition: b.position, toFirstActionMs: Math.round(b.action) })),
+    memory: { rssAtStartMiB: mib(rssAtStart), rssAfterConvergeMiB: mib(mem.rss), heapUsedAfterConvergeMiB: mib(mem.heapUsed), dbMiB: mib(dbBytes) },
+  };
+
+  const out = join(here, 'results', 'scale.json');
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
+
+  const m = results.machine;
+  const q = results.deployLatencyQuiet;
+  const rows: Array<[string, string]> = [
+    ['machine', `${m.nproc} cores (${m.cpu}), node ${m.node}, commit ${m.commit}`],
+    ['disk: one SQLite FULL commit', `p50 ${disk.p50Ms} / p99 ${disk.p99Ms} ms before, p50 ${diskAfter.p50Ms} / p99 ${diskAfter.p99Ms} ms after (calibration, ${disk.commits} commits each)`],
+    ['setup', `${APPS} apps x ${HOSTS_PER_APP} of ${HOSTS} SIMULATED hosts, list ${LAN_LATENCY_MS.listContainers} ms ±${JITTER * 100}%, SQLite WAL+FULL (temp file), concurrency 8`],
+    ['load average (1 min)', `${results.noopResync.loadAverage1m.before} before / ${results.noopResync.loadAverage1m.after} after the resync runs`],
+    ['initial rollout of all apps (v1)', `${(convergeMs / 1000).toFixed(1)} s (${results.initialRollout.appsPerSecond} apps/s, ${convergeCalls} host calls, ${convergeCommits} commits), loop lag p99 ${results.initialRollout.eventLoopLagMs.p99} ms`],
+    ['  when each app converged', `first ${(results.initialRollout.appConvergedAtMs.first / 1000).toFixed(1)} s, median ${(results.initialRollout.appConvergedAtMs.p50 / 1000).toFixed(1)} s, last ${(results.initialRollout.appConvergedAtMs.last / 1000).toFixed(1)} s`],
+    ['no-op full resync p50', `${results.noopResync.p50Ms} ms (runs: ${results.noopResync.runsMs.join(', ')}; ${resyncCalls} host calls, ${resyncCommits} SQLite commits/run)`],
+    ['  same, zero host latency', `${results.noopResync.zeroHostLatencyRunsMs.join(', ')} ms (berth's own CPU + SQLite cost)`],
+    ['  same, synchronous=NORMAL (diag)', `${results.noopResync.diagnosticSynchronousNormalZeroLatencyRunsMs.join(', ')} ms (no fsync per commit; not what berth runs)`],
+    ['event-loop lag during resync', `p99 ${results.noopResync.eventLoopLagMs.p50OfRunP99} ms (median over runs), worst p99 ${results.noopResync.eventLoopLagMs.worstP99} ms, worst max ${results.noopResync.eventLoopLagMs.worstMax} ms`],
+    ['POST release -> API 202', `p50 ${q.apiResponseMs.p50} ms, p99 ${q.apiResponseMs.p99} ms (inject)`],
+    ['POST -> first observe (list)', `p50 ${q.toObserveMs.p50} ms, p99 ${q.toObserveMs.p99} ms`],
+    ['POST -> first action (pull check)', `p50 ${q.toFirstActionMs.p50} ms, p99 ${q.toFirstActionMs.p99} ms, max ${q.toFirstActionMs.max} ms (n=${q.samples}, rest idle)`],
+    ['POST -> app converged (3 hosts)', `p50 ${q.toConvergedMs.p50} ms, p99 ${q.toConvergedMs.p99} ms`],
+    ['POST -> first action during resync', results.deployLatencyDuringResync.map((b) => `#${b.queuePosition}: ${b.toFirstActionMs} ms`).join(', ')],
+    ['RSS after convergence', `${results.memory.rssAfterConvergeMiB} MiB (heap used ${results.memory.heapUsedAfterConvergeMiB} MiB; ${results.memory.rssAtStartMiB} MiB at start); db ${results.memory.dbMiB} MiB`],
+  ];
+  const w = Math.max(...rows.map((r) => r[0].length));
+  console.log('\nberth scale bench (SIMULATED hosts: planner/controller cost, not deploy evidence)\n');
+  for (const [k, v] of rows) console.log(`${k.padEnd(w)}  ${v}`);
+  console.log(`\nwrote ${out}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
