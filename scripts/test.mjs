@@ -68,7 +68,7 @@ if (!failed && selected.length > 0) {
   const res = spawnSync(
     process.execPath,
     ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...selected.map((t) => relative(root, t))],
-    { cwd: root, stdio: 'inherit', env: { ...process.env, BERTH_TESTBED: bedUp ? '1' : '' } },
+    { cwd: root, stdio: 'inherit' },
   );
   if (res.status !== 0) failed = true;
 }
