@@ -4,7 +4,8 @@ import { BerthError, ConflictError, NotFoundError } from '../domain/errors.js';
 import type { HostDriver, RunOnceResult } from '../hosts/host-driver.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
-import type { Store } from '../store/index.js';
+import type { AppStatus } from '../domain/release.js';
+import { canonicalJson, type Store } from '../store/index.js';
 import { executeActions, runOneOff, type ExecContext } from './execute.js';
 import { observeFleet } from './observe.js';
 import { plan } from './plan.js';
@@ -80,8 +81,9 @@ export class Controller {
     return this.running;
   }
 
+  /** An operator's request (API): goes ahead of the resync's routine passes. */
   enqueue(app: string): void {
-    this.queue.add(app);
+    this.queue.add(app, { front: true });
   }
 
   /** Resolves when no pass is running or waiting (tests and benchmarks). */
@@ -131,7 +133,10 @@ export class Controller {
       this.enqueueHostApps(host);
     }
     const before = this.o.store.hostsStatus.get(host);
-    this.o.store.hostsStatus.upsert({ host, up, lastError: error, dockerVersion: dockerVersion ?? before?.dockerVersion ?? null });
+    const version = dockerVersion ?? before?.dockerVersion ?? null;
+    // A pass's observation only writes a change; the resync's ping (with a version) refreshes checkedAt.
+    if (before && before.up === up && before.lastError === error && dockerVersion === undefined) return;
+    this.o.store.hostsStatus.upsert({ host, up, lastError: error, dockerVersion: version });
     if (before && before.up !== up) this.o.log.warn({ host, up, err: error }, up ? 'host is back' : 'host is down');
   }
 
@@ -178,7 +183,7 @@ export class Controller {
       now: this.now(),
       previousConditions: previous?.conditions ?? [],
     });
-    this.record(app, desired, p, record);
+    this.record(app, desired, p, record, previous, stored?.state ?? null);
 
     let again = p.requeueAfterMs;
     if (p.actions.length > 0) {
@@ -214,18 +219,28 @@ export class Controller {
   }
 
   /** Persists the plan's record, status and decisions in one transaction, and mirrors them in metrics. */
-  private record(app: string, desired: DesiredRelease, p: Plan, before: RolloutRecord | null): void {
+  private record(app: string, desired: DesiredRelease, p: Plan, before: RolloutRecord | null, previous: AppStatus | null, storedRecord: unknown): void {
     const { store, metrics } = this.o;
     const s = p.status;
-    const observedRevision = s.observedRevision ?? store.status.readStatus(app)?.observedRevision ?? null;
-    store.transaction(() => {
-      if (p.pauseApp) store.apps.setPaused(app, true, 'controller');
-      store.status.recordStep(app, {
-        status: { app, phase: s.phase, observedRevision, conditions: s.conditions, hosts: s.hosts, updatedAt: new Date(this.now()).toISOString() },
-        rollout: p.record ? { revision: p.record.revision, state: p.record } : null,
-        events: p.events.map((e) => ({ type: e.type, message: e.message, host: e.host ?? null, revision: desired.revision, actor: 'controller' })),
+    const observedRevision = s.observedRevision ?? previous?.observedRevision ?? null;
+    const status: AppStatus = { app, phase: s.phase, observedRevision, conditions: s.conditions, hosts: s.hosts, updatedAt: new Date(this.now()).toISOString() };
+    // A converged app's passes change nothing: skip the (fsync'd) write.
+    const unchanged =
+      !p.pauseApp &&
+      p.events.length === 0 &&
+      previous !== null &&
+      canonicalJson({ ...previous, updatedAt: '' }) === canonicalJson({ ...status, updatedAt: '' }) &&
+      canonicalJson(storedRecord ?? null) === canonicalJson(p.record);
+    if (!unchanged) {
+      store.transaction(() => {
+        if (p.pauseApp) store.apps.setPaused(app, true, 'controller');
+        store.status.recordStep(app, {
+          status,
+          rollout: p.record ? { revision: p.record.revision, state: p.record } : null,
+          events: p.events.map((e) => ({ type: e.type, message: e.message, host: e.host ?? null, revision: desired.revision, actor: 'controller' })),
+        });
       });
-    });
+    }
     if (p.record && before) this.observeFinish(app, desired, before, p.record);
     metrics.desiredRevision.set({ app }, desired.revision);
     if (observedRevision !== null) metrics.observedRevision.set({ app }, observedRevision);

@@ -31,16 +31,21 @@ export class WorkQueue {
     private readonly opts: WorkQueueOptions,
   ) {}
 
-  add(key: string): void {
+  /** `front`: jump the line (an operator's request should not wait behind a full resync). */
+  add(key: string, opts: { front?: boolean } = {}): void {
     if (this.stopped) return;
     this.clearTimer(key);
     if (this.active.has(key)) {
       this.dirty.add(key);
       return;
     }
-    if (this.queued.has(key)) return;
+    if (this.queued.has(key)) {
+      if (!opts.front) return;
+      this.waiting.splice(this.waiting.indexOf(key), 1);
+    }
     this.queued.add(key);
-    this.waiting.push(key);
+    if (opts.front) this.waiting.unshift(key);
+    else this.waiting.push(key);
     this.opts.onDepth?.(this.waiting.length);
     this.pump();
   }

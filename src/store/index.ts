@@ -9,3 +9,4 @@ export type { StatusRepo } from './status.js';
 export type { EventsRepo } from './events.js';
 export type { HostsStatusRepo } from './hosts-status.js';
 export type * from './types.js';
+export { canonicalJson } from './json.js';

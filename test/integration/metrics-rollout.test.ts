@@ -28,15 +28,18 @@ describe('metrics follow a real rollout', { skip, concurrency: false }, () => {
     f = await startFleet('metr', { healthcheck: { ...base.healthcheck, intervalMs: 500, maxAttempts: 4 } });
     await f.settle(f.deploy('v1'));
     const seen: string[] = [];
+    const scrape = async () => {
+      const text = await f.metrics.text();
+      const updated = sample(text, 'berth_rollout_hosts_updated', { app: 'metr' });
+      const total = sample(text, 'berth_rollout_hosts_total', { app: 'metr' });
+      const phase = ['Progressing', 'Complete', 'Failed', 'Paused', 'RolledBack'].find((p) => sample(text, 'berth_rollout_phase', { app: 'metr', phase: p }) === 1);
+      const point = `${updated}/${total} ${phase}`;
+      if (seen[seen.length - 1] !== point) seen.push(point);
+    };
     let sampling = true;
     const sampler = (async () => {
       while (sampling) {
-        const text = await f.metrics.text();
-        const updated = sample(text, 'berth_rollout_hosts_updated', { app: 'metr' });
-        const total = sample(text, 'berth_rollout_hosts_total', { app: 'metr' });
-        const phase = ['Progressing', 'Complete', 'Failed', 'Paused', 'RolledBack'].find((p) => sample(text, 'berth_rollout_phase', { app: 'metr', phase: p }) === 1);
-        const point = `${updated}/${total} ${phase}`;
-        if (seen[seen.length - 1] !== point) seen.push(point);
+        await scrape();
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
@@ -44,6 +47,7 @@ describe('metrics follow a real rollout', { skip, concurrency: false }, () => {
     await f.settle(r2);
     sampling = false;
     await sampler;
+    await scrape(); // the settled state
     // The first point is the converged v1 fleet; from the new release on, the series climbs host by host.
     const rollout = seen.slice(seen.findIndex((p) => p.endsWith('Progressing')));
     // 3/3 may show as Progressing for the moment the last old container is being drained and stopped.

@@ -133,4 +133,26 @@ describe('work queue', () => {
     assert.equal(finished, true);
     assert.equal(q.depth, 0);
   });
+
+  it('an operator request jumps the line', async () => {
+    const seen: string[] = [];
+    const gate = deferred();
+    const q = new WorkQueue(
+      async (k) => {
+        seen.push(k);
+        if (k === 'x') await gate.promise;
+        return null;
+      },
+      () => {},
+      { concurrency: 1 },
+    );
+    q.add('x');
+    await tick();
+    for (const k of ['a', 'b', 'c']) q.add(k);
+    q.add('c', { front: true });
+    q.add('urgent', { front: true });
+    gate.resolve();
+    await q.idle();
+    assert.deepEqual(seen, ['x', 'urgent', 'c', 'a', 'b']);
+  });
 });
