@@ -93,7 +93,7 @@ export class BerthMetrics {
   });
   readonly rollbacksTotal = new Counter({
     name: 'berth_rollbacks_total',
-    help: 'Automatic rollbacks started by the controller, by reason (health_check_failed, progress_deadline).',
+    help: 'Rollback releases by reason: health_check_failed, progress_deadline (automatic) or manual (asked for).',
     labelNames: ['app', 'reason'] as const,
     registers: [this.registry],
   });

@@ -146,6 +146,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
         throw new ConflictError(`app "${app.name}" has no earlier version than ${current.version} to roll back to`);
       }
       const release = deps.store.releases.createRelease({ app: app.name, version: target.version, spec: target.spec, reason: 'rollback', actor: actorOf(req) });
+      deps.metrics.rollbacksTotal.inc({ app: app.name, reason: 'manual' });
       deps.controller.enqueue(app.name);
       return reply.status(202).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, rolledBackFrom: current.version });
     },

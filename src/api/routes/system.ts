@@ -2,11 +2,15 @@ import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from '../context.js';
 import { errorBody } from '../errors.js';
 
-/** Liveness, readiness and the Prometheus scrape: open, never behind the token. */
+/**
+ * Liveness, readiness and the Prometheus scrape: open, never behind the token, and
+ * logged only at debug (probes and scrapes every few seconds would drown the log).
+ */
 export function systemRoutes(app: FastifyInstance, deps: ApiDeps): void {
-  app.get('/healthz', { schema: { summary: 'Liveness: the process answers' } }, async () => ({ status: 'ok', version: deps.version }));
+  const quiet = { logLevel: 'warn' as const };
+  app.get('/healthz', { ...quiet, schema: { summary: 'Liveness: the process answers' } }, async () => ({ status: 'ok', version: deps.version }));
 
-  app.get('/readyz', { schema: { summary: 'Readiness: database open and reconcile loop running' } }, async (_req, reply) => {
+  app.get('/readyz', { ...quiet, schema: { summary: 'Readiness: database open and reconcile loop running' } }, async (_req, reply) => {
     const db = deps.store.ping();
     const loop = deps.controller.isRunning();
     if (db && loop) return { status: 'ready' };
@@ -14,7 +18,7 @@ export function systemRoutes(app: FastifyInstance, deps: ApiDeps): void {
     return reply.status(503).send(errorBody(503, 'NOT_READY', why));
   });
 
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text exposition format)' } }, async (_req, reply) => {
+  app.get('/metrics', { ...quiet, schema: { summary: 'Prometheus metrics (text exposition format)' } }, async (_req, reply) => {
     const text = await deps.metrics.text();
     return reply.type(deps.metrics.registry.contentType).send(text);
   });
