@@ -35,6 +35,7 @@ import type {
   RunOnceResult,
 } from './host-driver.js';
 import { HOST_ERROR_CODES } from './host-errors.js';
+import { mulberry32 } from '../domain/prng.js';
 
 /** The HostDriver calls whose latency the simulation injects. */
 export type SimulatedOp =
@@ -135,17 +136,6 @@ const ROLES: readonly ContainerRole[] = ['app', 'proxy', 'hook'];
 /** Labels that must match for a create to adopt an existing container of the same name. */
 const ADOPT_LABELS = [LABELS.managed, LABELS.app, LABELS.revision, LABELS.role] as const;
 
-/** mulberry32: a small, fast, seedable PRNG (jitter only; nothing here needs quality randomness). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function seedOf(name: string): number {
   return createHash('sha256').update(name).digest().readUInt32LE(0);
@@ -181,7 +171,7 @@ export class SimulatedHostDriver implements HostDriver {
     this.name = o.name;
     this.latency = { ...DEFAULT_SIMULATED_LATENCY_MS, ...o.latencyMs };
     this.jitter = Math.max(0, Math.min(1, o.jitter ?? 0));
-    this.random = prng(o.seed ?? seedOf(o.name));
+    this.random = mulberry32(o.seed ?? seedOf(o.name));
     this.eventLatencyMs = o.eventLatencyMs ?? 1;
     this.images = new Set(o.images ?? []);
     this.now = o.now ?? Date.now;

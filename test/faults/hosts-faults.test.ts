@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { mulberry32 } from '../../src/domain/prng.js';
 import type { AppStatus } from '../../src/domain/release.js';
 import type { HostDriver } from '../../src/hosts/host-driver.js';
 import { bedConfig, startDaemonProcess, type DaemonProcess } from '../support/daemon.js';
@@ -19,16 +20,6 @@ const VERSIONS = ['v1', 'v2', 'v3'];
 
 type AppView = { status: AppStatus | null; desired: { revision: number } | null };
 
-function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -107,7 +98,7 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
 
   it('kill -9 at 20 random moments of rollouts: converges every time, no duplicate, no orphan, zero failed requests', async () => {
     const seed = Number(process.env.BERTH_FAULT_SEED ?? Date.now() % 1_000_000);
-    const random = seededRandom(seed);
+    const random = mulberry32(seed);
     const traffic = load(['h1', 'h2', 'h3']);
     let kills = 0;
     try {
