@@ -60,26 +60,65 @@ describe('zero-downtime traffic through the per-host proxy', { skip, concurrency
   });
 
   it('a broken release under load: zero failed requests and every response stays v2', async () => {
-    const { during } = await underLoad(async () => {
+    const { before, during } = await underLoad(async () => {
       const bad = f.deploy('broken');
       await f.waitFor((s, desired) => desired > bad && s.observedRevision === desired, 90_000);
       await f.controller.idle();
     });
-    console.log(summary('broken', during, during));
+    console.log(summary('broken', before, during));
     assert.deepEqual(during.failures, []);
     assert.deepEqual(Object.keys(during.versions), ['v2']);
   });
 
   it('rollback from v2 under load: zero failed requests, then every response is v1', async () => {
-    const { during } = await underLoad(async () => {
+    const { before, during } = await underLoad(async () => {
       const r = f.rollback('v1');
       assert.equal((await f.settle(r)).phase, 'RolledBack');
     });
-    console.log(summary('rollback', during, during));
+    console.log(summary('rollback', before, during));
     assert.deepEqual(during.failures, []);
     const afterwards = startLoad({ targets, clientsPerTarget: 2, slowClientsPerTarget: 0 });
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(Object.keys((await afterwards.stop()).versions), ['v1']);
+  });
+
+  it('maintenance: every proxy answers 503 with the message, then live again', async () => {
+    f.store.apps.setMaintenance('zdt', 'Upgrading the database', 'test');
+    f.controller.enqueue('zdt');
+    const deadline = Date.now() + 15_000;
+    const statuses = async () => Promise.all(targets.map((t) => fetch(`${t}/`).then(async (r) => `${r.status} ${(await r.text()).trim()}`)));
+    let seen: string[] = [];
+    while (Date.now() < deadline) {
+      seen = await statuses();
+      if (seen.every((x) => x === '503 Upgrading the database')) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(seen, targets.map(() => '503 Upgrading the database'));
+    f.store.apps.setMaintenance('zdt', null, 'test');
+    f.controller.enqueue('zdt');
+    while (Date.now() < deadline + 15_000) {
+      seen = await statuses();
+      if (seen.every((x) => x === '200 v1')) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(seen, targets.map(() => '200 v1'));
+  });
+
+  it("the proxy's admin API is not reachable over the network, only through its Unix socket", async () => {
+    const { connect } = await import('node:net');
+    for (const h of f.bed.hosts.slice(0, 3)) {
+      for (const port of [2019, 2020]) {
+        const outcome = await new Promise<string>((resolve) => {
+          const sock = connect({ host: h.address, port, timeout: 2000 });
+          sock.once('connect', () => (sock.destroy(), resolve('connected')));
+          sock.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+          sock.once('timeout', () => (sock.destroy(), resolve('timeout')));
+        });
+        assert.equal(outcome, 'ECONNREFUSED', `${h.name}:${port}`);
+      }
+      const admin = await f.drivers.get(h.name)!.unixRequest(`${h.stateDir}/proxy/admin.sock`, { method: 'GET', path: '/config/', timeoutMs: 5000 });
+      assert.equal(admin.status, 200, `${h.name}: admin answers on its socket through SSH`);
+    }
   });
 
   it('a proxy container removed by hand is restored with its routes within one resync period', async () => {
