@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import type { BerthEvent } from '../../src/domain/release.js';
-import { AUTH, TOKEN, appDoc, makeApi, seedApp, snapshotDb, sseClient as sse, type TestApi } from '../support/api.js';
+import { AUTH, TOKEN, actorWithToken, appDoc, makeApi, seedApp, snapshotDb, sseClient as sse, type TestApi } from '../support/api.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -141,7 +141,7 @@ describe('apps', () => {
     assert.equal(body.spec.healthcheck.interval, '1s');
     assert.equal(body.spec.healthcheck.timeout, '500ms');
     assert.deepEqual(api.controller.enqueued, ['web']);
-    assert.equal(api.store.events.listEvents('web').at(-1)?.actor, 'alice');
+    assert.equal(api.store.events.listEvents('web').at(-1)?.actor, actorWithToken('alice'));
 
     const before = snapshotDb(api.store);
     res = await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc() });
@@ -211,7 +211,7 @@ describe('releases', () => {
     assert.deepEqual(api.controller.enqueued, ['web']);
     const ev = api.store.events.listEvents('web').at(-1)!;
     assert.equal(ev.type, 'ReleaseCreated');
-    assert.equal(ev.actor, 'bob');
+    assert.equal(ev.actor, actorWithToken('bob'));
     assert.equal(ev.revision, 1);
     // A digest is a version too.
     const digest = `sha256:${'ab'.repeat(32)}`;
@@ -295,7 +295,7 @@ describe('rollback', () => {
     assert.equal(r2.spec.port, 4000);
     assert.deepEqual(r3.spec, r1.spec, 'the rollback release carries the spec of the release it returns to');
     assert.equal(r3.spec.port, 3000);
-    assert.equal(r3.actor, 'carol');
+    assert.equal(r3.actor, actorWithToken('carol'));
 
     const history = json(await api.call({ method: 'GET', url: '/v1/apps/web/releases' })).releases as Json[];
     assert.deepEqual(history.map((r) => [r.revision, r.version, r.reason]), [[3, 'v1', 'rollback'], [2, 'v2', 'deploy'], [1, 'v1', 'deploy']]);

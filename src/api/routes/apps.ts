@@ -12,7 +12,7 @@ type AppReq = FastifyRequest<{ Params: { app: string } }>;
 export function actorOf(request: FastifyRequest): string {
   const raw = request.headers['x-berth-actor'];
   const name = typeof raw === 'string' && /^[\w.@-]{1,64}$/.test(raw) ? raw : 'api';
-  return name;
+  return request.server.tokenId ? `${name} (token ${request.server.tokenId})` : name;
 }
 
 export function mustGetApp(deps: ApiDeps, name: string): StoredApp {
