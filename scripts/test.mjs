@@ -72,5 +72,12 @@ if (!failed && selected.length > 0) {
   );
   if (res.status !== 0) failed = true;
 }
-if (bedUp && process.env.BERTH_TESTBED_KEEP !== '1') spawnSync('bash', [testbed, 'down'], { stdio: 'inherit' });
+if (bedUp && process.env.BERTH_TESTBED_KEEP !== '1') {
+  spawnSync('bash', [testbed, 'down'], { stdio: 'inherit' });
+  // `down` must leave no namespace, daemon, registry, bridge, rule, mount or directory.
+  if (spawnSync('bash', [testbed, 'leftovers'], { stdio: 'inherit' }).status !== 0) {
+    console.error('[berth] FAIL: the test hosts left something behind after down');
+    failed = true;
+  }
+}
 process.exit(failed ? 1 : 0);
