@@ -86,6 +86,11 @@ function labels(ctx: ExecContext, role: 'app' | 'hook'): Record<string, string> 
 
 const imageOf = (ctx: ExecContext) => imageReference(ctx.desired.spec.image, ctx.desired.version);
 
+function missingPrerequisite(err: unknown): boolean {
+  if (!(err instanceof HostError)) return false;
+  return err.code === HOST_ERROR_CODES.imageNotFound || /network \S+ not found/i.test(err.message);
+}
+
 async function ensureImage(driver: HostDriver, ref: string): Promise<void> {
   if (!(await driver.hasImage(ref))) await driver.pullImage(ref);
 }
@@ -100,18 +105,30 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
       await driver.startContainer(a.existingContainerId);
       return a.existingContainerId;
     }
-    await at('pull', () => ensureImage(driver, imageOf(ctx)));
-    await driver.ensureNetwork(NETWORK_NAME);
-    const created = await driver.createContainer({
-      name: a.containerName,
-      image: imageOf(ctx),
-      env: containerEnv(ctx),
-      labels: labels(ctx, 'app'),
-      network: NETWORK_NAME,
-      init: true,
-      restartPolicy: 'unless-stopped',
-    });
-    await driver.startContainer(created);
+    const create = () =>
+      driver.createContainer({
+        name: a.containerName,
+        image: imageOf(ctx),
+        env: containerEnv(ctx),
+        labels: labels(ctx, 'app'),
+        network: NETWORK_NAME,
+        init: true,
+        restartPolicy: 'unless-stopped',
+      });
+    if (a.pull) await at('pull', () => ensureImage(driver, imageOf(ctx)));
+    let created: string | null = null;
+    try {
+      created = await create();
+      await driver.startContainer(created);
+    } catch (err) {
+      // Image and network are looked up only when create (image) or start (network)
+      // says one is missing: on every host's critical path, two round trips fewer.
+      if (!missingPrerequisite(err)) throw err;
+      await at('pull', () => ensureImage(driver, imageOf(ctx)));
+      await driver.ensureNetwork(NETWORK_NAME);
+      created ??= await create();
+      await driver.startContainer(created);
+    }
     return created;
   });
   ctx.emit({ type: 'ContainerStarted', host: a.host, message: `started ${a.containerName} (${ctx.desired.version})${a.existingContainerId ? ' reusing a retained container' : ''}` });

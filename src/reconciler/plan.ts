@@ -323,15 +323,14 @@ function nextRolloutStep(
   const isDeploy = desired.reason === 'deploy';
   const wait = (ms: number) => ({ record, actions: [] as Action[], requeueAfterMs: ms });
 
-  if (record.state === 'active') {
-    const toPull = reachable.filter((v) => v.cls === 'pending' && !v.target && !record.pulled.includes(v.host));
+  const needsPreDeploy = record.state === 'active' && isDeploy && spec.hooks.preDeploy.length > 0 && !record.preDeployDone;
+  const toPull = record.state === 'active' ? reachable.filter((v) => v.cls === 'pending' && !v.target && !record.pulled.includes(v.host)) : [];
+  if (needsPreDeploy) {
+    // The hook runs the new image before any host changes: every host pulls first.
     if (toPull.length > 0) return { record, actions: toPull.map((v) => ({ type: 'pull', host: v.host })), requeueAfterMs: 0 };
-
-    if (isDeploy && spec.hooks.preDeploy.length > 0 && !record.preDeployDone) {
-      const first = reachable[0];
-      if (!first) return wait(0);
-      return { record, actions: [{ type: 'hook', host: first.host, phase: 'pre_deploy' }], requeueAfterMs: 0 };
-    }
+    const first = reachable[0];
+    if (!first) return wait(0);
+    return { record, actions: [{ type: 'hook', host: first.host, phase: 'pre_deploy' }], requeueAfterMs: 0 };
   }
 
   const batches = toBatches(views, batchSize(spec.rollout.parallelism, views.length));
@@ -358,14 +357,15 @@ function nextRolloutStep(
   }
   if (now < next.batchNotBefore) return { record: next, actions: [], requeueAfterMs: next.batchNotBefore - now };
 
-  const actions: Action[] = batches[current]!
-    .filter((v) => v.cls === 'pending')
-    .map((v) => ({
-      type: 'updateHost',
-      host: v.host,
-      existingContainerId: v.target?.id ?? null,
-      containerName: containerName(input.app, desired.revision),
-      pull: !v.target && !next.pulled.includes(v.host),
-    }));
+  const inBatch = batches[current]!.filter((v) => v.cls === 'pending');
+  const actions: Action[] = inBatch.map((v) => ({
+    type: 'updateHost',
+    host: v.host,
+    existingContainerId: v.target?.id ?? null,
+    containerName: containerName(input.app, desired.revision),
+    pull: !v.target && !next.pulled.includes(v.host),
+  }));
+  // Later batches' hosts pull while the first batch boots (its hosts pull inside updateHost).
+  for (const v of toPull) if (!inBatch.includes(v)) actions.push({ type: 'pull', host: v.host });
   return { record: next, actions, requeueAfterMs: 0 };
 }

@@ -88,16 +88,17 @@ describe('plan: steady state', () => {
   it('ignores containers that are not app containers (proxy, hooks)', () => {
     const proxy = { ...makeContainer(0, 'caddy', { running: true }), role: 'proxy' as const };
     const p = plan(input({ desired: makeDesired(2, 'v2', makeSpec({ hosts: ['h1'] })), observed: observe({ h1: [proxy] }) }));
-    assert.deepEqual(types(p.actions), ['pull:h1']);
+    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h1', existingContainerId: null, containerName: 'web-r2', pull: true }]);
   });
 });
 
 describe('plan: rolling update', () => {
   const fleetV1 = () => ({ h1: [makeContainer(1, 'v1')], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] });
 
-  it('a new release starts a rollout record and pre-pulls on every host at once', () => {
+  it('a new release starts a rollout record; the first batch boots while later hosts pre-pull', () => {
     const p = plan(input({ observed: observe(fleetV1()) }));
-    assert.deepEqual(types(p.actions), ['pull:h1', 'pull:h2', 'pull:h3']);
+    assert.deepEqual(types(p.actions), ['pull:h2', 'pull:h3', 'updateHost:h1']);
+    assert.equal(p.actions.find((a) => a.type === 'updateHost' && a.pull), p.actions[0], 'h1 pulls inside its update');
     assert.equal(p.record?.revision, 2);
     assert.equal(p.record?.state, 'active');
     assert.equal(p.events[0]?.type, 'NewReleaseCreated');
@@ -180,8 +181,9 @@ describe('plan: rolling update', () => {
   it('resumes after a crash that lost the record: re-probes and re-switches running new containers', () => {
     const fresh = makeContainer(2, 'v2');
     const p = plan(input({ record: null, observed: observe({ h1: [makeContainer(1, 'v1', { running: false }), fresh], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }) }));
-    // h1 needs no pull (its target exists); h2/h3 do.
-    assert.deepEqual(types(p.actions), ['pull:h2', 'pull:h3']);
+    // h1 needs no pull (its target exists) and is re-probed; h2/h3 pull meanwhile.
+    assert.deepEqual(types(p.actions), ['pull:h2', 'pull:h3', 'updateHost:h1']);
+    assert.deepEqual(p.actions.find((a) => a.type === 'updateHost'), { type: 'updateHost', host: 'h1', existingContainerId: fresh.id, containerName: 'web-r2', pull: false });
   });
 
   it('skips an unreachable host, keeps going with the others, and does not complete without it', () => {
@@ -195,7 +197,7 @@ describe('plan: rolling update', () => {
     assert.equal(p.status.conditions.find((c) => c.type === 'HostsReachable')?.status, 'False');
     assert.match(p.status.hosts[0]!.lastError ?? '', /ETIMEDOUT/);
     const back = plan(input({ record: rec, observed: observe({ h1: [makeContainer(1, 'v1')], h2: [c2], h3: [c3] }) }));
-    assert.deepEqual(types(back.actions), ['pull:h1']);
+    assert.deepEqual(back.actions, [{ type: 'updateHost', host: 'h1', existingContainerId: null, containerName: 'web-r2', pull: true }]);
   });
 });
 
