@@ -19,7 +19,6 @@
  * Writes bench/results/api.json and prints a table.
  */
 import { execSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -27,7 +26,6 @@ import { dirname, join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { buildApp } from '../src/api/app.js';
 import { SEED_DEFAULTS } from '../src/domain/app-spec.js';
@@ -39,6 +37,7 @@ import { directTraffic } from '../src/proxy/traffic.js';
 import { Controller } from '../src/reconciler/controller.js';
 import { openStore, type Store } from '../src/store/index.js';
 import { makeSpec } from '../test/support/fixtures.js';
+import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
 
 const HOSTS = 10;
 const APPS = 50;
@@ -168,48 +167,6 @@ function machine() {
     /* not a checkout */
   }
   return { nproc, cpu: os.cpus()[0]?.model ?? 'unknown', memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}`, commit };
-}
-
-/** Counts the store's outermost write transactions, i.e. durable commits. Reaches into a private field: bench only. */
-function countCommits(store: Store): () => number {
-  const ctx = (store as unknown as { ctx?: { write?: <T>(fn: () => T) => T; depth?: unknown } }).ctx;
-  if (!ctx || typeof ctx.write !== 'function' || typeof ctx.depth !== 'number') return () => NaN;
-  let n = 0;
-  const write = ctx.write.bind(ctx);
-  ctx.write = <T>(fn: () => T): T => {
-    if (ctx.depth === 0) n += 1;
-    return write(fn);
-  };
-  return () => n;
-}
-
-let calibrations = 0;
-
-/** What one durable SQLite commit costs on this disk right now (WAL, synchronous=FULL, 500 small commits). */
-function calibrateDisk(dir: string): { commits: number; totalMs: number; p50Ms: number; p99Ms: number; maxMs: number } {
-  const file = join(dir, `calibrate-${process.pid}-${calibrations++}.db`);
-  const db = new Database(file);
-  try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.exec('CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)');
-    const insert = db.prepare('INSERT OR REPLACE INTO t VALUES (?, ?)');
-    const tx = db.transaction((k: number) => insert.run(k % 50, randomBytes(300)));
-    const times: number[] = [];
-    const start = performance.now();
-    for (let i = 0; i < 500; i += 1) {
-      const s = performance.now();
-      tx.immediate(i);
-      times.push(performance.now() - s);
-    }
-    const totalMs = performance.now() - start;
-    times.sort((a, b) => a - b);
-    const q = (p: number) => Math.round(times[Math.min(times.length - 1, Math.ceil((p / 100) * times.length) - 1)]! * 1000) / 1000;
-    return { commits: times.length, totalMs: Math.round(totalMs), p50Ms: q(50), p99Ms: q(99), maxMs: Math.round(times[times.length - 1]! * 10) / 10 };
-  } finally {
-    db.close();
-    for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true });
-  }
 }
 
 async function main(): Promise<void> {
