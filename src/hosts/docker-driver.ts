@@ -12,6 +12,7 @@
  */
 import http from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
+import { inspect } from 'node:util';
 import Docker from 'dockerode';
 import type DockerModem from 'docker-modem';
 import type { HostSpec } from '../domain/app-spec.js';
@@ -84,6 +85,14 @@ class SshDockerAgent extends http.Agent {
     private readonly socketPath: string,
   ) {
     super({ keepAlive: false });
+  }
+
+  /**
+   * docker-modem util.inspect()s every request's options, this agent included, even
+   * with its debug output off; the SSH connection behind it made that cost ms per call.
+   */
+  [inspect.custom](): string {
+    return `SshDockerAgent(${this.conn.spec.name})`;
   }
 
   override createConnection(
