@@ -24,15 +24,34 @@ const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
  * apart, and a lost host aborts the health check as unreachable instead of counting
  * against the release.
  */
-async function probeOnce(driver: HostDriver, ip: string, hc: HealthcheckSpec): Promise<{ ok: boolean; detail: string }> {
+async function probeOnce(driver: HostDriver, ip: string, hc: HealthcheckSpec): Promise<{ ok: boolean; answered: boolean; detail: string }> {
   try {
     const res = await driver.httpGet(ip, hc.port, hc.path, hc.timeoutMs);
     const ok = res.status >= 200 && res.status < 300;
-    return { ok, detail: `GET ${hc.path} -> ${res.status}` };
+    return { ok, answered: true, detail: `GET ${hc.path} -> ${res.status}` };
   } catch (err) {
     if (err instanceof HostError && HOST_LEVEL_CODES.has(err.code)) await driver.ping();
-    return { ok: false, detail: `GET ${hc.path}: ${err instanceof Error ? err.message : String(err)}` };
+    return { ok: false, answered: false, detail: `GET ${hc.path}: ${err instanceof Error ? err.message : String(err)}` };
   }
+}
+
+/** While a just-started app is not listening yet, the first attempt re-probes this often. */
+export const STARTUP_POLL_MS = 100;
+
+/**
+ * The first attempt: probe at once and, while nothing answers (the process is still
+ * binding its port), again every STARTUP_POLL_MS until one interval has passed. A
+ * container that is up 30 ms after start is then promoted 30 ms after start, not one
+ * interval later; an app that answers with an error is judged at the normal cadence.
+ */
+async function firstAttempt(driver: HostDriver, ip: string, hc: HealthcheckSpec, sleep: (ms: number) => Promise<void>) {
+  const until = Date.now() + hc.intervalMs;
+  let probe = await probeOnce(driver, ip, hc);
+  while (!probe.answered && Date.now() + STARTUP_POLL_MS < until) {
+    await sleep(STARTUP_POLL_MS);
+    probe = await probeOnce(driver, ip, hc);
+  }
+  return { probe, waitMs: Math.max(0, until - Date.now()) };
 }
 
 /**
@@ -47,7 +66,10 @@ export async function waitHealthy(driver: HostDriver, ip: string, hc: Healthchec
   let healthySince: number | null = null;
   while (true) {
     attempts += 1;
-    const probe = await probeOnce(driver, ip, hc);
+    let probe: Awaited<ReturnType<typeof probeOnce>>;
+    let waitMs = hc.intervalMs;
+    if (attempts === 1) ({ probe, waitMs } = await firstAttempt(driver, ip, hc, sleep));
+    else probe = await probeOnce(driver, ip, hc);
     hooks.onAttempt?.(probe.ok, probe.detail);
     if (probe.ok) {
       healthySince ??= Date.now();
@@ -58,6 +80,6 @@ export async function waitHealthy(driver: HostDriver, ip: string, hc: Healthchec
       if (healthySince !== null) return { ok: false, attempts, lastError: `${probe.detail} (failed during min_healthy soak)` };
       if (attempts >= hc.maxAttempts) return { ok: false, attempts, lastError };
     }
-    await sleep(hc.intervalMs);
+    await sleep(waitMs);
   }
 }
