@@ -559,11 +559,22 @@ export class DockerHostDriver implements HostDriver {
 
   startContainer(id: string): Promise<void> {
     return this.call('start', `start container ${short(id)}`, async (signal) => {
-      try {
-        await this.dial({ method: 'POST', path: `/containers/${encodeURIComponent(id)}/start`, ok: [204], signal });
-      } catch (e) {
-        if (dockerStatus(e) === 304) return; // already running
-        throw e;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.dial({ method: 'POST', path: `/containers/${encodeURIComponent(id)}/start`, ok: [204], signal });
+          return;
+        } catch (e) {
+          if (dockerStatus(e) === 304) return; // already running
+          // After a dockerd restart that interrupted a start (live-restore), containerd
+          // can keep the half-made task: "task ... already exists". Either the restore
+          // brings the container up, or it can only be recreated (STALE_TASK).
+          if (!/task \S+ already exists/.test(dockerMessage(e))) throw e;
+          if ((await this.inspectRaw(id, signal))?.State.Running) return;
+          if (attempt >= 3) {
+            throw new HostError(HOST_ERROR_CODES.staleTask, this.name, `start container ${short(id)}: containerd kept a stale task from before a dockerd restart; the container must be recreated`, { cause: e });
+          }
+          await new Promise((r) => setTimeout(r, 300));
+        }
       }
     });
   }

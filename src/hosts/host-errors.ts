@@ -25,6 +25,8 @@ export const HOST_ERROR_CODES = {
   docker: 'DOCKER_ERROR',
   imagePullFailed: 'IMAGE_PULL_FAILED',
   imageNotFound: 'IMAGE_NOT_FOUND',
+  /** A container whose start dockerd's restart interrupted: it cannot start again, only be recreated. */
+  staleTask: 'CONTAINER_STALE_TASK',
   /** A container of the requested name exists and is not ours to adopt. */
   nameConflict: 'CONTAINER_NAME_CONFLICT',
   /** An HTTP request to a container / Unix socket on the host failed (refused, reset, bad response). */

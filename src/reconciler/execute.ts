@@ -102,8 +102,14 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
   ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}` });
   const id = await at('start', async () => {
     if (a.existingContainerId) {
-      await driver.startContainer(a.existingContainerId);
-      return a.existingContainerId;
+      try {
+        await driver.startContainer(a.existingContainerId);
+        return a.existingContainerId;
+      } catch (err) {
+        if (!(err instanceof HostError && err.code === HOST_ERROR_CODES.staleTask)) throw err;
+        // Not startable any more: replace it with a fresh container of the release.
+        await driver.removeContainer(a.existingContainerId);
+      }
     }
     const create = () =>
       driver.createContainer({
@@ -121,6 +127,12 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
       created = await create();
       await driver.startContainer(created);
     } catch (err) {
+      if (created && err instanceof HostError && err.code === HOST_ERROR_CODES.staleTask) {
+        await driver.removeContainer(created);
+        created = await create();
+        await driver.startContainer(created);
+        return created;
+      }
       // Image and network are looked up only when create (image) or start (network)
       // says one is missing: on every host's critical path, two round trips fewer.
       if (!missingPrerequisite(err)) throw err;

@@ -38,7 +38,11 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
       const view = await daemon.request<AppView>('GET', `/v1/apps/${APP}`).then((r) => r.body, () => null);
       const s = view?.status;
       if (s && s.observedRevision === revision && (s.phase === 'Complete' || s.phase === 'RolledBack')) return s;
-      if (Date.now() > deadline) throw new Error(`revision ${revision} did not converge: ${JSON.stringify(s)}`);
+      if (Date.now() > deadline) {
+        const events = (await daemon.request<{ events: Array<{ revision: number; host: string | null; type: string; message: string }> }>('GET', `/v1/apps/${APP}/events?limit=1000`)).body.events;
+        const story = events.filter((e) => e.revision !== null && e.revision >= revision).map((e) => `r${e.revision} ${e.host ?? '-'} ${e.type}: ${e.message}`);
+        throw new Error(`revision ${revision} did not converge: ${JSON.stringify(s)}\n${story.join('\n')}`);
+      }
       await sleep(100);
     }
   }
