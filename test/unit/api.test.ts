@@ -130,6 +130,17 @@ describe('apps', () => {
     assert.deepEqual(json(res), { apps: [] });
   });
 
+  test('PUT refuses a proxy route another app already owns on a shared host (422, nothing written)', async () => {
+    assert.equal((await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc({ proxy: { port: 8080 } }) })).statusCode, 201);
+    const before = snapshotDb(api.store);
+    const res = await api.call({ method: 'PUT', url: '/v1/apps/api', payload: appDoc({ hosts: ['h2'], proxy: { port: 8080 } }) });
+    assert.equal(res.statusCode, 422);
+    assert.match(json(res).message as string, /body\.proxy: same proxy route as app "web" \(port 8080\) on host h2/);
+    assert.deepEqual(snapshotDb(api.store), before);
+    const other = await api.call({ method: 'PUT', url: '/v1/apps/api', payload: appDoc({ hosts: ['h2'], proxy: { port: 8081 } }) });
+    assert.equal(other.statusCode, 201, 'another port is fine');
+  });
+
   test('PUT creates (201), repeats as unchanged (200, nothing written), updates (200)', async () => {
     let res = await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc(), headers: { 'x-berth-actor': 'alice' } });
     assert.equal(res.statusCode, 201);

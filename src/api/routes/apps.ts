@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { appDocument } from '../../config/app-document.js';
 import { validateAppDocument } from '../../config/app.js';
-import { ConflictError, NotFoundError } from '../../domain/errors.js';
+import { findRouteConflict } from '../../config/routes.js';
+import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
 import type { StoredApp } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
 import { appParams, noFields, pageSize, version } from '../schemas.js';
@@ -58,6 +59,9 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     },
     async (req: AppReq, reply) => {
       const spec = validateAppDocument(req.params.app, req.body, deps.hostNames(), 'body');
+      // A second app on the same route of a shared host would never see a request.
+      const conflict = findRouteConflict(spec, deps.store.apps.listApps().map((a) => a.spec));
+      if (conflict) throw new ConfigError([{ path: 'body.proxy', message: conflict }]);
       const result = deps.store.apps.upsertApp(spec, actorOf(req));
       if (result.change !== 'unchanged') deps.controller.enqueue(spec.name);
       return reply.status(result.change === 'created' ? 201 : 200).send({ ...appView(deps, result.app), change: result.change });
