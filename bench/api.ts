@@ -31,7 +31,7 @@ import { buildApp } from '../src/api/app.js';
 import { SEED_DEFAULTS } from '../src/domain/app-spec.js';
 import { LABELS } from '../src/domain/labels.js';
 import type { HostDriver } from '../src/hosts/host-driver.js';
-import { simulatedFleet, type SimulatedOp } from '../src/hosts/simulated-driver.js';
+import { LAN_LATENCY_MS, simulatedFleet } from '../src/hosts/simulated-driver.js';
 import { BerthMetrics } from '../src/metrics/registry.js';
 import { directTraffic } from '../src/proxy/traffic.js';
 import { Controller } from '../src/reconciler/controller.js';
@@ -47,21 +47,6 @@ const WARMUP_MS = 1_000;
 const TOKEN = 'bench-token-0123456789abcdef';
 const BUSY = 'busy';
 
-const LAN_LATENCY_MS: Partial<Record<SimulatedOp, number>> = {
-  ping: 3,
-  listContainers: 5,
-  hasImage: 3,
-  pullImage: 100,
-  ensureNetwork: 3,
-  createContainer: 10,
-  startContainer: 25,
-  stopContainer: 25,
-  removeContainer: 10,
-  inspectContainer: 3,
-  httpGet: 2,
-  unixRequest: 2,
-  runOnce: 200,
-};
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -20,7 +20,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { buildApp } from '../src/api/app.js';
-import { SimulatedHostDriver, simulatedFleet, type SimulatedCall, type SimulatedOp } from '../src/hosts/simulated-driver.js';
+import { LAN_LATENCY_MS, SimulatedHostDriver, simulatedFleet, type SimulatedCall } from '../src/hosts/simulated-driver.js';
 import type { HostDriver } from '../src/hosts/host-driver.js';
 import { BerthMetrics } from '../src/metrics/registry.js';
 import { directTraffic } from '../src/proxy/traffic.js';
@@ -38,22 +38,6 @@ const DEPLOY_DURING_RESYNC_SAMPLES = 5;
 const TOKEN = 'bench-token-0123456789abcdef';
 const IMAGE_REGISTRY = '10.77.0.1:5000';
 
-/** A Docker host on a LAN behind one multiplexed SSH connection (ms, ±20% jitter). */
-const LAN_LATENCY_MS: Partial<Record<SimulatedOp, number>> = {
-  ping: 3,
-  listContainers: 5,
-  hasImage: 3,
-  pullImage: 100,
-  ensureNetwork: 3,
-  createContainer: 10,
-  startContainer: 25,
-  stopContainer: 25,
-  removeContainer: 10,
-  inspectContainer: 3,
-  httpGet: 2,
-  unixRequest: 2,
-  runOnce: 200,
-};
 const JITTER = 0.2;
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -471,3 +471,20 @@ export function simulatedFleet(
   }
   return fleet;
 }
+
+/** A Docker host on a LAN behind one multiplexed SSH connection (ms; the simulation adds ±20% jitter). */
+export const LAN_LATENCY_MS: Partial<Record<SimulatedOp, number>> = {
+  ping: 3,
+  listContainers: 5,
+  hasImage: 3,
+  pullImage: 100,
+  ensureNetwork: 3,
+  createContainer: 10,
+  startContainer: 25,
+  stopContainer: 25,
+  removeContainer: 10,
+  inspectContainer: 3,
+  httpGet: 2,
+  unixRequest: 2,
+  runOnce: 200,
+};
