@@ -302,7 +302,7 @@ describe('openStore and the one-daemon lock', () => {
           { DB: file },
         ),
       );
-      assert.equal(second.code, 3, second.stderr);
+      assert.equal(second.code, 3, `exit ${second.code} ${second.signal ?? ''}; stdout: ${second.stdout}; stderr: ${second.stderr}`);
       assert.match(second.stdout, new RegExp(`^DB_LOCKED: database ${file} is in use by process ${holder.pid}`));
       assert.ok(Date.now() - t1 < 10_000);
 
