@@ -103,6 +103,14 @@ export function acquireDbLock(dbPath: string): DbLock {
       if (holder && holder.pid !== process.pid && pidAlive(holder.pid)) break;
       continue;
     }
+    // Belt and braces: a recorded holder that is still alive keeps the file, whatever
+    // the kernel lock said (a clean release deletes its row; kill -9 leaves a dead pid).
+    const recorded = readHolder(db);
+    if (recorded && recorded.pid !== process.pid && recorded.host === hostname() && pidAlive(recorded.pid)) {
+      db.exec('ROLLBACK');
+      holder = recorded;
+      break;
+    }
     try {
       db.exec(
         'CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL)',
@@ -134,7 +142,10 @@ export function acquireDbLock(dbPath: string): DbLock {
         released = true;
         heldHere.delete(key);
         try {
-          if (db.inTransaction) db.exec('ROLLBACK');
+          if (db.inTransaction) {
+            db.exec('DELETE FROM holder WHERE id = 1');
+            db.exec('COMMIT');
+          }
         } finally {
           db.close();
         }
