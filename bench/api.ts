@@ -18,7 +18,6 @@
  *                                       controller rolls those apps out meanwhile)
  * Writes bench/results/api.json and prints a table.
  */
-import { execSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -38,6 +37,7 @@ import { Controller } from '../src/reconciler/controller.js';
 import { openStore, type Store } from '../src/store/index.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
+import { machine } from './lib/machine.js';
 
 const HOSTS = 10;
 const APPS = 50;
@@ -138,21 +138,6 @@ function runClient(opts: { port: number; method: 'GET' | 'POST'; paths: string[]
   });
 }
 
-function machine() {
-  let nproc = String(os.cpus().length);
-  let commit = 'unknown';
-  try {
-    nproc = execSync('nproc', { encoding: 'utf8' }).trim();
-  } catch {
-    /* not on coreutils */
-  }
-  try {
-    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8', cwd: here }).trim();
-  } catch {
-    /* not a checkout */
-  }
-  return { nproc, cpu: os.cpus()[0]?.model ?? 'unknown', memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}`, commit };
-}
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'berth-bench-api-'));

@@ -12,7 +12,6 @@
  *
  * Writes bench/results/scale.json and prints a table.
  */
-import { execSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -28,6 +27,7 @@ import { Controller } from '../src/reconciler/controller.js';
 import { openStore, type Store } from '../src/store/index.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
+import { machine } from './lib/machine.js';
 
 const APPS = Number(process.env.BENCH_APPS ?? 1000);
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 100);
@@ -54,21 +54,6 @@ function lagMs(h: IntervalHistogram): { p50: number; p99: number; max: number } 
   return { p50: ms(h.percentile(50) / 1e6), p99: ms(h.percentile(99) / 1e6), max: ms(h.max / 1e6) };
 }
 
-function machine() {
-  let nproc = String(os.cpus().length);
-  let commit = 'unknown';
-  try {
-    nproc = execSync('nproc', { encoding: 'utf8' }).trim();
-  } catch {
-    /* not on coreutils */
-  }
-  try {
-    commit = execSync('git rev-parse --short HEAD', { encoding: 'utf8', cwd: here }).trim();
-  } catch {
-    /* not a checkout */
-  }
-  return { nproc, cpu: os.cpus()[0]?.model ?? 'unknown', memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, platform: `${os.platform()} ${os.release()}`, commit };
-}
 
 const mib = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
 const appName = (i: number) => `app-${String(i).padStart(4, '0')}`;

@@ -10,27 +10,33 @@ function deferred() {
   return { promise, resolve };
 }
 
+/** A one-worker queue whose pass for key 'x' blocks until released; records the order of passes. */
+async function queueBehindX() {
+  const seen: string[] = [];
+  const gate = deferred();
+  const q = new WorkQueue(
+    async (k) => {
+      seen.push(k);
+      if (k === 'x') await gate.promise;
+      return null;
+    },
+    () => {},
+    { concurrency: 1 },
+  );
+  q.add('x'); // holds the only worker
+  await tick();
+  return { q, seen, release: gate.resolve };
+}
+
 describe('work queue', () => {
   it('de-duplicates keys that are waiting', async () => {
-    const seen: string[] = [];
-    const gate = deferred();
-    const q = new WorkQueue(
-      async (k) => {
-        seen.push(k);
-        if (k === 'x') await gate.promise;
-        return null;
-      },
-      () => {},
-      { concurrency: 1 },
-    );
-    q.add('x'); // holds the only worker
-    await tick();
+    const { q, seen, release } = await queueBehindX();
     q.add('a');
     q.add('a');
     q.add('b');
     q.add('a');
     assert.equal(q.depth, 2);
-    gate.resolve();
+    release();
     await q.idle();
     assert.deepEqual(seen, ['x', 'a', 'b']);
   });
@@ -135,23 +141,11 @@ describe('work queue', () => {
   });
 
   it('an operator request jumps the line', async () => {
-    const seen: string[] = [];
-    const gate = deferred();
-    const q = new WorkQueue(
-      async (k) => {
-        seen.push(k);
-        if (k === 'x') await gate.promise;
-        return null;
-      },
-      () => {},
-      { concurrency: 1 },
-    );
-    q.add('x');
-    await tick();
+    const { q, seen, release } = await queueBehindX();
     for (const k of ['a', 'b', 'c']) q.add(k);
     q.add('c', { front: true });
     q.add('urgent', { front: true });
-    gate.resolve();
+    release();
     await q.idle();
     assert.deepEqual(seen, ['x', 'urgent', 'c', 'a', 'b']);
   });
