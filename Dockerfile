@@ -61,7 +61,8 @@ RUN groupadd --system --gid 10001 berth \
 # nothing outside can reach, so the image listens on all of the CONTAINER's
 # interfaces. The API still answers no read or write without the bearer token
 # (BERTH_TOKEN, or the one generated into /var/lib/berth/token on first start), and
-# `-p 127.0.0.1:7373:7373` keeps it on the HOST's loopback, as DESIGN §6 intends.
+# `-p 127.0.0.1:7373:7373` keeps it on the HOST's loopback, as berth's default
+# listen address (README.md, "HTTP API") intends.
 ENV NODE_ENV=production \
     BERTH_CONFIG=/app/deploy/berth.yml \
     BERTH_DB=/var/lib/berth/berth.db \

@@ -17,6 +17,7 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { buildApp } from '../src/api/app.js';
+import { HOST_OPERATIONS } from '../src/hosts/host-driver.js';
 import { BerthMetrics, PHASES } from '../src/metrics/registry.js';
 import { openStore } from '../src/store/index.js';
 import { BERTH_VERSION } from '../src/version.js';
@@ -36,8 +37,6 @@ const HOSTS = 30;
 const HOSTS_PER_APP = 3;
 const WARMUP = 10;
 
-/** The op label values of src/hosts/docker-driver.ts (HostOperation). */
-const OPS = ['connect', 'ping', 'list_containers', 'has_image', 'pull', 'ensure_network', 'create', 'start', 'stop', 'remove', 'inspect', 'http_get', 'unix_request', 'run_once', 'events_subscribe'];
 const ROUTES: Array<[string, string]> = [
   ['GET', '/v1/apps'],
   ['GET', '/v1/apps/:app'],
@@ -62,7 +61,7 @@ function populate(m: BerthMetrics): void {
   const hostName = (i: number) => `host-${String(i).padStart(2, '0')}`;
   for (let h = 0; h < HOSTS; h++) {
     m.hostUp.set({ host: hostName(h) }, h % 17 === 0 ? 0 : 1);
-    for (const op of OPS) for (let k = 0; k < 5; k++) m.hostOperationDuration.observe({ host: hostName(h), op }, rand() * (op === 'pull' ? 30 : 0.5));
+    for (const op of HOST_OPERATIONS) for (let k = 0; k < 5; k++) m.hostOperationDuration.observe({ host: hostName(h), op }, rand() * (op === 'pull' ? 30 : 0.5));
   }
   for (let a = 0; a < APPS; a++) {
     const app = `app-${String(a).padStart(4, '0')}`;

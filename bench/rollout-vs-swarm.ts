@@ -46,7 +46,6 @@ import type { Histogram } from 'prom-client';
 import { buildApp } from '../src/api/app.js';
 import { routeId, serverName } from '../src/proxy/caddy-config.js';
 import type { CaddyProxy } from '../src/proxy/caddy-proxy.js';
-import type { RolloutRecord as PlanRecord } from '../src/reconciler/types.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import { startFleet, type Fleet } from '../test/support/fleet.js';
 import { loadTestbed, type TestbedHost } from '../test/support/testbed.js';
@@ -165,13 +164,13 @@ class BerthBench {
     this.hostNames = hosts.map((h) => h.name);
     this.current = '';
     timeDrivers(fleet.drivers, this.rec);
-    timeTraffic(fleet.traffic, this.rec);
+    timeTraffic(fleet.traffic as CaddyProxy, this.rec); // started with proxy: true
     timeStore(fleet.store, this.rec, (app, step) => {
       const w = this.waiter;
       if (!w || app !== APP || step.rollout?.revision !== w.revision) return;
-      const st = (step.rollout.state as PlanRecord).state;
+      const st = step.rollout.state.state;
       if (st === 'complete' && w.completingAt === null) w.completingAt = now();
-      else if (st === 'failed' || st === 'paused') w.failed = `${st}: ${JSON.stringify((step.rollout.state as PlanRecord).failure)}`;
+      else if (st === 'failed' || st === 'paused') w.failed = `${st}: ${JSON.stringify(step.rollout.state.failure)}`;
     });
     timePasses(fleet.controller, this.rec, () => {
       const w = this.waiter;

@@ -5,7 +5,7 @@ import { buildApp } from './api/app.js';
 import { applyEnv, loadConfig } from './config/load.js';
 import { parseListen } from './config/values.js';
 import type { BerthConfig } from './domain/app-spec.js';
-import { createHostDriver } from './hosts/docker-driver.js';
+import { createHostDriver } from './hosts/docker/driver.js';
 import type { HostDriver } from './hosts/host-driver.js';
 import { createLogger, type Logger } from './log.js';
 import { BerthMetrics } from './metrics/registry.js';
@@ -53,7 +53,9 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
   const configPath = env.BERTH_CONFIG || DEFAULTS.config;
   const dbPath = env.BERTH_DB || DEFAULTS.db;
   const config = applyEnv(loadConfig(configPath), env);
-  const store = openStore(dbPath);
+  const store = openStore(dbPath, {
+    onInvalidRollout: (app, problem) => log.warn({ app, problem }, 'stored rollout record is invalid: treated as absent, the planner starts a new one'),
+  });
   try {
     syncConfigApps(store, config, log);
     const token = ensureToken(config, dbPath, log);

@@ -1,9 +1,10 @@
 /**
- * Docker Swarm on the test hosts, as a peer to compare berth's rollout with (DESIGN.md
- * §10): the three hosts' dockerds joined into one swarm, a global service of the test app
- * with a Docker HEALTHCHECK, and `docker service update --image` timed to convergence.
- * Per-host steps come from each daemon's own event stream (create, start,
- * health_status, kill, die), read live over the Docker socket while the update runs.
+ * Docker Swarm on the test hosts, as a peer to compare berth's rollout with
+ * (docs/benchmarks.md): the three hosts' dockerds joined into one swarm, a global
+ * service of the test app with a Docker HEALTHCHECK, and `docker service update
+ * --image` timed to convergence. Per-host steps come from each daemon's own event
+ * stream (create, start, health_status, kill, die), read live over the Docker socket
+ * while the update runs.
  */
 import { execFile, spawn } from 'node:child_process';
 import http from 'node:http';

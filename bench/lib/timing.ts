@@ -14,8 +14,8 @@ import type {
   ObservedContainer,
   RunOnceResult,
 } from '../../src/hosts/host-driver.js';
+import type { CaddyProxy } from '../../src/proxy/caddy-proxy.js';
 import type { Controller } from '../../src/reconciler/controller.js';
-import type { TrafficSwitch } from '../../src/proxy/traffic.js';
 import type { Store } from '../../src/store/index.js';
 
 /** Unix ms with sub-millisecond resolution (monotonic within the process). */
@@ -158,19 +158,43 @@ export function timeDrivers(drivers: Map<string, HostDriver>, rec: Recorder): Ma
 
 type AnyAsync = (...args: never[]) => Promise<unknown>;
 
+/** The keys of `T` whose values are functions returning `R`: what the decorators below may patch. */
+type MethodName<T, R = unknown> = { [K in keyof T]-?: T[K] extends (...args: never[]) => R ? K : never }[keyof T] & string;
+
+/**
+ * `obj[name]` bound to `obj`; throws, naming the class and the method, when there is no
+ * such method (berth renamed or removed it): a decorator that skipped it would leave a
+ * bench that quietly times less than it says. The types catch it at compile time where
+ * the caller names a method of a known type; this catches the rest at run time.
+ */
+function methodOf(obj: object, name: string): (...args: unknown[]) => unknown {
+  const fn = (obj as Record<string, unknown>)[name];
+  if (typeof fn !== 'function') {
+    const cls = Object.getPrototypeOf(obj)?.constructor?.name;
+    const what = cls && cls !== 'Object' ? `a ${cls}` : 'the object';
+    throw new Error(`bench timing: ${what} has no method ${name}() to time (was it renamed or removed in berth?)`);
+  }
+  return (fn as (...args: unknown[]) => unknown).bind(obj);
+}
+
 /** Wraps the named async methods of `obj` in place (instance properties shadow the prototype's). */
-function wrapAsync<T extends object>(obj: T, names: string[], rec: Recorder, kind: SpanKind, hostOf: (args: unknown[]) => string | null): void {
+function wrapAsync<T extends object>(
+  obj: T,
+  names: ReadonlyArray<MethodName<T, Promise<unknown>>>,
+  rec: Recorder,
+  kind: SpanKind,
+  hostOf: (args: unknown[]) => string | null,
+): void {
   const o = obj as unknown as Record<string, AnyAsync>;
-  for (const name of names) {
-    const orig = o[name];
-    if (typeof orig !== 'function') continue;
-    const bound = orig.bind(obj) as (...args: unknown[]) => Promise<unknown>;
+  // Every method is looked up before any is patched: a missing one leaves `obj` untouched.
+  const methods = names.map((name) => [name, methodOf(obj, name) as (...args: unknown[]) => Promise<unknown>] as const);
+  for (const [name, bound] of methods) {
     o[name] = ((...args: unknown[]) => rec.time(kind, name, hostOf(args), () => bound(...args))) as AnyAsync;
   }
 }
 
 /** Times the proxy's steps: switch (incl. ensureRunning), drain, route observation. */
-export function timeTraffic(traffic: TrafficSwitch, rec: Recorder): void {
+export function timeTraffic(traffic: CaddyProxy, rec: Recorder): void {
   wrapAsync(traffic, ['switchTo', 'drain', 'observeRoute', 'setMaintenance', 'ensureRunning'], rec, 'proxy', (args) => (typeof args[0] === 'string' ? args[0] : null));
 }
 
@@ -180,9 +204,9 @@ export function timeTraffic(traffic: TrafficSwitch, rec: Recorder): void {
  * how the bench learns that a pass recorded the rollout as final without touching SQLite.
  */
 export function timeStore(store: Store, rec: Recorder, onRecordStep?: (app: string, step: Parameters<Store['status']['recordStep']>[1]) => void): void {
-  const wrapSync = (obj: object, name: string, observe?: (a: unknown[]) => void) => {
-    const o = obj as Record<string, (...a: unknown[]) => unknown>;
-    const orig = o[name]!.bind(obj);
+  const wrapSync = <T extends object>(obj: T, name: MethodName<T>, observe?: (a: unknown[]) => void) => {
+    const o = obj as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const orig = methodOf(obj, name);
     o[name] = (...a: unknown[]) => {
       observe?.(a);
       return rec.timeSync('sqlite', name, () => orig(...a));

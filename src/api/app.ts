@@ -18,7 +18,7 @@ const MAX_PARAM_LENGTH = 200;
 const isLoopback = (address: string | undefined) => !!address && /^(?:127\.|::1$|::ffff:127\.)/.test(address);
 
 /**
- * The HTTP API (DESIGN.md §6). Every body and param is validated by JSON schema;
+ * The HTTP API (README.md, "HTTP API"). Every body and param is validated by JSON schema;
  * the validator neither coerces types nor drops unknown properties, so a wrong
  * type or a misspelt field is a 400 that names it, and nothing is written.
  */

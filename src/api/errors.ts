@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { describe } from '../config/reader.js';
-import { BerthError, ConfigError, ConflictError, HostError, NotFoundError } from '../domain/errors.js';
+import { BerthError, ConfigError, ConflictError, describeError, HOST_ERROR_CODES, HostError, NotFoundError, OnHostError } from '../domain/errors.js';
 
 export class UnauthorizedError extends BerthError {
   constructor(message: string) {
@@ -28,7 +28,8 @@ function statusOf(err: unknown): number {
   if (err instanceof ConflictError) return 409;
   if (err instanceof UnauthorizedError) return 401;
   // A host that cannot be reached or answers with an error (exec): berth is the gateway to it.
-  if (err instanceof HostError) return err.code === 'HOST_TIMEOUT' ? 504 : 502;
+  if (err instanceof HostError) return err.code === HOST_ERROR_CODES.timeout ? 504 : 502;
+  if (err instanceof OnHostError) return 502;
   const status = (err as FastifyError).statusCode;
   return typeof status === 'number' && status >= 400 && status < 600 ? status : 500;
 }
@@ -69,10 +70,10 @@ export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err, request, reply) => {
     const status = statusOf(err);
     const code = codeOf(err, status);
-    if (err instanceof HostError) {
+    if (err instanceof OnHostError) {
       // Not berth's fault and worth saying which host and why (the message names no secret).
-      request.log.warn({ err }, 'host operation failed');
-      return reply.status(status).send(errorBody(status, err.code, err.message));
+      request.log.warn({ err, host: err.host }, 'host operation failed');
+      return reply.status(status).send(errorBody(status, err.code, describeError(err)));
     }
     if (status >= 500) {
       request.log.error({ err }, 'request failed');

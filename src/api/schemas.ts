@@ -1,4 +1,5 @@
 import { APP_NAME_PATTERN, VERSION_PATTERN } from '../domain/naming.js';
+import { MAX_LIMIT } from '../store/index.js';
 
 /** JSON schemas shared by the routes (also published in /openapi.json). */
 export const appParams = {
@@ -23,7 +24,7 @@ export const version = {
 } as const;
 
 /** Query page size; arrives as a string. */
-export const pageSize = { type: 'string', pattern: '^[0-9]{1,4}$', description: 'a page size (a whole number; at most 1000 are returned)' } as const;
+export const pageSize = { type: 'string', pattern: '^[0-9]{1,4}$', description: `a page size (a whole number; at most ${MAX_LIMIT} are returned)` } as const;
 
 /** A body that may be empty (`{}` or none) and has no fields. */
 export const noFields = { type: 'object', additionalProperties: false, properties: {} } as const;

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 import type { AppStatus, BerthEvent } from '../domain/release.js';
 import { BerthError } from '../domain/errors.js';
+import { MAX_LIMIT } from '../store/limits.js';
 import { BERTH_VERSION } from '../version.js';
-import { ApiError, BerthClient } from './client.js';
+import { BerthClient } from './client.js';
+import { ApiError, UsageError } from './errors.js';
 import { ago, table } from './format.js';
 
 const HELP = `berth ${BERTH_VERSION} — reconciling zero-downtime deploys for Docker hosts over SSH
@@ -24,11 +26,7 @@ Usage:
 Options: --json (machine-readable output).  Client env: BERTH_URL (default http://127.0.0.1:7373),
 BERTH_TOKEN (default: the token file the daemon generated next to its database, data/token).`;
 
-class UsageError extends BerthError {
-  constructor(message: string) {
-    super('USAGE', `${message}\n\n${HELP}`);
-  }
-}
+const usage = (message: string) => new UsageError(message, HELP);
 
 interface Parsed {
   positional: string[];
@@ -50,7 +48,7 @@ function parseArgs(argv: string[]): Parsed {
       if (v !== undefined) flags.set(k, v);
       else if (valued.has(k)) {
         const next = argv[++i];
-        if (next === undefined) throw new UsageError(`${k} needs a value`);
+        if (next === undefined) throw usage(`${k} needs a value`);
         flags.set(k, next);
       } else flags.set(k, true);
     } else if (a === '-h') flags.set('--help', true);
@@ -62,6 +60,8 @@ function parseArgs(argv: string[]): Parsed {
 type AppView = { name: string; paused: boolean; desired: { revision: number; version: string } | null; status: AppStatus | null };
 
 const FINAL = new Set(['Complete', 'Failed', 'RolledBack', 'Paused']);
+/** How often `deploy --wait` reads the app's status, which decides when the wait ends. */
+const STATUS_POLL_MS = 500;
 
 function printStatus(app: AppView): void {
   const s = app.status;
@@ -87,7 +87,7 @@ async function waitFor(client: BerthClient, app: string, revision: number, json:
         const newer = (view?.desired?.revision ?? 0) > revision;
         const mine = s && (s.observedRevision === revision || newer || s.phase === 'Failed' || s.phase === 'Paused');
         if (view && s && s.phase && FINAL.has(s.phase) && mine) return resolve(view);
-        await new Promise((r) => setTimeout(r, 500));
+        await new Promise((r) => setTimeout(r, STATUS_POLL_MS));
       }
     };
     void poll();
@@ -123,14 +123,14 @@ async function main(argv: string[]): Promise<number> {
   const client = new BerthClient();
   const needApp = () => {
     const app = rest[0];
-    if (!app) throw new UsageError(`berth ${command} needs an APP`);
+    if (!app) throw usage(`berth ${command} needs an APP`);
     return encodeURIComponent(app);
   };
   switch (command) {
     case 'deploy': {
       const app = needApp();
       const version = rest[1];
-      if (!version) throw new UsageError('berth deploy needs APP VERSION');
+      if (!version) throw usage('berth deploy needs APP VERSION');
       const r = await client.request<{ revision: number; version: string }>('POST', `/v1/apps/${app}/releases`, { version });
       out(r, () => console.log(`${rest[0]}: revision ${r.revision} asks for ${r.version}`));
       return flags.has('--wait') ? waitFor(client, app, r.revision, json) : 0;
@@ -145,7 +145,7 @@ async function main(argv: string[]): Promise<number> {
     case 'exec': {
       const app = needApp();
       const command = flags.get('--');
-      if (typeof command !== 'string' || command === '') throw new UsageError('berth exec needs APP -- COMMAND');
+      if (typeof command !== 'string' || command === '') throw usage('berth exec needs APP -- COMMAND');
       const host = flags.get('--host');
       const r = await client.request<{ host: string; version: string; exitCode: number; outputTail: string; timedOut: boolean }>(
         'POST',
@@ -200,12 +200,12 @@ async function main(argv: string[]): Promise<number> {
         await client.follow(app, 0, (e) => (json ? console.log(JSON.stringify(e)) : printEvent(e)));
         return 0;
       }
-      const { events } = await client.request<{ events: BerthEvent[] }>('GET', `/v1/apps/${app}/events?limit=1000`);
+      const { events } = await client.request<{ events: BerthEvent[] }>('GET', `/v1/apps/${app}/events?limit=${MAX_LIMIT}`);
       out({ events }, () => events.forEach(printEvent));
       return 0;
     }
     default:
-      throw new UsageError(`unknown command "${command}"`);
+      throw usage(`unknown command "${command}"`);
   }
 }
 
@@ -214,7 +214,7 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof ApiError) console.error(`berth: ${err.message}${err.status ? ` (HTTP ${err.status} ${err.code})` : ''}`);
+    if (err instanceof ApiError) console.error(`berth: ${err.message}${err.status ? ` (HTTP ${err.status} ${err.serverCode ?? err.code})` : ''}`);
     else if (err instanceof BerthError) console.error(`berth: ${err.message}`);
     else console.error(`berth: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exitCode = err instanceof BerthError && err.code === 'USAGE' ? 2 : 1;

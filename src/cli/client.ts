@@ -1,17 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { DEFAULTS, tokenFilePath } from '../defaults.js';
-import { BerthError } from '../domain/errors.js';
 import type { BerthEvent } from '../domain/release.js';
+import { ApiError } from './errors.js';
 
-export class ApiError extends BerthError {
-  constructor(
-    readonly status: number,
-    code: string,
-    message: string,
-  ) {
-    super(code, message);
-  }
-}
+/** The pause before `follow` reconnects after the daemon restarted or the link dropped. */
+const RECONNECT_DELAY_MS = 1_000;
 
 /** BERTH_TOKEN, else the token file the daemon generated next to its database. */
 function resolveToken(env: Record<string, string | undefined>): string | null {
@@ -56,7 +49,7 @@ export class BerthClient {
     // A 422's message already lists its issues one per line; add only what it lacks.
     const issues = Array.isArray(json.issues) ? (json.issues as Array<{ path: string; message: string }>) : [];
     const missing = issues.map((i) => `${i.path}: ${i.message}`).filter((line) => !message.includes(line));
-    return new ApiError(res.status, String(json.code ?? 'HTTP_ERROR'), `${message}${missing.map((l) => `\n  ${l}`).join('')}`);
+    return new ApiError(res.status, 'API_ERROR', `${message}${missing.map((l) => `\n  ${l}`).join('')}`, typeof json.code === 'string' ? json.code : null);
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -117,7 +110,7 @@ export class BerthClient {
         if (err instanceof ApiError && err.status >= 400 && err.status < 500) throw err;
       }
       // The daemon restarted or the link dropped: reconnect and resume after the last id.
-      await new Promise((r) => setTimeout(r, 1000));
+      await new Promise((r) => setTimeout(r, RECONNECT_DELAY_MS));
     }
   }
 }

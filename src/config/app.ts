@@ -49,8 +49,11 @@ const HOOKS_KEYS = ['pre_deploy', 'post_deploy', 'timeout'] as const;
 const PROXY_KEYS = ['port', 'host', 'drain_timeout'] as const;
 const FAILURE_POLICIES: readonly FailurePolicy[] = ['rollback', 'pause', 'continue'];
 
-const MINUTE = 60_000;
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
+/** A bound against typos (10000 for 10): progress_deadline, not the attempt count, bounds the real wait. */
+const MAX_HEALTH_ATTEMPTS = 1000;
 
 /**
  * Validates one app document. Throws ConfigError listing every problem, each
@@ -121,7 +124,7 @@ function readHealthcheck(doc: unknown, path: string, issues: Issues, appPort: nu
     port: f.get('port', readPort, appPort),
     intervalMs: f.get('interval', readDuration(100, HOUR), d.intervalMs),
     timeoutMs: f.get('timeout', readDuration(100, 10 * MINUTE), d.timeoutMs),
-    maxAttempts: f.get('max_attempts', readInteger(1, 1000), d.maxAttempts),
+    maxAttempts: f.get('max_attempts', readInteger(1, MAX_HEALTH_ATTEMPTS), d.maxAttempts),
     minHealthyMs: f.get('min_healthy', readDuration(0, HOUR), d.minHealthyMs),
   };
 }
@@ -153,7 +156,7 @@ function readRollout(doc: unknown, path: string, issues: Issues): RolloutSpec {
     delayMs: f.get('delay', readDuration(0, HOUR), d.delayMs),
     onFailure: f.get('on_failure', readEnum(FAILURE_POLICIES), d.onFailure),
     maxFailureRatio: f.get('max_failure_ratio', readRatio, d.maxFailureRatio),
-    progressDeadlineMs: f.get('progress_deadline', readDuration(1_000, 24 * HOUR), d.progressDeadlineMs),
+    progressDeadlineMs: f.get('progress_deadline', readDuration(SECOND, 24 * HOUR), d.progressDeadlineMs),
   };
 }
 
@@ -169,7 +172,7 @@ function readHooks(doc: unknown, path: string, issues: Issues): HooksSpec {
   return {
     preDeploy: f.get('pre_deploy', readCommands, []),
     postDeploy: f.get('post_deploy', readCommands, []),
-    timeoutMs: f.get('timeout', readDuration(1_000, 24 * HOUR), SEED_DEFAULTS.hooks.timeoutMs),
+    timeoutMs: f.get('timeout', readDuration(SECOND, 24 * HOUR), SEED_DEFAULTS.hooks.timeoutMs),
   };
 }
 

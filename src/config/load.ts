@@ -13,6 +13,9 @@ export const FILE_PATH = '(file)';
 /** Issue path for YAML syntax errors; the message starts with `line L, column C:`. */
 export const YAML_PATH = '(yaml)';
 
+/** Alias expansions a config may use: plenty for shared env blocks, far too few for a "billion laughs" document. */
+const MAX_YAML_ALIAS_EXPANSIONS = 100;
+
 const READ_ERRORS: Record<string, string> = {
   ENOENT: 'no such file',
   EACCES: 'permission denied',
@@ -49,7 +52,7 @@ export function parseYaml(text: string): unknown {
   if (problems.length > 0) throw new ConfigError(problems.map(yamlIssue));
   try {
     // toJS throws for an alias to an unknown anchor, or too many alias expansions ("billion laughs").
-    return doc.toJS({ maxAliasCount: 100 });
+    return doc.toJS({ maxAliasCount: MAX_YAML_ALIAS_EXPANSIONS });
   } catch (err) {
     throw new ConfigError([{ path: YAML_PATH, message: (err as Error).message }]);
   }

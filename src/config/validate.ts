@@ -74,8 +74,13 @@ function readApi(top: Fields, issues: Issues): ApiConfig {
   };
 }
 
+/** A resync pings every host and queues every app: more often than once a second is load without gain. */
+const MIN_RESYNC_INTERVAL_MS = 1_000;
+/** The resync is what notices drift nobody reported (a container stopped by hand): at most an hour unseen. */
+const MAX_RESYNC_INTERVAL_MS = 3_600_000;
+
 function readController(top: Fields, issues: Issues): BerthConfig['controller'] {
   const f = readMap(top.raw('controller'), 'controller', issues, ['resync_interval']);
   const d = SEED_DEFAULTS.resyncIntervalMs;
-  return { resyncIntervalMs: f.get('resync_interval', readDuration(1_000, 3_600_000), d) };
+  return { resyncIntervalMs: f.get('resync_interval', readDuration(MIN_RESYNC_INTERVAL_MS, MAX_RESYNC_INTERVAL_MS), d) };
 }

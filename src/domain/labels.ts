@@ -1,4 +1,4 @@
-/** Container labels: the ownership contract (DESIGN.md §3). */
+/** Container labels: the ownership contract (docs/design.md, "The loop", container labels). */
 export const LABELS = {
   managed: 'berth.managed',
   app: 'berth.app',

@@ -32,3 +32,13 @@ export const isEnvName = (s: string): boolean => envName.test(s);
 export function imageReference(repository: string, v: string): string {
   return v.startsWith('sha256:') ? `${repository}@${v}` : `${repository}:${v}`;
 }
+
+/** The inverse for a pull: `repo:tag`, `repo@sha256:...`, `registry:5000/repo` (tag `latest`). */
+export function splitReference(ref: string): { repo: string; tag: string } {
+  const at = ref.indexOf('@');
+  if (at >= 0) return { repo: ref.slice(0, at), tag: ref.slice(at + 1) };
+  const slash = ref.lastIndexOf('/');
+  const colon = ref.lastIndexOf(':');
+  if (colon > slash) return { repo: ref.slice(0, colon), tag: ref.slice(colon + 1) };
+  return { repo: ref, tag: 'latest' };
+}

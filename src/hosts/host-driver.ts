@@ -2,8 +2,12 @@
  * What berth needs from one Docker host. Implemented by the docker-over-SSH driver,
  * the local-socket driver, and (for planner scale benches only) a simulation.
  * Every call is bounded by a deadline and rejects with a HostError on failure.
+ * Also the vocabulary every driver shares: roles, adoption labels, label decoding, op names.
  */
-export type ContainerRole = 'app' | 'proxy' | 'hook';
+import { LABELS } from '../domain/labels.js';
+
+export const CONTAINER_ROLES = ['app', 'proxy', 'hook'] as const;
+export type ContainerRole = (typeof CONTAINER_ROLES)[number];
 
 export interface ObservedContainer {
   id: string;
@@ -23,6 +27,24 @@ export interface ObservedContainer {
   createdAt: number;
   image: string;
 }
+
+/** An ObservedContainer's fields that come from berth's labels; unknown roles read as `app`. */
+export function labelsToObserved(
+  labels: Record<string, string>,
+): Pick<ObservedContainer, 'app' | 'revision' | 'version' | 'configHash' | 'role'> {
+  const rev = Number.parseInt(labels[LABELS.revision] ?? '', 10);
+  const role = labels[LABELS.role] as ContainerRole | undefined;
+  return {
+    app: labels[LABELS.app] ?? '',
+    revision: Number.isFinite(rev) ? rev : 0,
+    version: labels[LABELS.version] ?? '',
+    configHash: labels[LABELS.config] ?? '',
+    role: role !== undefined && CONTAINER_ROLES.includes(role) ? role : 'app',
+  };
+}
+
+/** Labels that must match for createContainer to adopt an existing container of the same name. */
+export const ADOPT_LABELS = [LABELS.managed, LABELS.app, LABELS.revision, LABELS.role] as const;
 
 export interface CreateContainerOptions {
   name: string;
@@ -73,6 +95,43 @@ export interface DockerEvent {
   action: string;
 }
 
+/** The op label values a driver's onOperation hook reports (bounded: fit for a metric label). */
+export const HOST_OPERATIONS = [
+  'connect',
+  'ping',
+  'list_containers',
+  'has_image',
+  'pull',
+  'ensure_network',
+  'create',
+  'start',
+  'stop',
+  'remove',
+  'inspect',
+  'http_get',
+  'unix_request',
+  'run_once',
+  'events_subscribe',
+] as const;
+export type HostOperation = (typeof HOST_OPERATIONS)[number];
+
+/** Passes one settled operation to a driver's onOperation hook; a metrics hook never breaks a host call. */
+export function reportOperation<Op extends string>(
+  hook: ((op: Op, seconds: number, ok: boolean) => void) | undefined,
+  op: Op,
+  seconds: number,
+  ok: boolean,
+): void {
+  try {
+    hook?.(op, seconds, ok);
+  } catch {
+    /* a metrics hook never breaks a host call */
+  }
+}
+
+/** The options of a one-off container (HostDriver.runOnce). */
+export type RunOnceOptions = Omit<CreateContainerOptions, 'init' | 'publish'> & { timeoutMs: number };
+
 export interface HostDriver {
   readonly name: string;
   /** Checks reachability and returns the daemon's version. */
@@ -104,7 +163,7 @@ export interface HostDriver {
     },
   ): Promise<HttpResult>;
   /** A one-off container that runs `cmd` to completion, removed afterwards. */
-  runOnce(opts: Omit<CreateContainerOptions, 'init' | 'publish'> & { timeoutMs: number }): Promise<RunOnceResult>;
+  runOnce(opts: RunOnceOptions): Promise<RunOnceResult>;
   /** Subscribes to container events of berth-managed containers; returns an unsubscribe function. */
   watchEvents(onEvent: (e: DockerEvent) => void): () => void;
   close(): Promise<void>;

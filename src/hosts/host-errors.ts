@@ -1,39 +1,8 @@
 /**
- * The HostError codes the drivers raise, the deadline every remote call runs under, and
- * the mapping of low-level errors (ssh2, node:net, docker-modem) onto those codes.
+ * The deadline every remote call runs under, and the mapping of low-level errors
+ * (ssh2, node:net, docker-modem) onto the host codes of src/domain/errors.ts.
  */
-import { HostError } from '../domain/errors.js';
-
-export const HOST_ERROR_CODES = {
-  /** The deadline of the call passed (the host, the SSH link or the daemon did not answer in time). */
-  timeout: 'HOST_TIMEOUT',
-  /** No SSH connection (refused, no route, handshake failed, dropped) or the Docker socket is not answering. */
-  unreachable: 'HOST_UNREACHABLE',
-  /** The host presented a key other than the pinned / known one. */
-  keyMismatch: 'HOST_KEY_MISMATCH',
-  /** The host's key is not pinned nor in known_hosts. */
-  keyUnknown: 'HOST_KEY_UNKNOWN',
-  /** The SSH server refused our key. */
-  authFailed: 'HOST_AUTH_FAILED',
-  /** The host spec cannot work (no address, unreadable key file, ...). */
-  config: 'HOST_CONFIG_INVALID',
-  /** SSH is up but the host could not open the forwarded target (socket missing, port closed). */
-  channelFailed: 'SSH_CHANNEL_FAILED',
-  /** The driver was closed. */
-  closed: 'HOST_CLOSED',
-  /** The Docker daemon answered with an error. */
-  docker: 'DOCKER_ERROR',
-  imagePullFailed: 'IMAGE_PULL_FAILED',
-  imageNotFound: 'IMAGE_NOT_FOUND',
-  /** A container whose start dockerd's restart interrupted: it cannot start again, only be recreated. */
-  staleTask: 'CONTAINER_STALE_TASK',
-  /** A container of the requested name exists and is not ours to adopt. */
-  nameConflict: 'CONTAINER_NAME_CONFLICT',
-  /** An HTTP request to a container / Unix socket on the host failed (refused, reset, bad response). */
-  httpFailed: 'HTTP_FAILED',
-} as const;
-
-export type HostErrorCode = (typeof HOST_ERROR_CODES)[keyof typeof HOST_ERROR_CODES];
+import { HOST_ERROR_CODES, HostError } from '../domain/errors.js';
 
 /** docker-modem's error shape: an Error with the HTTP status and the daemon's JSON answer. */
 export interface DockerApiError extends Error {
@@ -49,12 +18,15 @@ export function dockerStatus(err: unknown): number | null {
   return isDockerApiError(err) ? err.statusCode : null;
 }
 
+/** A raw (non-JSON) error body is cut here: enough for dockerd's one-line errors, no page of HTML from a proxy. */
+const DOCKER_MESSAGE_MAX_CHARS = 500;
+
 /** The daemon's own message (`{"message": "..."}`), else the error's. */
 export function dockerMessage(err: unknown): string {
   if (isDockerApiError(err)) {
     const j = err.json;
     if (j && typeof j === 'object' && 'message' in j && typeof j.message === 'string') return j.message;
-    if (Buffer.isBuffer(j) && j.length > 0) return j.toString('utf8').trim().slice(0, 500);
+    if (Buffer.isBuffer(j) && j.length > 0) return j.toString('utf8').trim().slice(0, DOCKER_MESSAGE_MAX_CHARS);
   }
   return err instanceof Error ? err.message.trim() : String(err);
 }
@@ -130,6 +102,16 @@ export function withDeadline<T>(host: string, op: string, ms: number, fn: (signa
         reject(e);
       },
     );
+  });
+}
+
+/**
+ * `withDeadline` whose rejection is always a HostError (`toHostError` of whatever failed,
+ * named by `op`): the one bounded-call helper of the Docker driver's operations.
+ */
+export function boundedCall<T>(host: string, op: string, ms: number, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  return withDeadline(host, op, ms, fn).catch((e: unknown) => {
+    throw toHostError(e, host, op);
   });
 }
 

@@ -21,11 +21,14 @@ export function normaliseFingerprint(s: string): string | null {
   return m ? `SHA256:${m[1]}` : null;
 }
 
+/** Longest key type name accepted in a blob: real ones are short (`ecdsa-sha2-nistp521`); longer means not a key. */
+const MAX_KEY_TYPE_BYTES = 64;
+
 /** The key type named inside an SSH wire-format key blob (`ssh-ed25519`, `ssh-rsa`, ...). */
 export function keyTypeOf(keyBlob: Buffer): string {
   if (keyBlob.length < 4) return 'unknown';
   const len = keyBlob.readUInt32BE(0);
-  if (len <= 0 || len > 64 || keyBlob.length < 4 + len) return 'unknown';
+  if (len <= 0 || len > MAX_KEY_TYPE_BYTES || keyBlob.length < 4 + len) return 'unknown';
   return keyBlob.subarray(4, 4 + len).toString('latin1');
 }
 

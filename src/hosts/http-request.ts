@@ -5,9 +5,12 @@
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { HostError } from '../domain/errors.js';
+import { HOST_ERROR_CODES, HostError } from '../domain/errors.js';
 import type { HttpResult } from './host-driver.js';
-import { HOST_ERROR_CODES, errnoCode } from './host-errors.js';
+import { errnoCode } from './host-errors.js';
+
+/** Default cap on a response body kept: probes need the status, the proxy's admin API answers in KiB. */
+const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
 export type HttpTarget =
   | { kind: 'stream'; open: () => Promise<Duplex>; hostHeader: string; describe: string }
@@ -41,7 +44,7 @@ export async function httpRequest(args: HttpRequestArgs): Promise<HttpResult> {
   const { target, signal } = args;
   const path = args.path.startsWith('/') ? args.path : `/${args.path}`;
   const what = `${args.method} ${describe(target, path)}`;
-  const max = args.maxBodyBytes ?? 1024 * 1024;
+  const max = args.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const headers: Record<string, string> = { ...(args.headers ?? {}) };
   if (args.body !== undefined) {
     headers['Content-Length'] = String(Buffer.byteLength(args.body));
@@ -57,7 +60,7 @@ export async function httpRequest(args: HttpRequestArgs): Promise<HttpResult> {
       stream = await target.open();
     } catch (e) {
       if (e instanceof HostError && e.code === HOST_ERROR_CODES.channelFailed) {
-        throw new HostError(HOST_ERROR_CODES.httpFailed, args.host, `${what}: ${stripPrefix(e.message, args.host)}`, { cause: e });
+        throw new HostError(HOST_ERROR_CODES.httpFailed, args.host, `${what}: ${e.message}`, { cause: e });
       }
       throw e;
     }
@@ -103,8 +106,4 @@ export async function httpRequest(args: HttpRequestArgs): Promise<HttpResult> {
     req.on('error', (e) => reject(fail(e)));
     req.end(args.body);
   });
-}
-
-function stripPrefix(message: string, host: string): string {
-  return message.startsWith(`${host}: `) ? message.slice(host.length + 2) : message;
 }

@@ -1,3 +1,4 @@
+// Over 400 lines: one in-memory Docker host; splitting its state from its operations would only add indirection.
 /**
  * SIMULATION ONLY. A HostDriver that keeps "containers" in memory and answers after an
  * injected delay. It exists for planner / controller scale benchmarks (bench/scale.ts,
@@ -22,19 +23,21 @@
  * a JSON round trip of listings, registry bandwidth, the CPU and memory of containers.
  */
 import { createHash } from 'node:crypto';
-import { HostError } from '../domain/errors.js';
+import { HOST_ERROR_CODES, HostError } from '../domain/errors.js';
 import { LABELS } from '../domain/labels.js';
-import type {
-  ContainerRole,
-  CreateContainerOptions,
-  DockerEvent,
-  HostDriver,
-  HostInfo,
-  HttpResult,
-  ObservedContainer,
-  RunOnceResult,
+import {
+  ADOPT_LABELS,
+  labelsToObserved,
+  reportOperation,
+  type CreateContainerOptions,
+  type DockerEvent,
+  type HostDriver,
+  type HostInfo,
+  type HttpResult,
+  type ObservedContainer,
+  type RunOnceOptions,
+  type RunOnceResult,
 } from './host-driver.js';
-import { HOST_ERROR_CODES } from './host-errors.js';
 import { mulberry32 } from '../domain/prng.js';
 
 /** The HostDriver calls whose latency the simulation injects. */
@@ -132,10 +135,14 @@ const {
   httpFailed: HTTP_FAILED,
 } = HOST_ERROR_CODES;
 
-const ROLES: readonly ContainerRole[] = ['app', 'proxy', 'hook'];
-/** Labels that must match for a create to adopt an existing container of the same name. */
-const ADOPT_LABELS = [LABELS.managed, LABELS.app, LABELS.revision, LABELS.role] as const;
-
+/** Default delay before a Docker event reaches watchers: asynchronous, as dockerd's stream is. */
+const DEFAULT_EVENT_LATENCY_MS = 1;
+/** First address index of a simulated host's containers (10.<subnet>.0.2): .0.1 is the gateway, as on a Docker bridge. */
+const FIRST_IP_INDEX = 2;
+/** Last index before the allocator wraps back to the first: stays inside the host's /16. */
+const LAST_IP_INDEX = 65_000;
+/** Simulated hosts get subnets 10.0-249.x.x in turn, so IPs of different hosts rarely collide. */
+const SUBNETS = 250;
 
 function seedOf(name: string): number {
   return createHash('sha256').update(name).digest().readUInt32LE(0);
@@ -161,7 +168,7 @@ export class SimulatedHostDriver implements HostDriver {
   private readonly watchers = new Set<(e: DockerEvent) => void>();
   private readonly calls = new Map<SimulatedOp, number>();
   private readonly subnet: number;
-  private nextIp = 2;
+  private nextIp = FIRST_IP_INDEX;
   private seq = 0;
   private reachable = true;
   private closed = false;
@@ -172,11 +179,11 @@ export class SimulatedHostDriver implements HostDriver {
     this.latency = { ...DEFAULT_SIMULATED_LATENCY_MS, ...o.latencyMs };
     this.jitter = Math.max(0, Math.min(1, o.jitter ?? 0));
     this.random = mulberry32(o.seed ?? seedOf(o.name));
-    this.eventLatencyMs = o.eventLatencyMs ?? 1;
+    this.eventLatencyMs = o.eventLatencyMs ?? DEFAULT_EVENT_LATENCY_MS;
     this.images = new Set(o.images ?? []);
     this.now = o.now ?? Date.now;
     hostSeq += 1;
-    this.subnet = hostSeq % 250;
+    this.subnet = hostSeq % SUBNETS;
   }
 
   // ---- controls for tests and benchmarks (not part of HostDriver) ----
@@ -314,7 +321,7 @@ export class SimulatedHostDriver implements HostDriver {
     );
   }
 
-  runOnce(opts: Omit<CreateContainerOptions, 'init' | 'publish'> & { timeoutMs: number }): Promise<RunOnceResult> {
+  runOnce(opts: RunOnceOptions): Promise<RunOnceResult> {
     const labels: Record<string, string> = { [LABELS.managed]: 'true', ...opts.labels };
     return this.call(
       'runOnce',
@@ -369,11 +376,7 @@ export class SimulatedHostDriver implements HostDriver {
       ok = true;
       return result;
     } finally {
-      try {
-        this.o.onOperation?.(op, (performance.now() - started) / 1000, ok);
-      } catch {
-        /* a metrics hook never breaks a host call */
-      }
+      reportOperation(this.o.onOperation, op, (performance.now() - started) / 1000, ok);
     }
   }
 
@@ -421,21 +424,15 @@ export class SimulatedHostDriver implements HostDriver {
 
   private allocateIp(): string {
     const n = this.nextIp;
-    this.nextIp = n >= 65_000 ? 2 : n + 1;
+    this.nextIp = n >= LAST_IP_INDEX ? FIRST_IP_INDEX : n + 1;
     return `10.${this.subnet}.${n >> 8}.${n & 255}`;
   }
 
   private observe(c: SimulatedContainer): ObservedContainer {
-    const role = c.labels[LABELS.role] as ContainerRole | undefined;
-    const revision = Number(c.labels[LABELS.revision] ?? '0');
     return {
       id: c.id,
       name: c.name,
-      app: c.labels[LABELS.app] ?? '',
-      revision: Number.isFinite(revision) ? revision : 0,
-      version: c.labels[LABELS.version] ?? '',
-      configHash: c.labels[LABELS.config] ?? '',
-      role: role !== undefined && ROLES.includes(role) ? role : 'app',
+      ...labelsToObserved(c.labels),
       state: c.state,
       running: c.state === 'running',
       ip: c.ip,

@@ -17,10 +17,25 @@ import { existsSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { Client, type ConnectConfig } from 'ssh2';
 import type { HostSpec } from '../domain/app-spec.js';
-import { HostError } from '../domain/errors.js';
+import { HOST_ERROR_CODES, HostError } from '../domain/errors.js';
 import type { Logger } from '../log.js';
-import { HOST_ERROR_CODES, backoffMs } from './host-errors.js';
+import { backoffMs } from './host-errors.js';
 import { fingerprintOf, hostKeyAlgorithmsFor, entriesFor, parseKnownHosts, verifyHostKey } from './host-keys.js';
+
+/** Bound on TCP connect + handshake + auth: ample for a far host, and inside the 15 s call deadline so the SSH cause is reported. */
+const DEFAULT_READY_TIMEOUT_MS = 10_000;
+/**
+ * Keepalive probe interval and unanswered probes before the link is declared dead: a
+ * silently dead link (host gone, NAT state lost) is noticed within ~15 s.
+ */
+const DEFAULT_KEEPALIVE_INTERVAL_MS = 5_000;
+const DEFAULT_KEEPALIVE_COUNT_MAX = 3;
+/** First reconnect delay after a failed attempt; doubles (with jitter) from there. */
+const DEFAULT_BACKOFF_BASE_MS = 500;
+/** Cap of the reconnect delay: a host that comes back is used again within ~10 s. */
+const DEFAULT_BACKOFF_MAX_MS = 10_000;
+/** How long close() waits for the server to close the connection before returning anyway. */
+const CLOSE_WAIT_MS = 1_000;
 
 export interface SshConnectionOptions {
   /** Bound on TCP connect + SSH handshake + auth. Default 10 s. */
@@ -65,11 +80,11 @@ export class SshConnection {
   ) {
     this.log = log;
     this.opts = {
-      readyTimeoutMs: opts.readyTimeoutMs ?? 10_000,
-      keepaliveIntervalMs: opts.keepaliveIntervalMs ?? 5_000,
-      keepaliveCountMax: opts.keepaliveCountMax ?? 3,
-      backoffBaseMs: opts.backoffBaseMs ?? 500,
-      backoffMaxMs: opts.backoffMaxMs ?? 10_000,
+      readyTimeoutMs: opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+      keepaliveIntervalMs: opts.keepaliveIntervalMs ?? DEFAULT_KEEPALIVE_INTERVAL_MS,
+      keepaliveCountMax: opts.keepaliveCountMax ?? DEFAULT_KEEPALIVE_COUNT_MAX,
+      backoffBaseMs: opts.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS,
+      backoffMaxMs: opts.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS,
       onConnect: opts.onConnect,
     };
   }
@@ -97,7 +112,7 @@ export class SshConnection {
       throw new HostError(
         last.code,
         this.spec.name,
-        `${stripHost(last.message, this.spec.name)} (next reconnect attempt in ${(wait / 1000).toFixed(1)} s)`,
+        `${last.message} (next reconnect attempt in ${(wait / 1000).toFixed(1)} s)`,
         { cause: last },
       );
     }
@@ -120,7 +135,10 @@ export class SshConnection {
       },
       (err: unknown) => {
         this.connecting = null;
-        const he = err instanceof HostError ? err : new HostError(HOST_ERROR_CODES.unreachable, this.spec.name, String(err));
+        const he =
+          err instanceof HostError
+            ? err
+            : new HostError(HOST_ERROR_CODES.unreachable, this.spec.name, `SSH connection failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
         this.failures += 1;
         const delay = backoffMs(this.failures, this.opts.backoffBaseMs, this.opts.backoffMaxMs);
         this.nextAttemptAt = Date.now() + delay;
@@ -319,7 +337,7 @@ export class SshConnection {
     this.pendingClient = null;
     if (c) {
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 1_000);
+        const t = setTimeout(resolve, CLOSE_WAIT_MS);
         c.once('close', () => {
           clearTimeout(t);
           resolve();
@@ -328,8 +346,4 @@ export class SshConnection {
       });
     }
   }
-}
-
-function stripHost(message: string, host: string): string {
-  return message.startsWith(`${host}: `) ? message.slice(host.length + 2) : message;
 }

@@ -11,17 +11,45 @@ import type { Registry } from 'prom-client';
  * unchanged (an idle app costs one array push per scrape). That reads prom-client's
  * internals (`hashMap` of {labels, value} or {labels, bucketValues, sum, count}, and
  * `upperBounds`; the same from v13 to v15). A metric without that shape, one of type
- * summary, or a registry with default labels goes through prom-client's public API.
- * test/unit/metrics.test.ts checks that both writers emit the same samples.
+ * summary, or a registry with default labels goes through prom-client's public API
+ * (`onFallback` is told which, and why). prom-client is pinned to an exact version in
+ * package.json for this; test/unit/metrics.test.ts checks that both writers emit the
+ * same samples, that berth's own and the process metrics all take the fast path (so an
+ * upgrade that moves these fields fails there), and that the fallback matches
+ * registry.metrics().
  *
  * One deliberate difference: NaN is written `NaN` (the format's spelling), where
  * prom-client writes `Nan`.
  */
-export async function renderExposition(registry: Registry): Promise<string> {
-  if (hasDefaultLabels(registry)) return registry.metrics();
+export async function renderExposition(registry: Registry, opts: ExpositionOptions = {}): Promise<string> {
   const metrics = registry.getMetricsAsArray() as unknown as MetricLike[];
-  const families = await Promise.all(metrics.map((m) => renderFamily(registry, m)));
+  const labels = defaultLabelsFallback(registry);
+  if (labels) {
+    for (const m of metrics) opts.onFallback?.(m.name, labels);
+    return registry.metrics();
+  }
+  const families = await Promise.all(metrics.map((m) => renderFamily(registry, m, opts.onFallback)));
   return `${families.join('\n\n')}\n`;
+}
+
+/** Why a metric was written through prom-client's public API rather than from its internals. */
+export type FallbackReason =
+  /** The registry has default labels (merged into every series by prom-client's writer). */
+  | 'default-labels'
+  /** The registry has no `_defaultLabels` field: it may have default labels this writer cannot see. */
+  | 'no-default-labels-field'
+  /** A summary, or a type this writer does not know. */
+  | 'type'
+  /** The metric has no `hashMap` of series. */
+  | 'no-hashMap'
+  /** A histogram without `upperBounds`. */
+  | 'no-upperBounds'
+  /** A series in `hashMap` is not {labels, value} (counter, gauge) or {labels, bucketValues, sum, count} (histogram). */
+  | 'series-shape';
+
+export interface ExpositionOptions {
+  /** Told about each metric that took the fallback, and why (for tests: see test/unit/metrics.test.ts). */
+  onFallback?: (metric: string, reason: FallbackReason) => void;
 }
 
 type Labels = Record<string, string | number>;
@@ -70,9 +98,10 @@ function cacheOf(m: object): SeriesCache {
   return c;
 }
 
-function hasDefaultLabels(registry: Registry): boolean {
+function defaultLabelsFallback(registry: Registry): FallbackReason | null {
   const d = (registry as unknown as { _defaultLabels?: Record<string, unknown> })._defaultLabels;
-  return d === undefined || Object.keys(d).length > 0;
+  if (d === undefined) return 'no-default-labels-field';
+  return Object.keys(d).length > 0 ? 'default-labels' : null;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -86,15 +115,27 @@ const isValueChild = (c: unknown): c is ValueChild => isRecord(c) && isRecord(c.
 /** Thrown (and caught below) when a metric's internals are not the shape this writer knows. */
 const UNKNOWN_SHAPE = Symbol('unknown shape');
 
-async function renderFamily(registry: Registry, m: MetricLike): Promise<string> {
-  const known = isRecord(m.hashMap) && (m.type === 'counter' || m.type === 'gauge' || (m.type === 'histogram' && Array.isArray(m.upperBounds)));
-  if (!known) return renderPublic(registry, m);
+/** Why `m` cannot be written from prom-client's internals, as far as the metric object shows; null when it can. */
+function metricFallback(m: MetricLike): FallbackReason | null {
+  if (m.type !== 'counter' && m.type !== 'gauge' && m.type !== 'histogram') return 'type';
+  if (!isRecord(m.hashMap)) return 'no-hashMap';
+  if (m.type === 'histogram' && !Array.isArray(m.upperBounds)) return 'no-upperBounds';
+  return null;
+}
+
+async function renderFamily(registry: Registry, m: MetricLike, onFallback: ExpositionOptions['onFallback']): Promise<string> {
+  const reason = metricFallback(m);
+  if (reason) {
+    onFallback?.(m.name, reason);
+    return renderPublic(registry, m);
+  }
   // collect() (process metrics) refreshes hashMap before it is read.
   if (typeof m.collect === 'function') await m.collect();
   try {
     return m.type === 'histogram' ? renderHistogram(m) : renderValues(m);
   } catch (err) {
     if (err !== UNKNOWN_SHAPE) throw err;
+    onFallback?.(m.name, 'series-shape');
     return renderPublic(registry, m);
   }
 }

@@ -11,7 +11,8 @@ const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 
 /**
  * berth's own registry (never prom-client's global one), holding every series of
- * DESIGN.md §8 plus process and HTTP metrics. Label values are app names, host
+ * docs/observability.md ("Metrics reference"; README.md "Metrics" lists the same) plus
+ * process metrics. Label values are app names, host
  * names, phases and small enums only: never revisions or container ids.
  */
 export class BerthMetrics {

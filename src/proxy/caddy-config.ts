@@ -31,6 +31,15 @@ export interface Dial {
 export const dialOf = (u: Dial) => `${u.ip}:${u.port}`;
 
 /**
+ * How long, and how often, Caddy retries an upstream that refuses a connection (one
+ * that is restarting) before the request fails with 502.
+ */
+const UPSTREAM_TRY_DURATION = '5s';
+const UPSTREAM_TRY_INTERVAL = '100ms';
+/** The Retry-After of the maintenance page, in seconds: how soon a client should look again. */
+const MAINTENANCE_RETRY_AFTER_S = 30;
+
+/**
  * The reverse_proxy handler. Its upstream list is [serving, draining?]: with the
  * `first` policy every new request goes to the first, while the one being drained
  * stays listed so Caddy keeps counting its in-flight requests (the drain waits on
@@ -43,7 +52,7 @@ export function proxyHandler(app: string, upstream: Dial): Record<string, unknow
     '@id': handlerId(app),
     handler: 'reverse_proxy',
     upstreams: upstreamList(dialOf(upstream), null),
-    load_balancing: { selection_policy: { policy: 'first' }, try_duration: '5s', try_interval: '100ms' },
+    load_balancing: { selection_policy: { policy: 'first' }, try_duration: UPSTREAM_TRY_DURATION, try_interval: UPSTREAM_TRY_INTERVAL },
   };
 }
 
@@ -57,7 +66,7 @@ export function maintenanceHandler(app: string, message: string): Record<string,
     '@id': maintenanceId(app),
     handler: 'static_response',
     status_code: 503,
-    headers: { 'Content-Type': ['text/plain; charset=utf-8'], 'Retry-After': ['30'] },
+    headers: { 'Content-Type': ['text/plain; charset=utf-8'], 'Retry-After': [String(MAINTENANCE_RETRY_AFTER_S)] },
     body: `${message}\n`,
   };
 }

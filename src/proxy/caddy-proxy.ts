@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import type { HostSpec, ProxyRouteSpec } from '../domain/app-spec.js';
-import { BerthError } from '../domain/errors.js';
+import { SEED_DEFAULTS, type HostSpec, type ProxyRouteSpec } from '../domain/app-spec.js';
+import { HostNotConfiguredError, ProxyError } from '../domain/errors.js';
 import { LABELS, PROXY_CONTAINER_NAME } from '../domain/labels.js';
 import type { HostDriver } from '../hosts/host-driver.js';
 import {
@@ -24,10 +24,10 @@ import type { RouteState, TrafficSwitch, Upstream } from './traffic.js';
 export const PROXY_APP_LABEL = '_proxy';
 const ADMIN_TIMEOUT_MS = 5_000;
 const READY_TIMEOUT_MS = 15_000;
+/** How often a starting proxy's admin API is asked whether it answers yet. */
+const READY_POLL_MS = 100;
 const DRAIN_POLL_MS = 100;
 const DEFAULT_PORT = 80;
-
-export class ProxyError extends BerthError {}
 
 interface AdminResponse {
   status: number;
@@ -51,13 +51,17 @@ export class CaddyProxy implements TrafficSwitch {
 
   private driver(host: string): HostDriver {
     const d = this.o.drivers.get(host);
-    if (!d) throw new ProxyError('HOST_NOT_CONFIGURED', `host "${host}" is not in berth's config`);
+    if (!d) throw new HostNotConfiguredError(host);
     return d;
   }
 
+  /** The host's state_dir (the config's default for a host the config does not name). */
+  private stateDir(host: string): string {
+    return this.o.hosts[host]?.stateDir ?? SEED_DEFAULTS.stateDir;
+  }
+
   adminSocket(host: string): string {
-    const spec = this.o.hosts[host];
-    return `${spec?.stateDir ?? '/var/lib/berth'}/proxy/admin.sock`;
+    return `${this.stateDir(host)}/proxy/admin.sock`;
   }
 
   private async admin(host: string, method: string, path: string, body?: unknown): Promise<AdminResponse> {
@@ -80,7 +84,7 @@ export class CaddyProxy implements TrafficSwitch {
     const res = await this.admin(host, method, path, body);
     if (res.status >= 300) {
       const detail = typeof res.json === 'object' && res.json && 'error' in res.json ? String((res.json as { error: unknown }).error) : JSON.stringify(res.json);
-      throw new ProxyError('PROXY_ADMIN_ERROR', `${host}: proxy admin ${method} ${path} -> ${res.status}: ${detail}`);
+      throw new ProxyError('PROXY_ADMIN_ERROR', host, `proxy admin ${method} ${path} -> ${res.status}: ${detail}`);
     }
     return res.json;
   }
@@ -101,7 +105,7 @@ export class CaddyProxy implements TrafficSwitch {
     } else if (!existing) {
       this.o.log.warn({ host }, 'no proxy container: creating it');
       if (!(await d.hasImage(this.o.image))) await d.pullImage(this.o.image);
-      const stateDir = this.o.hosts[host]?.stateDir ?? '/var/lib/berth';
+      const stateDir = this.stateDir(host);
       const id = await d.createContainer({
         name: PROXY_CONTAINER_NAME,
         image: this.o.image,
@@ -123,8 +127,8 @@ export class CaddyProxy implements TrafficSwitch {
         await this.adminOk(host, 'GET', '/config/');
         return;
       } catch (err) {
-        if (Date.now() > deadline) throw new ProxyError('PROXY_NOT_READY', `${host}: proxy admin API not answering after ${READY_TIMEOUT_MS} ms: ${(err as Error).message}`);
-        await new Promise((r) => setTimeout(r, 100));
+        if (Date.now() > deadline) throw new ProxyError('PROXY_NOT_READY', host, `proxy admin API not answering after ${READY_TIMEOUT_MS} ms: ${(err as Error).message}`);
+        await new Promise((r) => setTimeout(r, READY_POLL_MS));
       }
     }
   }

@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
-import { BerthError, HostError } from '../domain/errors.js';
+import { BerthError, HOST_ERROR_CODES, HostError, isHostDown, type ErrorCode } from '../domain/errors.js';
 import { LABELS, NETWORK_NAME } from '../domain/labels.js';
 import { imageReference } from '../domain/naming.js';
 import type { HostDriver, RunOnceResult } from '../hosts/host-driver.js';
-import { HOST_ERROR_CODES } from '../hosts/host-errors.js';
 import type { TrafficSwitch, Upstream } from '../proxy/traffic.js';
 import { waitHealthy } from './health.js';
 import type { Action, ActionResult, DesiredRelease, HostUpdateAction } from './types.js';
@@ -22,26 +21,12 @@ export interface ExecContext {
   log: Logger;
   emit(event: { type: string; message: string; host?: string }): void;
   onHealthAttempt(host: string, ok: boolean): void;
-  createRollback(action: Extract<Action, { type: 'createRollback' }>): void;
 }
-
-/** Codes that mean "the host did not answer", as opposed to "the release is bad". */
-const UNREACHABLE_CODES = new Set<string>([
-  HOST_ERROR_CODES.timeout,
-  HOST_ERROR_CODES.unreachable,
-  HOST_ERROR_CODES.keyMismatch,
-  HOST_ERROR_CODES.keyUnknown,
-  HOST_ERROR_CODES.authFailed,
-  HOST_ERROR_CODES.config,
-  HOST_ERROR_CODES.closed,
-  // On a Docker API or admin-socket call: the daemon's socket is gone (dockerd restarting).
-  HOST_ERROR_CODES.channelFailed,
-]);
 
 export class StepError extends BerthError {
   constructor(
     readonly stage: 'pull' | 'start' | 'health' | 'switch' | 'other',
-    code: string,
+    code: ErrorCode,
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -51,9 +36,8 @@ export class StepError extends BerthError {
 
 function failure(action: Action, err: unknown): ActionResult {
   const stage = err instanceof StepError ? err.stage : 'other';
-  const cause = err instanceof StepError && err.cause ? err.cause : err;
   const code = err instanceof BerthError ? err.code : 'UNEXPECTED';
-  const unreachable = cause instanceof HostError && UNREACHABLE_CODES.has(cause.code);
+  const unreachable = isHostDown(err);
   const message = err instanceof Error ? err.message : String(err);
   return { action, ok: false, stage, code, message, unreachable };
 }
@@ -231,13 +215,10 @@ async function executeOne(ctx: ExecContext, action: Action): Promise<ActionResul
         await ctx.traffic.setMaintenance(action.host, ctx.app, ctx.desired.spec.proxy!, action.message);
         ctx.emit({ type: action.message === null ? 'ProxyLive' : 'ProxyMaintenance', host: action.host, message: action.message === null ? 'serving traffic again' : `answering 503: ${action.message}` });
         return { action, ok: true };
-      case 'createRollback':
-        ctx.createRollback(action);
-        return { action, ok: true };
     }
   } catch (err) {
     const result = failure(action, err);
-    ctx.log.warn({ app: ctx.app, host: 'host' in action ? action.host : undefined, action: action.type, code: !result.ok ? result.code : undefined, err: result.ok ? undefined : result.message }, 'step failed');
+    ctx.log.warn({ app: ctx.app, host: action.host, action: action.type, code: !result.ok ? result.code : undefined, err: result.ok ? undefined : result.message }, 'step failed');
     return result;
   }
 }

@@ -1,9 +1,6 @@
 import type { HealthcheckSpec } from '../domain/app-spec.js';
-import { HostError } from '../domain/errors.js';
+import { isHostDown } from '../domain/errors.js';
 import type { HostDriver } from '../hosts/host-driver.js';
-import { HOST_ERROR_CODES } from '../hosts/host-errors.js';
-
-const HOST_LEVEL_CODES = new Set<string>([HOST_ERROR_CODES.timeout, HOST_ERROR_CODES.unreachable, HOST_ERROR_CODES.closed]);
 
 export interface ProbeOutcome {
   ok: boolean;
@@ -30,7 +27,7 @@ async function probeOnce(driver: HostDriver, ip: string, hc: HealthcheckSpec): P
     const ok = res.status >= 200 && res.status < 300;
     return { ok, answered: true, detail: `GET ${hc.path} -> ${res.status}` };
   } catch (err) {
-    if (err instanceof HostError && HOST_LEVEL_CODES.has(err.code)) await driver.ping();
+    if (isHostDown(err)) await driver.ping();
     return { ok: false, answered: false, detail: `GET ${hc.path}: ${err instanceof Error ? err.message : String(err)}` };
   }
 }

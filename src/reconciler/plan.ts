@@ -1,5 +1,6 @@
 import { containerName } from '../domain/labels.js';
 import type { Condition } from '../domain/release.js';
+import type { RolloutRecord } from '../domain/rollout.js';
 import type { ObservedContainer } from '../hosts/host-driver.js';
 import { batchSize, toBatches } from './batches.js';
 import type {
@@ -9,7 +10,7 @@ import type {
   Plan,
   PlanInput,
   PlannedEvent,
-  RolloutRecord,
+  RollbackDecision,
   StatusView,
 } from './types.js';
 
@@ -225,11 +226,7 @@ function onFailure(
   return { record: fail(record, reason, message, input.now), pause: false };
 }
 
-function rollbackAction(
-  input: PlanInput,
-  desired: DesiredRelease,
-  record: RolloutRecord,
-): Extract<Action, { type: 'createRollback' }> | null {
+function rollbackDecision(input: PlanInput, desired: DesiredRelease, record: RolloutRecord): RollbackDecision | null {
   const stable = input.stable;
   if (record.state !== 'failed' || desired.spec.rollout.onFailure !== 'rollback') return null;
   // Only a release that touched hosts needs undoing; a failed pull or hook changed nothing.
@@ -238,7 +235,6 @@ function rollbackAction(
   // A failed rollback is not rolled back again; a release equal to the stable one has nowhere to go.
   if (desired.reason === 'rollback' || !stable || stable.revision >= desired.revision) return null;
   return {
-    type: 'createRollback',
     toVersion: stable.version,
     toRevision: stable.revision,
     reason: reason === 'ProgressDeadlineExceeded' ? 'progress_deadline' : 'health_check_failed',
@@ -297,16 +293,15 @@ export function plan(input: PlanInput): Plan {
     views = spec.hosts.map((h) => viewHost(h, byHost.get(h), desired, record!));
   }
 
-  const rollback = rollbackAction(input, desired, record);
+  const rollback = rollbackDecision(input, desired, record);
   if (rollback) {
-    actions.push(rollback);
     events.push({ type: 'RollbackStarted', message: `rolling the fleet back to revision ${rollback.toRevision} (${rollback.toVersion})` });
   }
   if (!input.paused) actions.push(...cleanupActions(views, spec.retainContainers, busy));
   if (spec.proxy) actions.push(...maintenanceActions(input, busy));
 
   const status = statusView(input, desired, record, views);
-  return { actions, record, status, events, requeueAfterMs, ...(pause ? { pauseApp: true as const } : {}) };
+  return { actions, record, status, events, requeueAfterMs, ...(pause ? { pauseApp: true as const } : {}), ...(rollback ? { rollback } : {}) };
 }
 
 /** Pre-pull, pre_deploy hook, batches with delay, post_deploy hook, completion. */

@@ -3,6 +3,10 @@
  * de-duplicated, never processed by two workers at once, a bounded number of keys in
  * parallel, delayed re-adds, and per-key exponential backoff on errors.
  */
+/** A failing pass retries after 1 s, 2 s, 4 s ... (client-go's per-item backoff), at most once a minute. */
+const DEFAULT_BACKOFF_BASE_MS = 1_000;
+const DEFAULT_BACKOFF_MAX_MS = 60_000;
+
 export interface WorkQueueOptions {
   concurrency: number;
   /** Called whenever the number of waiting keys changes. */
@@ -114,8 +118,8 @@ export class WorkQueue {
     } catch (err) {
       const n = (this.failures.get(key) ?? 0) + 1;
       this.failures.set(key, n);
-      const base = this.opts.backoffBaseMs ?? 1000;
-      again = Math.min(base * 2 ** (n - 1), this.opts.backoffMaxMs ?? 60_000);
+      const base = this.opts.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS;
+      again = Math.min(base * 2 ** (n - 1), this.opts.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS);
       this.onError(key, err);
     } finally {
       this.active.delete(key);

@@ -1,4 +1,5 @@
-import type { ActionResult, RolloutRecord } from './types.js';
+import type { RolloutRecord } from '../domain/rollout.js';
+import type { ActionResult } from './types.js';
 
 /**
  * Folds what the executor did into the rollout record (pure). The planner's next

@@ -1,5 +1,7 @@
 import type { AppSpec } from '../domain/app-spec.js';
+import type { ErrorCode } from '../domain/errors.js';
 import type { AppPhase, Condition, HostStatus, ReleaseReason } from '../domain/release.js';
+import type { RolloutRecord } from '../domain/rollout.js';
 import type { ObservedContainer } from '../hosts/host-driver.js';
 import type { RouteState } from '../proxy/traffic.js';
 
@@ -28,33 +30,6 @@ export type HostObservation =
     }
   | { host: string; reachable: false; error: string };
 
-export type HostRolloutState =
-  | { step: 'switched'; containerId: string; at: number }
-  | { step: 'failed'; reason: 'HealthCheckFailed' | 'StartFailed'; message: string; at: number };
-
-/**
- * What the controller remembers about the rollout of one release, beyond what it can
- * observe on the hosts. Stored as JSON next to the status; losing it is safe (the
- * planner re-probes and re-switches), it only saves work and carries decisions.
- */
-export interface RolloutRecord {
-  revision: number;
-  startedAt: number;
-  state: 'active' | 'complete' | 'failed' | 'paused';
-  /** Hosts whose image pull finished (pre-pull before the first batch). */
-  pulled: string[];
-  preDeployDone: boolean;
-  postDeployDone: boolean;
-  /** Index of the batch in progress; moving past it starts the inter-batch delay. */
-  batch: number;
-  /** Unix ms before which the current batch may not start (rollout.delay). */
-  batchNotBefore: number;
-  hosts: Record<string, HostRolloutState>;
-  failure: { reason: string; message: string } | null;
-  /** When the record reached a final state; used for the rollout duration metric. */
-  finishedAt: number | null;
-}
-
 export interface PlanInput {
   app: string;
   desired: DesiredRelease | null;
@@ -79,6 +54,7 @@ export interface HostUpdateAction {
   pull: boolean;
 }
 
+/** Work on one host; the planner never gives one container two actions in a pass. */
 export type Action =
   | { type: 'pull'; host: string }
   | { type: 'hook'; host: string; phase: 'pre_deploy' | 'post_deploy' }
@@ -88,8 +64,14 @@ export type Action =
   /** Remove containers: old ones past retain_containers, or a new one that failed. */
   | { type: 'remove'; host: string; containerIds: string[]; why: 'prune' | 'failed' }
   /** Turn the app's maintenance page on (message) or off (null) on one host's proxy. */
-  | { type: 'maintenance'; host: string; message: string | null }
-  | { type: 'createRollback'; toVersion: string; toRevision: number; reason: 'health_check_failed' | 'progress_deadline' };
+  | { type: 'maintenance'; host: string; message: string | null };
+
+/** A failed release that touched hosts goes back to the last release the fleet converged on. */
+export interface RollbackDecision {
+  toVersion: string;
+  toRevision: number;
+  reason: 'health_check_failed' | 'progress_deadline';
+}
 
 export interface PlannedEvent {
   type: string;
@@ -117,6 +99,8 @@ export interface Plan {
   requeueAfterMs: number | null;
   /** Set the app's paused flag in the same transaction as the record (on_failure: pause). */
   pauseApp?: true;
+  /** Create this rollback release in the same transaction as the record (on_failure: rollback). */
+  rollback?: RollbackDecision;
 }
 
 /** What the executor reports back about one action; folded into the record by applyResults. */
@@ -127,7 +111,7 @@ export type ActionResult =
       ok: false;
       /** Which part of an updateHost failed. */
       stage: 'pull' | 'start' | 'health' | 'switch' | 'other';
-      code: string;
+      code: ErrorCode;
       message: string;
       /** The host stopped answering: not the release's fault, retried when it returns. */
       unreachable: boolean;

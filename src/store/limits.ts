@@ -1,4 +1,8 @@
+/** A page of events when the caller names no size: a screenful or two. */
 export const DEFAULT_LIMIT = 100;
+/** A page of releases when the caller names no size: history is read newest first, rarely far back. */
+export const DEFAULT_RELEASES_LIMIT = 50;
+/** The most rows one call returns, whatever it asks: bounds the memory and the time of one API response. */
 export const MAX_LIMIT = 1000;
 
 /** A page size within 1..MAX_LIMIT (default DEFAULT_LIMIT). */

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { StoreError } from '../domain/errors.js';
 
 /**
- * One daemon per database file (DESIGN.md §9).
+ * One daemon per database file (docs/design.md, "The store").
  *
  * Node has no flock(2), so the lock is SQLite's own: a tiny side database
  * `<db>.lock` (rollback-journal mode) on which the holder keeps a
@@ -31,7 +31,10 @@ interface HolderRow {
   started_at: string;
 }
 
+/** Tries at the lock: two daemons started together race between the holder's commit and its re-lock (below). */
 const ATTEMPTS = 5;
+/** The wait before try N is N times this: the whole loop gives up after 200 ms. */
+const RETRY_STEP_MS = 20;
 
 /** Lock files held by this process (by resolved path), to fail at once without the retry loop. */
 const heldHere = new Set<string>();
@@ -88,7 +91,7 @@ export function acquireDbLock(dbPath: string): DbLock {
 
   let holder: HolderRow | undefined;
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-    if (attempt > 0) sleepSync(20 * attempt);
+    if (attempt > 0) sleepSync(RETRY_STEP_MS * attempt);
     try {
       db.exec('BEGIN IMMEDIATE');
     } catch (err) {

@@ -6,7 +6,7 @@ import { StoreError } from '../domain/errors.js';
 
 /**
  * Schema migrations: plain SQL files `migrations/NNNN_name.sql`, numbered 1, 2, 3...
- * without gaps, tracked by `PRAGMA user_version` (DESIGN.md §9).
+ * without gaps, tracked by `PRAGMA user_version` (docs/design.md, "The store").
  *
  * Each file is applied in ONE immediate transaction together with its
  * `PRAGMA user_version = N` bump, so a crash or an error leaves the database at

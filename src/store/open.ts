@@ -15,11 +15,14 @@ export interface OpenStoreOptions extends StoreOptions {
    * it off. Ignored for `:memory:`.
    */
   lock?: boolean;
-  /** Busy timeout for the write lock between processes, ms (default 5000). */
+  /** Busy timeout for the write lock between processes, ms (default DEFAULT_BUSY_TIMEOUT_MS, 5 s). */
   busyTimeoutMs?: number;
 }
 
 export const MEMORY = ':memory:';
+
+/** How long a write waits for another process's write lock: longer than any of berth's transactions take. */
+const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
 
 /**
  * Opens (creating it and its parent directory if needed) the berth database at
@@ -32,7 +35,7 @@ export const MEMORY = ':memory:';
  */
 export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
   const memory = path === MEMORY;
-  const busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
+  const busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   let lock: DbLock | null = null;
   let db: Database.Database | null = null;
   try {
@@ -62,6 +65,7 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
     return new Store(db, path, lock, {
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.onListenerError ? { onListenerError: opts.onListenerError } : {}),
+      ...(opts.onInvalidRollout ? { onInvalidRollout: opts.onInvalidRollout } : {}),
     });
   } catch (err) {
     try {

@@ -5,7 +5,7 @@ import type { Release, ReleaseReason } from '../domain/release.js';
 import type { StoreContext } from './context.js';
 import type { EventsRepo } from './events.js';
 import { canonicalJson, parseJson } from './json.js';
-import { clampLimit } from './limits.js';
+import { DEFAULT_RELEASES_LIMIT, clampLimit } from './limits.js';
 import type { NewRelease, PageOptions } from './types.js';
 
 interface ReleaseRow {
@@ -107,7 +107,7 @@ export class ReleasesRepo {
   /** Newest first; `before` is exclusive (pass the last revision of the previous page). */
   listReleases(app: string, opts: PageOptions & { before?: number } = {}): Release[] {
     const before = opts.before ?? Number.MAX_SAFE_INTEGER;
-    return (this.page.all(app, before, clampLimit(opts.limit, 50)) as ReleaseRow[]).map(toRelease);
+    return (this.page.all(app, before, clampLimit(opts.limit, DEFAULT_RELEASES_LIMIT)) as ReleaseRow[]).map(toRelease);
   }
 
   getRelease(app: string, revision: number): Release | null {

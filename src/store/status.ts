@@ -1,10 +1,18 @@
 import type Database from 'better-sqlite3';
 import { NotFoundError, StoreError } from '../domain/errors.js';
 import type { AppPhase, AppStatus, Condition, HostStatus } from '../domain/release.js';
+import { rolloutRecordProblem, type RolloutRecord } from '../domain/rollout.js';
 import type { StoreContext } from './context.js';
 import type { EventsRepo } from './events.js';
 import { parseJson } from './json.js';
-import type { RecordStep, RecordStepResult, RolloutRecord } from './types.js';
+import type { RecordStep, RecordStepResult, StoredRollout } from './types.js';
+
+/** Told about a stored rollout record that `getRollout` treats as absent, and why. */
+export type InvalidRolloutReporter = (app: string, problem: string) => void;
+
+function defaultInvalidRollout(app: string, problem: string): void {
+  process.emitWarning(`berth store: the rollout record of app ${app} is invalid (${problem}); treated as absent`);
+}
 
 interface StatusRow {
   app: string;
@@ -33,6 +41,10 @@ function toStatus(r: StatusRow): AppStatus {
   };
 }
 
+function revisionProblem(rowRevision: number, record: RolloutRecord): string | null {
+  return record.revision === rowRevision ? null : `revision: ${record.revision}, but the row is revision ${rowRevision}`;
+}
+
 function isForeignKeyError(err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
 }
@@ -49,6 +61,7 @@ export class StatusRepo {
   constructor(
     private readonly ctx: StoreContext,
     private readonly events: EventsRepo,
+    private readonly onInvalidRollout: InvalidRolloutReporter = defaultInvalidRollout,
   ) {
     const db = ctx.db;
     const cols = 'app, phase, observed_revision, conditions, hosts, updated_at';
@@ -96,21 +109,32 @@ export class StatusRepo {
   }
 
   /**
-   * The rollout record of `app`, or null. `T` is the reconciler's own shape;
-   * the store only round-trips JSON and does not check it.
+   * The rollout record of `app`, or null when there is none OR the stored one is not a
+   * valid record (not JSON, not the shape of `RolloutRecord`, or another revision than
+   * its row): that one is reported to `onInvalidRollout` and treated as absent, never
+   * thrown. Losing a record is safe (the planner starts a new one, re-probes and
+   * re-switches; see src/domain/rollout.ts), and the controller's next record step
+   * replaces the bad row, where a throw would fail every pass of the app.
    */
-  getRollout<T = unknown>(app: string): RolloutRecord<T> | null {
+  getRollout(app: string): StoredRollout | null {
     const row = this.oneRollout.get(app) as RolloutRow | undefined;
     if (!row) return null;
-    return {
-      app: row.app,
-      revision: row.revision,
-      state: parseJson<T>(row.state, `rollout record of app ${app}`),
-      updatedAt: row.updated_at,
-    };
+    let state: unknown;
+    try {
+      state = JSON.parse(row.state);
+    } catch (err) {
+      this.onInvalidRollout(app, `not JSON: ${(err as Error).message}`);
+      return null;
+    }
+    const problem = rolloutRecordProblem(state) ?? revisionProblem(row.revision, state as RolloutRecord);
+    if (problem) {
+      this.onInvalidRollout(app, problem);
+      return null;
+    }
+    return { app: row.app, revision: row.revision, state: state as RolloutRecord, updatedAt: row.updated_at };
   }
 
-  putRollout(app: string, revision: number, state: unknown): void {
+  putRollout(app: string, revision: number, state: RolloutRecord): void {
     this.ctx.write(() => {
       const json = JSON.stringify(state);
       if (json === undefined) throw new StoreError('INVALID_ROLLOUT', `rollout record of app ${app} is not JSON-serialisable`);

@@ -6,13 +6,15 @@ import { HostsStatusRepo } from './hosts-status.js';
 import type { DbLock } from './lock.js';
 import { schemaVersion } from './migrate.js';
 import { ReleasesRepo } from './releases.js';
-import { StatusRepo } from './status.js';
+import { StatusRepo, type InvalidRolloutReporter } from './status.js';
 
 export interface StoreOptions {
   /** Clock for created_at/updated_at (tests). */
   clock?: () => Date;
   /** Where an exception thrown by an event subscriber goes (default: a process warning). */
   onListenerError?: (err: unknown) => void;
+  /** Where a stored rollout record that reads as absent because it is invalid is reported (default: a process warning). */
+  onInvalidRollout?: InvalidRolloutReporter;
 }
 
 /**
@@ -41,7 +43,7 @@ export class Store {
     this.events = new EventsRepo(this.ctx);
     this.apps = new AppsRepo(this.ctx, this.events);
     this.releases = new ReleasesRepo(this.ctx, this.events);
-    this.status = new StatusRepo(this.ctx, this.events);
+    this.status = new StatusRepo(this.ctx, this.events, opts.onInvalidRollout);
     this.hostsStatus = new HostsStatusRepo(this.ctx);
     this.pingStmt = db.prepare('SELECT 1').pluck();
   }

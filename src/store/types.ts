@@ -1,5 +1,6 @@
 import type { AppSpec } from '../domain/app-spec.js';
 import type { AppStatus, BerthEvent, ReleaseReason } from '../domain/release.js';
+import type { RolloutRecord } from '../domain/rollout.js';
 
 /** An app as stored: its desired spec plus the pause switch. */
 export interface StoredApp {
@@ -41,11 +42,14 @@ export interface NewEvent {
   actor?: string | null;
 }
 
-/** The controller's rollout record: `state` is opaque to the store (JSON). */
-export interface RolloutRecord<T = unknown> {
+/**
+ * A row of the rollouts table: the controller's rollout record of an app, validated
+ * when read (`state.revision === revision`).
+ */
+export interface StoredRollout {
   app: string;
   revision: number;
-  state: T;
+  state: RolloutRecord;
   updatedAt: string;
 }
 
@@ -55,7 +59,7 @@ export interface RolloutRecord<T = unknown> {
  */
 export interface RecordStep {
   status?: AppStatus;
-  rollout?: { revision: number; state: unknown } | null;
+  rollout?: { revision: number; state: RolloutRecord } | null;
   /** `app` defaults to the step's app. */
   events?: NewEvent[];
 }
@@ -82,6 +86,6 @@ export interface HostReachabilityInput {
 }
 
 export interface PageOptions {
-  /** Default 100, at most 1000. */
+  /** Default DEFAULT_LIMIT (releases: DEFAULT_RELEASES_LIMIT), at most MAX_LIMIT: src/store/limits.ts. */
   limit?: number;
 }

@@ -12,7 +12,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DAEMON_CONFIG, actorWithToken, freePort, killDaemon, spawnDaemon, tempDir, waitReady, type DaemonChild } from '../support/api.js';
+import { actorWithToken } from '../support/api.js';
+import { DAEMON_CONFIG, freePort, killDaemon, spawnDaemon, tempDir, waitReady, type DaemonChild } from '../support/daemon.js';
 
 const TOKEN = 'concurrency-test-token-8d2e61f0';
 const AUTH = { authorization: `Bearer ${TOKEN}` };

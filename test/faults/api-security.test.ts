@@ -14,7 +14,6 @@
  *      Authorization header.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +22,8 @@ import Database from 'better-sqlite3';
 import type { InjectOptions } from 'fastify';
 import { applyEnv, loadConfig } from '../../src/config/load.js';
 import { SEED_DEFAULTS } from '../../src/domain/app-spec.js';
-import { DAEMON_CONFIG, appDoc, freePort, killDaemon, makeApi, spawnDaemon, tempDir, waitReady, type DaemonChild, type TestApi } from '../support/api.js';
+import { appDoc, makeApi, type TestApi } from '../support/api.js';
+import { DAEMON_CONFIG, daemonSandbox, freePort, killDaemon, waitReady, type DaemonChild } from '../support/daemon.js';
 import { operationsOf, type ApiOperation } from '../support/fuzz.js';
 
 const TOKEN = 'security-test-token-Q7x2mN4p9vKq';
@@ -111,23 +111,12 @@ async function reachableWhenListening(address: string): Promise<boolean> {
   }
 }
 
-const dir = tempDir('berth-security-');
-const daemons: DaemonChild[] = [];
-after(async () => {
-  await Promise.all(daemons.map(killDaemon));
-  dir.remove();
-});
+const sandbox = daemonSandbox('berth-security-', TOKEN);
+after(() => sandbox.cleanup());
 
-function writeConfig(name: string, text: string): string {
-  const path = join(dir.path, name);
-  writeFileSync(path, text);
-  return path;
-}
-
-async function startDaemon(opts: { config?: string; db: string; port?: number; env?: Record<string, string> }): Promise<DaemonChild> {
-  const port = opts.port ?? (await freePort());
-  const d = spawnDaemon({ config: opts.config ?? writeConfig('berth.yml', DAEMON_CONFIG), db: opts.db, port, token: TOKEN, ...(opts.env ? { env: opts.env } : {}) });
-  daemons.push(d);
+/** A daemon on DAEMON_CONFIG, once it answers. */
+async function startDaemon(opts: { db: string }): Promise<DaemonChild> {
+  const d = await sandbox.spawn({ config: sandbox.writeConfig('berth.yml', DAEMON_CONFIG), db: opts.db });
   await waitReady(d);
   return d;
 }
@@ -147,7 +136,7 @@ function writtenRows(dbPath: string): string {
 describe('(a) every mutating route refuses a missing, wrong or almost-right token (real daemon)', () => {
   let d: DaemonChild;
   let ops: ApiOperation[];
-  const db = join(dir.path, 'a', 'berth.db');
+  const db = join(sandbox.path, 'a', 'berth.db');
   before(async () => {
     d = await startDaemon({ db });
     const seeded = await fetch(`${d.url}/v1/apps/web/releases`, { method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, body: '{"version":"v1"}' });
@@ -206,7 +195,7 @@ describe('(a) every mutating route refuses a missing, wrong or almost-right toke
 describe('(b) the API listens on loopback by default', () => {
   test('the default listen address is 127.0.0.1:7373, in the seed defaults and in a config without api', () => {
     assert.equal(SEED_DEFAULTS.listen, '127.0.0.1:7373');
-    const config = loadConfig(writeConfig('no-api.yml', DAEMON_CONFIG));
+    const config = loadConfig(sandbox.writeConfig('no-api.yml', DAEMON_CONFIG));
     assert.equal(config.api.listen, '127.0.0.1:7373');
     assert.equal(config.api.openReads, false, 'reads are closed by default');
     // An empty BERTH_LISTEN counts as unset: still loopback.
@@ -214,7 +203,7 @@ describe('(b) the API listens on loopback by default', () => {
   });
 
   test('a daemon on 127.0.0.1 cannot be reached through any non-loopback address of the machine', async (t) => {
-    const d = await startDaemon({ db: join(dir.path, 'b', 'berth.db') });
+    const d = await startDaemon({ db: join(sandbox.path, 'b', 'berth.db') });
     const port = Number(new URL(d.url).port);
     assert.equal(await connects('127.0.0.1', port), true, 'reachable on loopback');
     const outside = outsideAddresses();
@@ -246,8 +235,7 @@ describe('(b) the API listens on loopback by default', () => {
       t.diagnostic('NOTE: 127.0.0.1:7373 is in use on this machine; the default-listen daemon check is skipped');
       return;
     }
-    const d = spawnDaemon({ config: writeConfig('default.yml', DAEMON_CONFIG), db: join(dir.path, 'b2', 'berth.db'), port: 7373, token: TOKEN, env: { BERTH_LISTEN: '' } });
-    daemons.push(d);
+    const d = await sandbox.spawn({ config: sandbox.writeConfig('default.yml', DAEMON_CONFIG), db: join(sandbox.path, 'b2', 'berth.db'), port: 7373, env: { BERTH_LISTEN: '' } });
     await waitReady(d);
     assert.match(d.output(), /"listen":"127\.0\.0\.1:7373"/, 'the daemon says where it listens');
     for (const address of outsideAddresses()) {
@@ -316,10 +304,9 @@ describe('(c) reads need the token unless open_reads; open_reads serves loopback
 
   test('end to end: a daemon with open_reads on all interfaces serves reads to 127.0.0.1 but not to its own non-loopback address', async (t) => {
     const outside = outsideAddresses().filter((a) => !a.includes(':'));
-    const config = writeConfig('open-reads.yml', `${DAEMON_CONFIG}api:\n  open_reads: true\n`);
+    const config = sandbox.writeConfig('open-reads.yml', `${DAEMON_CONFIG}api:\n  open_reads: true\n`);
     const port = await freePort();
-    const d = spawnDaemon({ config, db: join(dir.path, 'c', 'berth.db'), port, token: TOKEN, env: { BERTH_LISTEN: `0.0.0.0:${port}` } });
-    daemons.push(d);
+    const d = await sandbox.spawn({ config, db: join(sandbox.path, 'c', 'berth.db'), port, env: { BERTH_LISTEN: `0.0.0.0:${port}` } });
     await waitReady(d);
     const local = await fetch(`http://127.0.0.1:${port}/v1/apps`);
     assert.equal(local.status, 200, 'a loopback client reads without the token');
@@ -419,7 +406,7 @@ describe('(d) no response echoes the token or the Authorization header', () => {
   });
 
   test('real daemon: no response body or header, and no log line, carries the token or the header', async () => {
-    const d = await startDaemon({ db: join(dir.path, 'd', 'berth.db') });
+    const d = await startDaemon({ db: join(sandbox.path, 'd', 'berth.db') });
     const ops = operationsOf(await (await fetch(`${d.url}/openapi.json`)).json());
     for (const op of ops) {
       for (const [cred, authorization] of credentials) {

@@ -2,9 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { mulberry32 } from '../../src/domain/prng.js';
 import type { AppStatus } from '../../src/domain/release.js';
-import type { HostDriver } from '../../src/hosts/host-driver.js';
-import { bedConfig, startDaemonProcess, type DaemonProcess } from '../support/daemon.js';
-import { openBedDrivers } from '../support/fleet.js';
+import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
 import { startLoad, type LoadRun } from '../support/load.js';
 import { bedSkipReason, requireTestbed, testbedCommand, type Testbed } from '../support/testbed.js';
 
@@ -25,9 +23,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('faults on real hosts, under load', { skip, concurrency: false }, () => {
   let bed: Testbed;
-  let daemon: DaemonProcess;
-  let drivers: Map<string, HostDriver>;
-  let closeDrivers: (() => Promise<void>) | undefined;
+  let daemon: BedDaemon;
   let next = 0;
 
   const url = (host: string) => `http://${bed.hosts.find((h) => h.name === host)!.address}:${PORT}`;
@@ -56,7 +52,7 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
 
   /** One running app container per host, of `version`, routed by the proxy; no duplicates, no leftovers. */
   async function assertFleet(version: string): Promise<void> {
-    for (const [host, d] of drivers) {
+    for (const [host, d] of daemon.drivers) {
       const cs = (await d.listContainers({ app: APP })).filter((c) => c.role === 'app');
       const running = cs.filter((c) => c.running);
       assert.deepEqual(running.map((c) => c.version), [version], `${host}: exactly one running container, ${version}`);
@@ -75,19 +71,16 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
   before(async () => {
     bed = requireTestbed();
     testbedCommand('live-restore', 'on');
-    ({ drivers, close: closeDrivers } = await openBedDrivers(bed, APP));
-    daemon = await startDaemonProcess(
-      bedConfig(bed, {
-        [APP]: {
-          image: bed.images.app,
-          hosts: ['h1', 'h2', 'h3'],
-          healthcheck: { interval: '500ms', max_attempts: 6 },
-          rollout: { parallelism: 1 },
-          retain_containers: 3,
-          stop_timeout: '5s',
-          proxy: { port: PORT, drain_timeout: '10s' },
-        },
-      }),
+    daemon = await startBedDaemon(
+      APP,
+      {
+        healthcheck: { interval: '500ms', max_attempts: 6 },
+        rollout: { parallelism: 1 },
+        retain_containers: 3,
+        stop_timeout: '5s',
+        proxy: { port: PORT, drain_timeout: '10s' },
+      },
+      { bed },
     );
     const first = await deploy('v1');
     next = 1;
@@ -96,8 +89,7 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
 
   after(async () => {
     testbedCommand('netup', 'h3');
-    await daemon?.cleanup();
-    await closeDrivers?.();
+    await daemon?.close();
   });
 
   it('kill -9 at 20 random moments of rollouts: converges every time, no duplicate, no orphan, zero failed requests', async () => {

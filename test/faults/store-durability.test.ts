@@ -1,5 +1,5 @@
 /**
- * An acknowledged write survives `kill -9` (DESIGN.md §9), under load: 8 clients
+ * An acknowledged write survives `kill -9` (docs/design.md, "The store"), under load: 8 clients
  * post releases to a real daemon process as fast as it answers; once ~100 have been
  * acknowledged the daemon is SIGKILLed with the burst still running. With the
  * daemon dead, the database file (opened read-only with better-sqlite3) passes
@@ -12,7 +12,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { DAEMON_CONFIG, freePort, killDaemon, spawnDaemon, tempDir, waitReady, type DaemonChild } from '../support/api.js';
+import { DAEMON_CONFIG, freePort, killDaemon, spawnDaemon, tempDir, waitReady, type DaemonChild } from '../support/daemon.js';
 
 const TOKEN = 'durability-test-token-5b0c7a93';
 const AUTH = { authorization: `Bearer ${TOKEN}` };

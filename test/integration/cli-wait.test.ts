@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { bedConfig, startDaemonProcess, TOKEN, type DaemonProcess } from '../support/daemon.js';
-import { openBedDrivers, type BedDrivers } from '../support/fleet.js';
-import { bedSkipReason, requireTestbed } from '../support/testbed.js';
+import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
+import { TOKEN } from '../support/daemon.js';
+import { bedSkipReason } from '../support/testbed.js';
 
 /** `berth deploy --wait` against a real daemon on the test hosts: live per-host progress, exit code. */
 const skip = bedSkipReason();
@@ -11,8 +11,7 @@ const APP = 'cliw';
 const ROOT = new URL('../../', import.meta.url).pathname;
 
 describe('berth deploy --wait', { skip, concurrency: false }, () => {
-  let daemon: DaemonProcess;
-  let bedDrivers: BedDrivers;
+  let daemon: BedDaemon;
 
   const cli = (...args: string[]) =>
     spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/bin.ts', ...args], {
@@ -23,16 +22,11 @@ describe('berth deploy --wait', { skip, concurrency: false }, () => {
     });
 
   before(async () => {
-    const bed = requireTestbed();
-    bedDrivers = await openBedDrivers(bed, APP);
-    daemon = await startDaemonProcess(
-      bedConfig(bed, { [APP]: { image: bed.images.app, hosts: ['h1', 'h2', 'h3'], healthcheck: { interval: '500ms', max_attempts: 3 } } }),
-    );
+    daemon = await startBedDaemon(APP, { healthcheck: { interval: '500ms', max_attempts: 3 } });
   });
 
   after(async () => {
-    await daemon?.cleanup();
-    await bedDrivers?.close();
+    await daemon?.close();
   });
 
   it('follows a rollout host by host and exits 0 when it completes', () => {

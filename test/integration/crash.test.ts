@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
-import type { HostDriver } from '../../src/hosts/host-driver.js';
-import { bedConfig, startDaemonProcess, type DaemonProcess } from '../support/daemon.js';
-import { openBedDrivers } from '../support/fleet.js';
-import { bedSkipReason, requireTestbed } from '../support/testbed.js';
+import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
+import { bedSkipReason } from '../support/testbed.js';
 
 /**
  * kill -9 of a real daemon process in the middle of a rollout, at several moments,
@@ -27,31 +25,20 @@ async function waitUntil<T>(what: string, fn: () => Promise<T | null>, timeoutMs
 }
 
 describe('controller crash mid-rollout', { skip, concurrency: false }, () => {
-  let daemon: DaemonProcess;
-  let drivers: Map<string, HostDriver>;
-  let closeDrivers: (() => Promise<void>) | undefined;
+  let daemon: BedDaemon;
 
   before(async () => {
-    const bed = requireTestbed();
-    ({ drivers, close: closeDrivers } = await openBedDrivers(bed, APP));
-    daemon = await startDaemonProcess(
-      bedConfig(bed, {
-        [APP]: {
-          image: bed.images.app,
-          hosts: ['h1', 'h2', 'h3'],
-          port: 3000,
-          healthcheck: { interval: '1s', max_attempts: 10 },
-          rollout: { parallelism: 1 },
-          hooks: { pre_deploy: ['echo migrate $VERSION'] },
-          retain_containers: 2,
-        },
-      }),
-    );
+    daemon = await startBedDaemon(APP, {
+      port: 3000,
+      healthcheck: { interval: '1s', max_attempts: 10 },
+      rollout: { parallelism: 1 },
+      hooks: { pre_deploy: ['echo migrate $VERSION'] },
+      retain_containers: 2,
+    });
   });
 
   after(async () => {
-    await daemon?.cleanup();
-    await closeDrivers?.();
+    await daemon?.close();
   });
 
   const converged = (revision: number) =>
@@ -68,7 +55,7 @@ describe('controller crash mid-rollout', { skip, concurrency: false }, () => {
     });
 
   async function assertFleet(version: string, revision: number): Promise<void> {
-    for (const [host, d] of drivers) {
+    for (const [host, d] of daemon.drivers) {
       const cs = await d.listContainers({ app: APP });
       const apps = cs.filter((c) => c.role === 'app');
       const running = apps.filter((c) => c.running);

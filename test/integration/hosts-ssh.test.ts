@@ -18,7 +18,7 @@ import { createLogger } from '../../src/log.js';
 import { httpRequest } from '../../src/hosts/http-request.js';
 import { fingerprintOf } from '../../src/hosts/host-keys.js';
 import { SshConnection } from '../../src/hosts/ssh-connection.js';
-import { createSshDriver } from '../../src/hosts/docker-driver.js';
+import { createSshDriver } from '../../src/hosts/docker/driver.js';
 import type { DockerEvent } from '../../src/hosts/host-driver.js';
 
 const SSHD = '/usr/sbin/sshd';

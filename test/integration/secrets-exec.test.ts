@@ -3,10 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { AppStatus } from '../../src/domain/release.js';
-import type { HostDriver } from '../../src/hosts/host-driver.js';
-import { bedConfig, startDaemonProcess, type DaemonProcess } from '../support/daemon.js';
-import { openBedDrivers } from '../support/fleet.js';
-import { bedSkipReason, requireTestbed } from '../support/testbed.js';
+import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
+import { bedSkipReason } from '../support/testbed.js';
 
 /**
  * Secrets reach containers through the Docker API only: a canary value from the
@@ -31,32 +29,24 @@ function commandLinesContaining(needle: string): string[] {
 }
 
 describe('secrets and berth exec', { skip, concurrency: false }, () => {
-  let daemon: DaemonProcess;
-  let drivers: Map<string, HostDriver>;
-  let closeDrivers: (() => Promise<void>) | undefined;
+  let daemon: BedDaemon;
 
   before(async () => {
-    const bed = requireTestbed();
-    ({ drivers, close: closeDrivers } = await openBedDrivers(bed, APP));
-    daemon = await startDaemonProcess(
-      bedConfig(bed, {
-        [APP]: {
-          image: bed.images.app,
-          hosts: ['h1', 'h2', 'h3'],
-          healthcheck: { interval: '500ms' },
-          rollout: { parallelism: 3 },
-          hooks: { pre_deploy: ['test -n "$DB_PASSWORD"'] },
-          env: { APP_MODE: 'test' },
-          secrets: ['DB_PASSWORD'],
-        },
-      }),
-      { DB_PASSWORD: CANARY, BERTH_LOG_LEVEL: 'debug' },
+    daemon = await startBedDaemon(
+      APP,
+      {
+        healthcheck: { interval: '500ms' },
+        rollout: { parallelism: 3 },
+        hooks: { pre_deploy: ['test -n "$DB_PASSWORD"'] },
+        env: { APP_MODE: 'test' },
+        secrets: ['DB_PASSWORD'],
+      },
+      { env: { DB_PASSWORD: CANARY, BERTH_LOG_LEVEL: 'debug' } },
     );
   });
 
   after(async () => {
-    await daemon?.cleanup();
-    await closeDrivers?.();
+    await daemon?.close();
   });
 
   it('the secret is in the containers and in no log, event, API response, metric or command line', async () => {
@@ -107,6 +97,6 @@ describe('secrets and berth exec', { skip, concurrency: false }, () => {
     assert.equal(wrongHost.status, 409);
     assert.match(wrongHost.body.message, /host "h9" does not run app "sec"/);
     // No exec container is left behind.
-    for (const d of drivers.values()) assert.equal((await d.listContainers({ app: APP })).filter((c) => c.role === 'hook').length, 0);
+    for (const d of daemon.drivers.values()) assert.equal((await d.listContainers({ app: APP })).filter((c) => c.role === 'hook').length, 0);
   });
 });

@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { HostError } from '../../src/domain/errors.js';
 import { LABELS } from '../../src/domain/labels.js';
 import { createLogger } from '../../src/log.js';
-import { createLocalDriver, createSshDriver, type DockerHostDriver } from '../../src/hosts/docker-driver.js';
+import { createLocalDriver, createSshDriver, type DockerHostDriver } from '../../src/hosts/docker/driver.js';
 import type { DockerEvent } from '../../src/hosts/host-driver.js';
 import {
   appImage,
@@ -86,6 +86,14 @@ describe('host drivers against the test bed', () => {
     return d;
   };
   let main: DockerHostDriver[] = [];
+  /** Main driver `i` with the test app's v1 pulled and the berth network in place. */
+  const withV1 = async (i: number): Promise<{ d: DockerHostDriver; image: string }> => {
+    const d = main[i]!;
+    const image = appImage(bed, 'v1');
+    await d.pullImage(image);
+    await d.ensureNetwork(NET);
+    return { d, image };
+  };
 
   before(async () => {
     if (skip) return;
@@ -207,10 +215,7 @@ describe('host drivers against the test bed', () => {
   });
 
   test('creating a container twice under one name returns the same id (adopt)', { skip }, async () => {
-    const d = main[0]!;
-    const image = appImage(bed, 'v1');
-    await d.pullImage(image);
-    await d.ensureNetwork(NET);
+    const { d, image } = await withV1(0);
     const opts = { name: `${APP}-r2`, image, env: {}, labels: labels(2, 'v1'), network: NET, init: true };
     const a = await d.createContainer(opts);
     const b = await d.createContainer(opts);
@@ -221,10 +226,7 @@ describe('host drivers against the test bed', () => {
   });
 
   test('httpGet to a closed port fails with a HostError, quickly; a silent server by its deadline', { skip }, async () => {
-    const d = main[1]!;
-    const image = appImage(bed, 'v1');
-    await d.pullImage(image);
-    await d.ensureNetwork(NET);
+    const { d, image } = await withV1(1);
     // Port 3000 accepts connections and never answers (nc, its stdin held open); 3999 is closed.
     const id = await d.createContainer({
       name: `${APP}-r4`,
@@ -255,10 +257,7 @@ describe('host drivers against the test bed', () => {
   });
 
   test('runOnce returns the exit code and the output tail, and kills a run past its timeout', { skip }, async () => {
-    const d = main[2]!;
-    const image = appImage(bed, 'v1');
-    await d.pullImage(image);
-    await d.ensureNetwork(NET);
+    const { d, image } = await withV1(2);
     const r = await d.runOnce({
       name: `${APP}-r5-hook`,
       image,

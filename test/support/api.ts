@@ -3,14 +3,8 @@
  * logger whose output is captured, and a recording controller seam (the API only
  * ever nudges the controller and asks whether it runs; nothing else is faked).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../../src/api/app.js';
@@ -18,8 +12,9 @@ import { tokenIdOf } from '../../src/api/auth.js';
 import type { ControllerHandle, ExecResult } from '../../src/api/context.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import { TOKEN } from './daemon.js';
 
-export const TOKEN = 'test-token-0123456789abcdef';
+export { TOKEN };
 export const AUTH = { authorization: `Bearer ${TOKEN}` } as const;
 /** How the audit trail names an actor who used TOKEN. */
 export const actorWithToken = (name: string, token: string = TOKEN) => `${name} (token ${tokenIdOf(token)})`;
@@ -207,157 +202,4 @@ export function sseClient(url: string, headers: Record<string, string>): SseClie
     },
     close: () => req.destroy(),
   };
-}
-
-// ---- a real daemon as a child process (`berth daemon`), for crash and CLI tests ----
-
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const BIN = join(ROOT, 'src', 'cli', 'bin.ts');
-
-/** One app on a local host whose Docker socket does not exist: the host is simply down. */
-export const DAEMON_CONFIG = `hosts:
-  local: { local: true, docker_socket: /nonexistent/docker.sock }
-apps:
-  web:
-    image: 10.77.0.1:5000/web
-    hosts: [local]
-    port: 3000
-    healthcheck: { path: /health, interval: 1s, timeout: 500ms, max_attempts: 2 }
-`;
-
-const children = new Set<ChildProcess>();
-// Last line of defence: never leave a daemon behind, whatever happened to the test.
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
-/** The environment without any BERTH_* variable of the caller (a developer's BERTH_TOKEN must not leak in). */
-function cleanEnv(extra: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('BERTH_')) env[k] = v;
-  return { ...env, ...extra };
-}
-
-export function tempDir(prefix = 'berth-api-test-'): { path: string; remove(): void } {
-  const path = mkdtempSync(join(tmpdir(), prefix));
-  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
-}
-
-/** A port nobody listens on right now (bound and released by the kernel's choice). */
-export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
-
-export interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-export interface DaemonChild {
-  proc: ChildProcess;
-  url: string;
-  /** stdout + stderr so far. */
-  output(): string;
-  exited: Promise<Exit>;
-  /** Resolves with the exit, or rejects after `ms`. */
-  exit(ms: number): Promise<Exit>;
-}
-
-export interface DaemonOptions {
-  config: string;
-  db: string;
-  port: number;
-  token?: string;
-  env?: Record<string, string>;
-}
-
-export function spawnDaemon(o: DaemonOptions): DaemonChild {
-  const proc = spawn(process.execPath, ['--import', 'tsx', BIN, 'daemon'], {
-    cwd: ROOT,
-    env: cleanEnv({
-      BERTH_CONFIG: o.config,
-      BERTH_DB: o.db,
-      BERTH_LISTEN: `127.0.0.1:${o.port}`,
-      ...(o.token ? { BERTH_TOKEN: o.token } : {}),
-      ...(o.env ?? {}),
-    }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(proc);
-  let out = '';
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const exited = new Promise<Exit>((resolve) =>
-    proc.once('exit', (code, signal) => {
-      children.delete(proc);
-      resolve({ code, signal });
-    }),
-  );
-  return {
-    proc,
-    url: `http://127.0.0.1:${o.port}`,
-    output: () => out,
-    exited,
-    exit: (ms) =>
-      Promise.race([
-        exited,
-        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`daemon did not exit within ${ms} ms; output:\n${out}`)), ms).unref()),
-      ]),
-  };
-}
-
-/** Polls /healthz until it answers 200; fails early (with the daemon's output) if the daemon exits. */
-export async function waitReady(d: DaemonChild, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let dead = false;
-  void d.exited.then(() => (dead = true));
-  while (Date.now() < deadline) {
-    if (dead) throw new Error(`daemon exited before it was ready:\n${d.output()}`);
-    try {
-      const res = await fetch(`${d.url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (res.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`daemon not ready within ${timeoutMs} ms:\n${d.output()}`);
-}
-
-/** SIGKILLs the daemon if it still runs and waits for it to be gone. */
-export async function killDaemon(d: DaemonChild): Promise<void> {
-  if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGKILL');
-  await d.exited;
-}
-
-export interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `berth ARGS...` as a user would, with only the given BERTH_* variables set. */
-export function runCli(args: string[], env: Record<string, string>, timeoutMs = 15_000): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(proc);
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`berth ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    proc.once('error', reject);
-    proc.once('close', (code) => {
-      clearTimeout(timer);
-      children.delete(proc);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }

@@ -1,119 +1,215 @@
 /**
- * A real berth daemon in a child process (the CLI's `daemon` command), configured
- * from the test bed, for tests that kill it, restart it or talk to it over HTTP.
+ * A real berth daemon as a child process (`berth daemon`, run through tsx), and the
+ * CLI run as a user would. Nothing here needs the test hosts: tests without them use
+ * DAEMON_CONFIG (one local host whose Docker socket does not exist); the daemon on the
+ * test hosts (bed-daemon.ts) is built on the same spawnDaemon / waitReady / sandbox.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
-import type { Testbed } from './testbed.js';
+import { fileURLToPath } from 'node:url';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-export const TOKEN = 'test-token-0123456789';
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const BIN = join(ROOT, 'src', 'cli', 'bin.ts');
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
+/** The bearer token of test daemons and of the in-process API (api.ts), unless a test picks its own. */
+export const TOKEN = 'test-token-0123456789abcdef';
+
+/** One app on a local host whose Docker socket does not exist: the host is simply down. */
+export const DAEMON_CONFIG = `hosts:
+  local: { local: true, docker_socket: /nonexistent/docker.sock }
+apps:
+  web:
+    image: 10.77.0.1:5000/web
+    hosts: [local]
+    port: 3000
+    healthcheck: { path: /health, interval: 1s, timeout: 500ms, max_attempts: 2 }
+`;
+
+const children = new Set<ChildProcess>();
+// Last line of defence: never leave a daemon behind, whatever happened to the test.
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+/** The environment without any BERTH_* variable of the caller (a developer's BERTH_TOKEN must not leak in). */
+function cleanEnv(extra: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('BERTH_')) env[k] = v;
+  return { ...env, ...extra };
 }
 
-/** The YAML config for `apps` on the bed's first three hosts, as an operator would write it. */
-export function bedConfig(bed: Testbed, apps: Record<string, unknown>): Record<string, unknown> {
+export function tempDir(prefix = 'berth-api-test-'): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** A port nobody listens on right now (bound and released by the kernel's choice). */
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface DaemonChild {
+  proc: ChildProcess;
+  url: string;
+  /** stdout + stderr so far. */
+  output(): string;
+  exited: Promise<Exit>;
+  /** Resolves with the exit, or rejects after `ms`. */
+  exit(ms: number): Promise<Exit>;
+}
+
+export interface DaemonOptions {
+  /** Path of the YAML config (BERTH_CONFIG). */
+  config: string;
+  /** Path of the database (BERTH_DB). */
+  db: string;
+  /** Listens on 127.0.0.1:port (BERTH_LISTEN; `env` may override it). */
+  port: number;
+  token?: string;
+  /** More environment (secrets, BERTH_LOG_LEVEL, ...); the caller's BERTH_* variables are never passed on. */
+  env?: Record<string, string>;
+}
+
+export function spawnDaemon(o: DaemonOptions): DaemonChild {
+  const proc = spawn(process.execPath, ['--import', 'tsx', BIN, 'daemon'], {
+    cwd: ROOT,
+    env: cleanEnv({
+      BERTH_CONFIG: o.config,
+      BERTH_DB: o.db,
+      BERTH_LISTEN: `127.0.0.1:${o.port}`,
+      ...(o.token ? { BERTH_TOKEN: o.token } : {}),
+      ...(o.env ?? {}),
+    }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(proc);
+  let out = '';
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const exited = new Promise<Exit>((resolve) =>
+    proc.once('exit', (code, signal) => {
+      children.delete(proc);
+      resolve({ code, signal });
+    }),
+  );
   return {
-    hosts: Object.fromEntries(
-      bed.hosts.slice(0, 3).map((h) => [
-        h.name,
-        { address: h.address, port: h.sshPort, user: h.user, ssh_key: bed.clientKey, host_key: h.hostKey, docker_socket: h.dockerSocket, state_dir: h.stateDir },
+    proc,
+    url: `http://127.0.0.1:${o.port}`,
+    output: () => out,
+    exited,
+    exit: (ms) =>
+      Promise.race([
+        exited,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`daemon did not exit within ${ms} ms; output:\n${out}`)), ms).unref()),
       ]),
-    ),
-    proxy: { image: bed.images.proxy },
-    controller: { resync_interval: '2s' },
-    apps,
   };
 }
 
-export interface DaemonProcess {
-  url: string;
-  dir: string;
-  child: ChildProcess;
-  output(): string;
-  request<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
-  kill9(): Promise<void>;
-  stop(): Promise<number | null>;
-  /** Starts a new daemon process on the same config and database. */
-  restart(): Promise<void>;
+export interface WaitReadyOptions {
+  /** `/healthz` (the process answers, the default) or `/readyz` (database open and reconcile loop running). */
+  probe?: '/healthz' | '/readyz';
+  timeoutMs?: number;
+}
+
+/** Polls the probe until it answers 200; fails early (with the daemon's output) if the daemon exits. */
+export async function waitReady(d: DaemonChild, { probe = '/healthz', timeoutMs = 20_000 }: WaitReadyOptions = {}): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let dead = false;
+  void d.exited.then(() => (dead = true));
+  while (Date.now() < deadline) {
+    if (dead) throw new Error(`daemon exited before it was ready:\n${d.output()}`);
+    try {
+      const res = await fetch(`${d.url}${probe}`, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`daemon not ready within ${timeoutMs} ms:\n${d.output()}`);
+}
+
+/** SIGKILLs the daemon if it still runs and waits for it to be gone. */
+export async function killDaemon(d: DaemonChild): Promise<void> {
+  if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGKILL');
+  await d.exited;
+}
+
+/**
+ * A scratch directory for a test file's daemons, all with one token: configs are
+ * written into it, and cleanup() SIGKILLs every daemon spawned through it and
+ * removes it (call it from `after`).
+ */
+export interface DaemonSandbox {
+  path: string;
+  /** Every daemon spawned through the sandbox so far, oldest first. */
+  readonly daemons: readonly DaemonChild[];
+  /** Writes `text` to the file `name` in the directory; returns its path. */
+  writeConfig(name: string, text: string): string;
+  /** spawnDaemon with the sandbox's token, on a free port unless one is given. Does not wait until it is ready. */
+  spawn(o: Omit<DaemonOptions, 'port' | 'token'> & { port?: number }): Promise<DaemonChild>;
   cleanup(): Promise<void>;
 }
 
-export async function startDaemonProcess(config: Record<string, unknown>, env: Record<string, string> = {}): Promise<DaemonProcess> {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-daemon-'));
-  const port = await freePort();
-  writeFileSync(join(dir, 'berth.yml'), stringify(config));
-  const url = `http://127.0.0.1:${port}`;
-  let out = '';
-  let child!: ChildProcess;
-
-  const launch = async () => {
-    child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/bin.ts'), 'daemon'], {
-      cwd: ROOT,
-      env: { ...process.env, BERTH_CONFIG: join(dir, 'berth.yml'), BERTH_DB: join(dir, 'berth.db'), BERTH_LISTEN: `127.0.0.1:${port}`, BERTH_TOKEN: TOKEN, BERTH_LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`daemon exited with ${child.exitCode}:\n${out}`);
-      const ok = await fetch(`${url}/readyz`).then((r) => r.ok, () => false);
-      if (ok) return;
-      if (Date.now() > deadline) throw new Error(`daemon not ready after 20 s:\n${out}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
-  const exited = () => new Promise<number | null>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
-
-  await launch();
+export function daemonSandbox(prefix: string, token: string): DaemonSandbox {
+  const dir = tempDir(prefix);
+  const daemons: DaemonChild[] = [];
   return {
-    url,
-    dir,
-    get child() {
-      return child;
+    path: dir.path,
+    daemons,
+    writeConfig(name, text) {
+      const path = join(dir.path, name);
+      writeFileSync(path, text);
+      return path;
     },
-    output: () => out,
-    async request<T>(method: string, path: string, body?: unknown) {
-      const res = await fetch(url + path, {
-        method,
-        headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.text();
-      return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
+    async spawn({ port, ...o }) {
+      const d = spawnDaemon({ ...o, port: port ?? (await freePort()), token });
+      daemons.push(d);
+      return d;
     },
-    async kill9() {
-      const done = exited();
-      child.kill('SIGKILL');
-      await done;
-    },
-    async stop() {
-      const done = exited();
-      child.kill('SIGTERM');
-      return done;
-    },
-    restart: launch,
     async cleanup() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const done = exited();
-        child.kill('SIGKILL');
-        await done;
-      }
-      rmSync(dir, { recursive: true, force: true });
+      await Promise.all(daemons.map(killDaemon));
+      dir.remove();
     },
   };
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `berth ARGS...` as a user would, with only the given BERTH_* variables set. */
+export function runCli(args: string[], env: Record<string, string>, timeoutMs = 15_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(proc);
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`berth ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    proc.once('error', reject);
+    proc.once('close', (code) => {
+      clearTimeout(timer);
+      children.delete(proc);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type { AppSpec } from '../../src/domain/app-spec.js';
 import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
-import { createSshDriver } from '../../src/hosts/docker-driver.js';
+import { createSshDriver } from '../../src/hosts/docker/driver.js';
 import type { HostDriver, ObservedContainer } from '../../src/hosts/host-driver.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
 import { CaddyProxy } from '../../src/proxy/caddy-proxy.js';
@@ -115,7 +115,7 @@ export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, 
       // and the pass that records it into the status has run.
       await fleet.waitFor((_s, desired) => {
         if (desired > revision) return true;
-        const rec = store.status.getRollout<{ state: string }>(app);
+        const rec = store.status.getRollout(app);
         return rec?.revision === revision && ['complete', 'failed', 'paused'].includes(rec.state.state);
       }, timeoutMs);
       await controller.idle();

@@ -5,42 +5,17 @@
  * local Docker whose socket does not exist: the controller runs, the host is down.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import {
-  DAEMON_CONFIG,
-  freePort,
-  killDaemon,
-  spawnDaemon,
-  sseClient,
-  tempDir,
-  waitReady,
-  type DaemonChild,
-} from '../support/api.js';
+import { sseClient } from '../support/api.js';
+import { DAEMON_CONFIG, daemonSandbox, freePort, waitReady, type DaemonChild } from '../support/daemon.js';
 
 const TOKEN = 'daemon-test-token-4f1c9b7e2a';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 
-const dir = tempDir('berth-daemon-test-');
-const daemons: DaemonChild[] = [];
-after(async () => {
-  await Promise.all(daemons.map(killDaemon));
-  dir.remove();
-});
-
-function writeConfig(name: string, text: string): string {
-  const path = join(dir.path, name);
-  writeFileSync(path, text);
-  return path;
-}
-
-async function start(opts: { config: string; db: string; port?: number }): Promise<DaemonChild> {
-  const d = spawnDaemon({ config: opts.config, db: opts.db, port: opts.port ?? (await freePort()), token: TOKEN });
-  daemons.push(d);
-  return d;
-}
+const sandbox = daemonSandbox('berth-daemon-test-', TOKEN);
+after(() => sandbox.cleanup());
 
 /** POSTs a release and SIGKILLs the daemon the moment the 202 status line arrives. */
 function postThenKill(d: DaemonChild, body: unknown): Promise<number> {
@@ -62,28 +37,28 @@ async function releases(d: DaemonChild): Promise<Array<{ revision: number; versi
 }
 
 describe('berth daemon as a child process', () => {
-  const config = writeConfig('berth.yml', DAEMON_CONFIG);
-  const db = join(dir.path, 'data', 'berth.db');
+  const config = sandbox.writeConfig('berth.yml', DAEMON_CONFIG);
+  const db = join(sandbox.path, 'data', 'berth.db');
   let port = 0;
   /** The daemon the next test works with. */
   let live: DaemonChild | undefined;
 
   test('an acknowledged release survives kill -9 right after the 202', async () => {
     port = await freePort();
-    const a = await start({ config, db, port });
+    const a = await sandbox.spawn({ config, db, port });
     await waitReady(a);
     assert.equal(await postThenKill(a, { version: 'v2' }), 202);
     assert.deepEqual(await a.exit(5000), { code: null, signal: 'SIGKILL' });
 
     // Restart on the same database and port: the lock died with the process.
-    const b = await start({ config, db, port });
+    const b = await sandbox.spawn({ config, db, port });
     await waitReady(b);
     assert.deepEqual((await releases(b)).map((r) => [r.revision, r.version]), [[1, 'v2']]);
 
     // Once more, with optimistic concurrency on top of the recovered history.
     assert.equal(await postThenKill(b, { version: 'v3', expectedRevision: 1 }), 202);
     await b.exit(5000);
-    const c = await start({ config, db, port });
+    const c = await sandbox.spawn({ config, db, port });
     await waitReady(c);
     assert.deepEqual((await releases(c)).map((r) => [r.revision, r.version]), [[2, 'v3'], [1, 'v2']]);
     const app = (await (await fetch(`${c.url}/v1/apps/web`, { headers: AUTH })).json()) as { desired: { revision: number; version: string } };
@@ -102,7 +77,7 @@ describe('berth daemon as a child process', () => {
     assert.ok(running, 'needs the daemon of the first test');
     assert.equal(running.proc.exitCode, null, 'the first daemon still runs');
     const t0 = Date.now();
-    const second = await start({ config, db });
+    const second = await sandbox.spawn({ config, db });
     const exit = await second.exit(15_000);
     assert.notEqual(exit.code, 0);
     assert.equal(exit.signal, null);
@@ -132,7 +107,7 @@ describe('berth daemon as a child process', () => {
       stream.close();
     }
     // And the database is free again: a new daemon starts on it at once.
-    const next = await start({ config, db });
+    const next = await sandbox.spawn({ config, db });
     await waitReady(next);
     assert.equal((await releases(next)).length, 2);
     next.proc.kill('SIGTERM');
@@ -140,11 +115,11 @@ describe('berth daemon as a child process', () => {
   });
 
   test('a config error exits non-zero and names the key path', async () => {
-    const bad = writeConfig(
+    const bad = sandbox.writeConfig(
       'bad.yml',
       DAEMON_CONFIG.replace('interval: 1s', 'interval: 5 parsecs').replace('hosts: [local]', 'hosts: [local, nowhere]'),
     );
-    const d = await start({ config: bad, db: join(dir.path, 'bad', 'berth.db') });
+    const d = await sandbox.spawn({ config: bad, db: join(sandbox.path, 'bad', 'berth.db') });
     const exit = await d.exit(15_000);
     assert.notEqual(exit.code, 0);
     assert.equal(exit.signal, null);

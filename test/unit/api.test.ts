@@ -1,5 +1,5 @@
 /**
- * The HTTP API (DESIGN.md §6) through app.inject(), plus one real listening server
+ * The HTTP API (README.md, "HTTP API") through app.inject(), plus one real listening server
  * for the SSE stream. The store is a real in-memory SQLite store; the only stand-in
  * is the controller seam, which records the apps the API enqueues.
  */
@@ -21,7 +21,7 @@ afterEach(async () => {
   await api.close();
 });
 
-/** The routes of DESIGN.md §6, with the path parameter spelt as in OpenAPI. */
+/** The routes of README.md's "HTTP API" table, with the path parameter spelt as in OpenAPI. */
 const DESIGN_ROUTES: Array<[string, string]> = [
   ['get', '/healthz'],
   ['get', '/readyz'],

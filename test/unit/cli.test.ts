@@ -23,7 +23,7 @@ import {
   tempDir,
   waitReady,
   type DaemonChild,
-} from '../support/api.js';
+} from '../support/daemon.js';
 
 const TOKEN = 'cli-test-token-7d2e91c04b';
 const dir = tempDir('berth-cli-test-');

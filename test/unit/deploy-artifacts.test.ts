@@ -378,7 +378,7 @@ test("promtool check metrics: Prometheus' own parser reads berth's exposition; o
     assert.ok(r.status === 0 || r.status === 3, r.out);
     assert.doesNotMatch(r.out, /error|parsing/i);
     const findings = r.out.split('\n').filter((l) => l.trim() !== '');
-    // berth_rollout_hosts_total is DESIGN.md §8's name for a gauge; the others are prom-client's.
+    // berth_rollout_hosts_total is berth's documented name for a gauge (README.md, "Metrics"); the others are prom-client's.
     const known = /^berth_(rollout_hosts_total|nodejs_active_(handles|requests|resources)_total) non-counter metrics should not have "_total" suffix$/;
     for (const f of findings) assert.match(f, known, `unexpected promtool lint finding: ${f}`);
   });

@@ -1,19 +1,23 @@
 /**
- * berth's metrics registry against DESIGN.md §8: this file HOLDS the list of
- * series (name, type, label set) and fails on any drift in the registry, in
- * either direction. Also: histogram buckets, process metrics, cardinality rules,
- * the text exposition (parsed line by line, through the registry and through
- * GET /metrics) and setPhase.
+ * berth's metrics registry against docs/observability.md ("Metrics reference"):
+ * this file HOLDS the list of series (name, type, label set) and fails on any
+ * drift in the registry, in either direction. Also: histogram buckets, process
+ * metrics, cardinality rules, the text exposition (parsed line by line, through
+ * the registry and through GET /metrics; its fast path and its fallback) and
+ * setPhase.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { describe, test } from 'node:test';
-import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, Summary, type Metric, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { renderExposition, type FallbackReason } from '../../src/metrics/exposition.js';
 import { BerthMetrics, PHASES } from '../../src/metrics/registry.js';
 import { makeApi } from '../support/api.js';
 
 type MetricType = 'counter' | 'gauge' | 'histogram';
 
-/** DESIGN.md §8, plus the HTTP series of README.md ("Metrics"). Keep in step with both documents. */
+/** docs/observability.md ("Metrics reference") and README.md ("Metrics"). Keep in step with both documents. */
 const SERIES: Record<string, { type: MetricType; labels: string[] }> = {
   berth_reconcile_total: { type: 'counter', labels: ['app', 'result'] },
   berth_reconcile_duration_seconds: { type: 'histogram', labels: ['app'] },
@@ -223,8 +227,8 @@ function checkHistogram(f: Family): void {
 
 // ---------------------------------------------------------------------------
 
-describe('metrics registry (DESIGN.md §8)', () => {
-  test('holds exactly the series of DESIGN.md §8 (plus HTTP), with their types and label sets', async () => {
+describe('metrics registry (docs/observability.md, "Metrics reference")', () => {
+  test('holds exactly the series of the metrics reference, with their types and label sets', async () => {
     const m = new BerthMetrics('1.2.3', { processMetrics: false });
     exercise(m);
     const all = await json(m);
@@ -311,7 +315,7 @@ describe('metrics registry (DESIGN.md §8)', () => {
     ]) {
       assert.ok(processNames.includes(name), `${name} present`);
     }
-    // Nothing else sneaks in: every name is a §8 series or a process metric.
+    // Nothing else sneaks in: every name is a documented series or a process metric.
     for (const name of on.keys()) assert.ok(name in SERIES || isProcessMetric(name), `${name} is expected`);
     const off = await json(new BerthMetrics('1.2.3', { processMetrics: false }));
     assert.deepEqual([...off.keys()].filter(isProcessMetric), []);
@@ -415,6 +419,105 @@ describe('text exposition', () => {
     m.hostUp.remove({ host: 'h9' });
     m.hostUp.set({ host: 'h7' }, 1);
     await same('swapped back to a series the cache knows, with the same value');
+  });
+
+  test("the fast path is taken for every counter, gauge and histogram: prom-client's internals are where exposition.ts reads them", async () => {
+    // exposition.ts reads prom-client's private fields (registry._defaultLabels, metric.hashMap and its
+    // series' labels/value/bucketValues/sum/count, histogram.upperBounds); the version is pinned for it.
+    const pinned = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> })
+      .dependencies['prom-client'];
+    const installed = (createRequire(import.meta.url)('prom-client/package.json') as { version: string }).version;
+    assert.equal(pinned, installed, 'package.json pins prom-client to exactly the installed version');
+
+    const m = new BerthMetrics('1.2.3');
+    exercise(m);
+    const fallbacks: string[] = [];
+    const text = await renderExposition(m.registry, { onFallback: (name, why) => fallbacks.push(`${name}: ${why}`) });
+    assert.deepEqual(fallbacks, [], 'no metric went through the fallback');
+    const types = new Set(m.registry.getMetricsAsArray().map((x) => String(x.type)));
+    for (const t of ['counter', 'gauge', 'histogram']) assert.ok(types.has(t), `the registry has a ${t}`);
+    assert.ok(parseExposition(text).size >= Object.keys(SERIES).length);
+  });
+
+  test("the fallback (a metric of unknown shape, a summary, default labels) writes exactly prom-client's registry.metrics()", async () => {
+    /**
+     * `metric` as exposition.ts would see it if prom-client renamed `field` (or changed it, with
+     * `replace`): prom-client's own methods still run on the real object, so registry.metrics() works.
+     */
+    const hiding = <T extends object>(metric: T, field: string, replace?: (real: unknown) => unknown): T =>
+      new Proxy(metric, {
+        get(target, key) {
+          const real: unknown = Reflect.get(target, key, target);
+          if (key === field) return replace ? replace(real) : undefined;
+          return typeof real === 'function' ? (real as (...a: unknown[]) => unknown).bind(target) : real;
+        },
+      });
+    /** Series renamed: {labels, val} and {labels, buckets, sum, count}. */
+    const renamed = (field: string, to: string) => (real: unknown) =>
+      Object.fromEntries(
+        Object.entries(real as Record<string, Record<string, unknown>>).map(([hash, { [field]: v, ...rest }]) => [hash, { ...rest, [to]: v }]),
+      );
+
+    const reg = new Registry();
+    const labelNames = ['app', 'host'] as const;
+    const counter = new Counter({ name: 'berth_fb_counter_total', help: 'no hashMap', labelNames, registers: [] });
+    const gauge = new Gauge({ name: 'berth_fb_gauge', help: 'series {labels, val}', labelNames, registers: [] });
+    const histogram = new Histogram({ name: 'berth_fb_seconds', help: 'no upperBounds', labelNames, buckets: [0.1, 1, 10], registers: [] });
+    const histogram2 = new Histogram({ name: 'berth_fb2_seconds', help: 'series without bucketValues', labelNames, buckets: [1, 5], registers: [] });
+    const summary = new Summary({ name: 'berth_fb_summary_seconds', help: 'a summary', labelNames, percentiles: [0.5, 0.9], registers: [] });
+    const fast = new Gauge({ name: 'berth_fast_gauge', help: 'still the fast path, between fallbacks', labelNames, registers: [] });
+    const custom = {
+      name: 'berth_fb_custom',
+      help: 'A metric object prom-client did not make,\nwith a \\ in its help.',
+      type: 'gauge',
+      async get() {
+        return { name: this.name, help: this.help, type: this.type, aggregator: 'sum', values: [{ labels: { kind: 'we"ird\\x\ny' }, value: 2 }, { labels: {}, value: 0.5 }] };
+      },
+    };
+    reg.registerMetric(hiding(counter, 'hashMap'));
+    reg.registerMetric(hiding(gauge, 'hashMap', renamed('value', 'val')));
+    reg.registerMetric(fast);
+    reg.registerMetric(hiding(histogram, 'upperBounds'));
+    reg.registerMetric(hiding(histogram2, 'hashMap', renamed('bucketValues', 'buckets')));
+    reg.registerMetric(summary);
+    reg.registerMetric(custom as unknown as Metric);
+    for (const [i, app] of ['web', 'api', 'we"ird\\app\nname'].entries()) {
+      const labels = { app, host: `h${i}` };
+      counter.inc(labels, i + 1);
+      gauge.set(labels, -i - 0.25);
+      fast.set(labels, i);
+      histogram.observe(labels, i * 3.3);
+      histogram2.observe(labels, i);
+      summary.observe(labels, i / 2);
+    }
+    gauge.set({ app: 'web', host: 'h9' }, Infinity);
+
+    const fallbacks = new Map<string, FallbackReason>();
+    const ours = await renderExposition(reg, { onFallback: (name, why) => fallbacks.set(name, why) });
+    assert.deepEqual(
+      Object.fromEntries(fallbacks),
+      {
+        berth_fb_counter_total: 'no-hashMap',
+        berth_fb_gauge: 'series-shape',
+        berth_fb_seconds: 'no-upperBounds',
+        berth_fb2_seconds: 'series-shape',
+        berth_fb_summary_seconds: 'type',
+        berth_fb_custom: 'no-hashMap',
+      },
+      'each metric of unknown shape took the fallback, for its reason',
+    );
+    assert.equal(ours, await reg.metrics(), 'same text as prom-client');
+    parseExposition(ours);
+
+    // Default labels: prom-client merges them into every series, so the whole registry falls back.
+    const m = new BerthMetrics('1.2.3', { processMetrics: false });
+    exercise(m);
+    m.registry.setDefaultLabels({ instance: 'berth-1' });
+    const all: string[] = [];
+    const text = await renderExposition(m.registry, { onFallback: (name, why) => all.push(`${name}: ${why}`) });
+    assert.deepEqual(all.sort(), Object.keys(SERIES).map((n) => `${n}: default-labels`).sort());
+    assert.equal(text, await m.registry.metrics());
+    assert.ok([...parseExposition(text).values()].every((f) => f.samples.every((s) => s.labels.instance === 'berth-1')));
   });
 
   test('the parser rejects broken expositions', () => {

@@ -1,10 +1,29 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ObservedContainer } from '../../src/hosts/host-driver.js';
-import { newRecord, plan } from '../../src/reconciler/plan.js';
-import { applyResults } from '../../src/reconciler/results.js';
-import type { Action, HostObservation, PlanInput, RolloutRecord } from '../../src/reconciler/types.js';
+import { rolloutRecordProblem, type RolloutRecord } from '../../src/domain/rollout.js';
+import { newRecord, plan as planPure } from '../../src/reconciler/plan.js';
+import { applyResults as applyResultsPure } from '../../src/reconciler/results.js';
+import type { Action, ActionResult, HostObservation, Plan, PlanInput } from '../../src/reconciler/types.js';
 import { makeContainer, makeDesired, makeSpec } from '../support/fixtures.js';
+
+/**
+ * Every record the planner and applyResults produce, in every scenario below, is one the
+ * store reads back (src/store/status.ts validates with rolloutRecordProblem): a record
+ * the validator refused would be dropped and its rollout started over.
+ */
+function storable(record: RolloutRecord, where: string): RolloutRecord {
+  assert.equal(rolloutRecordProblem(JSON.parse(JSON.stringify(record))), null, `${where} wrote a record the store would refuse`);
+  return record;
+}
+function plan(i: PlanInput): Plan {
+  const p = planPure(i);
+  if (p.record) storable(p.record, 'plan');
+  return p;
+}
+function applyResults(record: RolloutRecord, results: ActionResult[], now: number): RolloutRecord {
+  return storable(applyResultsPure(record, results, now), 'applyResults');
+}
 
 /**
  * The planner, scenario by scenario. Each case is a fleet as observed plus the
@@ -263,10 +282,8 @@ describe('plan: failures and rollback', () => {
     assert.equal(p.record?.state, 'failed');
     assert.equal(p.status.phase, 'Failed');
     assert.equal(p.status.conditions[0]?.reason, 'HealthCheckFailed');
-    assert.deepEqual(p.actions, [
-      { type: 'createRollback', toVersion: 'v1', toRevision: 1, reason: 'health_check_failed' },
-      { type: 'remove', host: 'h2', containerIds: [h2new.id], why: 'failed' },
-    ]);
+    assert.deepEqual(p.rollback, { toVersion: 'v1', toRevision: 1, reason: 'health_check_failed' });
+    assert.deepEqual(p.actions, [{ type: 'remove', host: 'h2', containerIds: [h2new.id], why: 'failed' }]);
   });
 
   it('the rollback release reuses the retained stopped container instead of creating one', () => {
@@ -284,14 +301,14 @@ describe('plan: failures and rollback', () => {
     const rec = { ...newRecord(3, NOW), pulled: ['h1', 'h2', 'h3'], hosts: { h1: { step: 'failed' as const, reason: 'HealthCheckFailed' as const, message: 'down', at: NOW } } };
     const p = plan(input({ desired: rollback, stable: { revision: 1, version: 'v1' }, record: rec, observed: observe({ h1: [], h2: [], h3: [] }) }));
     assert.equal(p.record?.state, 'failed');
-    assert.ok(!p.actions.some((a) => a.type === 'createRollback'));
+    assert.equal(p.rollback, undefined);
   });
 
   it('the first release has nothing to roll back to: it just fails', () => {
     const rec = record({ hosts: { h1: { step: 'failed', reason: 'HealthCheckFailed', message: 'x', at: NOW } } });
     const p = plan(input({ stable: null, record: rec, observed: observe({ h1: [], h2: [], h3: [] }) }));
     assert.equal(p.status.phase, 'Failed');
-    assert.ok(!p.actions.some((a) => a.type === 'createRollback'));
+    assert.equal(p.rollback, undefined);
   });
 
   it('on_failure pause: holds the rollout and pauses the app', () => {
@@ -328,14 +345,15 @@ describe('plan: failures and rollback', () => {
     const twoFailed = record({ hosts: { ...oneFailed.hosts, h2: { step: 'failed', reason: 'HealthCheckFailed', message: 'y', at: NOW } } });
     const q = plan(input({ desired, record: twoFailed, observed }));
     assert.equal(q.record?.state, 'failed');
-    assert.ok(!q.actions.some((a) => a.type === 'createRollback' || a.type === 'updateHost'));
+    assert.equal(q.rollback, undefined);
+    assert.ok(!q.actions.some((a) => a.type === 'updateHost'));
   });
 
   it('progress_deadline exceeded fails the rollout and rolls back', () => {
     const rec = { ...record(), startedAt: NOW - 700_000 };
     const p = plan(input({ record: rec, observed: observe({ h1: [makeContainer(1, 'v1')], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }) }));
     assert.equal(p.status.conditions[0]?.reason, 'ProgressDeadlineExceeded');
-    assert.ok(p.actions.some((a) => a.type === 'createRollback' && a.reason === 'progress_deadline'));
+    assert.equal(p.rollback?.reason, 'progress_deadline');
   });
 
   it('an operator pause holds everything, including cleanup', () => {

@@ -7,10 +7,13 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { SEED_DEFAULTS, type AppSpec } from '../../src/domain/app-spec.js';
+import type { AppSpec } from '../../src/domain/app-spec.js';
 import { ConflictError, NotFoundError, StoreError } from '../../src/domain/errors.js';
 import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
+import { parseRolloutRecord, rolloutRecordProblem, type RolloutRecord } from '../../src/domain/rollout.js';
 import { DEFAULT_MIGRATIONS_DIR, migrate, openStore, schemaVersion, type Store } from '../../src/store/index.js';
+import { newRecord } from '../../src/reconciler/plan.js';
+import { makeSpec } from '../support/fixtures.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const STORE_MODULE = new URL('../../src/store/index.ts', import.meta.url).href;
@@ -26,21 +29,15 @@ after(() => {
 });
 
 function spec(name: string, over: Partial<AppSpec> = {}): AppSpec {
-  return {
+  return makeSpec({
     name,
     image: '10.77.0.1:5000/web',
     hosts: ['h1', 'h2'],
-    port: 3000,
-    healthcheck: { ...SEED_DEFAULTS.healthcheck },
-    rollout: { ...SEED_DEFAULTS.rollout },
-    hooks: { preDeploy: [], postDeploy: [], timeoutMs: SEED_DEFAULTS.hooks.timeoutMs },
-    retainContainers: 5,
-    stopTimeoutMs: 10_000,
     proxy: { port: 80, host: null, drainTimeoutMs: 30_000 },
     env: { RAILS_ENV: 'production' },
     secrets: ['DATABASE_URL'],
     ...over,
-  };
+  });
 }
 
 function memStore(): Store {
@@ -365,7 +362,7 @@ describe('apps', () => {
     const s = memStore();
     s.apps.upsertApp(spec('web'), 'a');
     s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' });
-    s.status.recordStep('web', { status: status('web', 1), rollout: { revision: 1, state: { batch: 0 } } });
+    s.status.recordStep('web', { status: status('web', 1), rollout: { revision: 1, state: rolloutRecord(1) } });
     assert.equal(s.apps.deleteApp('web', 'a'), true);
     assert.equal(s.apps.deleteApp('web', 'a'), false);
     assert.equal(s.releases.latestRelease('web'), null);
@@ -535,7 +532,7 @@ describe('crash safety', () => {
          const r = s.releases.createRelease({ app: 'web', version: 'v' + i, reason: 'deploy', actor: 'crash' });
          s.status.recordStep('web', {
            status: { app: 'web', phase: 'Progressing', observedRevision: r.revision, conditions: [], hosts: [], updatedAt: new Date().toISOString() },
-           rollout: { revision: r.revision, state: { step: i } },
+           rollout: { revision: r.revision, state: { ...${JSON.stringify(rolloutRecord(0))}, revision: r.revision, batch: i } },
            events: [{ type: 'Step', message: 'step ' + i, revision: r.revision }],
          });
          process.stdout.write(r.revision + '\\n'); // acknowledged: printed only after both commits
@@ -569,7 +566,7 @@ describe('crash safety', () => {
     assert.ok(latest && latest.revision >= newestAcked, `acknowledged revision ${newestAcked} is stored`);
     for (const rev of acked) assert.equal(s.releases.getRelease('web', rev)?.version, `v${rev}`);
     // The record step of an acknowledged revision is all there.
-    const rollout = s.status.getRollout<{ step: number }>('web');
+    const rollout = s.status.getRollout('web');
     assert.ok(rollout && rollout.revision >= newestAcked);
     assert.equal(s.status.readStatus('web')?.observedRevision, rollout.revision);
     // Revisions stay contiguous across the crash.
@@ -596,6 +593,11 @@ function status(app: string, observedRevision: number, phase: AppStatus['phase']
   };
 }
 
+/** A valid rollout record of `revision`, as the planner starts one. */
+function rolloutRecord(revision: number, over: Partial<RolloutRecord> = {}): RolloutRecord {
+  return { ...newRecord(revision, 1_700_000_000_000), ...over };
+}
+
 describe('status', () => {
   test('write/read round trip; unknown app is NotFound', () => {
     const s = memStore();
@@ -617,15 +619,97 @@ describe('status', () => {
     const s = memStore();
     s.apps.upsertApp(spec('web'), 'a');
     assert.equal(s.status.getRollout('web'), null);
-    s.status.putRollout('web', 3, { batch: 0, hosts: { h1: 'started' } });
-    const r = s.status.getRollout<{ batch: number; hosts: Record<string, string> }>('web');
+    const first = rolloutRecord(3, { hosts: { h1: { step: 'switched', containerId: 'abc', at: 5 } } });
+    s.status.putRollout('web', 3, first);
+    const r = s.status.getRollout('web');
     assert.equal(r?.revision, 3);
-    assert.deepEqual(r?.state, { batch: 0, hosts: { h1: 'started' } });
-    s.status.putRollout('web', 3, { batch: 1, hosts: {} });
-    assert.equal(s.status.getRollout<{ batch: number }>('web')?.state.batch, 1);
+    assert.deepEqual(r?.state, first);
+    s.status.putRollout('web', 3, rolloutRecord(3, { batch: 1 }));
+    assert.equal(s.status.getRollout('web')?.state.batch, 1);
     assert.equal(s.status.deleteRollout('web'), true);
     assert.equal(s.status.deleteRollout('web'), false);
-    assert.throws(() => s.status.putRollout('nope', 1, {}), NotFoundError);
+    assert.throws(() => s.status.putRollout('nope', 1, rolloutRecord(1)), NotFoundError);
+    s.close();
+  });
+
+  test('a valid rollout record round-trips field for field, in every state it can be in', () => {
+    const problems: string[] = [];
+    const s = openStore(':memory:', { onInvalidRollout: (app, problem) => problems.push(`${app}: ${problem}`) });
+    s.apps.upsertApp(spec('web'), 'a');
+    const records: RolloutRecord[] = [
+      rolloutRecord(1),
+      rolloutRecord(7, {
+        state: 'failed',
+        pulled: ['h1', 'h2'],
+        preDeployDone: true,
+        postDeployDone: false,
+        batch: 2,
+        batchNotBefore: 1_700_000_060_000,
+        hosts: {
+          h1: { step: 'switched', containerId: 'c0ffee', at: 1_700_000_001_000 },
+          h2: { step: 'failed', reason: 'HealthCheckFailed', message: 'GET /health: 503', at: 1_700_000_002_000 },
+          h3: { step: 'failed', reason: 'StartFailed', message: 'exit 1', at: 1_700_000_003_000 },
+        },
+        failure: { reason: 'HealthCheckFailed', message: 'h2: GET /health: 503' },
+        finishedAt: 1_700_000_004_000,
+      }),
+      rolloutRecord(8, { state: 'paused', failure: { reason: 'HealthCheckFailed', message: 'paused' } }),
+      rolloutRecord(9, { state: 'complete', postDeployDone: true, finishedAt: 1_700_000_009_500 }),
+    ];
+    for (const rec of records) {
+      s.status.recordStep('web', { rollout: { revision: rec.revision, state: rec } });
+      const got = s.status.getRollout('web');
+      assert.deepEqual(got?.state, rec, `revision ${rec.revision} (${rec.state})`);
+      assert.equal(got?.revision, rec.revision);
+      assert.equal(got?.app, 'web');
+      assert.equal(rolloutRecordProblem(rec), null);
+      assert.deepEqual(parseRolloutRecord(JSON.parse(JSON.stringify(rec))), rec);
+    }
+    assert.deepEqual(problems, [], 'no valid record was reported');
+    s.close();
+  });
+
+  test('a malformed stored rollout record reads as absent and is reported, never thrown', () => {
+    const problems: Array<[string, string]> = [];
+    const s = openStore(':memory:', { onInvalidRollout: (app, problem) => problems.push([app, problem]) });
+    s.apps.upsertApp(spec('web'), 'a');
+    const good = rolloutRecord(4);
+    // Written with raw SQL, as a corrupt row or another berth's shape would be; the
+    // CHECK (json_valid(state)) is switched off so that text that is not JSON gets in too.
+    const write = (revision: number, text: string) => {
+      s.db.pragma('ignore_check_constraints = ON');
+      s.db.prepare('DELETE FROM rollouts WHERE app = ?').run('web');
+      s.db.prepare('INSERT INTO rollouts (app, revision, state, updated_at) VALUES (?, ?, ?, ?)').run('web', revision, text, '2025-01-01T00:00:00.000Z');
+      s.db.pragma('ignore_check_constraints = OFF');
+    };
+    const cases: Array<[string, number, string, RegExp]> = [
+      ['not JSON', 4, '{"revision":4,', /^not JSON/],
+      ['JSON null', 4, 'null', /^not an object/],
+      ['an array', 4, '[]', /^not an object/],
+      ['the old opaque shape', 4, '{"batch":0,"hosts":{"h1":"started"}}', /^revision/],
+      ['an unknown state', 4, JSON.stringify({ ...good, state: 'rolling' }), /^state: "rolling"/],
+      ['a missing field', 4, JSON.stringify({ ...good, pulled: undefined }), /^pulled/],
+      ['a fractional batch', 4, JSON.stringify({ ...good, batch: 0.5 }), /^batch/],
+      ['a host step the planner never writes', 4, JSON.stringify({ ...good, hosts: { h1: { step: 'started', at: 1 } } }), /^hosts\.h1\.step "started"/],
+      ['a host failure without a message', 4, JSON.stringify({ ...good, hosts: { h1: { step: 'failed', reason: 'StartFailed', at: 1 } } }), /^hosts\.h1\.message/],
+      ['a failure without a message', 4, JSON.stringify({ ...good, state: 'failed', failure: { reason: 'X' } }), /^failure/],
+      ['finishedAt a string', 4, JSON.stringify({ ...good, finishedAt: 'yesterday' }), /^finishedAt/],
+      ['another revision than its row', 5, JSON.stringify(good), /^revision: 4, but the row is revision 5/],
+    ];
+    for (const [what, revision, text, problem] of cases) {
+      problems.length = 0;
+      write(revision, text);
+      assert.equal(s.status.getRollout('web'), null, `${what} reads as absent`);
+      assert.equal(problems.length, 1, `${what} is reported once`);
+      assert.equal(problems[0]![0], 'web');
+      assert.match(problems[0]![1], problem, what);
+      if (what !== 'not JSON' && revision === 4) assert.equal(parseRolloutRecord(JSON.parse(text)), null, `parseRolloutRecord: ${what}`);
+    }
+    // The controller's next record step replaces the bad row, and it reads again.
+    s.status.recordStep('web', { rollout: { revision: 4, state: good } });
+    problems.length = 0;
+    assert.deepEqual(s.status.getRollout('web')?.state, good);
+    assert.deepEqual(problems, []);
     s.close();
   });
 
@@ -636,7 +720,7 @@ describe('status', () => {
     s.events.subscribe((e) => seen.push(e));
     const res = s.status.recordStep('web', {
       status: status('web', 1),
-      rollout: { revision: 1, state: { batch: 0 } },
+      rollout: { revision: 1, state: rolloutRecord(1) },
       events: [
         { type: 'ContainerStarted', message: 'started web-r1', host: 'h1', revision: 1, actor: 'controller' },
         { type: 'HostDown', message: 'h2 unreachable', app: null, host: 'h2' },

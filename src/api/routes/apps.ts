@@ -3,7 +3,7 @@ import { appDocument } from '../../config/app-document.js';
 import { validateAppDocument } from '../../config/app.js';
 import { findRouteConflict } from '../../config/routes.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
-import type { StoredApp } from '../../store/index.js';
+import { DEFAULT_RELEASES_LIMIT, MAX_LIMIT, type StoredApp } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
 import { appParams, noFields, pageSize, version } from '../schemas.js';
 
@@ -120,7 +120,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     async (req: FastifyRequest<{ Params: { app: string }; Querystring: { limit?: string; before?: string } }>) => {
       const app = mustGetApp(deps, req.params.app);
       const releases = deps.store.releases.listReleases(app.name, {
-        limit: Math.min(Number(req.query.limit ?? 50) || 50, 1000),
+        limit: Math.min(Number(req.query.limit ?? DEFAULT_RELEASES_LIMIT) || DEFAULT_RELEASES_LIMIT, MAX_LIMIT),
         ...(req.query.before ? { before: Number(req.query.before) } : {}),
       });
       return { releases: releases.map(({ spec: _spec, ...r }) => r) };
@@ -142,9 +142,10 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       const current = deps.store.releases.latestRelease(app.name);
       if (!current) throw new ConflictError(`app "${app.name}" has no release to roll back from`);
       const wanted = req.body?.version;
+      // Without a version: the newest release of another version, among the newest MAX_LIMIT (one page).
       const target = wanted
         ? deps.store.releases.findLatestByVersion(app.name, wanted)
-        : deps.store.releases.listReleases(app.name, { limit: 1000 }).find((r) => r.version !== current.version);
+        : deps.store.releases.listReleases(app.name, { limit: MAX_LIMIT }).find((r) => r.version !== current.version);
       if (!target) {
         if (wanted) throw new NotFoundError(`release with version "${wanted}" of app "${app.name}"`);
         throw new ConflictError(`app "${app.name}" has no earlier version than ${current.version} to roll back to`);

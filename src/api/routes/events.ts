@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { BerthEvent } from '../../domain/release.js';
+import { DEFAULT_LIMIT, MAX_LIMIT } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
 import { appParams, pageSize } from '../schemas.js';
 import { mustGetApp } from './apps.js';
@@ -34,9 +35,9 @@ function stream(deps: ApiDeps, app: string, afterId: number, request: FastifyReq
   };
   const unsubscribe = deps.store.events.subscribe(send);
   for (;;) {
-    const backlog = deps.store.events.listEvents(app, { afterId: lastSent, limit: 1000 });
+    const backlog = deps.store.events.listEvents(app, { afterId: lastSent, limit: MAX_LIMIT });
     backlog.forEach(send);
-    if (backlog.length < 1000) break;
+    if (backlog.length < MAX_LIMIT) break;
   }
   const heartbeat = setInterval(() => res.write(': keepalive\n\n'), HEARTBEAT_MS);
   heartbeat.unref();
@@ -78,7 +79,7 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
       const lastEventId = req.headers['last-event-id'];
       const afterId = Number(typeof lastEventId === 'string' && /^[0-9]{1,12}$/.test(lastEventId) ? lastEventId : (req.query.after ?? 0));
       if ((req.headers.accept ?? '').includes('text/event-stream')) return stream(deps, appName, afterId, req, reply, open);
-      const limit = Math.min(Number(req.query.limit ?? 100) || 100, 1000);
+      const limit = Math.min(Number(req.query.limit ?? DEFAULT_LIMIT) || DEFAULT_LIMIT, MAX_LIMIT);
       const events = deps.store.events.listEvents(appName, { afterId, limit });
       return { events, next: events.length === limit ? events[events.length - 1]!.id : null };
     },

@@ -1,0 +1,73 @@
+import type { Logger } from 'pino';
+import type { HostDriver } from './host-driver.js';
+
+/** The host status rows this module keeps (src/store/hosts-status.ts), seen from here. */
+export interface HostStatusRows {
+  get(host: string): { up: boolean; lastError: string | null; dockerVersion: string | null } | null;
+  upsert(row: { host: string; up: boolean; lastError: string | null; dockerVersion: string | null }): unknown;
+}
+
+export interface ReachabilityOptions {
+  drivers: Map<string, HostDriver>;
+  rows: HostStatusRows;
+  /** `berth_host_up{host}`. */
+  setUp(host: string, up: boolean): void;
+  /** A host answered again after being down: its apps should converge now, not at the next resync. */
+  onBack(host: string): void;
+  log: Logger;
+  now?: () => number;
+}
+
+export interface DownHost {
+  since: number;
+  error: string;
+}
+
+/**
+ * Which hosts answer. A host whose call fails is down: passes skip it (no pass waits
+ * on it again) until the resync's ping finds it back. Every change is mirrored in the
+ * host status row (GET /v1/hosts) and the `berth_host_up` gauge.
+ */
+export class HostReachability {
+  private readonly down = new Map<string, DownHost>();
+  private readonly now: () => number;
+
+  constructor(private readonly o: ReachabilityOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  /** When and why the host went down, or null while it answers. */
+  downSince(host: string): DownHost | null {
+    return this.down.get(host) ?? null;
+  }
+
+  /** Pings every host (the resync's check): refreshes versions, finds hosts that came back. */
+  async pingAll(): Promise<void> {
+    await Promise.all(
+      [...this.o.drivers].map(async ([host, driver]) => {
+        try {
+          const info = await driver.ping();
+          this.report(host, true, null, info.dockerVersion);
+        } catch (err) {
+          this.report(host, false, err instanceof Error ? err.message : String(err));
+        }
+      }),
+    );
+  }
+
+  /** What a call to the host just showed. `dockerVersion` comes only with a ping. */
+  report(host: string, up: boolean, error: string | null, dockerVersion?: string): void {
+    this.o.setUp(host, up);
+    const wasDown = this.down.has(host);
+    if (!up && !wasDown) this.down.set(host, { since: this.now(), error: error ?? 'unreachable' });
+    if (up && wasDown) {
+      this.down.delete(host);
+      this.o.onBack(host);
+    }
+    const before = this.o.rows.get(host);
+    // A pass's observation only writes a change; the resync's ping (with a version) refreshes checkedAt.
+    if (before && before.up === up && before.lastError === error && dockerVersion === undefined) return;
+    this.o.rows.upsert({ host, up, lastError: error, dockerVersion: dockerVersion ?? before?.dockerVersion ?? null });
+    if (before && before.up !== up) this.o.log.warn({ host, up, err: error }, up ? 'host is back' : 'host is down');
+  }
+}

@@ -1,0 +1,116 @@
+import type { AppStatus } from '../domain/release.js';
+import type { RolloutRecord } from '../domain/rollout.js';
+import { BerthError } from '../domain/errors.js';
+import type { HostReachability } from '../hosts/reachability.js';
+import { canonicalJson } from '../store/index.js';
+import { execContext, readWanted, type ReconcilerDeps } from './context.js';
+import { executeActions } from './execute.js';
+import { observeFleet } from './observe.js';
+import { plan } from './plan.js';
+import { applyResults } from './results.js';
+import type { DesiredRelease, Plan } from './types.js';
+
+export interface PassDeps extends ReconcilerDeps {
+  reachability: HostReachability;
+}
+
+const FINAL_STATES: ReadonlySet<RolloutRecord['state']> = new Set(['complete', 'failed']);
+
+/**
+ * One reconcile pass for one app, top to bottom: read desired -> observe -> plan ->
+ * one transaction (status, record, events, pause, rollback release) -> act -> fold
+ * the results into the record -> record it. Returns when to look again (ms), or null.
+ */
+export async function reconcilePass(deps: PassDeps, app: string): Promise<number | null> {
+  const started = performance.now();
+  const { store, metrics, log } = deps;
+  const wanted = readWanted(store, app);
+  if (!wanted?.desired) return null;
+  const { desired } = wanted;
+
+  const observed = await observeFleet(deps.drivers, desired.spec.hosts, app, { traffic: deps.traffic, route: desired.spec.proxy }, deps.reachability);
+  const previous = store.status.readStatus(app);
+  const stored = store.status.getRollout(app)?.state ?? null;
+  const record = stored?.revision === desired.revision ? stored : null;
+  const p = plan({
+    app,
+    desired,
+    stable: wanted.stable,
+    observed,
+    record,
+    paused: wanted.paused,
+    maintenance: wanted.maintenance,
+    now: deps.now(),
+    previousConditions: previous?.conditions ?? [],
+  });
+  commitPlan(deps, app, desired, p, previous, stored);
+  if (p.record && record) observeFinish(deps, app, desired, record, p.record);
+
+  // A rollback release is new desired state: the next pass rolls it out at once.
+  let again = p.rollback ? 0 : p.requeueAfterMs;
+  if (p.actions.length > 0) {
+    const results = await executeActions(execContext(deps, app, desired), p.actions);
+    for (const r of results) if (!r.ok && r.unreachable) deps.reachability.report(r.action.host, false, r.message);
+    const next = applyResults(p.record!, results, deps.now());
+    store.status.recordStep(app, { rollout: { revision: next.revision, state: next } });
+    observeFinish(deps, app, desired, p.record!, next);
+    again = 0;
+  }
+  metrics.reconcileTotal.inc({ app, result: p.actions.length > 0 ? 'acted' : again !== null ? 'waiting' : 'converged' });
+  metrics.reconcileDuration.observe({ app }, (performance.now() - started) / 1000);
+  log.debug({ app, revision: desired.revision, actions: p.actions.map((a) => a.type), again }, 'reconcile pass');
+  return again;
+}
+
+/**
+ * Everything the plan decided, in one transaction: status, rollout record, events,
+ * the pause of `on_failure: pause` and the release of `on_failure: rollback`. Then
+ * mirrored in the metrics.
+ */
+function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Plan, previous: AppStatus | null, storedRecord: RolloutRecord | null): void {
+  const { store, metrics, log } = deps;
+  const s = p.status;
+  const observedRevision = s.observedRevision ?? previous?.observedRevision ?? null;
+  const status: AppStatus = { app, phase: s.phase, observedRevision, conditions: s.conditions, hosts: s.hosts, updatedAt: new Date(deps.now()).toISOString() };
+  // A converged app's passes change nothing: skip the (fsync'd) write.
+  const unchanged =
+    !p.pauseApp &&
+    !p.rollback &&
+    p.events.length === 0 &&
+    previous !== null &&
+    canonicalJson({ ...previous, updatedAt: '' }) === canonicalJson({ ...status, updatedAt: '' }) &&
+    canonicalJson(storedRecord) === canonicalJson(p.record);
+  let rollbackRevision: number | null = null;
+  if (!unchanged) {
+    store.transaction(() => {
+      if (p.pauseApp) store.apps.setPaused(app, true, 'controller');
+      if (p.rollback) {
+        const target = store.releases.getRelease(app, p.rollback.toRevision);
+        if (!target) throw new BerthError('ROLLBACK_TARGET_MISSING', `release ${p.rollback.toRevision} of ${app} is gone`);
+        rollbackRevision = store.releases.createRelease({ app, version: target.version, spec: target.spec, reason: 'rollback', actor: 'controller' }).revision;
+      }
+      store.status.recordStep(app, {
+        status,
+        rollout: p.record ? { revision: p.record.revision, state: p.record } : null,
+        events: p.events.map((e) => ({ type: e.type, message: e.message, host: e.host ?? null, revision: desired.revision, actor: 'controller' })),
+      });
+    });
+  }
+  if (p.rollback) {
+    metrics.rollbacksTotal.inc({ app, reason: p.rollback.reason });
+    log.warn({ app, revision: rollbackRevision, toRevision: p.rollback.toRevision, version: p.rollback.toVersion, reason: p.rollback.reason }, 'automatic rollback');
+  }
+  metrics.desiredRevision.set({ app }, desired.revision);
+  if (observedRevision !== null) metrics.observedRevision.set({ app }, observedRevision);
+  metrics.rolloutHostsTotal.set({ app }, s.hostsTotal);
+  metrics.rolloutHostsUpdated.set({ app }, s.hostsUpdated);
+  metrics.setPhase(app, s.phase);
+}
+
+/** The rollout duration metric and log line, when a record turns final. */
+function observeFinish(deps: PassDeps, app: string, desired: DesiredRelease, before: RolloutRecord, after: RolloutRecord): void {
+  if (FINAL_STATES.has(before.state) || !FINAL_STATES.has(after.state)) return;
+  const result = after.state === 'complete' ? (desired.reason === 'rollback' ? 'rolled_back' : 'complete') : 'failed';
+  deps.metrics.rolloutDuration.observe({ app, result }, ((after.finishedAt ?? deps.now()) - after.startedAt) / 1000);
+  deps.log.info({ app, revision: desired.revision, result, failure: after.failure }, 'rollout finished');
+}
