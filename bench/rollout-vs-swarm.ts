@@ -7,7 +7,7 @@
  *
  * The three test hosts (network namespaces with their own dockerd + sshd, see
  * docs/testbed.md), the real registry and images, berth's real SSH drivers, store,
- * controller and Caddy proxy (test/support/fleet.ts), the real HTTP API (inject) for the
+ * controller and HAProxy per host (test/support/fleet.ts), the real HTTP API (inject) for the
  * POST. Nothing is simulated: the drivers, the proxy, the passes and the SQLite writes
  * are wrapped in timing decorators (bench/lib/timing.ts) that pass every call through.
  *
@@ -44,8 +44,7 @@ import util, { promisify } from 'node:util';
 import { pino } from 'pino';
 import type { Histogram } from 'prom-client';
 import { buildApp } from '../src/api/app.js';
-import { routeId, serverName } from '../src/proxy/caddy-config.js';
-import type { CaddyProxy } from '../src/proxy/caddy-proxy.js';
+import type { HaproxyProxy } from '../src/proxy/haproxy-proxy.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import { startFleet, type Fleet } from '../test/support/fleet.js';
 import { loadTestbed, type TestbedHost } from '../test/support/testbed.js';
@@ -164,7 +163,7 @@ class BerthBench {
     this.hostNames = hosts.map((h) => h.name);
     this.current = '';
     timeDrivers(fleet.drivers, this.rec);
-    timeTraffic(fleet.traffic as CaddyProxy, this.rec); // started with proxy: true
+    timeTraffic(fleet.traffic as HaproxyProxy, this.rec); // started with proxy: true
     timeStore(fleet.store, this.rec, (app, step) => {
       const w = this.waiter;
       if (!w || app !== APP || step.rollout?.revision !== w.revision) return;
@@ -301,21 +300,11 @@ class BerthBench {
   }
 
   /**
-   * Removes the app's containers, its route and (when no other route uses it) the bench's
-   * listener from every host's proxy. The proxies stay, as the tests leave them.
+   * Removes the app's containers. Its route stays on every host's proxy until the next
+   * user of the proxy switches (each switch rewrites the route set from its own store).
    */
   async stop(): Promise<void> {
     await this.api.close();
-    const proxy = this.fleet.traffic as CaddyProxy;
-    const srv = `/config/apps/http/servers/${serverName(PROXY_PORT)}`;
-    await Promise.all(
-      [...this.fleet.drivers].map(async ([host, d]) => {
-        const admin = (method: string, path: string) => d.unixRequest(proxy.adminSocket(host), { method, path, timeoutMs: 5_000 });
-        await admin('DELETE', `/id/${routeId(APP)}`).catch(() => null);
-        const routes = await admin('GET', `${srv}/routes`).catch(() => null);
-        if (routes?.status === 200 && routes.body.trim() === '[]') await admin('DELETE', srv).catch(() => null);
-      }),
-    );
     await this.fleet.stop();
   }
 }
@@ -543,7 +532,7 @@ async function main(): Promise<void> {
   console.error(`[bench] ${info.nproc} cpus, node ${info.node}, docker ${info.docker.server}; ${ROUNDS} rounds`);
   const repo = bed.images.app;
   console.error('[bench] pre-pulling app:v1, app:v2 and the proxy image on every host');
-  await prePull(hosts, [`${repo}:v1`, `${repo}:v2`, bed.images.proxy]);
+  await prePull(hosts, [`${repo}:v1`, `${repo}:v2`, bed.images.haproxy]);
 
   const berthRuns: BerthRun[] = [];
   const swarmRuns = new Map<string, SwarmRun[]>();

@@ -9,7 +9,7 @@ import { createHostDriver } from './hosts/docker/driver.js';
 import type { HostDriver } from './hosts/host-driver.js';
 import { createLogger, type Logger } from './log.js';
 import { BerthMetrics } from './metrics/registry.js';
-import { CaddyProxy } from './proxy/caddy-proxy.js';
+import { HaproxyProxy } from './proxy/haproxy-proxy.js';
 import { Controller } from './reconciler/controller.js';
 import { openStore, type Store } from './store/index.js';
 import { BERTH_VERSION } from './version.js';
@@ -66,7 +66,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
         createHostDriver(spec, log, { onOperation: metrics.hostOperationObserver(spec.name) }),
       ]),
     );
-    const traffic = new CaddyProxy({ drivers, hosts: config.hosts, image: config.proxy.image, log });
+    const traffic = new HaproxyProxy({ drivers, hosts: config.hosts, image: config.proxy.image, log, routesOn: (host) => store.apps.proxyRoutesOn(host) });
     const controller = new Controller({ store, drivers, traffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, env });
     const app = buildApp({
       store,

@@ -59,7 +59,7 @@ function cpuTimes(): { busy: number; total: number } {
 
 /**
  * How busy the machine and this process were between start() and stop(): the share of all
- * CPUs in use (any process: the hosts' dockerds, containerd, sshd, Caddy, other jobs) and the
+ * CPUs in use (any process: the hosts' dockerds, containerd, sshd, HAProxy, other jobs) and the
  * share this process used, both in % of the whole machine.
  */
 export function cpuMeter(): { stop(): { machineBusyPct: number; thisProcessPct: number } } {

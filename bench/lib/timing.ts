@@ -14,7 +14,7 @@ import type {
   ObservedContainer,
   RunOnceResult,
 } from '../../src/hosts/host-driver.js';
-import type { CaddyProxy } from '../../src/proxy/caddy-proxy.js';
+import type { HaproxyProxy } from '../../src/proxy/haproxy-proxy.js';
 import type { Controller } from '../../src/reconciler/controller.js';
 import type { Store } from '../../src/store/index.js';
 
@@ -132,8 +132,11 @@ export class TimedDriver implements HostDriver {
   httpGet(ip: string, port: number, path: string, timeoutMs: number): Promise<HttpResult> {
     return this.t('httpGet', () => this.inner.httpGet(ip, port, path, timeoutMs), (r) => r.status);
   }
-  unixRequest(socketPath: string, req: Parameters<HostDriver['unixRequest']>[1]): Promise<HttpResult> {
-    return this.t('unixRequest', () => this.inner.unixRequest(socketPath, req), () => `${req.method} ${req.path}`);
+  putFiles(id: string, files: Parameters<HostDriver['putFiles']>[1]): Promise<void> {
+    return this.t('putFiles', () => this.inner.putFiles(id, files), () => files.map((f) => f.path).join(' '));
+  }
+  unixCommand(socketPath: string, command: string, timeoutMs: number): Promise<string> {
+    return this.t('unixCommand', () => this.inner.unixCommand(socketPath, command, timeoutMs), () => command.split(' ', 3).join(' '));
   }
   runOnce(opts: Parameters<HostDriver['runOnce']>[0]): Promise<RunOnceResult> {
     return this.t('runOnce', () => this.inner.runOnce(opts));
@@ -147,7 +150,7 @@ export class TimedDriver implements HostDriver {
 }
 
 /**
- * Replaces every driver in the map (the one the Controller and the CaddyProxy read on
+ * Replaces every driver in the map (the one the Controller and the proxy read on
  * each call) by its timed decorator. Returns the originals, keyed by host.
  */
 export function timeDrivers(drivers: Map<string, HostDriver>, rec: Recorder): Map<string, HostDriver> {
@@ -193,9 +196,9 @@ function wrapAsync<T extends object>(
   }
 }
 
-/** Times the proxy's steps: switch (incl. ensureRunning), drain, route observation. */
-export function timeTraffic(traffic: CaddyProxy, rec: Recorder): void {
-  wrapAsync(traffic, ['switchTo', 'drain', 'observeRoute', 'setMaintenance', 'ensureRunning'], rec, 'proxy', (args) => (typeof args[0] === 'string' ? args[0] : null));
+/** Times the proxy's steps: switch (incl. making sure the proxy runs the routes), drain, route observation. */
+export function timeTraffic(traffic: HaproxyProxy, rec: Recorder): void {
+  wrapAsync(traffic, ['switchTo', 'drain', 'observeRoute', 'setMaintenance'], rec, 'proxy', (args) => (typeof args[0] === 'string' ? args[0] : null));
 }
 
 /**

@@ -29,7 +29,7 @@ export interface AppDocument {
   hooks: { pre_deploy: string[]; post_deploy: string[]; timeout: string };
   retain_containers: number;
   stop_timeout: string;
-  proxy?: { port?: number; host?: string; drain_timeout: string };
+  proxy?: { port?: number; host?: string; path_prefix?: string; drain_timeout: string };
   env: Record<string, string>;
   secrets: string[];
 }
@@ -65,6 +65,7 @@ export function appDocument(spec: AppSpec): AppDocument {
     doc.proxy = { drain_timeout: formatDuration(spec.proxy.drainTimeoutMs) };
     if (spec.proxy.port !== null) doc.proxy.port = spec.proxy.port;
     if (spec.proxy.host !== null) doc.proxy.host = spec.proxy.host;
+    if (spec.proxy.pathPrefix != null) doc.proxy.path_prefix = spec.proxy.pathPrefix;
   }
   return doc;
 }

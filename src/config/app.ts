@@ -28,7 +28,7 @@ import {
   type Fields,
   type Read,
 } from './reader.js';
-import { readDuration, readHttpPath, readImageRepository, readRouteHost } from './values.js';
+import { readDuration, readHttpPath, readImageRepository, readPathPrefix, readRouteHost } from './values.js';
 
 const APP_KEYS = [
   'image',
@@ -46,7 +46,7 @@ const APP_KEYS = [
 const HEALTHCHECK_KEYS = ['path', 'port', 'interval', 'timeout', 'max_attempts', 'min_healthy'] as const;
 const ROLLOUT_KEYS = ['parallelism', 'delay', 'on_failure', 'max_failure_ratio', 'progress_deadline'] as const;
 const HOOKS_KEYS = ['pre_deploy', 'post_deploy', 'timeout'] as const;
-const PROXY_KEYS = ['port', 'host', 'drain_timeout'] as const;
+const PROXY_KEYS = ['port', 'host', 'path_prefix', 'drain_timeout'] as const;
 const FAILURE_POLICIES: readonly FailurePolicy[] = ['rollback', 'pause', 'continue'];
 
 const SECOND = 1_000;
@@ -176,12 +176,14 @@ function readHooks(doc: unknown, path: string, issues: Issues): HooksSpec {
   };
 }
 
+/** Only the shape of one route; conflicts between apps' routes are src/config/routes.ts. */
 function readProxyRoute(doc: unknown, path: string, issues: Issues): ProxyRouteSpec {
   const f = readMap(doc, path, issues, PROXY_KEYS);
   if (!f.has('port') && !f.has('host')) f.issues.add(path, 'expected port or host (or both)');
   return {
     port: f.get<number | null>('port', readPort, null),
     host: f.get<string | null>('host', readRouteHost, null),
+    pathPrefix: f.get<string | null>('path_prefix', readPathPrefix, null),
     drainTimeoutMs: f.get('drain_timeout', readDuration(0, HOUR), SEED_DEFAULTS.proxy.drainTimeoutMs),
   };
 }

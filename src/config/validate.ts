@@ -11,7 +11,7 @@ import { ConfigError } from '../domain/errors.js';
 import { readApp } from './app.js';
 import { readHost, type PathContext } from './host.js';
 import { type Fields, Issues, isMap, keyPath, readBoolean, readEntries, readMap } from './reader.js';
-import { findRouteConflict } from './routes.js';
+import { routeConflicts } from './routes.js';
 import { readDuration, readImageReference, readListen, readToken } from './values.js';
 
 export { validateAppDocument } from './app.js';
@@ -41,12 +41,18 @@ export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {})
   const knownHosts = isMap(hostsDoc) ? Object.keys(hostsDoc) : [];
 
   const apps: AppSpec[] = [];
+  // Apps read without an issue: only their routes are compared (a bad host read as
+  // null would look like a route without a host and report a conflict that is not there).
+  const routable: AppSpec[] = [];
   for (const [name, appDoc] of readEntries(top.raw('apps'), 'apps', issues)) {
     const path = keyPath('apps', name);
+    const before = issues.list.length;
     const app = readApp(name, appDoc, knownHosts, path, issues);
-    const conflict = findRouteConflict(app, apps);
-    if (conflict) issues.add(keyPath(path, 'proxy'), conflict);
     apps.push(app);
+    if (issues.list.length !== before) continue;
+    // Reported on the later app, naming the earlier one (routes.ts has the rules).
+    for (const conflict of routeConflicts(app, routable)) issues.add(keyPath(path, 'proxy'), conflict);
+    routable.push(app);
   }
 
   const config: BerthConfig = {

@@ -74,7 +74,7 @@ export function isImageReference(s: string): boolean {
   return isImageRepository(s);
 }
 
-export const readImageReference: Read<string> = check('an image reference like "caddy:2"', (v) =>
+export const readImageReference: Read<string> = check('an image reference like "haproxy:2.6"', (v) =>
   typeof v === 'string' && isImageReference(v) ? v : undefined,
 );
 
@@ -89,10 +89,54 @@ export const readHostAddress: Read<string> = check('an IP address or DNS name', 
   typeof v === 'string' && (isIP(v) !== 0 || isDnsName(v)) ? v : undefined,
 );
 
-/** The Host header an app's proxy route matches; `*.example.com` as Caddy allows. */
-export const readRouteHost: Read<string> = check('a host name like "app.example.com"', (v) =>
-  typeof v === 'string' && isDnsName(v.startsWith('*.') ? v.slice(2) : v) ? v.toLowerCase() : undefined,
-);
+/**
+ * The Host header an app's proxy route matches, lowercased: an exact name or a
+ * leading wildcard label (`*.example.com`: every subdomain, see src/config/routes.ts).
+ * A scheme, port, path or misplaced `*` gets a hint saying where it belongs.
+ */
+export const readRouteHost: Read<string> = (value, path, issues) => {
+  if (typeof value === 'string') {
+    const base = value.startsWith('*.') ? value.slice(2) : value;
+    if (isDnsName(base)) return value.toLowerCase();
+  }
+  issues.add(path, `expected a host name like "app.example.com" or "*.example.com", got ${describe(value)}${routeHostHint(value)}`);
+  return undefined;
+};
+
+function routeHostHint(value: unknown): string {
+  if (typeof value !== 'string') return '';
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return ' (no scheme: the host name only)';
+  if (value.includes('/')) return ' (no path: paths go in proxy.path_prefix)';
+  if (value.includes(':')) return ' (no port: the proxy port is proxy.port)';
+  if (value.includes('*')) return ' (a wildcard is only allowed as the whole first label)';
+  if (value.endsWith('.')) return ' (no trailing dot)';
+  return '';
+}
+
+/** A path segment of a route's path prefix: RFC 3986 pchar without percent-encoding or `*` (no globs). */
+const PREFIX_SEGMENT = /^[A-Za-z0-9\-._~!$&'()+,;=:@]+$/;
+
+/**
+ * A proxy route's path prefix: starts with `/`, whole segments (no `//`, `.` or
+ * `..`), no query, fragment, spaces or percent-encoding (proxies disagree on
+ * matching those). Normalised without trailing `/`, except `/` itself.
+ */
+export const readPathPrefix: Read<string> = (value, path, issues) => {
+  const bad = (hint = ''): undefined => {
+    issues.add(path, `expected a path prefix like "/api", got ${describe(value)}${hint}`);
+    return undefined;
+  };
+  if (typeof value !== 'string' || value.length > 1024) return bad();
+  if (!value.startsWith('/')) return bad(' (it must start with "/")');
+  if (/[?#]/.test(value)) return bad(' (no query string or fragment)');
+  const trimmed = value.replace(/\/+$/, '');
+  if (trimmed === '') return '/';
+  const segments = trimmed.slice(1).split('/');
+  if (segments.some((seg) => seg === '')) return bad(' (no empty segments: "//")');
+  if (segments.some((seg) => seg === '.' || seg === '..')) return bad(' (no "." or ".." segments)');
+  if (!segments.every((seg) => PREFIX_SEGMENT.test(seg))) return bad(' (letters, digits and -._~!$&\'()+,;=:@ only: no spaces, "%" or "*")');
+  return trimmed;
+};
 
 /** An HTTP request path for health checks: starts with `/`, no spaces or control characters. */
 export const readHttpPath: Read<string> = check('an HTTP path starting with "/"', (v) =>

@@ -32,11 +32,21 @@ export interface HooksSpec {
   timeoutMs: number;
 }
 
+/** The proxy port of a route that names none. */
+export const DEFAULT_ROUTE_PORT = 80;
+
+/** The route model and the conflict rules between apps: src/config/routes.ts. */
 export interface ProxyRouteSpec {
-  /** Route by listening port on the host's proxy ... */
+  /** Route by listening port on the host's proxy (null: 80) ... */
   port: number | null;
-  /** ... or by Host header. At least one of port/host is set. */
+  /** ... and/or by Host header: lowercase, exact or `*.example.com`. At least one of port/host is set. */
   host: string | null;
+  /**
+   * Only requests whose path is this prefix or below it (`/api`: `/api`, `/api/...`, not `/apix`).
+   * Starts with `/`, no trailing `/` (except `/` itself, which, like null, is every path).
+   * Always set by the validator; optional because specs stored before it existed lack it (read as null).
+   */
+  pathPrefix?: string | null;
   drainTimeoutMs: number;
 }
 
@@ -108,5 +118,5 @@ export const SEED_DEFAULTS = {
   stateDir: '/var/lib/berth',
   resyncIntervalMs: 10_000,
   listen: '127.0.0.1:7373',
-  proxyImage: 'caddy:2',
+  proxyImage: 'haproxy:2.6',
 } as const;

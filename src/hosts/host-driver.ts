@@ -65,6 +65,8 @@ export interface CreateContainerOptions {
   publish?: Array<{ containerPort: number; hostPort: number; hostIp?: string }>;
   binds?: string[];
   restartPolicy?: 'no' | 'unless-stopped';
+  /** The user the process runs as (`root` for a proxy that binds low ports and owns its socket directory). */
+  user?: string;
 }
 
 export interface HttpResult {
@@ -109,7 +111,8 @@ export const HOST_OPERATIONS = [
   'remove',
   'inspect',
   'http_get',
-  'unix_request',
+  'unix_command',
+  'put_files',
   'run_once',
   'events_subscribe',
 ] as const;
@@ -150,18 +153,10 @@ export interface HostDriver {
   inspectContainer(id: string): Promise<ObservedContainer | null>;
   /** HTTP GET to ip:port inside the host's networks (SSH direct-tcpip for remote hosts). */
   httpGet(ip: string, port: number, path: string, timeoutMs: number): Promise<HttpResult>;
-  /** HTTP request to a Unix socket on the host (the proxy's admin API, kept off the network). */
-  unixRequest(
-    socketPath: string,
-    req: {
-      method: string;
-      path: string;
-      body?: string;
-      timeoutMs: number;
-      /** Extra request headers. Host defaults to empty (what Caddy's admin API on a socket wants). */
-      headers?: Record<string, string>;
-    },
-  ): Promise<HttpResult>;
+  /** Writes files into a container (created or running); a bind-mounted path writes the host's directory. */
+  putFiles(id: string, files: NonNullable<CreateContainerOptions['files']>): Promise<void>;
+  /** One command line on a line-protocol Unix socket on the host (HAProxy's runtime API); the answer until the socket closes. */
+  unixCommand(socketPath: string, command: string, timeoutMs: number): Promise<string>;
   /** A one-off container that runs `cmd` to completion, removed afterwards. */
   runOnce(opts: RunOnceOptions): Promise<RunOnceResult>;
   /** Subscribes to container events of berth-managed containers; returns an unsubscribe function. */

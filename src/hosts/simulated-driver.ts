@@ -53,7 +53,8 @@ export type SimulatedOp =
   | 'removeContainer'
   | 'inspectContainer'
   | 'httpGet'
-  | 'unixRequest'
+  | 'unixCommand'
+  | 'putFiles'
   | 'runOnce';
 
 /**
@@ -72,7 +73,8 @@ export const DEFAULT_SIMULATED_LATENCY_MS: Readonly<Record<SimulatedOp, number>>
   removeContainer: 5,
   inspectContainer: 2,
   httpGet: 1,
-  unixRequest: 1,
+  unixCommand: 1,
+  putFiles: 2,
   runOnce: 50,
 };
 
@@ -309,16 +311,14 @@ export class SimulatedHostDriver implements HostDriver {
     );
   }
 
-  unixRequest(socketPath: string, req: { method: string; path: string; body?: string; timeoutMs: number }): Promise<HttpResult> {
-    return this.call(
-      'unixRequest',
-      {},
-      () => {
-        void socketPath;
-        return { status: 200, body: req.method === 'GET' ? '{}' : '' };
-      },
-      req.timeoutMs,
-    );
+  /** Files are not modelled: the call only costs its latency. */
+  putFiles(id: string, files: NonNullable<CreateContainerOptions['files']>): Promise<void> {
+    return this.call('putFiles', { containerId: id }, () => void files);
+  }
+
+  /** No proxy runs on a simulated host: every socket answers with an empty line. */
+  unixCommand(socketPath: string, command: string, timeoutMs: number): Promise<string> {
+    return this.call('unixCommand', {}, () => (void socketPath, void command, '\n'), timeoutMs);
   }
 
   runOnce(opts: RunOnceOptions): Promise<RunOnceResult> {
@@ -482,6 +482,7 @@ export const LAN_LATENCY_MS: Partial<Record<SimulatedOp, number>> = {
   removeContainer: 10,
   inspectContainer: 3,
   httpGet: 2,
-  unixRequest: 2,
+  unixCommand: 2,
+  putFiles: 3,
   runOnce: 200,
 };

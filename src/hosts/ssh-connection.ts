@@ -1,7 +1,7 @@
 /**
  * One multiplexed SSH connection per host (ssh2 `Client`). Every Docker API request, health
  * probe and proxy admin call is a channel on it: `forwardUnix` (OpenSSH streamlocal, the
- * Docker socket / Caddy's admin socket) or `forwardTcp` (direct-tcpip, a container's port).
+ * Docker socket / the proxy's runtime socket) or `forwardTcp` (direct-tcpip, a container's port).
  *
  * - Host keys are verified against a pinned `SHA256:` fingerprint or a known_hosts file;
  *   an unknown or changed key is refused (HOST_KEY_UNKNOWN / HOST_KEY_MISMATCH).

@@ -1,8 +1,8 @@
 import type { ProxyRouteSpec } from '../domain/app-spec.js';
 
 /**
- * How the executor moves an app's traffic on one host. The per-host Caddy proxy
- * implements it (caddy-proxy.ts); apps without a `proxy` route take the no-op path,
+ * How the executor moves an app's traffic on one host. The per-host HAProxy
+ * implements it (haproxy-proxy.ts); apps without a `proxy` route take the no-op path,
  * so the planner's switch and drain steps are always in place.
  */
 export interface Upstream {

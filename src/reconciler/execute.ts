@@ -72,7 +72,8 @@ const imageOf = (ctx: ExecContext) => imageReference(ctx.desired.spec.image, ctx
 
 function missingPrerequisite(err: unknown): boolean {
   if (!(err instanceof HostError)) return false;
-  return err.code === HOST_ERROR_CODES.imageNotFound || /network \S+ not found/i.test(err.message);
+  // A missing network, or duplicates of it (made by a racing client): ensureNetwork repairs both.
+  return err.code === HOST_ERROR_CODES.imageNotFound || /network \S+ (not found|is ambiguous)/i.test(err.message);
 }
 
 async function ensureImage(driver: HostDriver, ref: string): Promise<void> {

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { AppSpec } from '../domain/app-spec.js';
+import type { AppSpec, ProxyRouteSpec } from '../domain/app-spec.js';
 import { NotFoundError } from '../domain/errors.js';
 import type { StoreContext } from './context.js';
 import type { EventsRepo } from './events.js';
@@ -91,6 +91,11 @@ export class AppsRepo {
 
   listApps(): StoredApp[] {
     return (this.all.all() as AppRow[]).map(toApp);
+  }
+
+  /** Every stored app's proxy route on `host` (what the host's proxy should route). */
+  proxyRoutesOn(host: string): Array<{ app: string; route: ProxyRouteSpec }> {
+    return this.listApps().flatMap((a) => (a.spec.proxy && a.spec.hosts.includes(host) ? [{ app: a.name, route: a.spec.proxy }] : []));
   }
 
   /** Pause/resume an app's rollouts; records AppPaused/AppResumed when it changes. NotFoundError if no such app. */

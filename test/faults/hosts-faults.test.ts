@@ -112,7 +112,7 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
       }
     } finally {
       const report = await traffic.stop();
-      console.log(`# crash points: ${kills} (seed ${seed}); requests ${report.requests}, failed ${report.failures.length}, slow ${report.slow.completed}/${report.slow.started}, stale keep-alive retries ${report.staleConnectionRetries}`);
+      console.log(`# crash points: ${kills} (seed ${seed}); requests ${report.requests}, failed ${report.failures.length}, slow ${report.slow.completed}/${report.slow.started} (${report.slow.posts} POSTs), ${report.socketsReused} on reused keep-alive sockets, no retries`);
       assert.deepEqual(report.failures, []);
       assert.equal(report.slow.failed, 0);
     }

@@ -48,7 +48,7 @@ function bedConfig(bed: Testbed, apps: Record<string, unknown>): Record<string, 
         { address: h.address, port: h.sshPort, user: h.user, ssh_key: bed.clientKey, host_key: h.hostKey, docker_socket: h.dockerSocket, state_dir: h.stateDir },
       ]),
     ),
-    proxy: { image: bed.images.proxy },
+    proxy: { image: bed.images.haproxy },
     controller: { resync_interval: '2s' },
     apps,
   };

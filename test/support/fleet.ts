@@ -12,7 +12,7 @@ import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
 import { createSshDriver } from '../../src/hosts/docker/driver.js';
 import type { HostDriver, ObservedContainer } from '../../src/hosts/host-driver.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
-import { CaddyProxy } from '../../src/proxy/caddy-proxy.js';
+import { HaproxyProxy } from '../../src/proxy/haproxy-proxy.js';
 import { directTraffic, type TrafficSwitch } from '../../src/proxy/traffic.js';
 import { Controller } from '../../src/reconciler/controller.js';
 import { openStore, type Store } from '../../src/store/index.js';
@@ -79,7 +79,9 @@ export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, 
   const spec = makeSpec({ name: app, image: bed.images.app, hosts: [...drivers.keys()], ...overrides });
   store.apps.upsertApp(spec, 'test');
   const hostSpecs = Object.fromEntries(bed.hosts.slice(0, 3).map((h) => [h.name, hostSpecFor(bed, h)]));
-  const traffic: TrafficSwitch = opts.proxy ? new CaddyProxy({ drivers, hosts: hostSpecs, image: bed.images.proxy, log: quiet }) : directTraffic;
+  const traffic: TrafficSwitch = opts.proxy
+    ? new HaproxyProxy({ drivers, hosts: hostSpecs, image: bed.images.haproxy, log: quiet, routesOn: (host) => store.apps.proxyRoutesOn(host) })
+    : directTraffic;
   const controller = new Controller({ store, drivers, traffic, metrics, log: quiet, resyncIntervalMs: 2_000, env: opts.env ?? {} });
   controller.start();
 

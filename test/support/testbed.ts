@@ -27,7 +27,8 @@ export interface Testbed {
   dir: string;
   bridge: { name?: string; address?: string };
   registry: string;
-  images: { app: string; tags: string[]; proxy: string };
+  /** `proxy`: the Caddy image (the old per-host proxy, kept for migration tests); `haproxy`: the HAProxy image. */
+  images: { app: string; tags: string[]; proxy: string; haproxy: string };
   clientKey: string;
   knownHosts: string;
   hosts: TestbedHost[];
@@ -62,6 +63,7 @@ export function loadTestbed(dir = testbedDir()): Testbed | null {
       app: asString(images.app, 'images.app'),
       tags: Array.isArray(images.tags) ? images.tags.map((t, i) => asString(t, `images.tags[${i}]`)) : [],
       proxy: asString(images.proxy, 'images.proxy'),
+      haproxy: asString(images.haproxy, 'images.haproxy'),
     },
     clientKey: asString(raw.clientKey, 'clientKey'),
     knownHosts: asString(raw.knownHosts, 'knownHosts'),

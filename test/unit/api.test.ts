@@ -135,10 +135,37 @@ describe('apps', () => {
     const before = snapshotDb(api.store);
     const res = await api.call({ method: 'PUT', url: '/v1/apps/api', payload: appDoc({ hosts: ['h2'], proxy: { port: 8080 } }) });
     assert.equal(res.statusCode, 422);
-    assert.match(json(res).message as string, /body\.proxy: same proxy route as app "web" \(port 8080\) on host h2/);
+    assert.match(json(res).message as string, /body\.proxy: route port 8080 any host is the same as app "web"'s route \(port 8080 any host\) on host h2/);
     assert.deepEqual(snapshotDb(api.store), before);
     const other = await api.call({ method: 'PUT', url: '/v1/apps/api', payload: appDoc({ hosts: ['h2'], proxy: { port: 8081 } }) });
     assert.equal(other.statusCode, 201, 'another port is fine');
+  });
+
+  test('PUT refuses a route that would take requests of another app\'s route: wildcard, path, port-only (422 naming the owner, nothing written)', async () => {
+    assert.equal((await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc({ proxy: { port: 80, host: 'app.example.com', path_prefix: '/api' } }) })).statusCode, 201);
+    const before = snapshotDb(api.store);
+    const refused: Array<[Record<string, unknown>, RegExp]> = [
+      // The hijack of the hardening issue: no port (so 80) and a wildcard covering web's host.
+      [{ host: '*.example.com' }, /body\.proxy: route port 80 host "\*\.example\.com" covers app "web"'s route \(port 80 host "app\.example\.com" path "\/api"\) on hosts h1, h2/],
+      [{ host: 'app.example.com' }, /body\.proxy: route port 80 host "app\.example\.com" any path covers app "web"'s route \(port 80 host "app\.example\.com" path "\/api"\)/],
+      [{ host: 'app.example.com', path_prefix: '/api/v2' }, /body\.proxy: route port 80 host "app\.example\.com" path "\/api\/v2" is inside app "web"'s route/],
+      [{ port: 80 }, /body\.proxy: route port 80 any host conflicts with app "web"'s route \(port 80 host "app\.example\.com" path "\/api"\) on hosts h1, h2: a route without a host owns its port/],
+    ];
+    for (const [proxy, message] of refused) {
+      const res = await api.call({ method: 'PUT', url: '/v1/apps/blog', payload: appDoc({ proxy }) });
+      assert.equal(res.statusCode, 422, JSON.stringify(proxy));
+      assert.equal(json(res).code, 'CONFIG_INVALID');
+      assert.match(json(res).message as string, message);
+      assert.deepEqual((json(res).issues as Array<{ path: string }>).map((i) => i.path), ['body.proxy']);
+      assert.deepEqual(snapshotDb(api.store), before, `nothing written for ${JSON.stringify(proxy)}`);
+    }
+    assert.deepEqual(api.controller.enqueued, ['web'], 'nothing enqueued for a refused PUT');
+
+    const fine = await api.call({ method: 'PUT', url: '/v1/apps/blog', payload: appDoc({ proxy: { host: 'app.example.com', path_prefix: '/admin' } }) });
+    assert.equal(fine.statusCode, 201, 'a disjoint path prefix on the same host is fine');
+    assert.equal(json(fine).spec.proxy.path_prefix, '/admin');
+    const own = await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc({ proxy: { host: 'app.example.com', path_prefix: '/api/v1' } }) });
+    assert.equal(own.statusCode, 200, 'an app may narrow its own route');
   });
 
   test('PUT creates (201), repeats as unchanged (200, nothing written), updates (200)', async () => {

@@ -8,6 +8,7 @@ import { ConfigError } from '../../src/domain/errors.js';
 import { appDocument } from '../../src/config/app-document.js';
 import { formatDuration, parseDuration } from '../../src/config/duration.js';
 import { applyEnv, loadConfig, parseYaml } from '../../src/config/load.js';
+import { routeConflicts } from '../../src/config/routes.js';
 import { validateAppDocument, validateConfigDocument } from '../../src/config/validate.js';
 
 const FP = 'SHA256:XC9kx/Ie/V+149akmavl6sskiub28AhTh8mgVtEO9f0';
@@ -243,7 +244,72 @@ describe('malformed configs: every one rejected with the exact issue', () => {
     {
       name: 'proxy host not a host name',
       yaml: web('    proxy: { host: "app example.com" }\n'),
-      errors: ['apps.web.proxy.host: expected a host name like "app.example.com", got "app example.com"'],
+      errors: ['apps.web.proxy.host: expected a host name like "app.example.com" or "*.example.com", got "app example.com"'],
+    },
+    {
+      name: 'proxy host with a scheme',
+      yaml: web('    proxy: { host: "https://app.example.com" }\n'),
+      errors: ['apps.web.proxy.host: expected a host name like "app.example.com" or "*.example.com", got "https://app.example.com" (no scheme: the host name only)'],
+    },
+    {
+      name: 'proxy host with a port',
+      yaml: web('    proxy: { host: "app.example.com:443" }\n'),
+      errors: ['apps.web.proxy.host: expected a host name like "app.example.com" or "*.example.com", got "app.example.com:443" (no port: the proxy port is proxy.port)'],
+    },
+    {
+      name: 'proxy host with a path',
+      yaml: web('    proxy: { host: "app.example.com/api" }\n'),
+      errors: ['apps.web.proxy.host: expected a host name like "app.example.com" or "*.example.com", got "app.example.com/api" (no path: paths go in proxy.path_prefix)'],
+    },
+    {
+      name: 'proxy host with a wildcard that is not the whole first label',
+      yaml: web('    proxy: { host: "*app.example.com" }\n'),
+      errors: ['apps.web.proxy.host: expected a host name like "app.example.com" or "*.example.com", got "*app.example.com" (a wildcard is only allowed as the whole first label)'],
+    },
+    {
+      name: 'proxy host with a wildcard in the middle',
+      yaml: web('    proxy: { host: "app.*.example.com" }\n'),
+      errors: ['apps.web.proxy.host: expected a host name like "app.example.com" or "*.example.com", got "app.*.example.com" (a wildcard is only allowed as the whole first label)'],
+    },
+    {
+      name: 'proxy host a bare wildcard',
+      yaml: web('    proxy: { host: "*" }\n'),
+      errors: ['apps.web.proxy.host: expected a host name like "app.example.com" or "*.example.com", got "*" (a wildcard is only allowed as the whole first label)'],
+    },
+    {
+      name: 'proxy host with a trailing dot',
+      yaml: web('    proxy: { host: "app.example.com." }\n'),
+      errors: ['apps.web.proxy.host: expected a host name like "app.example.com" or "*.example.com", got "app.example.com." (no trailing dot)'],
+    },
+    {
+      name: 'proxy path_prefix without a leading slash',
+      yaml: web('    proxy: { host: app.example.com, path_prefix: api }\n'),
+      errors: ['apps.web.proxy.path_prefix: expected a path prefix like "/api", got "api" (it must start with "/")'],
+    },
+    {
+      name: 'proxy path_prefix with a query',
+      yaml: web('    proxy: { host: app.example.com, path_prefix: "/api?v=1" }\n'),
+      errors: ['apps.web.proxy.path_prefix: expected a path prefix like "/api", got "/api?v=1" (no query string or fragment)'],
+    },
+    {
+      name: 'proxy path_prefix with a space',
+      yaml: web('    proxy: { host: app.example.com, path_prefix: "/my api" }\n'),
+      errors: ['apps.web.proxy.path_prefix: expected a path prefix like "/api", got "/my api" (letters, digits and -._~!$&\'()+,;=:@ only: no spaces, "%" or "*")'],
+    },
+    {
+      name: 'proxy path_prefix with an empty segment',
+      yaml: web('    proxy: { host: app.example.com, path_prefix: "/api//v2" }\n'),
+      errors: ['apps.web.proxy.path_prefix: expected a path prefix like "/api", got "/api//v2" (no empty segments: "//")'],
+    },
+    {
+      name: 'proxy path_prefix with a dot-dot segment',
+      yaml: web('    proxy: { host: app.example.com, path_prefix: "/api/../admin" }\n'),
+      errors: ['apps.web.proxy.path_prefix: expected a path prefix like "/api", got "/api/../admin" (no "." or ".." segments)'],
+    },
+    {
+      name: 'proxy path_prefix not a string',
+      yaml: web('    proxy: { host: app.example.com, path_prefix: 1 }\n'),
+      errors: ['apps.web.proxy.path_prefix: expected a path prefix like "/api", got 1'],
     },
     {
       name: 'env value is a number',
@@ -325,7 +391,7 @@ describe('malformed configs: every one rejected with the exact issue', () => {
     {
       name: 'proxy image invalid',
       yaml: 'proxy: { image: "Caddy:2" }\n',
-      errors: ['proxy.image: expected an image reference like "caddy:2", got "Caddy:2"'],
+      errors: ['proxy.image: expected an image reference like "haproxy:2.6", got "Caddy:2"'],
     },
     {
       name: 'listen without a host',
@@ -346,12 +412,284 @@ describe('malformed configs: every one rejected with the exact issue', () => {
     {
       name: 'two apps claim the same proxy route on a shared host',
       yaml: `${HOSTS}apps:\n  web: { image: web, hosts: [h1, h2], proxy: { port: 80 } }\n  api: { image: api, hosts: [h2, h3], proxy: { port: 80 } }\n`,
-      errors: ['apps.api.proxy: same proxy route as app "web" (port 80) on host h2'],
+      errors: ['apps.api.proxy: route port 80 any host is the same as app "web"\'s route (port 80 any host) on host h2'],
     },
   ];
 
   assert.ok(cases.length >= 30);
   for (const c of cases) test(c.name, () => assert.deepEqual(configErrors(c.yaml), c.errors));
+});
+
+/**
+ * Proxy routes of two apps (src/config/routes.ts). Each case is run in both orders:
+ * the later app's proxy gets the issue, naming the earlier app. `webLast` and
+ * `blogLast` are the messages when web (or blog) comes second; null: no conflict.
+ */
+describe('proxy routes between apps: conflicts refused, in both orders', () => {
+  const hostMap = (parseYaml(HOSTS) as { hosts: Record<string, unknown> }).hosts;
+  const ON = 'on hosts h1, h2';
+  const OWNS = 'a route without a host owns its port, no other app may route by host there';
+  interface Side {
+    proxy: Record<string, unknown>;
+    hosts?: string[];
+  }
+  interface RouteCase {
+    name: string;
+    web: Side;
+    blog: Side;
+    blogLast: string | null;
+    webLast: string | null;
+  }
+  const cases: RouteCase[] = [
+    // a. the same host (or both without one) and overlapping paths
+    {
+      name: 'a: the same exact host and port',
+      web: { proxy: { port: 80, host: 'app.example.com' } },
+      blog: { proxy: { port: 80, host: 'app.example.com' } },
+      blogLast: `route port 80 host "app.example.com" is the same as app "web"'s route (port 80 host "app.example.com") ${ON}`,
+      webLast: `route port 80 host "app.example.com" is the same as app "blog"'s route (port 80 host "app.example.com") ${ON}`,
+    },
+    {
+      name: 'a: a host without a port is port 80',
+      web: { proxy: { port: 80, host: 'app.example.com' } },
+      blog: { proxy: { host: 'app.example.com' } },
+      blogLast: `route port 80 host "app.example.com" is the same as app "web"'s route (port 80 host "app.example.com") ${ON}`,
+      webLast: `route port 80 host "app.example.com" is the same as app "blog"'s route (port 80 host "app.example.com") ${ON}`,
+    },
+    {
+      name: 'a: host names compare lowercase',
+      web: { proxy: { host: 'App.Example.COM' } },
+      blog: { proxy: { host: 'app.example.com' } },
+      blogLast: `route port 80 host "app.example.com" is the same as app "web"'s route (port 80 host "app.example.com") ${ON}`,
+      webLast: `route port 80 host "app.example.com" is the same as app "blog"'s route (port 80 host "app.example.com") ${ON}`,
+    },
+    {
+      name: 'a: the same wildcard',
+      web: { proxy: { host: '*.example.com' } },
+      blog: { proxy: { host: '*.example.com' } },
+      blogLast: `route port 80 host "*.example.com" is the same as app "web"'s route (port 80 host "*.example.com") ${ON}`,
+      webLast: `route port 80 host "*.example.com" is the same as app "blog"'s route (port 80 host "*.example.com") ${ON}`,
+    },
+    {
+      name: 'a: both without a host on the same port',
+      web: { proxy: { port: 8080 } },
+      blog: { proxy: { port: 8080 } },
+      blogLast: `route port 8080 any host is the same as app "web"'s route (port 8080 any host) ${ON}`,
+      webLast: `route port 8080 any host is the same as app "blog"'s route (port 8080 any host) ${ON}`,
+    },
+    {
+      name: 'a: a path prefix inside a route for any path (the broader one named)',
+      web: { proxy: { host: 'app.example.com' } },
+      blog: { proxy: { host: 'app.example.com', path_prefix: '/api' } },
+      blogLast: `route port 80 host "app.example.com" path "/api" is inside app "web"'s route (port 80 host "app.example.com" any path) ${ON}`,
+      webLast: `route port 80 host "app.example.com" any path covers app "blog"'s route (port 80 host "app.example.com" path "/api") ${ON}`,
+    },
+    {
+      name: 'a: a path prefix inside another',
+      web: { proxy: { host: 'app.example.com', path_prefix: '/api' } },
+      blog: { proxy: { host: 'app.example.com', path_prefix: '/api/v2' } },
+      blogLast: `route port 80 host "app.example.com" path "/api/v2" is inside app "web"'s route (port 80 host "app.example.com" path "/api") ${ON}`,
+      webLast: `route port 80 host "app.example.com" path "/api" covers app "blog"'s route (port 80 host "app.example.com" path "/api/v2") ${ON}`,
+    },
+    {
+      name: 'a: the same path prefix, written with and without a trailing slash',
+      web: { proxy: { host: 'app.example.com', path_prefix: '/api/' } },
+      blog: { proxy: { host: 'app.example.com', path_prefix: '/api' } },
+      blogLast: `route port 80 host "app.example.com" path "/api" is the same as app "web"'s route (port 80 host "app.example.com" path "/api") ${ON}`,
+      webLast: `route port 80 host "app.example.com" path "/api" is the same as app "blog"'s route (port 80 host "app.example.com" path "/api") ${ON}`,
+    },
+    {
+      name: 'a: path prefix "/" is every path',
+      web: { proxy: { host: 'app.example.com', path_prefix: '/' } },
+      blog: { proxy: { host: 'app.example.com' } },
+      blogLast: `route port 80 host "app.example.com" is the same as app "web"'s route (port 80 host "app.example.com") ${ON}`,
+      webLast: `route port 80 host "app.example.com" is the same as app "blog"'s route (port 80 host "app.example.com") ${ON}`,
+    },
+    {
+      name: 'a: without a host, a path prefix inside a route for any path',
+      web: { proxy: { port: 8080, path_prefix: '/api' } },
+      blog: { proxy: { port: 8080 } },
+      blogLast: `route port 8080 any host any path covers app "web"'s route (port 8080 any host path "/api") ${ON}`,
+      webLast: `route port 8080 any host path "/api" is inside app "blog"'s route (port 8080 any host any path) ${ON}`,
+    },
+    // b. a wildcard covering another host
+    {
+      name: 'b: a wildcard covers an exact host (the hijack: port 80 given on one side only)',
+      web: { proxy: { port: 80, host: 'app.example.com' } },
+      blog: { proxy: { host: '*.example.com' } },
+      blogLast: `route port 80 host "*.example.com" covers app "web"'s route (port 80 host "app.example.com") ${ON}`,
+      webLast: `route port 80 host "app.example.com" is inside app "blog"'s route (port 80 host "*.example.com") ${ON}`,
+    },
+    {
+      name: 'b: a wildcard covers subdomains at any depth',
+      web: { proxy: { host: 'a.b.example.com' } },
+      blog: { proxy: { host: '*.example.com' } },
+      blogLast: `route port 80 host "*.example.com" covers app "web"'s route (port 80 host "a.b.example.com") ${ON}`,
+      webLast: `route port 80 host "a.b.example.com" is inside app "blog"'s route (port 80 host "*.example.com") ${ON}`,
+    },
+    {
+      name: 'b: a wildcard covers a narrower wildcard',
+      web: { proxy: { host: '*.eu.example.com' } },
+      blog: { proxy: { host: '*.example.com' } },
+      blogLast: `route port 80 host "*.example.com" covers app "web"'s route (port 80 host "*.eu.example.com") ${ON}`,
+      webLast: `route port 80 host "*.eu.example.com" is inside app "blog"'s route (port 80 host "*.example.com") ${ON}`,
+    },
+    {
+      name: 'b: a wildcard covers an exact host whatever the paths',
+      web: { proxy: { host: 'app.example.com', path_prefix: '/admin' } },
+      blog: { proxy: { host: '*.example.com', path_prefix: '/api' } },
+      blogLast: `route port 80 host "*.example.com" path "/api" covers app "web"'s route (port 80 host "app.example.com" path "/admin") ${ON}`,
+      webLast: `route port 80 host "app.example.com" path "/admin" is inside app "blog"'s route (port 80 host "*.example.com" path "/api") ${ON}`,
+    },
+    // c. a route without a host next to a host route on the same port
+    {
+      name: 'c: a route without a host next to a host route on port 80',
+      web: { proxy: { host: 'app.example.com' } },
+      blog: { proxy: { port: 80 } },
+      blogLast: `route port 80 any host conflicts with app "web"'s route (port 80 host "app.example.com") ${ON}: ${OWNS}`,
+      webLast: `route port 80 host "app.example.com" conflicts with app "blog"'s route (port 80 any host) ${ON}: ${OWNS}`,
+    },
+    {
+      name: 'c: a route without a host next to a wildcard route, whatever the paths',
+      web: { proxy: { port: 8080, host: '*.example.com', path_prefix: '/admin' } },
+      blog: { proxy: { port: 8080, path_prefix: '/api' } },
+      blogLast: `route port 8080 any host path "/api" conflicts with app "web"'s route (port 8080 host "*.example.com" path "/admin") ${ON}: ${OWNS}`,
+      webLast: `route port 8080 host "*.example.com" path "/admin" conflicts with app "blog"'s route (port 8080 any host path "/api") ${ON}: ${OWNS}`,
+    },
+    // Not conflicts: no request matches both routes.
+    {
+      name: 'ok: different ports',
+      web: { proxy: { port: 80, host: 'app.example.com' } },
+      blog: { proxy: { port: 8080, host: 'app.example.com' } },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: a route without a host on another port than a host route',
+      web: { proxy: { host: 'app.example.com' } },
+      blog: { proxy: { port: 8080 } },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: disjoint hosts',
+      web: { proxy: { host: 'app.example.com' } },
+      blog: { proxy: { host: 'blog.example.com' } },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: a wildcard does not cover its apex',
+      web: { proxy: { host: 'example.com' } },
+      blog: { proxy: { host: '*.example.com' } },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: a wildcard does not cover a name that only ends like it',
+      web: { proxy: { host: 'badexample.com' } },
+      blog: { proxy: { host: '*.example.com' } },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: sibling wildcards',
+      web: { proxy: { host: '*.eu.example.com' } },
+      blog: { proxy: { host: '*.us.example.com' } },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: the same route on hosts the apps do not share',
+      web: { proxy: { port: 80, host: 'app.example.com' }, hosts: ['h1'] },
+      blog: { proxy: { port: 80, host: 'app.example.com' }, hosts: ['h2', 'h3'] },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: disjoint path prefixes on the same host',
+      web: { proxy: { host: 'app.example.com', path_prefix: '/api' } },
+      blog: { proxy: { host: 'app.example.com', path_prefix: '/admin' } },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: path prefixes match whole segments (/api and /apix)',
+      web: { proxy: { host: 'app.example.com', path_prefix: '/api' } },
+      blog: { proxy: { host: 'app.example.com', path_prefix: '/apix' } },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: disjoint path prefixes on the same wildcard',
+      web: { proxy: { host: '*.example.com', path_prefix: '/api' } },
+      blog: { proxy: { host: '*.example.com', path_prefix: '/admin' } },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: disjoint path prefixes, both without a host',
+      web: { proxy: { port: 8080, path_prefix: '/api' } },
+      blog: { proxy: { port: 8080, path_prefix: '/admin' } },
+      blogLast: null,
+      webLast: null,
+    },
+  ];
+
+  const appOf = (image: string, side: Side) => ({ image, hosts: side.hosts ?? ['h1', 'h2'], proxy: side.proxy });
+  const errorsInOrder = (first: 'web' | 'blog', c: RouteCase): string[] => {
+    const apps = first === 'web' ? { web: appOf('web', c.web), blog: appOf('blog', c.blog) } : { blog: appOf('blog', c.blog), web: appOf('web', c.web) };
+    return errorsOf(() => validateConfigDocument({ hosts: hostMap, apps }, OPTS));
+  };
+
+  for (const c of cases) {
+    test(`${c.name} (blog second)`, () => {
+      assert.deepEqual(errorsInOrder('web', c), c.blogLast === null ? [] : [`apps.blog.proxy: ${c.blogLast}`]);
+    });
+    test(`${c.name} (web second)`, () => {
+      assert.deepEqual(errorsInOrder('blog', c), c.webLast === null ? [] : [`apps.web.proxy: ${c.webLast}`]);
+    });
+  }
+
+  test('only the shared hosts are named', () => {
+    const apps = {
+      web: { image: 'web', hosts: ['h1', 'h2'], proxy: { host: 'app.example.com' } },
+      blog: { image: 'blog', hosts: ['h2', 'h3'], proxy: { host: '*.example.com' } },
+    };
+    assert.deepEqual(errorsOf(() => validateConfigDocument({ hosts: hostMap, apps }, OPTS)), [
+      'apps.blog.proxy: route port 80 host "*.example.com" covers app "web"\'s route (port 80 host "app.example.com") on host h2',
+    ]);
+  });
+
+  test('a route colliding with several apps names each of them', () => {
+    const apps = {
+      web: { image: 'web', hosts: ['h1'], proxy: { host: 'app.example.com' } },
+      api: { image: 'api', hosts: ['h2'], proxy: { host: 'api.example.com', path_prefix: '/v1' } },
+      blog: { image: 'blog', hosts: ['h1', 'h2'], proxy: { host: '*.example.com' } },
+    };
+    assert.deepEqual(errorsOf(() => validateConfigDocument({ hosts: hostMap, apps }, OPTS)), [
+      'apps.blog.proxy: route port 80 host "*.example.com" covers app "web"\'s route (port 80 host "app.example.com") on host h1',
+      'apps.blog.proxy: route port 80 host "*.example.com" covers app "api"\'s route (port 80 host "api.example.com" path "/v1") on host h2',
+    ]);
+  });
+
+  test('a spec stored before path_prefix existed (no pathPrefix) routes every path', () => {
+    const stored = { ...WEB, proxy: { port: 80, host: 'app.example.com', drainTimeoutMs: 30_000 } };
+    const api = validateAppDocument('api', { image: 'api', hosts: ['h1'], proxy: { host: 'app.example.com', path_prefix: '/api' } }, ['h1']);
+    assert.deepEqual(routeConflicts(api, [stored]), [
+      'route port 80 host "app.example.com" path "/api" is inside app "web"\'s route (port 80 host "app.example.com" any path) on host h1',
+    ]);
+  });
+
+  test('an app with a bad route host gets only that issue, not a made-up conflict', () => {
+    const apps = {
+      web: { image: 'web', hosts: ['h1'], proxy: { host: 'app.example.com' } },
+      blog: { image: 'blog', hosts: ['h1'], proxy: { port: 80, host: 'https://blog.example.com' } },
+    };
+    assert.deepEqual(errorsOf(() => validateConfigDocument({ hosts: hostMap, apps }, OPTS)), [
+      'apps.blog.proxy.host: expected a host name like "app.example.com" or "*.example.com", got "https://blog.example.com" (no scheme: the host name only)',
+    ]);
+  });
 });
 
 test('all problems in a document are reported at once, in document order', () => {
@@ -436,7 +774,7 @@ const WEB: AppSpec = {
   hooks: { preDeploy: ['bin/rails db:migrate'], postDeploy: [], timeoutMs: 300_000 },
   retainContainers: 5,
   stopTimeoutMs: 10_000,
-  proxy: { port: 80, host: 'app.example.com', drainTimeoutMs: 30_000 },
+  proxy: { port: 80, host: 'app.example.com', pathPrefix: null, drainTimeoutMs: 30_000 },
   env: { RAILS_ENV: 'production' },
   secrets: ['DATABASE_URL'],
 };
@@ -507,7 +845,7 @@ describe('defaults', () => {
     for (const doc of [null, undefined, {}]) {
       assert.deepEqual(validateConfigDocument(doc, OPTS), {
         hosts: {},
-        proxy: { image: 'caddy:2' },
+        proxy: { image: 'haproxy:2.6' },
         apps: {},
         api: { listen: '127.0.0.1:7373', token: null, openReads: false },
         controller: { resyncIntervalMs: 10_000 },
@@ -547,7 +885,7 @@ describe('defaults', () => {
     );
     assert.deepEqual(spec.healthcheck, { ...SEED_DEFAULTS.healthcheck, path: '/up' });
     assert.deepEqual(spec.rollout, { ...SEED_DEFAULTS.rollout, parallelism: { kind: 'percent', value: 50 } });
-    assert.deepEqual(spec.proxy, { port: null, host: '*.example.com', drainTimeoutMs: 30_000 });
+    assert.deepEqual(spec.proxy, { port: null, host: '*.example.com', pathPrefix: null, drainTimeoutMs: 30_000 });
   });
 
   test('null fields count as absent', () => {
@@ -611,12 +949,23 @@ describe('app documents from the API', () => {
     assert.deepEqual(Object.entries(spec.env), [['__proto__', 'x']]);
   });
 
+  test('proxy host is lowercased, path_prefix loses its trailing "/" (but "/" stays)', () => {
+    const route = (proxy: Record<string, unknown>) => validateAppDocument('web', { image: 'web', hosts: ['h1'], proxy }, known).proxy;
+    assert.deepEqual(route({ host: '*.Example.COM', path_prefix: '/api/v2/' }), { port: null, host: '*.example.com', pathPrefix: '/api/v2', drainTimeoutMs: 30_000 });
+    assert.equal(route({ host: 'app.example.com', path_prefix: '/' })?.pathPrefix, '/');
+    assert.equal(route({ port: 8080, path_prefix: '//' })?.pathPrefix, '/');
+    assert.equal(route({ port: 8080, path_prefix: "/a-b_c.d~e/x:y@z!$&'()+,;=" })?.pathPrefix, "/a-b_c.d~e/x:y@z!$&'()+,;=");
+  });
+
   test('appDocument is the inverse of validateAppDocument', () => {
     const doc = appDocument(WEB);
     assert.equal(doc.healthcheck.interval, '5s');
     assert.deepEqual(validateAppDocument('web', JSON.parse(JSON.stringify(doc)), known), WEB);
     const pct: AppSpec = { ...WEB, rollout: { ...WEB.rollout, parallelism: { kind: 'percent', value: 30 } }, proxy: null };
     assert.deepEqual(validateAppDocument('web', appDocument(pct), known), pct);
+    const prefixed: AppSpec = { ...WEB, proxy: { port: null, host: '*.example.com', pathPrefix: '/api', drainTimeoutMs: 5_000 } };
+    assert.deepEqual(appDocument(prefixed).proxy, { host: '*.example.com', path_prefix: '/api', drain_timeout: '5s' });
+    assert.deepEqual(validateAppDocument('web', appDocument(prefixed), known), prefixed);
   });
 });
 

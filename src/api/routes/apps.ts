@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { appDocument } from '../../config/app-document.js';
 import { validateAppDocument } from '../../config/app.js';
-import { findRouteConflict } from '../../config/routes.js';
+import { routeConflicts } from '../../config/routes.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
 import { DEFAULT_RELEASES_LIMIT, MAX_LIMIT, type StoredApp } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
@@ -59,9 +59,11 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     },
     async (req: AppReq, reply) => {
       const spec = validateAppDocument(req.params.app, req.body, deps.hostNames(), 'body');
-      // A second app on the same route of a shared host would never see a request.
-      const conflict = findRouteConflict(spec, deps.store.apps.listApps().map((a) => a.spec));
-      if (conflict) throw new ConfigError([{ path: 'body.proxy', message: conflict }]);
+      // A route that takes requests another app's route on a shared host already matches
+      // (src/config/routes.ts) is refused, naming the app that owns it. No await between
+      // this check and the upsert, so two concurrent PUTs cannot both pass it.
+      const conflicts = routeConflicts(spec, deps.store.apps.listApps().map((a) => a.spec));
+      if (conflicts.length > 0) throw new ConfigError(conflicts.map((message) => ({ path: 'body.proxy', message })));
       const result = deps.store.apps.upsertApp(spec, actorOf(req));
       if (result.change !== 'unchanged') deps.controller.enqueue(spec.name);
       return reply.status(result.change === 'created' ? 201 : 200).send({ ...appView(deps, result.app), change: result.change });

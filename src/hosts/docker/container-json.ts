@@ -82,6 +82,7 @@ export function createBody(o: CreateContainerOptions, labels: Record<string, str
     Image: o.image,
     ...(o.cmd ? { Cmd: o.cmd } : {}),
     ...(o.entrypoint ? { Entrypoint: o.entrypoint } : {}),
+    ...(o.user ? { User: o.user } : {}),
     Env: Object.entries(o.env).map(([k, v]) => `${k}=${v}`),
     Labels: labels,
     ...(o.publish?.length ? { ExposedPorts: exposed } : {}),

@@ -25,6 +25,7 @@ import {
 import { boundedCall, dockerMessage, dockerStatus, toHostError } from '../host-errors.js';
 import { httpRequest } from '../http-request.js';
 import { tarArchive } from '../tar.js';
+import { unixCommand } from '../unix-command.js';
 import { createBody, fromInspect, fromListed, type RawInspect, type RawListed } from './container-json.js';
 import { DEFAULT_RESUBSCRIBE_BACKOFF_MAX_MS, DockerEventWatcher, type EventsHost } from './events.js';
 import { dial, jsonLines, type DialArgs } from './framing.js';
@@ -67,6 +68,8 @@ export class DockerHostDriver implements HostDriver {
   private readonly pullTimeoutMs: number;
   private readonly network: string;
   private readonly watchers = new Set<DockerEventWatcher>();
+  /** ensureNetwork calls in flight, by name: concurrent callers share one. */
+  private readonly networksInFlight = new Map<string, Promise<void>>();
   private closed = false;
   /** What runOnce (./run-once.ts) and watchEvents (./events.ts) use of this driver. */
   private readonly oneOffHost: OneOffHost;
@@ -181,10 +184,25 @@ export class DockerHostDriver implements HostDriver {
     return new HostError(HOST_ERROR_CODES.imagePullFailed, this.name, `pull of ${ref} failed: ${message.trim()}`, { cause });
   }
 
+  /**
+   * One network of the name, created once: concurrent callers (several apps' passes on a
+   * fresh host) share one call, because Docker's CheckDuplicate is racy and two networks
+   * of one name make every start fail ("network berth is ambiguous"). Duplicates made
+   * before (by another client) are removed, keeping the oldest, when nothing uses them.
+   */
   ensureNetwork(name: string): Promise<void> {
-    return this.call('ensure_network', `ensure network ${name}`, async (signal) => {
-      const nets = await this.dial<Array<{ Name: string }>>({ method: 'GET', path: '/networks', query: { filters: { name: [name] } }, ok: [200], signal });
-      if (nets.some((n) => n.Name === name)) return;
+    const inFlight = this.networksInFlight.get(name);
+    if (inFlight) return inFlight;
+    const run = this.call('ensure_network', `ensure network ${name}`, async (signal) => {
+      const nets = await this.dial<Array<{ Id: string; Name: string; Created: string }>>({ method: 'GET', path: '/networks', query: { filters: { name: [name] } }, ok: [200], signal });
+      const same = nets.filter((n) => n.Name === name).sort((a, b) => a.Created.localeCompare(b.Created));
+      for (const dup of same.slice(1)) {
+        await this.dial({ method: 'DELETE', path: `/networks/${dup.Id}`, ok: [204], signal }).then(
+          () => this.log.warn({ network: name, id: short(dup.Id) }, 'removed a duplicate network'),
+          (e: unknown) => this.log.warn({ network: name, id: short(dup.Id), err: dockerMessage(e) }, 'duplicate network in use: left in place'),
+        );
+      }
+      if (same.length > 0) return;
       try {
         await this.dial({
           method: 'POST',
@@ -195,10 +213,12 @@ export class DockerHostDriver implements HostDriver {
         });
         this.log.info({ network: name }, 'created network');
       } catch (e) {
-        if (dockerStatus(e) === 409) return; // created concurrently
+        if (dockerStatus(e) === 409) return; // created concurrently by another client
         throw e;
       }
-    });
+    }).finally(() => this.networksInFlight.delete(name));
+    this.networksInFlight.set(name, run);
+    return run;
   }
 
   createContainer(o: CreateContainerOptions): Promise<string> {
@@ -238,7 +258,12 @@ export class DockerHostDriver implements HostDriver {
     return id;
   }
 
-  /** Copies files into a created, not yet started container: a tar through PUT /containers/{id}/archive. */
+  /** Writes files into a container (created or running; bind-mounted paths reach the host's directory). */
+  putFiles(id: string, files: NonNullable<CreateContainerOptions['files']>): Promise<void> {
+    return this.call('put_files', `copy ${files.length} file(s) into ${short(id)}`, (signal) => this.copyFiles(id, files, signal));
+  }
+
+  /** Copies files into a container: a tar through PUT /containers/{id}/archive. */
   private async copyFiles(id: string, files: NonNullable<CreateContainerOptions['files']>, signal: AbortSignal): Promise<void> {
     await this.dial({ method: 'PUT', path: `/containers/${id}/archive`, query: { path: '/' }, file: tarArchive(files), ok: [200], signal });
     this.log.debug({ id: short(id), files: files.map((f) => f.path) }, 'copied files into container');
@@ -349,27 +374,13 @@ export class DockerHostDriver implements HostDriver {
     );
   }
 
-  unixRequest(
-    socketPath: string,
-    req: { method: string; path: string; body?: string; timeoutMs: number; headers?: Record<string, string> },
-  ): Promise<HttpResult> {
+  unixCommand(socketPath: string, command: string, timeoutMs: number): Promise<string> {
     const target = this.transport.unixTarget(socketPath);
-    // An empty Host: what Caddy's admin API on a Unix socket wants (docs/testbed.md); Docker accepts it.
-    const headers = { Host: '', ...(req.headers ?? {}) };
     return this.call(
-      'unix_request',
-      `${req.method} unix:${socketPath}:${req.path}`,
-      (signal) =>
-        httpRequest({
-          host: this.name,
-          target,
-          method: req.method,
-          path: req.path,
-          headers,
-          ...(req.body !== undefined ? { body: req.body } : {}),
-          signal,
-        }),
-      req.timeoutMs,
+      'unix_command',
+      `unix:${socketPath}: ${command.split(' ', 2).join(' ')}`,
+      (signal) => unixCommand({ host: this.name, target, socketPath, command, signal }),
+      timeoutMs,
     );
   }
 

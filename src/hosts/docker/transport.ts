@@ -20,7 +20,7 @@ export interface Transport {
   readonly kind: 'ssh' | 'local';
   readonly modem: DockerModem;
   tcpTarget(ip: string, port: number): HttpTarget;
-  unixTarget(socketPath: string): HttpTarget;
+  unixTarget(socketPath: string): Extract<HttpTarget, { kind: 'stream' | 'unix' }>;
   close(): Promise<void>;
 }
 
