@@ -135,8 +135,8 @@ export class TimedDriver implements HostDriver {
   putFiles(id: string, files: Parameters<HostDriver['putFiles']>[1]): Promise<void> {
     return this.t('putFiles', () => this.inner.putFiles(id, files), () => files.map((f) => f.path).join(' '));
   }
-  unixCommand(socketPath: string, command: string, timeoutMs: number): Promise<string> {
-    return this.t('unixCommand', () => this.inner.unixCommand(socketPath, command, timeoutMs), () => command.split(' ', 3).join(' '));
+  unixCommand(socketPath: string, command: string, timeoutMs: number, opts?: Parameters<HostDriver['unixCommand']>[3]): Promise<string> {
+    return this.t('unixCommand', () => this.inner.unixCommand(socketPath, command, timeoutMs, opts), () => command.split(' ', 3).join(' '));
   }
   runOnce(opts: Parameters<HostDriver['runOnce']>[0]): Promise<RunOnceResult> {
     return this.t('runOnce', () => this.inner.runOnce(opts));

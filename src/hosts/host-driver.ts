@@ -156,7 +156,7 @@ export interface HostDriver {
   /** Writes files into a container (created or running); a bind-mounted path writes the host's directory. */
   putFiles(id: string, files: NonNullable<CreateContainerOptions['files']>): Promise<void>;
   /** One command line on a line-protocol Unix socket on the host (HAProxy's runtime API); the answer until the socket closes. */
-  unixCommand(socketPath: string, command: string, timeoutMs: number): Promise<string>;
+  unixCommand(socketPath: string, command: string, timeoutMs: number, opts?: { doneWhen?: (received: string) => boolean }): Promise<string>;
   /** A one-off container that runs `cmd` to completion, removed afterwards. */
   runOnce(opts: RunOnceOptions): Promise<RunOnceResult>;
   /** Subscribes to container events of berth-managed containers; returns an unsubscribe function. */

@@ -19,6 +19,13 @@ export interface UnixCommandArgs {
   socketPath: string;
   command: string;
   signal: AbortSignal;
+  /**
+   * The answer is complete once this holds for what came so far: it resolves then and
+   * drops the connection instead of waiting for the server to close. Over SSH the close
+   * lags ~40 ms behind the data (sshd holds the small EOF segment until the data's
+   * delayed ACK): a proxy switch took 45-50 ms waiting for it, 1-2 ms without.
+   */
+  doneWhen?: (received: string) => boolean;
 }
 
 async function open(args: UnixCommandArgs): Promise<Duplex> {
@@ -55,13 +62,19 @@ export async function unixCommand(args: UnixCommandArgs): Promise<string> {
     stream.on('data', (c: Buffer) => {
       if (size < MAX_ANSWER_BYTES) chunks.push(c);
       size += c.length;
+      if (!args.doneWhen) return;
+      const received = Buffer.concat(chunks).toString('utf8');
+      if (args.doneWhen(received)) {
+        stream.destroy();
+        resolve(received);
+      }
     });
     stream.on('error', fail);
     stream.on('end', () => {
       stream.destroy();
       resolve(Buffer.concat(chunks).toString('utf8'));
     });
-    // Half-close after the command: HAProxy's master CLI answers only once it sees the end of input.
+    // Half-close: HAProxy's master CLI answers a non-interactive command once it sees the end of input.
     stream.end(`${args.command}\n`);
   });
 }

@@ -232,3 +232,25 @@ export function countOldWorkers(showProc: string): number {
   }
   return n;
 }
+
+/**
+ * How many answers a non-interactive runtime exchange holds so far: each answer ends with
+ * a blank line (an empty answer is the blank line alone). The commands berth sends never
+ * answer with a blank line inside.
+ */
+export function countAnswers(text: string): number {
+  let n = 0;
+  let i = 0;
+  while (i < text.length) {
+    if (text[i] === '\n') {
+      n += 1;
+      i += 1;
+      continue;
+    }
+    const end = text.indexOf('\n\n', i);
+    if (end < 0) break;
+    n += 1;
+    i = end + 2;
+  }
+  return n;
+}

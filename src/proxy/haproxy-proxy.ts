@@ -9,6 +9,7 @@ import {
   ROUTES_MAP,
   STATE_DIR_IN_CONTAINER,
   backendName,
+  countAnswers,
   countOldWorkers,
   oneLine,
   parseShowMap,
@@ -90,16 +91,27 @@ export class HaproxyProxy implements TrafficSwitch {
   }
 
   /**
-   * Runtime commands, through the master CLI to the current worker (`@1`). Never through
-   * the worker's own socket: right after a reload the old worker still accepts on it (the
-   * socket is handed over), and what it answers, or is told, is gone with it.
+   * Runtime commands, through the master CLI to the current worker (`@1`), one exchange
+   * each, in order. Never through the worker's own socket: right after a reload the old
+   * worker still accepts on it (the socket is handed over), and what it answers, or is
+   * told, is gone with it. One command per exchange: each answer is then one write, which
+   * SSH delivers at once; the second answer of a chained line waited ~40 ms behind the
+   * first (sshd's small-segment coalescing against our delayed ACK).
    */
   private async runtime(host: string, commands: string[]): Promise<string> {
-    const line = commands.map((c) => `@1 ${c}`).join('; ');
-    const answer = await this.driver(host).unixCommand(this.masterSocket(host), line, RUNTIME_TIMEOUT_MS);
-    const failed = RUNTIME_ERROR.exec(answer);
-    if (failed) throw new ProxyError('PROXY_ADMIN_ERROR', host, `proxy runtime "${line.slice(0, 80)}": ${failed[0].trim()}`);
-    return answer;
+    let answers = '';
+    for (const command of commands) {
+      const answer = await this.exchange(host, `@1 ${command}`);
+      const failed = RUNTIME_ERROR.exec(answer);
+      if (failed) throw new ProxyError('PROXY_ADMIN_ERROR', host, `proxy runtime "${command.slice(0, 80)}": ${failed[0].trim()}`);
+      answers += answer;
+    }
+    return answers;
+  }
+
+  /** One command on the master CLI; complete at its answer's blank line, not at the (later) close. */
+  private exchange(host: string, line: string): Promise<string> {
+    return this.driver(host).unixCommand(this.masterSocket(host), line, RUNTIME_TIMEOUT_MS, { doneWhen: (received) => countAnswers(received) >= 1 });
   }
 
   /** The proxy as it runs now, or null when its runtime API does not answer. */
@@ -259,8 +271,7 @@ export class HaproxyProxy implements TrafficSwitch {
 
   /** Workers a reload left behind, still finishing their connections (`show proc` on the master). */
   private async oldWorkers(host: string): Promise<number> {
-    const answer = await this.driver(host).unixCommand(this.masterSocket(host), 'show proc', RUNTIME_TIMEOUT_MS);
-    return countOldWorkers(answer);
+    return countOldWorkers(await this.exchange(host, 'show proc'));
   }
 
   async observeRoute(host: string, app: string, route: ProxyRouteSpec): Promise<RouteState> {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { ProxyRouteSpec } from '../../src/domain/app-spec.js';
-import { countOldWorkers, parseShowMap, parseShowStat, renderProxy, routeKey, switchCommands, type HostRoute, type Slot } from '../../src/proxy/haproxy-config.js';
+import { countAnswers, countOldWorkers, parseShowMap, parseShowStat, renderProxy, routeKey, switchCommands, type HostRoute, type Slot } from '../../src/proxy/haproxy-config.js';
 
 const route = (app: string, port: number | null, host: string | null, pathPrefix: string | null = null): HostRoute => ({
   app,
@@ -116,5 +116,14 @@ describe('parsing the runtime API', () => {
     const head = '#<PID>          <type>          <reloads>       <uptime>        <version>\n8               master          1 [failed: 0]   0d00h00m12s     2.6.12\n# workers\n14              worker          0               0d00h00m01s     2.6.12\n';
     assert.equal(countOldWorkers(`${head}# programs\n`), 0);
     assert.equal(countOldWorkers(`${head}# old workers\n10              worker          1               0d00h00m11s     2.6.12\n9               worker          2               0d00h00m20s     2.6.12\n# programs\n`), 2);
+  });
+
+  it('counts the answers of a non-interactive exchange (each ends with a blank line)', () => {
+    assert.equal(countAnswers(''), 0);
+    assert.equal(countAnswers('\n'), 1);
+    assert.equal(countAnswers("IP changed from 'a' to 'b'\n\n\n\n"), 3);
+    assert.equal(countAnswers('# pxname,svname\nfe,FRONTEND\n'), 0, 'not complete until its blank line');
+    assert.equal(countAnswers('# pxname,svname\nfe,FRONTEND\n\n'), 1);
+    assert.equal(countAnswers('No such backend.\n\n'), 1);
   });
 });

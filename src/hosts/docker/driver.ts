@@ -374,12 +374,12 @@ export class DockerHostDriver implements HostDriver {
     );
   }
 
-  unixCommand(socketPath: string, command: string, timeoutMs: number): Promise<string> {
+  unixCommand(socketPath: string, command: string, timeoutMs: number, opts: { doneWhen?: (received: string) => boolean } = {}): Promise<string> {
     const target = this.transport.unixTarget(socketPath);
     return this.call(
       'unix_command',
       `unix:${socketPath}: ${command.split(' ', 2).join(' ')}`,
-      (signal) => unixCommand({ host: this.name, target, socketPath, command, signal }),
+      (signal) => unixCommand({ host: this.name, target, socketPath, command, signal, ...(opts.doneWhen ? { doneWhen: opts.doneWhen } : {}) }),
       timeoutMs,
     );
   }
