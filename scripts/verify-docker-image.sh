@@ -265,7 +265,7 @@ stop_timed() { # container -> "seconds exit-code"
 curl -s -m 1 "http://127.0.0.1:$API_PORT/healthz" >/dev/null 2>&1 && fail "port $API_PORT already in use here (set API_PORT)"
 T_RUN=$(now_ms)
 d run -d --name "$NAME-host" --network host \
-  -e BERTH_LISTEN="127.0.0.1:$API_PORT" -e BERTH_TOKEN=verify-token "$IMAGE_TAG" >/dev/null
+  -e BERTH_LISTEN="127.0.0.1:$API_PORT" -e BERTH_TOKEN=verify-token-0123456789abcdefghijklmnop "$IMAGE_TAG" >/dev/null
 T_HEALTHZ=
 for _ in $(seq 1 150); do
   if [ "$(curl -s -o /dev/null -w '%{http_code}' -m 1 "http://127.0.0.1:$API_PORT/healthz")" = 200 ]; then
@@ -278,7 +278,7 @@ HEALTHZ=$(curl -s "http://127.0.0.1:$API_PORT/healthz")
 log "host network: GET /healthz 200 ${T_HEALTHZ}s after docker run: $HEALTHZ"
 READYZ=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$API_PORT/readyz")
 NOAUTH=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$API_PORT/v1/apps")
-WITHAUTH=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer verify-token' "http://127.0.0.1:$API_PORT/v1/apps")
+WITHAUTH=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer verify-token-0123456789abcdefghijklmnop' "http://127.0.0.1:$API_PORT/v1/apps")
 log "GET /readyz $READYZ; GET /v1/apps without token $NOAUTH, with BERTH_TOKEN $WITHAUTH"
 [ "$NOAUTH" = 401 ] && [ "$WITHAUTH" = 200 ] || fail "auth not as expected"
 T_HEALTHY=$(wait_health "$NAME-host" 60 "$T_RUN")

@@ -2,9 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { buildApp } from './api/app.js';
+import { apiExposure } from './config/api.js';
 import { applyEnv, loadConfig } from './config/load.js';
-import { parseListen } from './config/values.js';
+import { Issues } from './config/reader.js';
+import { parseListen, readToken } from './config/values.js';
 import type { BerthConfig } from './domain/app-spec.js';
+import { ConfigError } from './domain/errors.js';
 import { createHostDriver } from './hosts/docker/driver.js';
 import type { HostDriver } from './hosts/host-driver.js';
 import { createLogger, type Logger } from './log.js';
@@ -21,13 +24,23 @@ const SHUTDOWN_DEADLINE_MS = 25_000;
  * With no token configured, berth makes one on first start and keeps it next to the
  * database (mode 0600), so a fresh `npm start` has a working, non-guessable API.
  * The CLI reads the same file. The value itself is never logged.
+ * A token file that is there already is held to the rules of a configured token
+ * (at least 32 bytes): one written by hand may be anything.
  */
 function ensureToken(config: BerthConfig, dbPath: string, log: Logger): string {
   if (config.api.token) return config.api.token;
   const file = tokenFilePath(dbPath);
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  if (existsSync(file)) {
+    const issues = new Issues();
+    const token = readToken(readFileSync(file, 'utf8').trim(), file, issues);
+    if (token === undefined) {
+      throw new ConfigError(issues.list.map((i) => ({ ...i, message: `${i.message}, or delete the file to have berth generate a new one` })));
+    }
+    return token;
+  }
   mkdirSync(dirname(file), { recursive: true });
-  const token = randomBytes(24).toString('base64url');
+  // 32 random bytes: 43 characters, above the 32-byte minimum of a configured token.
+  const token = randomBytes(32).toString('base64url');
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
   log.info({ file }, 'no API token configured: generated one (BERTH_TOKEN or api.token overrides it)');
   return token;
@@ -59,6 +72,9 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
   try {
     syncConfigApps(store, config, log);
     const token = ensureToken(config, dbPath, log);
+    // Plain HTTP off loopback, and open_reads only on loopback (src/config/api.ts).
+    const exposure = apiExposure(config.api);
+    for (const warning of exposure.warnings) log.warn({ listen: config.api.listen }, warning);
     const metrics = new BerthMetrics(BERTH_VERSION);
     const drivers = new Map<string, HostDriver>(
       Object.values(config.hosts).map((spec) => [
@@ -73,7 +89,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       metrics,
       log,
       controller,
-      auth: { token, openReads: config.api.openReads },
+      auth: { token, openReads: exposure.openReads },
       hostNames: () => Object.keys(config.hosts),
       version: BERTH_VERSION,
     });

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { ApiDeps } from './context.js';
 import './schemas.js';
-import { makeAuthCheck, tokenIdOf } from './auth.js';
+import { makeAuthCheck } from './auth.js';
 import { formatSchemaErrors, frameworkError, installErrorHandler } from './errors.js';
 import { collectOpenApi } from './openapi.js';
 import { appRoutes } from './routes/apps.js';
@@ -36,8 +36,10 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
   // JSON only: a text/plain body is a 415, not a string that fails validation later.
   app.removeContentTypeParser('text/plain');
   const requireToken = makeAuthCheck(deps.auth.token);
-  app.decorate('tokenId', tokenIdOf(deps.auth.token));
   // open_reads opens reads to loopback peers only; anyone else still needs the token.
+  // deps.auth.openReads is the effective setting: main.ts passes false unless the API
+  // listens on loopback (src/config/api.ts), so a 0.0.0.0 listener never opens reads,
+  // not even to local peers such as a reverse proxy on the same machine.
   const openRead = async (request: FastifyRequest) => {
     if (!isLoopback(request.socket.remoteAddress)) await requireToken(request);
   };

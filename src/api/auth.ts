@@ -4,17 +4,6 @@ import { UnauthorizedError } from './errors.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-/** A short, non-reversible id of the token for the audit trail: which credential acted, never the credential. */
-export function tokenIdOf(token: string | null): string | null {
-  return token ? digest(token).toString('hex').slice(0, 8) : null;
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    tokenId: string | null;
-  }
-}
-
 /**
  * Bearer token check in constant time: both sides are hashed first so neither the
  * comparison nor its length reveals anything about the token.

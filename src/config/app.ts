@@ -14,6 +14,7 @@ import {
 } from '../domain/app-spec.js';
 import { ConfigError } from '../domain/errors.js';
 import { isAppName, isEnvName, isHostName } from '../domain/naming.js';
+import { isReservedSecretName, reservedSecretMessage } from '../domain/secrets.js';
 import {
   check,
   describe,
@@ -214,6 +215,9 @@ function readSecrets(env: Record<string, string>): Read<string[]> {
     const item: Read<string> = (v, p, iss) => {
       if (typeof v !== 'string' || !isEnvName(v)) {
         iss.add(p, `expected a variable name (${ENV_NAME_RULE}), got ${describe(v)}`);
+      } else if (isReservedSecretName(v)) {
+        // Secrets come from berth's own environment: BERTH_TOKEN must not be an app's to read.
+        iss.add(p, reservedSecretMessage(v));
       } else if (Object.hasOwn(env, v)) {
         iss.add(p, `"${v}" is also set in env; a variable is either in env or in secrets`);
       } else if (seen.has(v)) {

@@ -158,9 +158,27 @@ export const readListen: Read<string> = check('host:port like "127.0.0.1:7373"',
   typeof v === 'string' && parseListen(v) ? v : undefined,
 );
 
-/** API bearer token. Its value is never echoed into a message. */
+/**
+ * Shortest API bearer token accepted: 32 bytes, what `openssl rand -base64 32` (44
+ * characters) comfortably exceeds. A short token is guessable over a network, and a
+ * token in a config file or an environment variable is easy to set to "changeme".
+ */
+export const MIN_TOKEN_BYTES = 32;
+
+/**
+ * API bearer token: printable ASCII without spaces, at least MIN_TOKEN_BYTES long.
+ * `path` says where it came from (`api.token`, `BERTH_TOKEN`, the token file).
+ * Its value is never echoed into a message.
+ */
 export const readToken: Read<string> = (value, path, issues) => {
-  if (typeof value === 'string' && /^[\x21-\x7e]+$/.test(value)) return value;
-  issues.add(path, 'expected a non-empty string of printable characters without spaces (value not shown)');
-  return undefined;
+  if (typeof value !== 'string' || !/^[\x21-\x7e]+$/.test(value)) {
+    issues.add(path, 'expected a non-empty string of printable characters without spaces (value not shown)');
+    return undefined;
+  }
+  const bytes = Buffer.byteLength(value, 'utf8');
+  if (bytes < MIN_TOKEN_BYTES) {
+    issues.add(path, `too short: ${bytes} bytes, at least ${MIN_TOKEN_BYTES} are needed (value not shown); make one with: openssl rand -base64 32`);
+    return undefined;
+  }
+  return value;
 };

@@ -10,7 +10,7 @@
  *   calls fail fast with the last error instead of piling up behind a dead host.
  * - Keepalives detect a silently dead link; `readyTimeout` bounds the handshake.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -59,6 +59,53 @@ export type SshState = 'idle' | 'connecting' | 'ready' | 'backoff' | 'closed';
 
 function expandHome(p: string): string {
   return p === '~' ? homedir() : p.startsWith('~/') ? join(homedir(), p.slice(2)) : p;
+}
+
+/**
+ * Why a private key file with this mode and owner must not be used, or null. As OpenSSH
+ * (`sshkey_perm_ok`): a key file we own must not be accessible by group or others at all.
+ * One owned by another user (root:berth 0640, as deploy/systemd/berth.service suggests) may
+ * be shared through a group, but never with everyone: any access for others is refused.
+ */
+export function keyPermissionProblem(path: string, mode: number, owner: number, self: number | null = process.getuid?.() ?? null): string | null {
+  if (self === null) return null; // no POSIX owners and modes (Windows)
+  const perm = mode & 0o777;
+  const ours = owner === self;
+  if ((perm & (ours ? 0o077 : 0o007)) === 0) return null;
+  const octal = `0${perm.toString(8).padStart(3, '0')}`;
+  const fix = ours
+    ? `chmod 600 ${path}`
+    : `chown ${self} ${path} && chmod 600 ${path} (or chmod o-rwx ${path} and give access through a group only berth's user is in)`;
+  return (
+    `UNPROTECTED PRIVATE KEY FILE: permissions ${octal} for ${path} are too open; ` +
+    `a private key must not be accessible by ${ours ? 'group or others' : 'others'}, so it is not used. Fix: ${fix}`
+  );
+}
+
+/**
+ * Reads an SSH private key file, refusing one that is too open (keyPermissionProblem).
+ * The mode is checked on the open file, so what is checked is what is read.
+ * Every failure is a HostError HOST_CONFIG_INVALID on `host`: that host is down, the daemon runs on.
+ */
+export async function loadPrivateKey(path: string, host: string): Promise<Buffer> {
+  const unreadable = (e: unknown) =>
+    new HostError(HOST_ERROR_CODES.config, host, `cannot read SSH key ${path}: ${(e as Error).message}`, { cause: e });
+  let file;
+  try {
+    file = await open(path, 'r');
+  } catch (e) {
+    throw unreadable(e);
+  }
+  try {
+    const st = await file.stat();
+    const problem = keyPermissionProblem(path, st.mode, st.uid);
+    if (problem) throw new HostError(HOST_ERROR_CODES.config, host, problem);
+    return await file.readFile();
+  } catch (e) {
+    throw e instanceof HostError ? e : unreadable(e);
+  } finally {
+    await file.close().catch(() => undefined);
+  }
 }
 
 export class SshConnection {
@@ -174,18 +221,13 @@ export class SshConnection {
     };
     if (algorithms.length > 0) cfg.algorithms = { serverHostKey: algorithms as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] };
     if (spec.sshKeyPath) {
-      const path = expandHome(spec.sshKeyPath);
-      try {
-        cfg.privateKey = await readFile(path);
-      } catch (e) {
-        throw new HostError(HOST_ERROR_CODES.config, spec.name, `cannot read SSH key ${path}: ${(e as Error).message}`, { cause: e });
-      }
+      cfg.privateKey = await loadPrivateKey(expandHome(spec.sshKeyPath), spec.name);
     } else if (process.env.SSH_AUTH_SOCK) {
       cfg.agent = process.env.SSH_AUTH_SOCK;
     } else {
       const found = ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((f) => join(homedir(), '.ssh', f)).find((f) => existsSync(f));
       if (!found) throw new HostError(HOST_ERROR_CODES.config, spec.name, 'no ssh_key configured, no SSH agent and no ~/.ssh/id_* key');
-      cfg.privateKey = await readFile(found);
+      cfg.privateKey = await loadPrivateKey(found, spec.name);
     }
     return cfg;
   }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { containerConfigHash } from '../domain/config-hash.js';
-import { HostNotConfiguredError, SecretMissingError } from '../domain/errors.js';
+import { ConfigError, HostNotConfiguredError, SecretMissingError } from '../domain/errors.js';
+import { isReservedSecretName, reservedSecretMessage, secretRedactor } from '../domain/secrets.js';
 import type { HostDriver } from '../hosts/host-driver.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
@@ -28,8 +29,12 @@ export interface Wanted {
   maintenance: string | null;
 }
 
-/** The app's desired release and switches as stored, or null for an app that does not exist. */
-export function readWanted(store: Store, app: string): Wanted | null {
+/**
+ * The app's desired release and switches as stored, or null for an app that does not exist.
+ * `env` is where secret values come from (ReconcilerDeps.env): the desired config hash
+ * covers them, so a rotated secret asks for a new container.
+ */
+export function readWanted(store: Store, app: string, env: Record<string, string | undefined>): Wanted | null {
   const stored = store.apps.getApp(app);
   if (!stored) return null;
   const latest = store.releases.latestRelease(app);
@@ -39,7 +44,7 @@ export function readWanted(store: Store, app: string): Wanted | null {
     paused: stored.paused,
     maintenance: stored.maintenance,
     desired: latest
-      ? { revision: latest.revision, version: latest.version, spec: latest.spec, reason: latest.reason, configHash: containerConfigHash(latest.spec) }
+      ? { revision: latest.revision, version: latest.version, spec: latest.spec, reason: latest.reason, configHash: containerConfigHash(latest.spec, env) }
       : null,
     stable: stableRelease ? { revision: stableRelease.revision, version: stableRelease.version } : null,
   };
@@ -48,6 +53,8 @@ export function readWanted(store: Store, app: string): Wanted | null {
 /** The executor's view of one app's desired release: drivers, secrets, live step events, health metric. */
 export function execContext(deps: ReconcilerDeps, app: string, desired: DesiredRelease): ExecContext {
   const { store, metrics, log, env } = deps;
+  // Every value of the app's secrets that is set, reserved names included (never passed, but never shown either).
+  const redact = secretRedactor(Object.fromEntries(desired.spec.secrets.map((n) => [n, Object.hasOwn(env, n) ? env[n] : undefined])));
   return {
     app,
     desired,
@@ -58,18 +65,29 @@ export function execContext(deps: ReconcilerDeps, app: string, desired: DesiredR
       if (!d) throw new HostNotConfiguredError(host);
       return d;
     },
-    secretValues: (names) =>
-      Object.fromEntries(
+    secretValues: (names) => {
+      // Config load and PUT refuse these names; a spec stored before that rule is refused here.
+      const reserved = names.findIndex(isReservedSecretName);
+      if (reserved !== -1) {
+        const name = names[reserved]!;
+        const at = desired.spec.secrets.indexOf(name);
+        throw new ConfigError([{ path: `apps.${app}.secrets[${at === -1 ? reserved : at}]`, message: reservedSecretMessage(name) }]);
+      }
+      return Object.fromEntries(
         names.map((n) => {
-          const v = env[n];
+          const v = Object.hasOwn(env, n) ? env[n] : undefined;
           if (v === undefined) throw new SecretMissingError(n);
           return [n, v];
         }),
-      ),
+      );
+    },
+    redact,
     // Step events are written as they happen, so `events --follow` shows a rollout live.
+    // Their messages (hook output, health details) pass the redactor first.
     emit: (e) => {
-      store.events.appendEvent({ app, type: e.type, message: e.message, host: e.host ?? null, revision: desired.revision, actor: 'controller' });
-      log.info({ app, host: e.host, revision: desired.revision, event: e.type }, e.message);
+      const message = redact(e.message);
+      store.events.appendEvent({ app, type: e.type, message, host: e.host ?? null, revision: desired.revision, actor: 'controller' });
+      log.info({ app, host: e.host, revision: desired.revision, event: e.type }, message);
     },
     onHealthAttempt: (host, ok) => metrics.healthChecksTotal.inc({ app, host, result: ok ? 'pass' : 'fail' }),
   };

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { BerthError, HOST_ERROR_CODES, HostError, isHostDown, type ErrorCode } from '../domain/errors.js';
 import { LABELS, NETWORK_NAME } from '../domain/labels.js';
 import { imageReference } from '../domain/naming.js';
+import type { Redactor } from '../domain/secrets.js';
 import type { HostDriver, RunOnceResult } from '../hosts/host-driver.js';
 import type { TrafficSwitch, Upstream } from '../proxy/traffic.js';
 import { waitHealthy } from './health.js';
@@ -18,6 +19,12 @@ export interface ExecContext {
   traffic: TrafficSwitch;
   /** Secret values by name, from the daemon's environment. */
   secretValues(names: string[]): Record<string, string>;
+  /**
+   * Cuts the app's secret values out of text (domain/secrets.ts): applied to one-off
+   * output tails, step error messages and every emitted event before they are stored,
+   * logged or returned.
+   */
+  redact: Redactor;
   log: Logger;
   emit(event: { type: string; message: string; host?: string }): void;
   onHealthAttempt(host: string, ok: boolean): void;
@@ -34,12 +41,24 @@ export class StepError extends BerthError {
   }
 }
 
-function failure(action: Action, err: unknown): ActionResult {
+function failure(ctx: ExecContext, action: Action, err: unknown): ActionResult {
   const stage = err instanceof StepError ? err.stage : 'other';
   const code = err instanceof BerthError ? err.code : 'UNEXPECTED';
   const unreachable = isHostDown(err);
-  const message = err instanceof Error ? err.message : String(err);
+  // The message goes into the rollout record, status, events and the log.
+  const message = ctx.redact(err instanceof Error ? err.message : String(err));
   return { action, ok: false, stage, code, message, unreachable };
+}
+
+/**
+ * Redacts an error's message and stack, and its causes', in place: for an error that
+ * leaves the executor as it is (berth exec answers the API with it, which may log it).
+ */
+export function redactError(err: unknown, redact: Redactor): void {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    e.message = redact(e.message);
+    if (e.stack) e.stack = redact(e.stack);
+  }
 }
 
 async function at<T>(stage: StepError['stage'], fn: () => Promise<T>): Promise<T> {
@@ -165,20 +184,32 @@ async function retire(ctx: ExecContext, host: string, ids: string[]): Promise<vo
   );
 }
 
-/** One command in a one-off container of the release's image, with the app's env and secrets. */
+/**
+ * One command in a one-off container of the release's image, with the app's env and
+ * secrets. The output tail comes back with the secret values redacted, and so does
+ * the message of an error: neither is ever seen verbatim by a caller (hook events, the
+ * exec API answer).
+ */
 export async function runOneOff(ctx: ExecContext, host: string, name: string, command: string): Promise<RunOnceResult> {
-  const driver = ctx.driver(host);
-  await ensureImage(driver, imageOf(ctx));
-  await driver.ensureNetwork(NETWORK_NAME);
-  return driver.runOnce({
-    name,
-    image: imageOf(ctx),
-    cmd: ['sh', '-c', command],
-    env: containerEnv(ctx),
-    labels: labels(ctx, 'hook'),
-    network: NETWORK_NAME,
-    timeoutMs: ctx.desired.spec.hooks.timeoutMs,
-  });
+  try {
+    const driver = ctx.driver(host);
+    await ensureImage(driver, imageOf(ctx));
+    await driver.ensureNetwork(NETWORK_NAME);
+    const result = await driver.runOnce({
+      name,
+      image: imageOf(ctx),
+      cmd: ['sh', '-c', command],
+      env: containerEnv(ctx),
+      labels: labels(ctx, 'hook'),
+      network: NETWORK_NAME,
+      timeoutMs: ctx.desired.spec.hooks.timeoutMs,
+    });
+    // A tail may start inside a value: its leading end of a value is redacted too.
+    return { ...result, outputTail: ctx.redact(result.outputTail, { tail: true }) };
+  } catch (err) {
+    redactError(err, ctx.redact);
+    throw err;
+  }
 }
 
 async function runHook(ctx: ExecContext, host: string, phase: 'pre_deploy' | 'post_deploy'): Promise<void> {
@@ -218,7 +249,7 @@ async function executeOne(ctx: ExecContext, action: Action): Promise<ActionResul
         return { action, ok: true };
     }
   } catch (err) {
-    const result = failure(action, err);
+    const result = failure(ctx, action, err);
     ctx.log.warn({ app: ctx.app, host: action.host, action: action.type, code: !result.ok ? result.code : undefined, err: result.ok ? undefined : result.message }, 'step failed');
     return result;
   }

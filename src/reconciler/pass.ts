@@ -24,7 +24,7 @@ const FINAL_STATES: ReadonlySet<RolloutRecord['state']> = new Set(['complete', '
 export async function reconcilePass(deps: PassDeps, app: string): Promise<number | null> {
   const started = performance.now();
   const { store, metrics, log } = deps;
-  const wanted = readWanted(store, app);
+  const wanted = readWanted(store, app, deps.env);
   if (!wanted?.desired) return null;
   const { desired } = wanted;
 

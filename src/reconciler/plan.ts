@@ -31,6 +31,14 @@ interface HostView {
   othersRunning: ObservedContainer[];
   stopped: ObservedContainer[];
   error: string | null;
+  /**
+   * The target runs and may carry the host's traffic: the proxy route is on it, or (no
+   * proxy route) it is the host's only running app container. A failed host's target
+   * is then kept: with secret values in the config hash, the target of a host whose
+   * replacement failed can turn back into the container that served all along (the
+   * secret rotated back, an unset one set again).
+   */
+  targetServing: boolean;
 }
 
 export function newRecord(revision: number, now: number): RolloutRecord {
@@ -60,6 +68,19 @@ export function pickTarget(containers: ObservedContainer[], desired: DesiredRele
   return candidates[0] ?? null;
 }
 
+/**
+ * The name of the release's container on a host: `<app>-r<revision>`, unless a container
+ * of another config already holds that name (the same revision before a secret was
+ * rotated): creating under the name would adopt that container, values and all. Then
+ * the config hash goes into the name, which stays deterministic for crash adoption.
+ */
+function newContainerName(app: string, desired: DesiredRelease, v: HostView): string {
+  const name = containerName(app, desired.revision);
+  if (v.target?.name === name) return name;
+  const taken = [...v.othersRunning, ...v.stopped].some((c) => c.name === name && c.configHash !== desired.configHash);
+  return taken ? `${name}-${desired.configHash.slice(0, 8)}` : name;
+}
+
 /** With a proxy route, a host is only updated while its proxy really sends traffic to the target. */
 function routedTo(obs: HostObservation & { reachable: true }, desired: DesiredRelease, target: ObservedContainer): boolean {
   if (!desired.spec.proxy) return true;
@@ -68,7 +89,7 @@ function routedTo(obs: HostObservation & { reachable: true }, desired: DesiredRe
 
 function viewHost(host: string, obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
   if (!obs || !obs.reachable) {
-    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed' };
+    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', targetServing: false };
   }
   const apps = obs.containers.filter((c) => c.role === 'app');
   const target = pickTarget(apps, desired);
@@ -78,7 +99,8 @@ function viewHost(host: string, obs: HostObservation | undefined, desired: Desir
   let cls: HostClass = 'pending';
   if (state?.step === 'failed') cls = 'failed';
   else if (target?.running && state?.step === 'switched' && state.containerId === target.id && routedTo(obs, desired, target)) cls = 'updated';
-  return { host, cls, target, othersRunning, stopped, error: state?.step === 'failed' ? state.message : null };
+  const targetServing = !!target?.running && (desired.spec.proxy ? routedTo(obs, desired, target) : othersRunning.length === 0);
+  return { host, cls, target, othersRunning, stopped, error: state?.step === 'failed' ? state.message : null, targetServing };
 }
 
 /** Stopped containers past the newest `retain` (the target never counts: it is in use). */
@@ -97,7 +119,7 @@ function cleanupActions(views: HostView[], retain: number, busy: Set<string>): A
     if (v.cls === 'updated' && v.othersRunning.length > 0) {
       actions.push({ type: 'retire', host: v.host, containerIds: v.othersRunning.map((c) => c.id) });
     }
-    if (v.cls === 'failed' && v.target) {
+    if (v.cls === 'failed' && v.target && !v.targetServing) {
       actions.push({ type: 'remove', host: v.host, containerIds: [v.target.id], why: 'failed' });
     }
     const old = prunable(v, retain);
@@ -357,7 +379,7 @@ function nextRolloutStep(
     type: 'updateHost',
     host: v.host,
     existingContainerId: v.target?.id ?? null,
-    containerName: containerName(input.app, desired.revision),
+    containerName: newContainerName(input.app, desired, v),
     pull: !v.target && !next.pulled.includes(v.host),
   }));
   // Later batches' hosts pull while the first batch boots (its hosts pull inside updateHost).

@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError } from '../domain/errors.js';
+import { createPrivateFile } from './files.js';
 
 /**
  * One daemon per database file (docs/design.md, "The store").
@@ -19,6 +21,16 @@ import { StoreError } from '../domain/errors.js';
  * The lock itself is exact; the pid in the message is best effort (two daemons
  * started in the same millisecond may race between the commit and the re-lock,
  * which the retry loop below absorbs).
+ *
+ * The row is never trusted on the pid alone: after kill -9 or a reboot the recorded
+ * pid may belong to any other process by the time berth starts again (and systemd
+ * stops restarting a unit that keeps failing). On Linux the holder also records its
+ * boot id and its start time (/proc/PID/stat field 22); a row refuses the file
+ * despite the kernel lock being free only if that exact process still runs on this
+ * host (belt and braces, for a kernel lock lost while its holder lives). Where that
+ * cannot be checked (no /proc, a row from an older berth), the kernel lock alone
+ * decides. The lock file is created 0600 (src/store/files.ts): a process that can
+ * open it can hold a read lock on it and stop the holder from committing its row.
  */
 export interface DbLock {
   readonly path: string;
@@ -29,6 +41,15 @@ interface HolderRow {
   pid: number;
   host: string;
   started_at: string;
+  /** Linux boot id and /proc/PID/stat start time of the holder; null if it could not read them (or is an older berth). */
+  boot_id?: string | null;
+  start_ticks?: number | null;
+}
+
+/** What tells a process from a later one that got the same pid. */
+interface ProcessIdentity {
+  bootId: string;
+  startTicks: number;
 }
 
 /** Tries at the lock: two daemons started together race between the holder's commit and its re-lock (below). */
@@ -46,6 +67,42 @@ function sleepSync(ms: number): void {
 function isBusy(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
+}
+
+/** The boot id and the start time (clock ticks after boot, /proc/PID/stat field 22) of `pid`; null without /proc or if it is gone. */
+function processIdentity(pid: number): ProcessIdentity | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 2, the command name, is in parentheses and may hold spaces and parentheses:
+    // count the fields after the last ')' (field 3 is the first of them).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const startTicks = Number(fields[22 - 3]);
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return Number.isSafeInteger(startTicks) && bootId !== '' ? { bootId, startTicks } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The process the row names, exactly (same host, boot, pid and start time), is running; false when that cannot be known. */
+function recordedProcessRuns(row: HolderRow): boolean {
+  if (row.pid === process.pid || row.host !== hostname() || row.boot_id == null || row.start_ticks == null) return false;
+  const now = processIdentity(row.pid);
+  return now !== null && now.bootId === row.boot_id && now.startTicks === row.start_ticks;
+}
+
+/**
+ * For naming the holder when the kernel lock is taken: the row describes it unless
+ * it is ours (the commit/re-lock race) or provably stale. A row from another host, or
+ * without an identity to check, is believed if its pid is alive.
+ */
+function plausibleHolder(row: HolderRow | undefined): HolderRow | undefined {
+  if (!row || row.pid === process.pid) return undefined;
+  if (row.host !== hostname()) return row;
+  if (row.boot_id != null && row.start_ticks != null && processIdentity(process.pid) !== null) {
+    return recordedProcessRuns(row) ? row : undefined;
+  }
+  return pidAlive(row.pid) ? row : undefined;
 }
 
 function pidAlive(pid: number): boolean {
@@ -80,6 +137,7 @@ export function acquireDbLock(dbPath: string): DbLock {
   }
   let db: Database.Database;
   try {
+    createPrivateFile(lockPath);
     db = new Database(lockPath, { timeout: 0 });
   } catch (err) {
     throw new StoreError('DB_LOCK_FAILED', `cannot open lock file ${lockPath}: ${(err as Error).message}`, { cause: err });
@@ -89,6 +147,7 @@ export function acquireDbLock(dbPath: string): DbLock {
     throw err;
   };
 
+  const self = processIdentity(process.pid);
   let holder: HolderRow | undefined;
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     if (attempt > 0) sleepSync(RETRY_STEP_MS * attempt);
@@ -100,40 +159,48 @@ export function acquireDbLock(dbPath: string): DbLock {
           new StoreError('DB_LOCK_FAILED', `cannot lock ${lockPath}: ${(err as Error).message}`, { cause: err }),
         );
       }
-      holder = readHolder(db);
       // Our own pid can only show up here in the commit/re-lock race, or when this
-      // process already holds the lock through another Store: look again shortly.
-      if (holder && holder.pid !== process.pid && pidAlive(holder.pid)) break;
+      // process already holds the lock through another Store; a stale row, while a new
+      // holder has not committed its own yet: look again shortly.
+      holder = plausibleHolder(readHolder(db));
+      if (holder) break;
       continue;
     }
-    // Belt and braces: a recorded holder that is still alive keeps the file, whatever
-    // the kernel lock said (a clean release deletes its row; kill -9 leaves a dead pid).
+    // Belt and braces: the exact process a row names, still running, keeps the file
+    // whatever the kernel lock said (a clean release deletes its row; after kill -9 or
+    // a reboot the row names a process that is gone, even if its pid is in use again).
     const recorded = readHolder(db);
-    if (recorded && recorded.pid !== process.pid && recorded.host === hostname() && pidAlive(recorded.pid)) {
+    if (recorded && recordedProcessRuns(recorded)) {
       db.exec('ROLLBACK');
       holder = recorded;
       break;
     }
     try {
+      // Recreated each time: a lock file an older berth wrote has no identity columns.
+      db.exec('DROP TABLE IF EXISTS holder');
       db.exec(
-        'CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL)',
+        'CREATE TABLE holder (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL, boot_id TEXT, start_ticks INTEGER)',
       );
-      db.prepare('INSERT OR REPLACE INTO holder (id, pid, host, started_at) VALUES (1, ?, ?, ?)').run(
+      db.prepare('INSERT INTO holder (id, pid, host, started_at, boot_id, start_ticks) VALUES (1, ?, ?, ?, ?, ?)').run(
         process.pid,
         hostname(),
         new Date().toISOString(),
+        self?.bootId ?? null,
+        self?.startTicks ?? null,
       );
       db.exec('COMMIT');
     } catch (err) {
       if (db.inTransaction) db.exec('ROLLBACK');
+      // A reader of the row (a daemon being refused) holds a shared lock for a moment: try again.
+      if (isBusy(err)) continue;
       fail(new StoreError('DB_LOCK_FAILED', `cannot write lock file ${lockPath}: ${(err as Error).message}`, { cause: err }));
     }
     try {
       db.exec('BEGIN IMMEDIATE');
     } catch (err) {
       if (!isBusy(err)) fail(new StoreError('DB_LOCK_FAILED', `cannot lock ${lockPath}: ${(err as Error).message}`, { cause: err }));
-      holder = readHolder(db);
-      if (holder && holder.pid !== process.pid && pidAlive(holder.pid)) break;
+      holder = plausibleHolder(readHolder(db));
+      if (holder) break;
       continue;
     }
     let released = false;
@@ -160,7 +227,8 @@ export function acquireDbLock(dbPath: string): DbLock {
 
 function readHolder(db: Database.Database): HolderRow | undefined {
   try {
-    return db.prepare('SELECT pid, host, started_at FROM holder WHERE id = 1').get() as HolderRow | undefined;
+    // (SELECT *: a row an older berth wrote has no boot_id / start_ticks.)
+    return db.prepare('SELECT * FROM holder WHERE id = 1').get() as HolderRow | undefined;
   } catch {
     // No table yet (the holder is creating it) or the reader is itself locked out.
     return undefined;

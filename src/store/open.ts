@@ -1,7 +1,7 @@
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { BerthError, StoreError } from '../domain/errors.js';
+import { createPrivateFile, ensurePrivateDir, octal, tightenFile } from './files.js';
 import { acquireDbLock, type DbLock } from './lock.js';
 import { migrate } from './migrate.js';
 import { Store, type StoreOptions } from './store.js';
@@ -17,7 +17,16 @@ export interface OpenStoreOptions extends StoreOptions {
   lock?: boolean;
   /** Busy timeout for the write lock between processes, ms (default DEFAULT_BUSY_TIMEOUT_MS, 5 s). */
   busyTimeoutMs?: number;
+  /**
+   * Where a warning about the data directory or the files' permissions goes (default:
+   * a process warning). The open goes on after a warning.
+   */
+  onWarning?: (message: string) => void;
 }
+
+const defaultWarning = (message: string): void => {
+  process.emitWarning(message);
+};
 
 export const MEMORY = ':memory:';
 
@@ -30,6 +39,11 @@ const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
  * (WAL, synchronous=FULL so an acknowledged commit survives a crash or power
  * loss, foreign keys, busy timeout) and migrates it.
  *
+ * Permissions (src/store/files.ts): a directory it creates is 0700; the database,
+ * its -wal/-shm/-journal and the lock file are 0600 (created so, or set so if an
+ * older berth left them looser: reported through `onWarning`). A directory that
+ * already existed is left as it is, with a warning if others can get into it.
+ *
  * Throws StoreError: DB_LOCKED (another daemon has it), DB_TOO_NEW (schema newer
  * than this berth), MIGRATION_FAILED, DB_OPEN_FAILED.
  */
@@ -40,14 +54,48 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
   let db: Database.Database | null = null;
   try {
     if (!memory) {
+      const warn = opts.onWarning ?? defaultWarning;
+      const dir = dirname(path);
+      let looseDir: number | null;
       try {
-        mkdirSync(dirname(path), { recursive: true });
+        looseDir = ensurePrivateDir(dir);
       } catch (err) {
         throw new StoreError('DB_OPEN_FAILED', `cannot create the directory of ${path}: ${(err as Error).message}`, {
           cause: err,
         });
       }
-      if (opts.lock !== false) lock = acquireDbLock(path);
+      if (looseDir !== null) {
+        warn(
+          `berth store: the data directory ${dir} is ${octal(looseDir)}: other users can list it` +
+            `${looseDir & 0o022 ? ' and replace or delete the files in it' : ''}. berth creates its data directory 0700 ` +
+            `but does not change a directory it did not create (it may be shared); if it is berth's alone, chmod 700 ${dir}`,
+        );
+      }
+      // berth's own files: the lock file's before the lock is taken, the database's once it is ours.
+      const loosened: string[] = [];
+      const tighten = (file: string) => {
+        try {
+          const was = tightenFile(file);
+          if (was !== null) loosened.push(`${file} (${octal(was)})`);
+        } catch (err) {
+          // (Not fatal: e.g. a file another user owns; it worked before berth tightened modes.)
+          warn(`berth store: cannot set ${file} to 0600: ${(err as Error).message}`);
+        }
+      };
+      if (opts.lock !== false) {
+        tighten(`${path}.lock`);
+        tighten(`${path}.lock-journal`);
+        lock = acquireDbLock(path); // creates the lock file 0600
+      }
+      try {
+        createPrivateFile(path);
+      } catch (err) {
+        throw new StoreError('DB_OPEN_FAILED', `cannot create database ${path}: ${(err as Error).message}`, { cause: err });
+      }
+      for (const file of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) tighten(file);
+      if (loosened.length > 0) {
+        warn(`berth store: ${loosened.join(', ')} were open to other users; set to 0600`);
+      }
     }
     try {
       db = new Database(path, { timeout: busyTimeoutMs });

@@ -302,24 +302,26 @@ describe('(c) reads need the token unless open_reads; open_reads serves loopback
     }
   });
 
-  test('end to end: a daemon with open_reads on all interfaces serves reads to 127.0.0.1 but not to its own non-loopback address', async (t) => {
+  test('end to end: open_reads on all interfaces is ignored (with a warning): every client, loopback included, needs the token', async (t) => {
     const outside = outsideAddresses().filter((a) => !a.includes(':'));
     const config = sandbox.writeConfig('open-reads.yml', `${DAEMON_CONFIG}api:\n  open_reads: true\n`);
     const port = await freePort();
     const d = await sandbox.spawn({ config, db: join(sandbox.path, 'c', 'berth.db'), port, env: { BERTH_LISTEN: `0.0.0.0:${port}` } });
     await waitReady(d);
+    assert.match(d.output(), /open_reads.*ignored/i, 'the daemon says open_reads is ignored off loopback');
     const local = await fetch(`http://127.0.0.1:${port}/v1/apps`);
-    assert.equal(local.status, 200, 'a loopback client reads without the token');
+    assert.equal(local.status, 401, 'a loopback client needs the token on a non-loopback listener');
+    assert.equal((await fetch(`http://127.0.0.1:${port}/v1/apps`, { headers: AUTH })).status, 200, 'with the token it reads');
     const write = await fetch(`http://127.0.0.1:${port}/v1/apps/web/pause`, { method: 'POST' });
-    assert.equal(write.status, 401, 'but cannot write without it');
+    assert.equal(write.status, 401, 'and cannot write without it');
     if (outside.length === 0) {
       t.diagnostic('NOTE: no non-loopback IPv4 address on this machine; the remote-client half is skipped');
+      await killDaemon(d);
       return;
     }
     for (const address of outside) {
-      // Connecting to our own address: the peer the daemon sees is that address, not loopback.
       const remote = await fetch(`http://${address}:${port}/v1/apps`);
-      assert.equal(remote.status, 401, `a client at ${address} needs the token even with open_reads`);
+      assert.equal(remote.status, 401, `a client at ${address} needs the token`);
       const forwarded = await fetch(`http://${address}:${port}/v1/apps`, { headers: { 'x-forwarded-for': '127.0.0.1' } });
       assert.equal(forwarded.status, 401, 'X-Forwarded-For: 127.0.0.1 does not make it loopback');
       const authed = await fetch(`http://${address}:${port}/v1/apps`, { headers: AUTH });

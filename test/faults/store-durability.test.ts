@@ -6,15 +6,22 @@
  * `PRAGMA integrity_check`, holds every acknowledged revision with the version that
  * request sent, and its revisions are contiguous; a restarted daemon on the same
  * file serves them all. Three rounds on the same database.
+ *
+ * Then the data directory and its lock, with real daemons: under umask 022 the
+ * directory is 0700 and every file in it 0600; a second daemon on a database in use
+ * is refused; a lock row left by a kill -9 whose pid now belongs to another live
+ * process does not stop the next start.
  */
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { DAEMON_CONFIG, freePort, killDaemon, spawnDaemon, tempDir, waitReady, type DaemonChild } from '../support/daemon.js';
 
-const TOKEN = 'durability-test-token-5b0c7a93';
+const TOKEN = 'durability-test-token-5b0c7a93e1f42d68'; // (at least 32 bytes: config MIN_TOKEN_BYTES)
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 const CLIENTS = 8;
 const KILL_AFTER = 100;
@@ -166,4 +173,73 @@ describe('acknowledged releases survive kill -9 during a burst', () => {
       assert.equal(app.desired.revision, revisions.length, 'the newest revision in the file is the desired one');
     });
   }
+});
+
+describe('the data directory and the one-daemon lock, with real daemons', () => {
+  const mode = (p: string) => (statSync(p).mode & 0o777).toString(8);
+
+  test('under umask 022 the data directory is 0700 and every file berth creates in it 0600 (database, WAL, SHM, lock, token)', { timeout: 60_000 }, async () => {
+    const data = join(dir.path, 'perm-data');
+    const file = join(data, 'berth.db');
+    const umask = process.umask(0o022); // what `npm start` usually runs under; the daemon inherits it
+    let d: DaemonChild;
+    try {
+      // No BERTH_TOKEN: the daemon generates data/token too.
+      d = spawnDaemon({ config, db: file, port: await freePort() });
+    } finally {
+      process.umask(umask);
+    }
+    daemons.push(d);
+    await waitReady(d);
+    const token = readFileSync(join(data, 'token'), 'utf8').trim();
+    const res = await fetch(`${d.url}/v1/apps/web/releases`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ version: 'v1' }),
+    });
+    assert.equal(res.status, 202);
+    assert.equal(mode(data), '700', 'data directory');
+    const files = readdirSync(data).sort();
+    for (const f of ['berth.db', 'berth.db-shm', 'berth.db-wal', 'berth.db.lock', 'token']) assert.ok(files.includes(f), `${f} exists (${files.join(', ')})`);
+    assert.deepEqual(files.map((f) => `${f} ${mode(join(data, f))}`), files.map((f) => `${f} 600`));
+    await killDaemon(d);
+  });
+
+  test('a second daemon on a database in use is refused (DB_LOCKED) while the first runs', { timeout: 60_000 }, async () => {
+    const file = join(dir.path, 'twice', 'berth.db');
+    const first = spawnDaemon({ config, db: file, port: await freePort(), token: TOKEN });
+    daemons.push(first);
+    await waitReady(first);
+    const second = spawnDaemon({ config, db: file, port: await freePort(), token: TOKEN });
+    daemons.push(second);
+    const exit = await second.exit(20_000);
+    assert.equal(exit.code, 1, second.output());
+    assert.match(second.output(), new RegExp(`DB_LOCKED.*in use by process ${first.proc.pid}`));
+    assert.equal((await fetch(`${first.url}/healthz`)).status, 200, 'the first one runs on');
+    await killDaemon(first);
+  });
+
+  test('after kill -9, a lock row whose pid now belongs to another live process (not berth) does not stop the next start', { timeout: 60_000 }, async () => {
+    const file = join(dir.path, 'reused', 'berth.db');
+    const first = spawnDaemon({ config, db: file, port: await freePort(), token: TOKEN });
+    daemons.push(first);
+    await waitReady(first);
+    await killDaemon(first); // kill -9: the lock row stays
+    // The pid is reused: make the row name a live process that is not berth (as after a reboot).
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      await once(other, 'spawn');
+      const lock = new Database(`${file}.lock`);
+      const row = lock.prepare('SELECT pid FROM holder WHERE id = 1').get() as { pid: number } | undefined;
+      assert.equal(row?.pid, first.proc.pid, 'kill -9 left the row behind');
+      lock.prepare('UPDATE holder SET pid = ? WHERE id = 1').run(other.pid);
+      lock.close();
+      const next = spawnDaemon({ config, db: file, port: await freePort(), token: TOKEN });
+      daemons.push(next);
+      await waitReady(next);
+      await killDaemon(next);
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
 });

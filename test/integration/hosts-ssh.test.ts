@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,7 +17,7 @@ import { HostError } from '../../src/domain/errors.js';
 import { createLogger } from '../../src/log.js';
 import { httpRequest } from '../../src/hosts/http-request.js';
 import { fingerprintOf } from '../../src/hosts/host-keys.js';
-import { SshConnection } from '../../src/hosts/ssh-connection.js';
+import { keyPermissionProblem, SshConnection } from '../../src/hosts/ssh-connection.js';
 import { createSshDriver } from '../../src/hosts/docker/driver.js';
 import type { DockerEvent } from '../../src/hosts/host-driver.js';
 
@@ -244,6 +244,28 @@ describe('SSH connection against a throwaway sshd', { skip }, () => {
     await expectCode(conn({ sshKeyPath: join(dir, 'missing-key') }).ready(), 'HOST_CONFIG_INVALID');
   });
 
+  test('a private key file accessible by group or others is refused (UNPROTECTED PRIVATE KEY FILE), as a host error; 0600 is accepted', async () => {
+    const key = join(dir, 'client-perm');
+    copyFileSync(join(dir, 'client'), key);
+    for (const mode of [0o644, 0o640, 0o604, 0o660]) {
+      chmodSync(key, mode);
+      const c = conn({ sshKeyPath: key });
+      const e = await expectCode(c.ready(), 'HOST_CONFIG_INVALID');
+      assert.equal(e.host, 'lo');
+      assert.match(e.message, /UNPROTECTED PRIVATE KEY FILE/);
+      assert.ok(e.message.includes(`0${mode.toString(8)} for ${key}`), e.message);
+      assert.ok(e.message.includes(`chmod 600 ${key}`), e.message);
+      assert.equal(c.state, 'backoff', 'the host is down, nothing crashed');
+      assert.equal(c.lastFailure?.code, 'HOST_CONFIG_INVALID');
+    }
+    chmodSync(key, 0o600);
+    const ok = conn({ sshKeyPath: key });
+    await ok.ready();
+    assert.equal(ok.state, 'ready');
+    chmodSync(key, 0o400);
+    await conn({ sshKeyPath: key }).ready();
+  });
+
   test('the SSH driver: Docker API through the agent; events re-subscribe after the stream ends', async () => {
     const dockerSock = join(dir, 'docker.sock');
     const eventQueries: URLSearchParams[] = [];
@@ -322,6 +344,23 @@ describe('SSH connection against a throwaway sshd', { skip }, () => {
     assert.equal((await get(c, 'tcp', '/c')).status, 200);
     assert.equal(c.state, 'ready');
   });
+});
+
+test('private key permissions: what is too open, as OpenSSH judges it (no sshd needed)', () => {
+  const me = 1000;
+  // Our own key: no access for group or others at all.
+  for (const mode of [0o600, 0o400, 0o700]) assert.equal(keyPermissionProblem('/k', 0o100000 | mode, me, me), null, mode.toString(8));
+  for (const mode of [0o644, 0o640, 0o604, 0o610, 0o601, 0o660, 0o666]) {
+    const p = keyPermissionProblem('/k', 0o100000 | mode, me, me);
+    assert.equal(p, `UNPROTECTED PRIVATE KEY FILE: permissions 0${mode.toString(8)} for /k are too open; a private key must not be accessible by group or others, so it is not used. Fix: chmod 600 /k`);
+  }
+  // Someone else's key (root:berth 0640, read through the group): a group may share it, everyone may not.
+  assert.equal(keyPermissionProblem('/k', 0o100640, 0, me), null);
+  assert.equal(keyPermissionProblem('/k', 0o100600, 0, me), null);
+  const open = keyPermissionProblem('/k', 0o100644, 0, me);
+  assert.match(open ?? '', /^UNPROTECTED PRIVATE KEY FILE: permissions 0644 for \/k are too open; .* by others.* Fix: chown 1000 \/k && chmod 600 \/k /);
+  // No POSIX ownership (Windows): no check.
+  assert.equal(keyPermissionProblem('/k', 0o100644, 0, null), null);
 });
 
 /** Direct children of a process (from /proc). */

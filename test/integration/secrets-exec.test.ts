@@ -9,7 +9,8 @@ import { bedSkipReason } from '../support/testbed.js';
 /**
  * Secrets reach containers through the Docker API only: a canary value from the
  * daemon's environment is inside the app's containers, and nowhere else: not in
- * logs, events, API responses, /metrics, or any process's command line.
+ * logs, events, API responses, /metrics, or any process's command line. A hook or
+ * exec that prints it shows `[redacted:NAME]` in the stored event and the API answer.
  */
 const skip = bedSkipReason();
 const APP = 'sec';
@@ -37,7 +38,7 @@ describe('secrets and berth exec', { skip, concurrency: false }, () => {
       {
         healthcheck: { interval: '500ms' },
         rollout: { parallelism: 3 },
-        hooks: { pre_deploy: ['test -n "$DB_PASSWORD"'] },
+        hooks: { pre_deploy: ['test -n "$DB_PASSWORD"', 'echo "hook sees pw=$DB_PASSWORD"'] },
         env: { APP_MODE: 'test' },
         secrets: ['DB_PASSWORD'],
       },
@@ -71,6 +72,16 @@ describe('secrets and berth exec', { skip, concurrency: false }, () => {
     assert.match(exec.body.outputTail, new RegExp(hash));
     assert.match(exec.body.outputTail, /mode=test/);
 
+    // Printed on purpose, by a hook and by exec: redacted in the stored event and in the API answer.
+    const printed = await daemon.request<{ exitCode: number; outputTail: string }>('POST', `/v1/apps/${APP}/exec`, { command: 'echo "exec sees pw=$DB_PASSWORD"; echo "twice: $DB_PASSWORD$DB_PASSWORD"' });
+    assert.equal(printed.body.exitCode, 0);
+    assert.equal(printed.body.outputTail, 'exec sees pw=[redacted:DB_PASSWORD]\ntwice: [redacted:DB_PASSWORD][redacted:DB_PASSWORD]\n');
+    const hookEvents = (await daemon.request<{ events: Array<{ type: string; message: string }> }>('GET', `/v1/apps/${APP}/events?limit=1000`)).body.events.filter((e) => e.type === 'HookOutput');
+    assert.ok(
+      hookEvents.some((e) => e.message.includes('hook sees pw=[redacted:DB_PASSWORD]')),
+      `the pre_deploy output is stored redacted: ${JSON.stringify(hookEvents)}`,
+    );
+
     // Outside: nowhere.
     const surfaces: Record<string, string> = {
       'daemon log': daemon.output(),
@@ -80,6 +91,7 @@ describe('secrets and berth exec', { skip, concurrency: false }, () => {
       hosts: JSON.stringify((await daemon.request('GET', '/v1/hosts')).body),
       metrics: await fetch(`${daemon.url}/metrics`).then((r) => r.text()),
       exec: JSON.stringify(exec.body),
+      'exec that printed it': JSON.stringify(printed.body),
     };
     for (const [where, text] of Object.entries(surfaces)) assert.ok(!text.includes(CANARY), `the secret leaked into ${where}`);
     assert.deepEqual(commandLinesContaining(CANARY), [], 'no process on this machine (hosts included) has the secret on its command line');

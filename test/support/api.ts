@@ -8,7 +8,6 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../../src/api/app.js';
-import { tokenIdOf } from '../../src/api/auth.js';
 import type { ControllerHandle, ExecResult } from '../../src/api/context.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
 import { openStore, type Store } from '../../src/store/index.js';
@@ -16,8 +15,6 @@ import { TOKEN } from './daemon.js';
 
 export { TOKEN };
 export const AUTH = { authorization: `Bearer ${TOKEN}` } as const;
-/** How the audit trail names an actor who used TOKEN. */
-export const actorWithToken = (name: string, token: string = TOKEN) => `${name} (token ${tokenIdOf(token)})`;
 
 /** Records every enqueue and exec; `running` answers /readyz. Real execs are tested on the test hosts. */
 export class RecordingController implements ControllerHandle {

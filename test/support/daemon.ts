@@ -15,7 +15,7 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BIN = join(ROOT, 'src', 'cli', 'bin.ts');
 
 /** The bearer token of test daemons and of the in-process API (api.ts), unless a test picks its own. */
-export const TOKEN = 'test-token-0123456789abcdef';
+export const TOKEN = 'test-token-0123456789abcdef-4c1e7a9b02d5';
 
 /** One app on a local host whose Docker socket does not exist: the host is simply down. */
 export const DAEMON_CONFIG = `hosts:

@@ -23,7 +23,7 @@ export function makeSpec(overrides: Partial<AppSpec> = {}): AppSpec {
 }
 
 export function makeDesired(revision: number, version: string, spec = makeSpec(), reason: 'deploy' | 'rollback' = 'deploy'): DesiredRelease {
-  return { revision, version, spec, reason, configHash: containerConfigHash(spec) };
+  return { revision, version, spec, reason, configHash: containerConfigHash(spec, {}) };
 }
 
 let seq = 0;
@@ -41,7 +41,7 @@ export function makeContainer(
     app: 'web',
     revision,
     version,
-    configHash: containerConfigHash(opts.spec ?? makeSpec()),
+    configHash: containerConfigHash(opts.spec ?? makeSpec(), {}),
     role: 'app',
     state: opts.state ?? (running ? 'running' : 'exited'),
     running,

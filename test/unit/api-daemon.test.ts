@@ -5,13 +5,14 @@
  * local Docker whose socket does not exist: the controller runs, the host is down.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { sseClient } from '../support/api.js';
-import { DAEMON_CONFIG, daemonSandbox, freePort, waitReady, type DaemonChild } from '../support/daemon.js';
+import { DAEMON_CONFIG, daemonSandbox, freePort, killDaemon, spawnDaemon, waitReady, type DaemonChild } from '../support/daemon.js';
 
-const TOKEN = 'daemon-test-token-4f1c9b7e2a';
+const TOKEN = 'daemon-test-token-4f1c9b7e2a-0d83b5e61c';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 const sandbox = daemonSandbox('berth-daemon-test-', TOKEN);
@@ -127,5 +128,112 @@ describe('berth daemon as a child process', () => {
     assert.match(out, /apps\.web\.healthcheck\.interval: expected a duration like \\?"5s\\?", got \\?"5 parsecs\\?"/);
     assert.match(out, /apps\.web\.hosts\[1\]: unknown host \\?"nowhere\\?"/);
     assert.doesNotMatch(out, /berth is running/);
+  });
+});
+
+describe('the API token is long enough', () => {
+  const config = sandbox.writeConfig('token.yml', DAEMON_CONFIG);
+  const FIX = /make one with: openssl rand -base64 32/;
+
+  test('a BERTH_TOKEN shorter than 32 bytes: the daemon refuses to start, naming the variable and the fix', async () => {
+    const short = 'short-token-0123456789';
+    const d = spawnDaemon({ config, db: join(sandbox.path, 'short-env', 'berth.db'), port: await freePort(), token: short });
+    try {
+      const exit = await d.exit(15_000);
+      assert.notEqual(exit.code, 0);
+      const out = d.output();
+      assert.match(out, /BERTH_TOKEN: too short: 22 bytes, at least 32 are needed/);
+      assert.match(out, FIX);
+      assert.equal(out.includes(short), false, 'the value is not shown');
+      assert.doesNotMatch(out, /berth is running/);
+    } finally {
+      await killDaemon(d);
+    }
+  });
+
+  test('an api.token shorter than 32 bytes in the config file: refused, naming the key path', async () => {
+    const short = sandbox.writeConfig('short-token.yml', `${DAEMON_CONFIG}api:\n  token: "config-token-01234567"\n`);
+    const d = spawnDaemon({ config: short, db: join(sandbox.path, 'short-file', 'berth.db'), port: await freePort() });
+    try {
+      assert.notEqual((await d.exit(15_000)).code, 0);
+      assert.match(d.output(), /api\.token: too short: 21 bytes/);
+      assert.match(d.output(), FIX);
+    } finally {
+      await killDaemon(d);
+    }
+  });
+
+  test('a generated token (data/token) is at least 32 bytes and works; a short hand-written token file is refused', async () => {
+    const dir = join(sandbox.path, 'generated');
+    const d = spawnDaemon({ config, db: join(dir, 'berth.db'), port: await freePort() });
+    try {
+      await waitReady(d);
+      const token = readFileSync(join(dir, 'token'), 'utf8').trim();
+      assert.ok(Buffer.byteLength(token) >= 32, `generated token is ${Buffer.byteLength(token)} bytes`);
+      assert.equal((await fetch(`${d.url}/v1/apps`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+      assert.equal(d.output().includes(token), false, 'the generated token is never logged');
+    } finally {
+      await killDaemon(d);
+    }
+    const handDir = join(sandbox.path, 'hand-written');
+    mkdirSync(handDir, { recursive: true });
+    writeFileSync(join(handDir, 'token'), 'hunter2\n', { mode: 0o600 });
+    const h = spawnDaemon({ config, db: join(handDir, 'berth.db'), port: await freePort() });
+    try {
+      assert.notEqual((await h.exit(15_000)).code, 0);
+      assert.match(h.output(), /hand-written\/token: too short: 7 bytes/);
+      assert.match(h.output(), FIX);
+      assert.equal(h.output().includes('hunter2'), false);
+    } finally {
+      await killDaemon(h);
+    }
+  });
+});
+
+describe('the listen address: clear-text warning and open_reads', () => {
+  const openReads = sandbox.writeConfig('open-reads.yml', `${DAEMON_CONFIG}api:\n  open_reads: true\n`);
+  const CLEAR_TEXT = /the API listens on 0\.0\.0\.0:\d+, not a loopback address, without TLS: requests and the bearer token travel in clear text/;
+  const FIX = /bind it to 127\.0\.0\.1 .*TLS/;
+  const IGNORED = /api\.open_reads is ignored: it is honoured only on a loopback listener/;
+
+  test('on 0.0.0.0: a startup warning about clear text, and open_reads ignored (with a warning): reads need the token', async () => {
+    const port = await freePort();
+    const d = await sandbox.spawn({ config: openReads, db: join(sandbox.path, 'any', 'berth.db'), port, env: { BERTH_LISTEN: `0.0.0.0:${port}` } });
+    try {
+      await waitReady(d);
+      const out = d.output();
+      assert.match(out, CLEAR_TEXT);
+      assert.match(out, FIX);
+      assert.match(out, IGNORED);
+      assert.match(out, /"level":40/, 'logged as warnings');
+      assert.equal((await fetch(`http://127.0.0.1:${port}/v1/apps`)).status, 401, 'open_reads is not honoured, not even for a loopback client');
+      assert.equal((await fetch(`http://127.0.0.1:${port}/v1/apps`, { headers: AUTH })).status, 200);
+    } finally {
+      await killDaemon(d);
+    }
+  });
+
+  test('on 0.0.0.0 without open_reads: the clear-text warning only', async () => {
+    const port = await freePort();
+    const d = await sandbox.spawn({ config: sandbox.writeConfig('plain.yml', DAEMON_CONFIG), db: join(sandbox.path, 'any2', 'berth.db'), port, env: { BERTH_LISTEN: `0.0.0.0:${port}` } });
+    try {
+      await waitReady(d);
+      assert.match(d.output(), CLEAR_TEXT);
+      assert.doesNotMatch(d.output(), /open_reads/);
+    } finally {
+      await killDaemon(d);
+    }
+  });
+
+  test('on 127.0.0.1: no warning, and open_reads serves reads to loopback clients', async () => {
+    const d = await sandbox.spawn({ config: openReads, db: join(sandbox.path, 'lo', 'berth.db') });
+    try {
+      await waitReady(d);
+      assert.equal((await fetch(`${d.url}/v1/apps`)).status, 200, 'open_reads is honoured on a loopback listener');
+      assert.equal((await fetch(`${d.url}/v1/apps/web/pause`, { method: 'POST' })).status, 401, 'writes still need the token');
+      assert.doesNotMatch(d.output(), /clear text|open_reads is ignored/);
+    } finally {
+      await killDaemon(d);
+    }
   });
 });

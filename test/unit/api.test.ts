@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import type { BerthEvent } from '../../src/domain/release.js';
-import { AUTH, TOKEN, actorWithToken, appDoc, makeApi, seedApp, snapshotDb, sseClient as sse, type TestApi } from '../support/api.js';
+import { createHash } from 'node:crypto';
+import { AUTH, TOKEN, appDoc, makeApi, seedApp, snapshotDb, sseClient as sse, type TestApi } from '../support/api.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -179,7 +180,7 @@ describe('apps', () => {
     assert.equal(body.spec.healthcheck.interval, '1s');
     assert.equal(body.spec.healthcheck.timeout, '500ms');
     assert.deepEqual(api.controller.enqueued, ['web']);
-    assert.equal(api.store.events.listEvents('web').at(-1)?.actor, actorWithToken('alice'));
+    assert.equal(api.store.events.listEvents('web').at(-1)?.actor, 'alice');
 
     const before = snapshotDb(api.store);
     res = await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc() });
@@ -249,7 +250,7 @@ describe('releases', () => {
     assert.deepEqual(api.controller.enqueued, ['web']);
     const ev = api.store.events.listEvents('web').at(-1)!;
     assert.equal(ev.type, 'ReleaseCreated');
-    assert.equal(ev.actor, actorWithToken('bob'));
+    assert.equal(ev.actor, 'bob');
     assert.equal(ev.revision, 1);
     // A digest is a version too.
     const digest = `sha256:${'ab'.repeat(32)}`;
@@ -333,7 +334,7 @@ describe('rollback', () => {
     assert.equal(r2.spec.port, 4000);
     assert.deepEqual(r3.spec, r1.spec, 'the rollback release carries the spec of the release it returns to');
     assert.equal(r3.spec.port, 3000);
-    assert.equal(r3.actor, actorWithToken('carol'));
+    assert.equal(r3.actor, 'carol');
 
     const history = json(await api.call({ method: 'GET', url: '/v1/apps/web/releases' })).releases as Json[];
     assert.deepEqual(history.map((r) => [r.revision, r.version, r.reason]), [[3, 'v1', 'rollback'], [2, 'v2', 'deploy'], [1, 'v1', 'deploy']]);
@@ -602,6 +603,30 @@ describe('auth', () => {
       // Writes stay closed.
       const write = await open.app.inject({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2' } });
       assert.equal(write.statusCode, 401);
+    } finally {
+      await open.close();
+    }
+  });
+
+  test('what open_reads shows unauthenticated loopback readers names the actor but nothing derived from the token', async () => {
+    const open = makeApi({ openReads: true });
+    try {
+      await seedApp(open, 'web', ['v1']);
+      await open.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2' }, headers: { 'x-berth-actor': 'alice' } });
+      await open.call({ method: 'POST', url: '/v1/apps/web/pause', headers: { 'x-berth-actor': 'alice' } });
+      const digest = createHash('sha256').update(TOKEN).digest('hex');
+      const events = await open.app.inject({ method: 'GET', url: '/v1/apps/web/events' });
+      assert.equal(events.statusCode, 200);
+      const list = json(events).events as Json[];
+      assert.deepEqual(list.slice(-2).map((e) => e.actor), ['alice', 'alice']);
+      for (const url of ['/v1/apps/web/events', '/v1/apps/web/releases', '/v1/apps/web', '/v1/apps']) {
+        const res = await open.app.inject({ method: 'GET', url });
+        assert.equal(res.statusCode, 200, url);
+        for (const n of [6, 8, 16]) assert.equal(res.body.includes(digest.slice(0, n)), false, `${url}: no ${n}-digit prefix of the token's sha256`);
+        assert.doesNotMatch(res.body, /\(token /, url);
+      }
+      // Nor does the store keep it for a later reader.
+      assert.equal(JSON.stringify(snapshotDb(open.store)).includes(digest.slice(0, 8)), false);
     } finally {
       await open.close();
     }

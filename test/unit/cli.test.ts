@@ -25,7 +25,7 @@ import {
   type DaemonChild,
 } from '../support/daemon.js';
 
-const TOKEN = 'cli-test-token-7d2e91c04b';
+const TOKEN = 'cli-test-token-7d2e91c04b-86f3a0d2e5b7';
 const dir = tempDir('berth-cli-test-');
 const daemons: DaemonChild[] = [];
 let daemon: DaemonChild;

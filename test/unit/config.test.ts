@@ -7,6 +7,7 @@ import { SEED_DEFAULTS, type AppSpec, type BerthConfig } from '../../src/domain/
 import { ConfigError } from '../../src/domain/errors.js';
 import { appDocument } from '../../src/config/app-document.js';
 import { formatDuration, parseDuration } from '../../src/config/duration.js';
+import { apiExposure, isLoopbackHost } from '../../src/config/api.js';
 import { applyEnv, loadConfig, parseYaml } from '../../src/config/load.js';
 import { routeConflicts } from '../../src/config/routes.js';
 import { validateAppDocument, validateConfigDocument } from '../../src/config/validate.js';
@@ -741,7 +742,7 @@ hosts:
   h3: { address: h3.internal, host_key: "${FP}" }
   local: { local: true, docker_socket: /var/run/docker.sock }
 proxy: { image: caddy:2 }
-api: { listen: 127.0.0.1:7373, token: "s3cret-token", open_reads: false }
+api: { listen: 127.0.0.1:7373, token: "s3cret-token-0123456789abcdefghijkl", open_reads: false }
 controller: { resync_interval: 10s }
 apps:
   web:
@@ -834,7 +835,7 @@ test('the full example parses to the expected config', () => {
     },
     proxy: { image: 'caddy:2' },
     apps: { web: WEB },
-    api: { listen: '127.0.0.1:7373', token: 's3cret-token', openReads: false },
+    api: { listen: '127.0.0.1:7373', token: 's3cret-token-0123456789abcdefghijkl', openReads: false },
     controller: { resyncIntervalMs: 10_000 },
   };
   assert.deepEqual(config, expected);
@@ -1038,13 +1039,17 @@ describe('loadConfig', () => {
   });
 });
 
+/** Tokens of the minimum length (32 bytes): the applyEnv cases are about precedence, not length. */
+const FILE_TOKEN = 'from-file-0123456789abcdefghijklm';
+const ENV_TOKEN = 'from-env-0123456789abcdefghijklmn';
+
 describe('applyEnv', () => {
-  const base = validateConfigDocument({ api: { token: 'from-file' } }, OPTS);
+  const base = validateConfigDocument({ api: { token: FILE_TOKEN } }, OPTS);
 
   test('BERTH_TOKEN and BERTH_LISTEN override the file', () => {
-    const c = applyEnv(base, { BERTH_TOKEN: 'from-env', BERTH_LISTEN: '0.0.0.0:8000' });
-    assert.deepEqual(c.api, { listen: '0.0.0.0:8000', token: 'from-env', openReads: false });
-    assert.equal(base.api.token, 'from-file', 'the input config is not modified');
+    const c = applyEnv(base, { BERTH_TOKEN: ENV_TOKEN, BERTH_LISTEN: '0.0.0.0:8000' });
+    assert.deepEqual(c.api, { listen: '0.0.0.0:8000', token: ENV_TOKEN, openReads: false });
+    assert.equal(base.api.token, FILE_TOKEN, 'the input config is not modified');
   });
 
   test('unset or empty variables leave the file values', () => {
@@ -1061,5 +1066,65 @@ describe('applyEnv', () => {
       'BERTH_TOKEN: expected a non-empty string of printable characters without spaces (value not shown)',
       'BERTH_LISTEN: expected host:port like "127.0.0.1:7373", got "localhost"',
     ]);
+  });
+});
+
+describe('API token length', () => {
+  const SHORT = 'short-but-printable-token-31byte'.slice(0, 31);
+  const TOO_SHORT = `too short: 31 bytes, at least 32 are needed (value not shown); make one with: openssl rand -base64 32`;
+
+  test('an api.token shorter than 32 bytes is refused, naming the key and how to make one', () => {
+    const errors = configErrors(`api: { token: "${SHORT}" }\n`);
+    assert.deepEqual(errors, [`api.token: ${TOO_SHORT}`]);
+    assert.ok(!errors.join('\n').includes(SHORT), 'the value is never echoed');
+  });
+
+  test('a BERTH_TOKEN shorter than 32 bytes is refused, naming the variable', () => {
+    const base = validateConfigDocument(null, OPTS);
+    const errors = errorsOf(() => applyEnv(base, { BERTH_TOKEN: SHORT }));
+    assert.deepEqual(errors, [`BERTH_TOKEN: ${TOO_SHORT}`]);
+    // A long token in the file does not excuse a short one in the environment (it would win).
+    assert.deepEqual(errorsOf(() => applyEnv(validateConfigDocument({ api: { token: 'x'.repeat(40) } }, OPTS), { BERTH_TOKEN: 'abc' })), [
+      `BERTH_TOKEN: ${TOO_SHORT.replace('31 bytes', '3 bytes')}`,
+    ]);
+  });
+
+  test('32 bytes is enough; `openssl rand -base64 32` output (44 characters) is accepted', () => {
+    const exact = 'a'.repeat(32);
+    assert.equal(validateConfigDocument({ api: { token: exact } }, OPTS).api.token, exact);
+    const openssl = 'q3Jb8m1nZt0xk2VfR7yWcL9pHd4sE6gA5uNwTiKoYbM=';
+    assert.equal(openssl.length, 44);
+    assert.equal(applyEnv(validateConfigDocument(null, OPTS), { BERTH_TOKEN: openssl }).api.token, openssl);
+  });
+});
+
+describe('API exposure: the listen address, the clear-text warning and open_reads', () => {
+  const api = (listen: string, openReads = false) => ({ listen, token: null, openReads });
+
+  test('loopback listen hosts', () => {
+    for (const h of ['127.0.0.1', '127.1.2.3', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', 'localhost', 'LOCALHOST']) assert.equal(isLoopbackHost(h), true, h);
+    for (const h of ['0.0.0.0', '::', '10.0.0.1', '128.0.0.1', '::ffff:10.0.0.1', 'fd00::1', 'berth.internal', 'localhost.example.com']) assert.equal(isLoopbackHost(h), false, h);
+  });
+
+  test('on loopback: no warning, open_reads as configured', () => {
+    for (const listen of ['127.0.0.1:7373', '[::1]:7373', 'localhost:7373']) {
+      assert.deepEqual(apiExposure(api(listen, true)), { loopback: true, openReads: true, warnings: [] }, listen);
+      assert.deepEqual(apiExposure(api(listen)), { loopback: true, openReads: false, warnings: [] }, listen);
+    }
+  });
+
+  test('elsewhere: a clear-text warning with the fix; open_reads ignored with a second warning', () => {
+    for (const listen of ['0.0.0.0:7373', '[::]:7373', '10.77.0.1:7373', 'berth.internal:7373']) {
+      const plain = apiExposure(api(listen));
+      assert.equal(plain.loopback, false);
+      assert.equal(plain.openReads, false);
+      assert.equal(plain.warnings.length, 1);
+      assert.match(plain.warnings[0]!, new RegExp(`^the API listens on ${listen.replace(/[[\].]/g, '\\$&')}, not a loopback address, without TLS: requests and the bearer token travel in clear text`));
+      assert.match(plain.warnings[0]!, /bind it to 127\.0\.0\.1 .* put a TLS-terminating reverse proxy in front/);
+      const open = apiExposure(api(listen, true));
+      assert.equal(open.openReads, false, 'open_reads is not honoured');
+      assert.deepEqual(open.warnings.slice(0, 1), plain.warnings);
+      assert.match(open.warnings[1] ?? '', /^api\.open_reads is ignored: it is honoured only on a loopback listener/);
+    }
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -138,6 +138,27 @@ describe('migrations', () => {
     assert.deepEqual(tables, ['apps', 'events', 'hosts_status', 'releases', 'rollouts', 'status']);
     assert.deepEqual(migrate(db).applied, []);
     db.close();
+  });
+
+  test('the token id earlier berths appended to actors ("alice (token 1a2b3c4d)") is removed from events and releases', () => {
+    const dir = tempDir();
+    for (const m of ['0001_init.sql', '0002_app_maintenance.sql']) copyFileSync(join(DEFAULT_MIGRATIONS_DIR, m), join(dir, m));
+    const file = join(tempDir(), 'old-actors.db');
+    const old = openStore(file, { migrationsDir: dir });
+    old.apps.upsertApp(spec('web'), 'alice (token 1a2b3c4d)');
+    old.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'bob (token deadbeef)' });
+    old.events.appendEvent({ app: 'web', type: 'Note', message: 'm', actor: 'controller' });
+    old.events.appendEvent({ app: 'web', type: 'Note', message: 'm', actor: null });
+    old.close();
+    const s = openStore(file);
+    assert.deepEqual(
+      s.events.listEvents('web').map((e) => e.actor),
+      ['alice', 'bob', 'controller', null],
+    );
+    assert.equal(s.releases.getRelease('web', 1)?.actor, 'bob');
+    const raw = JSON.stringify(snapshot(s));
+    assert.equal(/token [0-9a-f]{8}/.test(raw), false, raw);
+    s.close();
   });
 
   test('the default directory is the repository migrations/', () => {
@@ -311,7 +332,140 @@ describe('openStore and the one-daemon lock', () => {
       await killHard(holder);
     }
   });
+
+  test('a stale lock row naming a live process that is not its writer (pid reused after kill -9 or a reboot) does not block startup', async () => {
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' }); // alive, and not berth
+    try {
+      await once(other, 'spawn');
+      const pid = other.pid!;
+      // As an older berth left it: pid, host and time only.
+      const oldFormat = join(tempDir(), 'old.db');
+      writeHolderRow(oldFormat, { pid, host: hostname() });
+      openStore(oldFormat).close();
+      // As this berth leaves it, with the recorded process's start time, which is not this process's.
+      const wrongStart = join(tempDir(), 'reused.db');
+      const real = procIdentity(pid);
+      writeHolderRow(wrongStart, { pid, host: hostname(), bootId: real?.bootId ?? 'x', startTicks: (real?.startTicks ?? 1) + 12345 });
+      openStore(wrongStart).close();
+      // Another boot, same pid and start time: not the same process either.
+      const otherBoot = join(tempDir(), 'reboot.db');
+      writeHolderRow(otherBoot, { pid, host: hostname(), bootId: 'another-boot', startTicks: real?.startTicks ?? 1 });
+      openStore(otherBoot).close();
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
+  test('a lock row naming exactly a live process (pid, boot and start time) keeps the file even without the kernel lock', { skip: !existsSync('/proc/self/stat') && 'needs /proc' }, async () => {
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      await once(other, 'spawn');
+      const pid = other.pid!;
+      const file = join(tempDir(), 'exact.db');
+      const id = procIdentity(pid)!;
+      writeHolderRow(file, { pid, host: hostname(), bootId: id.bootId, startTicks: id.startTicks });
+      assert.throws(() => openStore(file), storeError('DB_LOCKED', new RegExp(`in use by process ${pid} `)));
+      const exited = once(other, 'exit');
+      other.kill('SIGKILL');
+      await exited;
+      openStore(file).close();
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
+  test('the data directory is created 0700 and the database, WAL, SHM and lock files 0600, whatever the umask', () => {
+    const dir = join(tempDir(), 'data');
+    const file = join(dir, 'berth.db');
+    const umask = process.umask(0o022);
+    try {
+      const s = openStore(file);
+      s.apps.upsertApp(spec('web'), 'test'); // the WAL has frames
+      assert.equal(modeOf(dir), 0o700, 'data directory');
+      const files = readdirSync(dir).sort();
+      for (const f of ['berth.db', 'berth.db-shm', 'berth.db-wal', 'berth.db.lock']) assert.ok(files.includes(f), `${f} exists`);
+      for (const f of files) assert.equal(modeOf(join(dir, f)), 0o600, f);
+      s.close();
+      for (const f of readdirSync(dir)) assert.equal(modeOf(join(dir, f)), 0o600, `${f} after close`);
+      const again = openStore(file);
+      for (const f of readdirSync(dir)) assert.equal(modeOf(join(dir, f)), 0o600, `${f} after reopening`);
+      again.close();
+      // Nested directories berth creates are 0700 too; the process umask is as it was.
+      const nested = join(tempDir(), 'x', 'y', 'berth.db');
+      openStore(nested).close();
+      assert.equal(modeOf(join(nested, '..')), 0o700);
+      assert.equal(modeOf(join(nested, '..', '..')), 0o700);
+      assert.equal(process.umask(), 0o022, 'openStore leaves the umask alone');
+    } finally {
+      process.umask(umask);
+    }
+  });
+
+  test('an existing data directory with looser permissions is warned about and left as it is; berth\'s own files in it are tightened to 0600', () => {
+    const dir = join(tempDir(), 'data');
+    mkdirSync(dir, { mode: 0o755 });
+    chmodSync(dir, 0o755);
+    const file = join(dir, 'berth.db');
+    // As an older berth left them under umask 022.
+    const old = openStore(file);
+    old.close();
+    const raw = new Database(file);
+    raw.pragma('journal_mode = WAL');
+    for (const f of readdirSync(dir)) chmodSync(join(dir, f), 0o644);
+    const warnings: string[] = [];
+    const s = openStore(file, { onWarning: (m: string) => warnings.push(m) } as Parameters<typeof openStore>[1]);
+    try {
+      for (const f of readdirSync(dir)) assert.equal(modeOf(join(dir, f)), 0o600, f);
+      assert.equal(modeOf(dir), 0o755, 'not chmod-ed: it is not a directory berth created');
+      assert.equal(warnings.length, 2, warnings.join('\n'));
+      assert.match(warnings.find((w) => w.includes('directory')) ?? '', new RegExp(`directory ${dir} .*0755.*chmod 700`));
+      assert.match(warnings.find((w) => w.includes('0600')) ?? '', /berth\.db.*0644.*0600/);
+    } finally {
+      s.close();
+      raw.close();
+    }
+    // A private directory: no warning.
+    chmodSync(dir, 0o700);
+    warnings.length = 0;
+    openStore(file, { onWarning: (m: string) => warnings.push(m) } as Parameters<typeof openStore>[1]).close();
+    assert.deepEqual(warnings, []);
+  });
 });
+
+function snapshot(s: Store): unknown[] {
+  const tables = s.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[];
+  return tables.map((t) => s.db.prepare(`SELECT * FROM "${t}"`).all());
+}
+
+function modeOf(path: string): number {
+  return statSync(path).mode & 0o777;
+}
+
+/** /proc/PID/stat field 22 (start time, clock ticks after boot) and the boot id, or null without /proc. */
+function procIdentity(pid: number): { bootId: string; startTicks: number } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields 3, 4, ...
+    return { bootId: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(), startTicks: Number(fields[22 - 3]) };
+  } catch {
+    return null;
+  }
+}
+
+/** A lock file `<db>.lock` whose holder row says `row`, with no process holding the lock. */
+function writeHolderRow(dbFile: string, row: { pid: number; host: string; bootId?: string; startTicks?: number }): void {
+  const db = new Database(`${dbFile}.lock`);
+  if (row.bootId === undefined) {
+    db.exec('CREATE TABLE holder (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL)');
+    db.prepare('INSERT INTO holder VALUES (1, ?, ?, ?)').run(row.pid, row.host, '2026-01-01T00:00:00.000Z');
+  } else {
+    db.exec(
+      'CREATE TABLE holder (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, host TEXT NOT NULL, started_at TEXT NOT NULL, boot_id TEXT, start_ticks INTEGER)',
+    );
+    db.prepare('INSERT INTO holder VALUES (1, ?, ?, ?, ?, ?)').run(row.pid, row.host, '2026-01-01T00:00:00.000Z', row.bootId, row.startTicks ?? null);
+  }
+  db.close();
+}
 
 // ---- apps ------------------------------------------------------------------
 

@@ -9,11 +9,14 @@ import { appParams, noFields, pageSize, version } from '../schemas.js';
 
 type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
-/** Who did it, for the audit trail: the CLI's X-Berth-Actor plus the token's id. */
+/**
+ * Who did it, for the audit trail: the CLI's X-Berth-Actor ('api' without one). Nothing
+ * derived from the token: events and releases may be read without one (open_reads), and
+ * with a single token its id would name no one anyway (docs/design.md, "API and security").
+ */
 export function actorOf(request: FastifyRequest): string {
   const raw = request.headers['x-berth-actor'];
-  const name = typeof raw === 'string' && /^[\w.@-]{1,64}$/.test(raw) ? raw : 'api';
-  return request.server.tokenId ? `${name} (token ${request.server.tokenId})` : name;
+  return typeof raw === 'string' && /^[\w.@-]{1,64}$/.test(raw) ? raw : 'api';
 }
 
 export function mustGetApp(deps: ApiDeps, name: string): StoredApp {
