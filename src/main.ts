@@ -92,6 +92,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       auth: { token, openReads: exposure.openReads },
       hostNames: () => Object.keys(config.hosts),
       version: BERTH_VERSION,
+      eventStreams: { maxStreams: config.api.maxEventStreams },
     });
     const listen = parseListen(config.api.listen)!;
     await app.listen({ host: listen.host, port: listen.port });

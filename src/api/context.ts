@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { Store } from '../store/index.js';
+import type { EventStreamLimits } from './routes/events.js';
 
 /** What the controller offers the API: a nudge, a liveness answer and one-off commands. */
 export interface ControllerHandle {
@@ -26,4 +27,6 @@ export interface ApiDeps {
   /** Host names declared in the config (apps may only use these). */
   hostNames(): string[];
   version: string;
+  /** Bounds of the SSE event streams; unset fields take EVENT_STREAM_DEFAULTS (maxStreams: config api.max_event_streams). */
+  eventStreams?: Partial<EventStreamLimits>;
 }

@@ -2,6 +2,7 @@
 import type { AppStatus, BerthEvent } from '../domain/release.js';
 import { BerthError } from '../domain/errors.js';
 import { MAX_LIMIT } from '../store/limits.js';
+import { parseArgs as nodeParseArgs } from 'node:util';
 import { BERTH_VERSION } from '../version.js';
 import { BerthClient } from './client.js';
 import { ApiError, UsageError } from './errors.js';
@@ -21,40 +22,129 @@ Usage:
                                         proxies answer 503 with M / route traffic again
   berth history APP                     releases, newest first
   berth events APP [--follow]           audit events; --follow streams them live
-  berth --version | --help
+  berth -v | --version                  print the version
+  berth --help | berth COMMAND --help   this help / one command's usage
 
 Options: --json (machine-readable output).  Client env: BERTH_URL (default http://127.0.0.1:7373),
 BERTH_TOKEN (default: the token file the daemon generated next to its database, data/token).`;
 
-const usage = (message: string) => new UsageError(message, HELP);
+type OptionSpec = { type: 'boolean' | 'string'; short?: string };
+
+/** One command: its usage line(s) and the options `util.parseArgs` accepts for it (strict). */
+interface CommandSpec {
+  usage: string;
+  /** Positional arguments: required ones first, then optional (`[APP]`). */
+  args: { required: string[]; optional: string[] };
+  options: Record<string, OptionSpec>;
+  /** Everything after `--` is the command's (exec); otherwise `--` ends options as usual. */
+  rest?: boolean;
+}
+
+const JSON_OPT: Record<string, OptionSpec> = { json: { type: 'boolean' } };
+const app1 = { required: ['APP'], optional: [] };
+const COMMANDS: Record<string, CommandSpec> = {
+  daemon: { usage: 'berth daemon    run the controller (BERTH_CONFIG, BERTH_DB, BERTH_LISTEN, BERTH_TOKEN)', args: { required: [], optional: [] }, options: {} },
+  deploy: {
+    usage: 'berth deploy APP VERSION [--wait] [--json]\n  ask for VERSION; --wait follows the rollout, exit 1 unless it completes',
+    args: { required: ['APP', 'VERSION'], optional: [] },
+    options: { ...JSON_OPT, wait: { type: 'boolean' } },
+  },
+  status: { usage: 'berth status [APP] [--json]\n  phase, revisions and per-host view', args: { required: [], optional: ['APP'] }, options: JSON_OPT },
+  rollback: {
+    usage: 'berth rollback APP [--to VERSION] [--wait] [--json]\n  back to the previous (or named) version, as a new revision',
+    args: app1,
+    options: { ...JSON_OPT, to: { type: 'string' }, wait: { type: 'boolean' } },
+  },
+  pause: { usage: 'berth pause APP [--json]\n  hold the rollout between steps', args: app1, options: JSON_OPT },
+  resume: { usage: 'berth resume APP [--json]\n  continue the rollout', args: app1, options: JSON_OPT },
+  exec: {
+    usage: 'berth exec APP [--host H] [--json] -- CMD...\n  run CMD (sh -c) in a one-off container of the current release',
+    args: app1,
+    options: { ...JSON_OPT, host: { type: 'string' } },
+    rest: true,
+  },
+  maintenance: { usage: 'berth maintenance APP [--message M] [--json]\n  proxies answer 503 with M', args: app1, options: { ...JSON_OPT, message: { type: 'string' } } },
+  live: { usage: 'berth live APP [--json]\n  proxies route traffic again', args: app1, options: JSON_OPT },
+  history: { usage: 'berth history APP [--json]\n  releases, newest first', args: app1, options: JSON_OPT },
+  events: { usage: 'berth events APP [--follow] [--json]\n  audit events; --follow streams them live', args: app1, options: { ...JSON_OPT, follow: { type: 'boolean' } } },
+};
+
+const HELP_OPTION: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' } };
+
+/** One command's usage (`berth deploy --help`). */
+function commandHelp(command: string): string {
+  const spec = COMMANDS[command]!;
+  const opts = command === 'daemon' ? '' : '\n\n--json prints the API\'s JSON; client env: BERTH_URL, BERTH_TOKEN (default: data/token next to BERTH_DB).';
+  return `Usage: ${spec.usage}${opts}`;
+}
+
+/** Levenshtein distance, for "did you mean". */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+function closest(word: string, candidates: string[]): string | null {
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const dist = c.startsWith(word) && word.length >= 2 ? 0 : distance(word, c);
+    if (dist < bestD) [best, bestD] = [c, dist];
+  }
+  return best !== null && bestD <= Math.max(1, Math.floor(word.length / 3)) ? best : null;
+}
+
+/** A usage mistake in `command` (or before any command): one line, pointing at the right --help. */
+const usage = (message: string, command?: string) => new UsageError(message, command ? `berth ${command} --help` : 'berth --help');
 
 interface Parsed {
   positional: string[];
-  flags: Map<string, string | true>;
+  values: Record<string, string | boolean | undefined>;
+  /** exec: the words after `--`. */
+  rest: string[] | null;
 }
 
-function parseArgs(argv: string[]): Parsed {
-  const positional: string[] = [];
-  const flags = new Map<string, string | true>();
-  const valued = new Set(['--to', '--host', '--message']);
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      flags.set('--', argv.slice(i + 1).join(' '));
-      break;
+/** Parses `argv` (after the command name) with util.parseArgs, strict; mistakes are one-line UsageErrors. */
+function parseCommand(command: string, spec: CommandSpec, argv: string[]): Parsed {
+  const sep = spec.rest ? argv.indexOf('--') : -1;
+  const own = sep === -1 ? argv : argv.slice(0, sep);
+  const options = { ...spec.options, ...HELP_OPTION };
+  // A first, lenient pass only to name the mistake well (which option, what it resembles).
+  const { tokens } = nodeParseArgs({ args: own, options, strict: false, allowPositionals: true, tokens: true });
+  const known = Object.keys(options).map((o) => `--${o}`);
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const o = options[t.name];
+    if (!o) {
+      const guess = t.rawName.startsWith('--') ? closest(t.rawName, known) : null;
+      throw usage(`unknown option ${t.rawName} for "${command}"${guess ? ` (did you mean ${guess}?)` : ''}`, command);
     }
-    if (a.startsWith('--')) {
-      const [k, v] = a.split('=', 2) as [string, string | undefined];
-      if (v !== undefined) flags.set(k, v);
-      else if (valued.has(k)) {
-        const next = argv[++i];
-        if (next === undefined) throw usage(`${k} needs a value`);
-        flags.set(k, next);
-      } else flags.set(k, true);
-    } else if (a === '-h') flags.set('--help', true);
-    else positional.push(a);
+    if (o.type === 'string' && (t.value === undefined || (!t.inlineValue && t.value.startsWith('-')))) throw usage(`--${t.name} needs a value`, command);
+    if (o.type === 'boolean' && t.value !== undefined) throw usage(`--${t.name} takes no value (got "${t.value}")`, command);
   }
-  return { positional, flags };
+  let parsed;
+  try {
+    parsed = nodeParseArgs({ args: own, options, strict: true, allowPositionals: true });
+  } catch (err) {
+    throw usage((err as Error).message, command);
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const positional = parsed.positionals;
+  if (!values.help) {
+    const max = spec.args.required.length + spec.args.optional.length;
+    if (positional.length > max) {
+      const extra = positional.slice(max);
+      throw usage(`unexpected argument${extra.length > 1 ? 's' : ''} ${extra.map((a) => `"${a}"`).join(' ')} for "${command}"`, command);
+    }
+    if (positional.length < spec.args.required.length) throw usage(`${command} needs ${spec.args.required.join(' ')}`, command);
+  }
+  return { positional, values, rest: sep === -1 ? null : argv.slice(sep + 1) };
 }
 
 type AppView = { name: string; paused: boolean; desired: { revision: number; version: string } | null; status: AppStatus | null };
@@ -103,54 +193,81 @@ async function waitFor(client: BerthClient, app: string, revision: number, json:
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { positional, flags } = parseArgs(argv);
-  const json = flags.has('--json');
-  const out = (value: unknown, human: () => void) => (json ? console.log(JSON.stringify(value, null, 2)) : human());
-  if (flags.has('--version')) {
-    console.log(BERTH_VERSION);
+  const [first, ...after] = argv;
+  if (first === undefined) {
+    console.log(HELP);
+    return 2;
+  }
+  // `berth --json status` as before: --json belongs to the command that follows.
+  if (first === '--json' && after[0] !== undefined && !after[0].startsWith('-')) return main([after[0], '--json', ...after.slice(1)]);
+  if (first.startsWith('-')) {
+    // Before any command only these: -v/--version, -h/--help.
+    if (argv.length === 1 && (first === '-v' || first === '--version')) {
+      console.log(BERTH_VERSION);
+      return 0;
+    }
+    if (argv.length === 1 && (first === '-h' || first === '--help')) {
+      console.log(HELP);
+      return 0;
+    }
+    if (['-v', '--version', '-h', '--help'].includes(first)) throw usage(`unexpected argument "${argv[1]}" after ${first}`);
+    const guess = first.startsWith('--') ? closest(first, ['--version', '--help']) : null;
+    throw usage(`unknown option ${first}${guess ? ` (did you mean ${guess}?)` : ''}; options go after the command`);
+  }
+  if (first === 'help') {
+    const topic = after[0];
+    if (after.length > 1 || (topic !== undefined && !COMMANDS[topic])) throw usage(`unknown help topic "${after.join(' ')}"`);
+    console.log(topic ? commandHelp(topic) : HELP);
     return 0;
   }
-  const [command, ...rest] = positional;
-  if (flags.has('--help') || !command || command === 'help') {
-    console.log(HELP);
-    return command || flags.has('--help') ? 0 : 2;
+  const command = first;
+  const spec = COMMANDS[command];
+  if (!spec) {
+    const guess = closest(command, [...Object.keys(COMMANDS), 'help']);
+    throw usage(`unknown command "${command}"${guess ? ` (did you mean "${guess}"?)` : ''}`);
   }
+  const { positional: rest, values, rest: afterSeparator } = parseCommand(command, spec, after);
+  if (values.help) {
+    console.log(commandHelp(command));
+    return 0;
+  }
+  const json = values.json === true;
+  const flags = {
+    has: (name: string) => values[name] === true,
+    get: (name: string) => (typeof values[name] === 'string' ? (values[name] as string) : undefined),
+  };
+  const out = (value: unknown, human: () => void) => (json ? console.log(JSON.stringify(value, null, 2)) : human());
   if (command === 'daemon') {
     const { runDaemon } = await import('../main.js');
     await runDaemon();
     return -1;
   }
   const client = new BerthClient();
-  const needApp = () => {
-    const app = rest[0];
-    if (!app) throw usage(`berth ${command} needs an APP`);
-    return encodeURIComponent(app);
-  };
+  const needApp = () => encodeURIComponent(rest[0]!);
   switch (command) {
     case 'deploy': {
       const app = needApp();
-      const version = rest[1];
-      if (!version) throw usage('berth deploy needs APP VERSION');
-      const r = await client.request<{ revision: number; version: string }>('POST', `/v1/apps/${app}/releases`, { version });
-      out(r, () => console.log(`${rest[0]}: revision ${r.revision} asks for ${r.version}`));
-      return flags.has('--wait') ? waitFor(client, app, r.revision, json) : 0;
+      const version = rest[1]!;
+      const r = await client.request<{ revision: number; version: string; unchanged?: boolean }>('POST', `/v1/apps/${app}/releases`, { version });
+      out(r, () => console.log(r.unchanged ? `${rest[0]}: already at revision ${r.revision} (${r.version})` : `${rest[0]}: revision ${r.revision} asks for ${r.version}`));
+      return flags.has('wait') ? waitFor(client, app, r.revision, json) : 0;
     }
     case 'rollback': {
       const app = needApp();
-      const to = flags.get('--to');
-      const r = await client.request<{ revision: number; version: string }>('POST', `/v1/apps/${app}/rollback`, typeof to === 'string' ? { version: to } : {});
-      out(r, () => console.log(`${rest[0]}: revision ${r.revision} rolls back to ${r.version}`));
-      return flags.has('--wait') ? waitFor(client, app, r.revision, json) : 0;
+      const to = flags.get('to');
+      const r = await client.request<{ revision: number; version: string; unchanged?: boolean }>('POST', `/v1/apps/${app}/rollback`, to !== undefined ? { version: to } : {});
+      out(r, () => console.log(r.unchanged ? `${rest[0]}: already at revision ${r.revision} (${r.version})` : `${rest[0]}: revision ${r.revision} rolls back to ${r.version}`));
+      return flags.has('wait') ? waitFor(client, app, r.revision, json) : 0;
     }
     case 'exec': {
       const app = needApp();
-      const command = flags.get('--');
-      if (typeof command !== 'string' || command === '') throw usage('berth exec needs APP -- COMMAND');
-      const host = flags.get('--host');
+      const command = (afterSeparator ?? []).join(' ');
+      if (command === '') throw usage('exec needs APP -- CMD', 'exec');
+      const host = flags.get('host');
       const r = await client.request<{ host: string; version: string; exitCode: number; outputTail: string; timedOut: boolean }>(
         'POST',
         `/v1/apps/${app}/exec`,
-        { command, ...(typeof host === 'string' ? { host } : {}) },
+        { command, ...(host !== undefined ? { host } : {}) },
       );
       out(r, () => {
         process.stdout.write(r.outputTail);
@@ -160,7 +277,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'maintenance':
     case 'live': {
-      const message = flags.get('--message');
+      const message = flags.get('message');
       const r = await client.request<{ app: string; maintenance: string | null }>('POST', `/v1/apps/${needApp()}/${command}`, typeof message === 'string' ? { message } : {});
       out(r, () => console.log(r.maintenance === null ? `${r.app}: live` : `${r.app}: maintenance (${r.maintenance})`));
       return 0;
@@ -196,7 +313,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'events': {
       const app = needApp();
-      if (flags.has('--follow')) {
+      if (flags.has('follow')) {
         await client.follow(app, 0, (e) => (json ? console.log(JSON.stringify(e)) : printEvent(e)));
         return 0;
       }
@@ -214,7 +331,7 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof ApiError) console.error(`berth: ${err.message}${err.status ? ` (HTTP ${err.status} ${err.serverCode ?? err.code})` : ''}`);
+    if (err instanceof ApiError) console.error(`berth: ${err.message}${err.status ? ` (HTTP ${err.status} ${err.serverCode ?? err.code})` : ''}${err.hint ? `; ${err.hint}` : ''}`);
     else if (err instanceof BerthError) console.error(`berth: ${err.message}`);
     else console.error(`berth: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     process.exitCode = err instanceof BerthError && err.code === 'USAGE' ? 2 : 1;

@@ -6,22 +6,28 @@ import { ApiError } from './errors.js';
 /** The pause before `follow` reconnects after the daemon restarted or the link dropped. */
 const RECONNECT_DELAY_MS = 1_000;
 
-/** BERTH_TOKEN, else the token file the daemon generated next to its database. */
-function resolveToken(env: Record<string, string | undefined>): string | null {
-  if (env.BERTH_TOKEN) return env.BERTH_TOKEN;
+/**
+ * BERTH_TOKEN, else the token file the daemon generated next to its database; `source`
+ * says where the CLI looked, for a 401.
+ */
+function resolveToken(env: Record<string, string | undefined>): { token: string | null; source: string } {
+  if (env.BERTH_TOKEN) return { token: env.BERTH_TOKEN, source: 'the token came from BERTH_TOKEN' };
   const file = tokenFilePath(env.BERTH_DB || DEFAULTS.db);
-  return existsSync(file) ? readFileSync(file, 'utf8').trim() : null;
+  if (existsSync(file)) return { token: readFileSync(file, 'utf8').trim(), source: `the token came from ${file} (BERTH_TOKEN is unset)` };
+  return { token: null, source: `no token sent: BERTH_TOKEN is unset and ${file} does not exist (set BERTH_TOKEN, or BERTH_DB to the daemon's database)` };
 }
 
 /** The CLI's only way to berth: the HTTP API (BERTH_URL, BERTH_TOKEN). */
 export class BerthClient {
   readonly baseUrl: string;
   private readonly token: string | null;
+  /** Where the token came from (or was looked for), named on a 401. */
+  private readonly tokenSource: string;
   private readonly actor: string;
 
   constructor(env: Record<string, string | undefined> = process.env) {
     this.baseUrl = (env.BERTH_URL || DEFAULTS.url).replace(/\/$/, '');
-    this.token = resolveToken(env);
+    ({ token: this.token, source: this.tokenSource } = resolveToken(env));
     this.actor = (env.USER || 'cli').replace(/[^\w.@-]/g, '').slice(0, 64) || 'cli';
   }
 
@@ -49,7 +55,13 @@ export class BerthClient {
     // A 422's message already lists its issues one per line; add only what it lacks.
     const issues = Array.isArray(json.issues) ? (json.issues as Array<{ path: string; message: string }>) : [];
     const missing = issues.map((i) => `${i.path}: ${i.message}`).filter((line) => !message.includes(line));
-    return new ApiError(res.status, 'API_ERROR', `${message}${missing.map((l) => `\n  ${l}`).join('')}`, typeof json.code === 'string' ? json.code : null);
+    return new ApiError(
+      res.status,
+      'API_ERROR',
+      `${message}${missing.map((l) => `\n  ${l}`).join('')}`,
+      typeof json.code === 'string' ? json.code : null,
+      res.status === 401 ? this.tokenSource : null,
+    );
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {

@@ -1,9 +1,9 @@
 import { BerthError, type CliErrorCode } from '../domain/errors.js';
 
-/** A mistake on the command line: exit code 2, the message and the help. */
+/** A mistake on the command line: exit code 2, one line: the message and where to read more. */
 export class UsageError extends BerthError {
-  constructor(message: string, help: string) {
-    super('USAGE', `${message}\n\n${help}`);
+  constructor(message: string, seeAlso: string) {
+    super('USAGE', `${message}; see ${seeAlso}`);
   }
 }
 
@@ -17,6 +17,8 @@ export class ApiError extends BerthError {
     code: Exclude<CliErrorCode, 'USAGE'>,
     message: string,
     readonly serverCode: string | null = null,
+    /** Printed after the status: e.g. where the CLI looked for the token on a 401. */
+    readonly hint: string | null = null,
   ) {
     super(code, message);
   }

@@ -10,7 +10,7 @@ import { SEED_DEFAULTS, type ApiConfig, type AppSpec, type BerthConfig, type Hos
 import { ConfigError } from '../domain/errors.js';
 import { readApp } from './app.js';
 import { readHost, type PathContext } from './host.js';
-import { type Fields, Issues, isMap, keyPath, readBoolean, readEntries, readMap } from './reader.js';
+import { type Fields, Issues, isMap, keyPath, readBoolean, readEntries, readInteger, readMap } from './reader.js';
 import { routeConflicts } from './routes.js';
 import { readDuration, readImageReference, readListen, readToken } from './values.js';
 
@@ -71,12 +71,18 @@ function readProxy(top: Fields, issues: Issues): BerthConfig['proxy'] {
   return { image: f.get('image', readImageReference, SEED_DEFAULTS.proxyImage) };
 }
 
+/** Each open SSE stream holds a socket and up to a page of events: thousands is a misconfiguration, not a need. */
+const MAX_EVENT_STREAMS = 10_000;
+
 function readApi(top: Fields, issues: Issues): ApiConfig {
-  const f = readMap(top.raw('api'), 'api', issues, ['listen', 'token', 'open_reads']);
+  const f = readMap(top.raw('api'), 'api', issues, ['listen', 'token', 'open_reads', 'max_event_streams']);
+  // Left out when not set: the API applies its default (DEFAULT_MAX_EVENT_STREAMS, src/api/routes/events.ts).
+  const maxEventStreams = f.get<number | undefined>('max_event_streams', readInteger(1, MAX_EVENT_STREAMS), undefined);
   return {
     listen: f.get('listen', readListen, SEED_DEFAULTS.listen),
     token: f.get<string | null>('token', readToken, null),
     openReads: f.get('open_reads', readBoolean, false),
+    ...(maxEventStreams === undefined ? {} : { maxEventStreams }),
   };
 }
 

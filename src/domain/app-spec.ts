@@ -88,6 +88,8 @@ export interface ApiConfig {
   token: string | null;
   /** Allow GET routes without a token (only honoured when listening on loopback). */
   openReads: boolean;
+  /** api.max_event_streams: concurrent SSE event streams; absent = the API's default (64). */
+  maxEventStreams?: number;
 }
 
 export interface BerthConfig {

@@ -6,7 +6,9 @@
 
 export type HostRolloutState =
   | { step: 'switched'; containerId: string; at: number }
-  | { step: 'failed'; reason: 'HealthCheckFailed' | 'StartFailed'; message: string; at: number };
+  | { step: 'failed'; reason: 'HealthCheckFailed' | 'StartFailed'; message: string; at: number }
+  /** A start or switch failed for a reason that may pass (the proxy, Docker): tried again from `notBefore`. */
+  | { step: 'retrying'; attempts: number; notBefore: number; message: string; at: number };
 
 /**
  * What the controller remembers about the rollout of one release, beyond what it can
@@ -50,7 +52,12 @@ function hostProblem(h: unknown): string | null {
     if (typeof h.reason !== 'string' || !HOST_FAILURE_REASONS.has(h.reason)) return `.reason ${JSON.stringify(h.reason)} is not a host failure reason`;
     return typeof h.message === 'string' ? null : '.message is not a string';
   }
-  return `.step ${JSON.stringify(h.step)} is neither switched nor failed`;
+  if (h.step === 'retrying') {
+    if (!isCount(h.attempts)) return '.attempts is not a count';
+    if (!isTime(h.notBefore)) return '.notBefore is not a number';
+    return typeof h.message === 'string' ? null : '.message is not a string';
+  }
+  return `.step ${JSON.stringify(h.step)} is not switched, failed or retrying`;
 }
 
 /**

@@ -14,6 +14,8 @@ export interface ReachabilityOptions {
   setUp(host: string, up: boolean): void;
   /** A host answered again after being down: its apps should converge now, not at the next resync. */
   onBack(host: string): void;
+  /** The host's reachability changed (or was first seen down): say so where operators look. */
+  onChange(host: string, up: boolean, error: string | null): void;
   log: Logger;
   now?: () => number;
 }
@@ -68,6 +70,10 @@ export class HostReachability {
     // A pass's observation only writes a change; the resync's ping (with a version) refreshes checkedAt.
     if (before && before.up === up && before.lastError === error && dockerVersion === undefined) return;
     this.o.rows.upsert({ host, up, lastError: error, dockerVersion: dockerVersion ?? before?.dockerVersion ?? null });
-    if (before && before.up !== up) this.o.log.warn({ host, up, err: error }, up ? 'host is back' : 'host is down');
+    // A change, or a host found down at its first check (a daemon whose only host is gone says so at once).
+    if (before ? before.up !== up : !up) {
+      this.o.log.warn({ host, up, err: error }, up ? 'host is back' : 'host is down');
+      this.o.onChange(host, up, error);
+    }
   }
 }

@@ -163,6 +163,8 @@ export class HaproxyProxy implements TrafficSwitch {
     let existing = await this.proxyContainer(host);
     if (existing && existing.version !== this.o.image) {
       this.o.log.warn({ host, from: existing.version, to: this.o.image }, 'replacing the proxy container with the configured image');
+      // Pulled while the old proxy still serves: the gap is only its stop and the new one's start.
+      if (!(await d.hasImage(this.o.image))) await d.pullImage(this.o.image);
       await d.stopContainer(existing.id, READY_TIMEOUT_MS);
       await d.removeContainer(existing.id);
       existing = null;

@@ -43,6 +43,7 @@ export class Controller {
       rows: store.hostsStatus,
       setUp: (host, up) => metrics.hostUp.set({ host }, up ? 1 : 0),
       onBack: (host) => this.enqueueHostApps(host),
+      onChange: (host, up, error) => this.recordHostChange(host, up, error),
       log,
       now: o.now,
     });
@@ -110,6 +111,15 @@ export class Controller {
   private resync(): void {
     void this.deps.reachability.pingAll();
     for (const app of this.o.store.apps.listApps()) this.queue.add(app.name);
+  }
+
+  /** An event on every app of the host, so `berth events APP` and `deploy --wait` show why it stalls. */
+  private recordHostChange(host: string, up: boolean, error: string | null): void {
+    const apps = this.o.store.apps.listApps().filter((a) => a.spec.hosts.includes(host));
+    const message = up ? `host ${host} answers again` : `host ${host} is unreachable: ${error ?? 'no answer'}`;
+    for (const app of apps) {
+      this.o.store.events.appendEvent({ app: app.name, type: up ? 'HostRecovered' : 'HostUnreachable', message, host, revision: null, actor: 'controller' });
+    }
   }
 
   private enqueueHostApps(host: string): void {

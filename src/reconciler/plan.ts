@@ -39,6 +39,8 @@ interface HostView {
    * secret rotated back, an unset one set again).
    */
   targetServing: boolean;
+  /** A pending host whose last start failed for a passing reason: not tried again before this (Unix ms). */
+  retryAt: number | null;
 }
 
 export function newRecord(revision: number, now: number): RolloutRecord {
@@ -89,7 +91,7 @@ function routedTo(obs: HostObservation & { reachable: true }, desired: DesiredRe
 
 function viewHost(host: string, obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
   if (!obs || !obs.reachable) {
-    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', targetServing: false };
+    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', targetServing: false, retryAt: null };
   }
   const apps = obs.containers.filter((c) => c.role === 'app');
   const target = pickTarget(apps, desired);
@@ -100,7 +102,8 @@ function viewHost(host: string, obs: HostObservation | undefined, desired: Desir
   if (state?.step === 'failed') cls = 'failed';
   else if (target?.running && state?.step === 'switched' && state.containerId === target.id && routedTo(obs, desired, target)) cls = 'updated';
   const targetServing = !!target?.running && (desired.spec.proxy ? routedTo(obs, desired, target) : othersRunning.length === 0);
-  return { host, cls, target, othersRunning, stopped, error: state?.step === 'failed' ? state.message : null, targetServing };
+  const error = state?.step === 'failed' ? state.message : state?.step === 'retrying' ? `retrying (attempt ${state.attempts + 1}): ${state.message}` : null;
+  return { host, cls, target, othersRunning, stopped, error, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null };
 }
 
 /** Stopped containers past the newest `retain` (the target never counts: it is in use). */
@@ -177,13 +180,18 @@ function statusView(input: PlanInput, desired: DesiredRelease, record: RolloutRe
     message = `revision ${desired.revision} (${desired.version}) on ${updated}/${total} hosts`;
   }
   const prev = input.previousConditions;
+  // Known to serve: a reachable host with a running container of the app. An unreachable host proves nothing.
+  const serving = views.filter((v) => v.cls !== 'unreachable' && (v.target?.running || v.othersRunning.length > 0)).length;
+  const reachable = total - unreachable.length;
   const conditions: Condition[] = [
     condition('Progressing', phase === 'Progressing' || phase === 'Paused' ? 'True' : 'False', reason, message, prev, input.now),
     condition(
       'Available',
-      views.every((v) => v.cls === 'unreachable' || v.target?.running || v.othersRunning.length > 0) ? 'True' : 'False',
-      updated === total ? 'AllHostsUpdated' : 'ServingMixedOrPrevious',
-      `${updated}/${total} hosts serve revision ${desired.revision}`,
+      serving > 0 && serving === reachable ? 'True' : 'False',
+      serving === 0 ? 'NoHostServes' : updated === total ? 'AllHostsUpdated' : 'ServingMixedOrPrevious',
+      serving === 0
+        ? `no host is known to serve the app (${unreachable.length}/${total} unreachable)`
+        : `${updated}/${total} hosts serve revision ${desired.revision}; ${serving}/${total} serve the app`,
       prev,
       input.now,
     ),
@@ -374,7 +382,9 @@ function nextRolloutStep(
   }
   if (now < next.batchNotBefore) return { record: next, actions: [], requeueAfterMs: next.batchNotBefore - now };
 
-  const inBatch = batches[current]!.filter((v) => v.cls === 'pending');
+  const pending = batches[current]!.filter((v) => v.cls === 'pending');
+  const inBatch = pending.filter((v) => v.retryAt === null || v.retryAt <= now);
+  const retryIn = Math.min(...pending.filter((v) => !inBatch.includes(v)).map((v) => v.retryAt! - now));
   const actions: Action[] = inBatch.map((v) => ({
     type: 'updateHost',
     host: v.host,
@@ -383,6 +393,6 @@ function nextRolloutStep(
     pull: !v.target && !next.pulled.includes(v.host),
   }));
   // Later batches' hosts pull while the first batch boots (its hosts pull inside updateHost).
-  for (const v of toPull) if (!inBatch.includes(v)) actions.push({ type: 'pull', host: v.host });
-  return { record: next, actions, requeueAfterMs: 0 };
+  for (const v of toPull) if (!pending.includes(v)) actions.push({ type: 'pull', host: v.host });
+  return { record: next, actions, requeueAfterMs: inBatch.length > 0 || !Number.isFinite(retryIn) ? 0 : retryIn };
 }

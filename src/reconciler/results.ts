@@ -1,5 +1,16 @@
 import type { RolloutRecord } from '../domain/rollout.js';
+import type { ErrorCode } from '../domain/errors.js';
 import type { ActionResult } from './types.js';
+
+/**
+ * A start or switch that failed for a reason outside the release (the proxy not ready, a
+ * Docker error, a name conflict after a crash) is tried again — level-triggered, with
+ * backoff (1 s, 2 s, 4 s, 8 s) — before the host counts as failed; a failure that is the
+ * release's own (it exits at once, a secret is missing) fails the host at once.
+ */
+const MAX_START_ATTEMPTS = 5;
+const START_RETRY_BASE_MS = 1_000;
+const RELEASE_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['CONTAINER_NOT_RUNNING', 'SECRET_MISSING', 'HOST_NOT_CONFIGURED', 'IMAGE_NOT_FOUND', 'IMAGE_PULL_FAILED']);
 
 /**
  * Folds what the executor did into the rollout record (pure). The planner's next
@@ -22,12 +33,18 @@ export function applyResults(record: RolloutRecord, results: ActionResult[], now
     } else if (a.type === 'hook') {
       next = { ...next, state: 'failed', failure: { reason: 'HookFailed', message: `${a.phase} on ${a.host}: ${r.message}` }, finishedAt: now };
     } else if (a.type === 'updateHost') {
-      next.hosts[a.host] = {
-        step: 'failed',
-        reason: r.stage === 'health' ? 'HealthCheckFailed' : 'StartFailed',
-        message: r.message,
-        at: now,
-      };
+      const before = record.hosts[a.host];
+      const attempts = before?.step === 'retrying' ? before.attempts + 1 : 1;
+      if (r.stage !== 'health' && !RELEASE_FAULTS.has(r.code) && attempts < MAX_START_ATTEMPTS) {
+        next.hosts[a.host] = { step: 'retrying', attempts, notBefore: now + START_RETRY_BASE_MS * 2 ** (attempts - 1), message: r.message, at: now };
+      } else {
+        next.hosts[a.host] = {
+          step: 'failed',
+          reason: r.stage === 'health' ? 'HealthCheckFailed' : 'StartFailed',
+          message: attempts > 1 ? `${r.message} (after ${attempts} attempts)` : r.message,
+          at: now,
+        };
+      }
     }
   }
   return next;

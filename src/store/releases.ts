@@ -70,38 +70,70 @@ export class ReleasesRepo {
    */
   createRelease(input: NewRelease): Release {
     return this.ctx.write(() => {
-      const storedSpec = this.appSpec.get(input.app) as string | undefined;
-      if (storedSpec === undefined) throw new NotFoundError(`app ${input.app}`);
-      const newest = this.maxRevision.get(input.app) as number;
-      if (input.expectedRevision !== undefined && input.expectedRevision !== newest) {
-        throw new ConflictError(
-          newest === 0
-            ? `expected revision ${input.expectedRevision} but app ${input.app} has no releases yet`
-            : `expected revision ${input.expectedRevision} but the newest is ${newest}`,
-        );
-      }
-      const row = this.insert.get({
-        app: input.app,
-        revision: newest + 1,
-        version: input.version,
-        spec: input.spec ? canonicalJson(input.spec) : storedSpec,
-        reason: input.reason,
-        actor: input.actor,
-        createdAt: this.ctx.now(),
-      }) as ReleaseRow;
-      const release = toRelease(row);
-      this.events.appendEvent({
-        app: input.app,
-        revision: release.revision,
-        type: 'ReleaseCreated',
-        message:
-          input.reason === 'rollback'
-            ? `revision ${release.revision}: rollback to version ${release.version}`
-            : `revision ${release.revision}: deploy version ${release.version}`,
-        actor: input.actor,
-      });
-      return release;
+      const { storedSpec, newest } = this.checkCreate(input);
+      return this.insertRelease(input, newest, input.spec ? canonicalJson(input.spec) : storedSpec);
     });
+  }
+
+  /**
+   * Like createRelease, except when the release it would create is already the desired
+   * one: the newest release has the same version and the same spec snapshot (canonical
+   * JSON). Then nothing is written (no revision, no event) and that release comes back
+   * with `unchanged: true`. `expectedRevision` is checked first, as in createRelease.
+   */
+  createReleaseUnlessCurrent(input: NewRelease): { release: Release; unchanged: boolean } {
+    return this.ctx.write(() => {
+      const { storedSpec, newest } = this.checkCreate(input);
+      const spec = input.spec ? canonicalJson(input.spec) : storedSpec;
+      const latestRow = this.latest.get(input.app) as ReleaseRow | undefined;
+      if (latestRow && latestRow.version === input.version) {
+        const latest = toRelease(latestRow);
+        if (canonicalJson(latest.spec) === canonicalJson(parseJson<AppSpec>(spec, `spec of app ${input.app}`))) {
+          return { release: latest, unchanged: true };
+        }
+      }
+      return { release: this.insertRelease(input, newest, spec), unchanged: false };
+    });
+  }
+
+  /** The app's stored spec and newest revision; NotFoundError / ConflictError (expectedRevision). */
+  private checkCreate(input: NewRelease): { storedSpec: string; newest: number } {
+    const storedSpec = this.appSpec.get(input.app) as string | undefined;
+    if (storedSpec === undefined) throw new NotFoundError(`app ${input.app}`);
+    const newest = this.maxRevision.get(input.app) as number;
+    if (input.expectedRevision !== undefined && input.expectedRevision !== newest) {
+      throw new ConflictError(
+        newest === 0
+          ? `expected revision ${input.expectedRevision} but app ${input.app} has no releases yet`
+          : `expected revision ${input.expectedRevision} but the newest is ${newest}`,
+      );
+    }
+    return { storedSpec, newest };
+  }
+
+  /** Inserts revision `newest + 1` and its ReleaseCreated event; call inside ctx.write. */
+  private insertRelease(input: NewRelease, newest: number, spec: string): Release {
+    const row = this.insert.get({
+      app: input.app,
+      revision: newest + 1,
+      version: input.version,
+      spec,
+      reason: input.reason,
+      actor: input.actor,
+      createdAt: this.ctx.now(),
+    }) as ReleaseRow;
+    const release = toRelease(row);
+    this.events.appendEvent({
+      app: input.app,
+      revision: release.revision,
+      type: 'ReleaseCreated',
+      message:
+        input.reason === 'rollback'
+          ? `revision ${release.revision}: rollback to version ${release.version}`
+          : `revision ${release.revision}: deploy version ${release.version}`,
+      actor: input.actor,
+    });
+    return release;
   }
 
   /** Newest first; `before` is exclusive (pass the last revision of the previous page). */

@@ -290,6 +290,42 @@ describe('releases', () => {
     assert.deepEqual(snapshotDb(api.store), before);
   });
 
+  test('POST of the version already desired, same spec: 200 unchanged with the current revision, nothing written', async () => {
+    await seedApp(api, 'web', ['v1', 'v2']);
+    api.controller.enqueued.length = 0;
+    const before = snapshotDb(api.store);
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2' } });
+    assert.equal(res.statusCode, 200, res.body);
+    const body = json(res);
+    assert.deepEqual([body.revision, body.version, body.unchanged], [2, 'v2', true]);
+    assert.deepEqual(snapshotDb(api.store), before, 'no revision, no event');
+    assert.deepEqual(api.controller.enqueued, []);
+    // expectedRevision is still checked first.
+    const stale = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2', expectedRevision: 1 } });
+    assert.equal(stale.statusCode, 409);
+    const fresh = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2', expectedRevision: 2 } });
+    assert.equal(fresh.statusCode, 200);
+    assert.equal(json(fresh).unchanged, true);
+    assert.deepEqual(snapshotDb(api.store), before);
+    // A new version is a new release, and says unchanged: false.
+    const v3 = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v3' } });
+    assert.equal(v3.statusCode, 202);
+    assert.deepEqual([json(v3).revision, json(v3).unchanged], [3, false]);
+  });
+
+  test('POST of the same version after the app spec changed: a new release (202)', async () => {
+    await seedApp(api, 'web', ['v1']);
+    await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc({ port: 4000 }) });
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v1' } });
+    assert.equal(res.statusCode, 202, res.body);
+    assert.deepEqual([json(res).revision, json(res).unchanged], [2, false]);
+    assert.equal(api.store.releases.getRelease('web', 2)!.spec.port, 4000);
+    // ...and asking again is then unchanged.
+    const again = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v1' } });
+    assert.equal(again.statusCode, 200);
+    assert.equal(json(again).revision, 2);
+  });
+
   test('GET releases: newest first, spec left out, limit and before page through', async () => {
     await seedApp(api, 'web', ['v1', 'v2', 'v3', 'v4', 'v5']);
     let res = await api.call({ method: 'GET', url: '/v1/apps/web/releases' });
@@ -363,6 +399,17 @@ describe('rollback', () => {
     assert.deepEqual(api.store.releases.getRelease('web', 4)!.spec, api.store.releases.getRelease('web', 1)!.spec);
   });
 
+  test('to the version already desired: 200 unchanged with the current revision, nothing written', async () => {
+    await seedApp(api, 'web', ['v1', 'v2']);
+    api.controller.enqueued.length = 0;
+    const before = snapshotDb(api.store);
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: { version: 'v2' } });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.deepEqual([json(res).revision, json(res).version, json(res).unchanged], [2, 'v2', true]);
+    assert.deepEqual(snapshotDb(api.store), before);
+    assert.deepEqual(api.controller.enqueued, []);
+  });
+
   test('404 for a version never released, 409 when there is nothing to roll back to', async () => {
     await seedApp(api, 'web', []);
     let before = snapshotDb(api.store);
@@ -371,7 +418,7 @@ describe('rollback', () => {
     assert.match(json(res).message, /app "web" has no release to roll back from/);
     assert.deepEqual(snapshotDb(api.store), before);
 
-    await seedApp(api, 'web', ['v1', 'v1']);
+    await seedApp(api, 'web', ['v1']);
     before = snapshotDb(api.store);
     res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} });
     assert.equal(res.statusCode, 409);

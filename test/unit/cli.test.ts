@@ -175,21 +175,65 @@ describe('berth CLI', () => {
     await waitFor(/ReleaseCreated: revision 7: deploy version v7/); // live
   });
 
-  test('usage errors exit 2 with the reason and the help', async () => {
-    const unknown = await berth('frobnicate');
-    assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /^berth: unknown command "frobnicate"$/m);
-    assert.match(unknown.stderr, /Usage:/);
-    assert.equal(unknown.stdout, '');
-    const noVersion = await berth('deploy', 'web');
-    assert.equal(noVersion.code, 2);
-    assert.match(noVersion.stderr, /^berth: berth deploy needs APP VERSION$/m);
-    const noApp = await berth('history');
-    assert.equal(noApp.code, 2);
-    assert.match(noApp.stderr, /berth history needs an APP/);
-    const noValue = await berth('rollback', 'web', '--to');
-    assert.equal(noValue.code, 2);
-    assert.match(noValue.stderr, /--to needs a value/);
+  test('same version: deploy and rollback --to of the desired version say "already at revision N", nothing new', async () => {
+    const before = ok(await berth('history', 'web'));
+    assert.equal(ok(await berth('deploy', 'web', 'v7')), 'web: already at revision 7 (v7)\n');
+    const json = JSON.parse(ok(await berth('deploy', 'web', 'v7', '--json'))) as { revision: number; unchanged: boolean };
+    assert.deepEqual([json.revision, json.unchanged], [7, true]);
+    assert.equal(ok(await berth('rollback', 'web', '--to', 'v7')), 'web: already at revision 7 (v7)\n');
+    assert.equal(ok(await berth('history', 'web')).split('\n').length, before.split('\n').length, 'no new release');
+  });
+
+  test('usage errors exit 2 with ONE line: the reason and which --help to read', async () => {
+    const oneLine = (r: { code: number | null; stdout: string; stderr: string }, re: RegExp) => {
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
+      assert.match(r.stderr, re);
+    };
+    oneLine(await berth('frobnicate'), /^berth: unknown command "frobnicate"; see berth --help$/m);
+    oneLine(await berth('deploi', 'web', 'v1'), /^berth: unknown command "deploi" \(did you mean "deploy"\?\); see berth --help$/m);
+    oneLine(await berth('deploy', 'web'), /^berth: deploy needs APP VERSION; see berth deploy --help$/m);
+    oneLine(await berth('history'), /^berth: history needs APP; see berth history --help$/m);
+    oneLine(await berth('rollback', 'web', '--to'), /^berth: --to needs a value; see berth rollback --help$/m);
+  });
+
+  test('unknown options and extra arguments are errors (exit 2, one line, a hint), and nothing is sent', async () => {
+    const wiat = await berth('deploy', 'web', 'v9', '--wiat');
+    assert.equal(wiat.code, 2);
+    assert.equal(wiat.stderr, 'berth: unknown option --wiat for "deploy" (did you mean --wait?); see berth deploy --help\n');
+    assert.equal(wiat.stdout, '');
+    const extra = await berth('deploy', 'web', 'v9', 'extra', 'args');
+    assert.equal(extra.code, 2);
+    assert.equal(extra.stderr, 'berth: unexpected arguments "extra" "args" for "deploy"; see berth deploy --help\n');
+    const bogus = await berth('status', 'web', '--bogus');
+    assert.equal(bogus.code, 2);
+    assert.equal(bogus.stderr, 'berth: unknown option --bogus for "status"; see berth status --help\n');
+    const valued = await berth('deploy', 'web', 'v9', '--wait=yes');
+    assert.equal(valued.code, 2);
+    assert.match(valued.stderr, /^berth: --wait takes no value/);
+    const hots = await berth('exec', 'web', '--hots', 'h1', '--', 'ls', '--wait');
+    assert.equal(hots.code, 2);
+    assert.equal(hots.stderr, 'berth: unknown option --hots for "exec" (did you mean --host?); see berth exec --help\n');
+    const noCmd = await berth('exec', 'web');
+    assert.equal(noCmd.code, 2);
+    assert.match(noCmd.stderr, /^berth: exec needs APP -- CMD; see berth exec --help\n$/);
+    // After `--` the words are exec's command, not options: this reaches the daemon (no such host).
+    const passed = await berth('exec', 'web', '--host', 'nohost', '--', 'ls', '--wiat');
+    assert.equal(passed.code, 1, passed.stderr);
+    assert.doesNotMatch(passed.stderr, /unknown option/);
+    assert.doesNotMatch(ok(await berth('history', 'web')), /v9/);
+  });
+
+  test('-v prints the version; COMMAND --help / -h prints that command\'s usage only', async () => {
+    assert.equal(ok(await berth('-v')), `${BERTH_VERSION}\n`);
+    const deploy = ok(await berth('deploy', '--help'));
+    assert.match(deploy, /^Usage: berth deploy APP VERSION \[--wait\] \[--json\]$/m);
+    assert.doesNotMatch(deploy, /berth status|berth rollback/);
+    assert.equal(ok(await berth('rollback', 'web', '-h')), ok(await berth('help', 'rollback')));
+    assert.match(ok(await berth('rollback', '-h')), /--to VERSION/);
+    // --json before the command still works.
+    assert.deepEqual(Object.keys(JSON.parse(ok(await berth('--json', 'status'))) as object), ['apps']);
   });
 
   test('API refusals exit 1 with the daemon\'s message', async () => {
@@ -207,12 +251,13 @@ describe('berth CLI', () => {
   test('a wrong or missing token is a clear error, exit 1', async () => {
     const wrong = await runCli(['status'], { ...env, BERTH_TOKEN: 'not-the-token' });
     assert.equal(wrong.code, 1);
-    assert.equal(wrong.stderr, 'berth: invalid bearer token (HTTP 401 UNAUTHORIZED)\n');
+    assert.equal(wrong.stderr, 'berth: invalid bearer token (HTTP 401 UNAUTHORIZED); the token came from BERTH_TOKEN\n');
     assert.equal(wrong.stdout, '');
     const { BERTH_TOKEN: _t, ...noToken } = env;
     const none = await runCli(['deploy', 'web', 'v9'], noToken);
     assert.equal(none.code, 1);
-    assert.match(none.stderr, /^berth: missing Authorization: Bearer <token> header \(HTTP 401 UNAUTHORIZED\)$/m);
+    assert.match(none.stderr, /^berth: missing Authorization: Bearer <token> header \(HTTP 401 UNAUTHORIZED\); no token sent: BERTH_TOKEN is unset and (\S+) does not exist/m);
+    assert.ok(none.stderr.includes(join(dir.path, 'cli', 'token')), `names the token file it tried: ${none.stderr}`);
     // Nothing was deployed by either.
     assert.doesNotMatch(ok(await berth('history', 'web')), /v9/);
   });
@@ -232,7 +277,7 @@ describe('berth CLI', () => {
     assert.match(down.stderr, /^berth: cannot reach berth at http:\/\/127\.0\.0\.1:\d+ \(.*ECONNREFUSED.*\)/m);
     const refused = await runCli(['events', 'web', '--follow'], { ...env, BERTH_TOKEN: 'not-the-token' }, 8000);
     assert.equal(refused.code, 1);
-    assert.equal(refused.stderr, 'berth: invalid bearer token (HTTP 401 UNAUTHORIZED)\n');
+    assert.equal(refused.stderr, 'berth: invalid bearer token (HTTP 401 UNAUTHORIZED); the token came from BERTH_TOKEN\n');
   });
 
   test('a server that is not berth (a proxy error page) is reported plainly, without a stack trace', async (t) => {

@@ -218,6 +218,15 @@ describe('plan: rolling update', () => {
     const back = plan(input({ record: rec, observed: observe({ h1: [makeContainer(1, 'v1')], h2: [c2], h3: [c3] }) }));
     assert.deepEqual(back.actions, [{ type: 'updateHost', host: 'h1', existingContainerId: null, containerName: 'web-r2', pull: true }]);
   });
+
+  it('Available: true while every reachable host serves; false, saying so, when no host is known to serve', () => {
+    const available = (observed: HostObservation[]) => plan(input({ record: record(), observed })).status.conditions.find((c) => c.type === 'Available')!;
+    assert.equal(available(observe({ h1: 'down', h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] })).status, 'True');
+    const none = available(observe({ h1: 'down', h2: 'down', h3: 'down' }));
+    assert.deepEqual([none.status, none.reason], ['False', 'NoHostServes']);
+    assert.match(none.message, /3\/3 unreachable/);
+    assert.equal(available(observe({ h1: [], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] })).status, 'False', 'a reachable host serving nothing');
+  });
 });
 
 describe('plan: hooks', () => {
@@ -366,6 +375,25 @@ describe('plan: failures and rollback', () => {
   });
 });
 
+describe('plan: a host retrying a start', () => {
+  const retrying = (notBefore: number) => record({ pulled: ['h1', 'h2', 'h3'], hosts: { h1: { step: 'retrying', attempts: 1, notBefore, message: 'proxy not ready', at: NOW } } });
+  const observed = () => observe({ h1: [makeContainer(1, 'v1')], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] });
+
+  it('waits for its backoff without failing the release, keeping the serving container, and says why in the status', () => {
+    const p = plan(input({ record: retrying(NOW + 3_000), observed: observed() }));
+    assert.deepEqual(p.actions, []);
+    assert.equal(p.requeueAfterMs, 3_000);
+    assert.equal(p.record?.state, 'active');
+    assert.equal(p.rollback, undefined);
+    assert.match(p.status.hosts[0]!.lastError ?? '', /retrying \(attempt 2\): proxy not ready/);
+  });
+
+  it('is updated again once the backoff has passed', () => {
+    const p = plan(input({ record: retrying(NOW - 1), observed: observed() }));
+    assert.deepEqual(types(p.actions), ['updateHost:h1']);
+  });
+});
+
 describe('applyResults', () => {
   const upd: Action = { type: 'updateHost', host: 'h1', existingContainerId: null, containerName: 'web-r2', pull: true };
 
@@ -377,6 +405,30 @@ describe('applyResults', () => {
   it('a failed health check marks the host failed', () => {
     const r = applyResults(record(), [{ action: upd, ok: false, stage: 'health', code: 'HEALTH_CHECK_FAILED', message: '500', unreachable: false }], NOW);
     assert.equal(r.hosts.h1?.step, 'failed');
+  });
+
+  it('a start or switch that fails for a passing reason is retried with backoff; the fifth failure fails the host', () => {
+    const proxyDown = { action: upd, ok: false as const, stage: 'switch' as const, code: 'PROXY_NOT_READY' as const, message: 'proxy runtime API not answering', unreachable: false };
+    let r = applyResults(record(), [proxyDown], NOW);
+    assert.deepEqual(r.hosts.h1, { step: 'retrying', attempts: 1, notBefore: NOW + 1_000, message: 'proxy runtime API not answering', at: NOW });
+    assert.equal(r.state, 'active');
+    const delays: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const at = NOW + 100_000 * (i + 1);
+      r = applyResults(r, [proxyDown], at);
+      delays.push(r.hosts.h1?.step === 'retrying' ? r.hosts.h1.notBefore - at : -1);
+    }
+    assert.deepEqual(delays, [2_000, 4_000, 8_000]);
+    r = applyResults(r, [proxyDown], NOW + 500_000);
+    assert.equal(r.hosts.h1?.step, 'failed');
+    assert.match(r.hosts.h1?.step === 'failed' ? r.hosts.h1.message : '', /after 5 attempts/);
+  });
+
+  it("a start failure that is the release's own fails the host at once (the container exits, a secret is missing)", () => {
+    for (const code of ['CONTAINER_NOT_RUNNING', 'SECRET_MISSING'] as const) {
+      const r = applyResults(record(), [{ action: upd, ok: false, stage: 'start', code, message: 'x', unreachable: false }], NOW);
+      assert.equal(r.hosts.h1?.step, 'failed', code);
+    }
   });
 
   it('an unreachable host is not counted as a failure of the release', () => {

@@ -575,6 +575,34 @@ describe('releases', () => {
     s.close();
   });
 
+  test('createReleaseUnlessCurrent: same version and spec as the newest release is unchanged, nothing written', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    const first = s.releases.createReleaseUnlessCurrent({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' });
+    assert.deepEqual([first.release.revision, first.unchanged], [1, false]);
+    const eventsBefore = s.events.latestEventId();
+    const same = s.releases.createReleaseUnlessCurrent({ app: 'web', version: 'v1', reason: 'deploy', actor: 'b' });
+    assert.equal(same.unchanged, true);
+    assert.deepEqual(same.release, first.release);
+    assert.equal(s.events.latestEventId(), eventsBefore, 'no event');
+    assert.equal(s.releases.latestRelease('web')?.revision, 1);
+    // expectedRevision is checked before anything else.
+    assert.throws(
+      () => s.releases.createReleaseUnlessCurrent({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a', expectedRevision: 0 }),
+      ConflictError,
+    );
+    // The same spec given explicitly, with keys in another order, is the same snapshot.
+    const reordered = Object.fromEntries(Object.entries(first.release.spec).reverse()) as typeof first.release.spec;
+    assert.equal(s.releases.createReleaseUnlessCurrent({ app: 'web', version: 'v1', spec: reordered, reason: 'rollback', actor: 'a' }).unchanged, true);
+    // A changed spec with the same version is a new release.
+    s.apps.upsertApp(spec('web', { port: 4000 }), 'a');
+    const changed = s.releases.createReleaseUnlessCurrent({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' });
+    assert.deepEqual([changed.release.revision, changed.unchanged, changed.release.spec.port], [2, false, 4000]);
+    // createRelease itself still always appends.
+    assert.equal(s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' }).revision, 3);
+    s.close();
+  });
+
   test('unknown app: NotFoundError, nothing written', () => {
     const s = memStore();
     assert.throws(() => s.releases.createRelease({ app: 'nope', version: 'v1', reason: 'deploy', actor: 'a' }), NotFoundError);

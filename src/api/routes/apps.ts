@@ -78,7 +78,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     {
       onRequest: write,
       schema: {
-        summary: 'Ask for a version: creates the next release revision; the controller rolls it out',
+        summary: 'Ask for a version: creates the next release revision (202); the controller rolls it out. 200 with unchanged: true when that version and the app spec are already desired',
         params: appParams,
         body: {
           type: 'object',
@@ -93,15 +93,18 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     },
     async (req: FastifyRequest<{ Params: { app: string }; Body: { version: string; expectedRevision?: number } }>, reply) => {
       const app = mustGetApp(deps, req.params.app);
-      const release = deps.store.releases.createRelease({
+      // The version and the app's spec already desired: 200 with that revision, nothing written.
+      const { release, unchanged } = deps.store.releases.createReleaseUnlessCurrent({
         app: app.name,
         version: req.body.version,
         reason: 'deploy',
         actor: actorOf(req),
         ...(req.body.expectedRevision !== undefined ? { expectedRevision: req.body.expectedRevision } : {}),
       });
-      deps.controller.enqueue(app.name);
-      return reply.status(202).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, createdAt: release.createdAt });
+      if (!unchanged) deps.controller.enqueue(app.name);
+      return reply
+        .status(unchanged ? 200 : 202)
+        .send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, createdAt: release.createdAt, unchanged });
     },
   );
 
@@ -137,7 +140,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     {
       onRequest: write,
       schema: {
-        summary: 'Roll back to the previous version, or to a named one, as a new revision',
+        summary: 'Roll back to the previous version, or to a named one, as a new revision (202); 200 with unchanged: true when the named version is already desired',
         params: appParams,
         body: { type: 'object', additionalProperties: false, properties: { version } },
       },
@@ -155,10 +158,12 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
         if (wanted) throw new NotFoundError(`release with version "${wanted}" of app "${app.name}"`);
         throw new ConflictError(`app "${app.name}" has no earlier version than ${current.version} to roll back to`);
       }
-      const release = deps.store.releases.createRelease({ app: app.name, version: target.version, spec: target.spec, reason: 'rollback', actor: actorOf(req) });
+      // The named version (with its spec) already desired: 200 with the current revision, nothing written.
+      const { release, unchanged } = deps.store.releases.createReleaseUnlessCurrent({ app: app.name, version: target.version, spec: target.spec, reason: 'rollback', actor: actorOf(req) });
+      if (unchanged) return reply.status(200).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, unchanged });
       deps.metrics.rollbacksTotal.inc({ app: app.name, reason: 'manual' });
       deps.controller.enqueue(app.name);
-      return reply.status(202).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, rolledBackFrom: current.version });
+      return reply.status(202).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, rolledBackFrom: current.version, unchanged });
     },
   );
 

@@ -2,23 +2,56 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { BerthEvent } from '../../domain/release.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
+import { errorBody } from '../errors.js';
 import { appParams, pageSize } from '../schemas.js';
 import { mustGetApp } from './apps.js';
 
 type EventsReq = FastifyRequest<{ Params: { app: string }; Querystring: { after?: string; limit?: string } }>;
 
-const HEARTBEAT_MS = 15_000;
+/** Bounds of the live SSE streams (README.md, "HTTP API"); every field has a default. */
+export interface EventStreamLimits {
+  /** Concurrent streams over all apps (config `api.max_event_streams`); one more is a 503 with Retry-After. */
+  maxStreams: number;
+  /** Backlog events read from the store per page while replaying after Last-Event-ID / ?after=. */
+  replayPageSize: number;
+  /** Live events held for a stream whose socket is not draining; one more disconnects it. */
+  maxQueuedEvents: number;
+  /** How long a stream may stay blocked (write() returned false, no 'drain') before it is disconnected. */
+  drainTimeoutMs: number;
+  heartbeatMs: number;
+}
+
+export const DEFAULT_MAX_EVENT_STREAMS = 64;
+export const EVENT_STREAM_DEFAULTS: EventStreamLimits = {
+  maxStreams: DEFAULT_MAX_EVENT_STREAMS,
+  replayPageSize: 500,
+  maxQueuedEvents: 1_000,
+  drainTimeoutMs: 30_000,
+  heartbeatMs: 15_000,
+};
+/** What a client refused a stream slot is told to wait, in seconds. */
+const RETRY_AFTER_S = 5;
 
 function sseFrame(e: BerthEvent): string {
   return `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
 }
 
 /**
- * Live events as Server-Sent Events. Resumes after `Last-Event-ID` (or ?after=):
- * the backlog is read first, then new events are pushed as the store commits them;
- * events committed between the two are de-duplicated by id.
+ * Live events as Server-Sent Events. Resumes after `Last-Event-ID` (or ?after=).
+ *
+ * Memory per stream is bounded whatever the client does:
+ * - the backlog is replayed from the store one page (replayPageSize) at a time, and the
+ *   next page is read only once the socket has drained: never the whole backlog at once;
+ * - while replaying, live events are not held: they are in the store and a later page reads them;
+ * - once live, an event is written straight away unless the socket is blocked (write()
+ *   returned false); then it waits in a queue of at most maxQueuedEvents until 'drain';
+ * - a client that overflows that queue, or does not drain within drainTimeoutMs, is
+ *   disconnected and its slot freed.
+ * Everything here runs synchronously with the store's commits (subscribe delivers right
+ * after a commit), so switching from replay to live at a short page leaves no gap; ids are
+ * de-duplicated against the last one sent.
  */
-function stream(deps: ApiDeps, app: string, afterId: number, request: FastifyRequest, reply: FastifyReply, open: Set<() => void>): void {
+function stream(deps: ApiDeps, app: string, afterId: number, reply: FastifyReply, limits: EventStreamLimits, open: Set<() => void>): void {
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -27,31 +60,107 @@ function stream(deps: ApiDeps, app: string, afterId: number, request: FastifyReq
     connection: 'keep-alive',
     'x-accel-buffering': 'no',
   });
+  // Send the head now: without a backlog nothing else is written until an event or the heartbeat.
+  res.flushHeaders();
+  const log = deps.log.child({ component: 'api', app, stream: 'events' });
   let lastSent = afterId;
-  const send = (e: BerthEvent) => {
-    if (e.app !== app || e.id <= lastSent) return;
-    lastSent = e.id;
-    res.write(sseFrame(e));
+  let replaying = true;
+  let blocked = false;
+  let closed = false;
+  let drainTimer: NodeJS.Timeout | null = null;
+  const queue: BerthEvent[] = [];
+  /** The backlog page being replayed (at most replayPageSize events) and the next one to write. */
+  let page: BerthEvent[] = [];
+  let pageAt = 0;
+
+  const write = (chunk: string) => {
+    if (res.write(chunk)) return;
+    blocked = true;
+    res.once('drain', onDrain);
+    drainTimer = setTimeout(() => drop('drain timeout', `not drained within ${limits.drainTimeoutMs} ms`), limits.drainTimeoutMs);
+    drainTimer.unref();
   };
-  const unsubscribe = deps.store.events.subscribe(send);
-  for (;;) {
-    const backlog = deps.store.events.listEvents(app, { afterId: lastSent, limit: MAX_LIMIT });
-    backlog.forEach(send);
-    if (backlog.length < MAX_LIMIT) break;
+  const send = (e: BerthEvent) => {
+    if (e.id <= lastSent) return;
+    lastSent = e.id;
+    write(sseFrame(e));
+  };
+  /** Writes until the socket pushes back: backlog pages first, then queued live events. */
+  const pump = () => {
+    while (!closed && !blocked) {
+      if (replaying) {
+        // The rest of the current page first (kept across a 'drain'); the next page only once it is all written.
+        if (pageAt < page.length) {
+          send(page[pageAt++]!);
+          continue;
+        }
+        if (page.length > 0 && page.length < limits.replayPageSize) {
+          replaying = false;
+          page = [];
+          continue;
+        }
+        page = deps.store.events.listEvents(app, { afterId: lastSent, limit: limits.replayPageSize });
+        pageAt = 0;
+        if (page.length === 0) replaying = false;
+        continue;
+      }
+      const next = queue.shift();
+      if (!next) return;
+      send(next);
+    }
+  };
+  function onDrain() {
+    if (drainTimer) clearTimeout(drainTimer);
+    drainTimer = null;
+    blocked = false;
+    pump();
   }
-  const heartbeat = setInterval(() => res.write(': keepalive\n\n'), HEARTBEAT_MS);
+  const onLive = (e: BerthEvent) => {
+    if (closed || e.app !== app || e.id <= lastSent || replaying) return;
+    if (!blocked && queue.length === 0) return send(e);
+    queue.push(e);
+    if (queue.length > limits.maxQueuedEvents) drop('queue overflow', `more than ${limits.maxQueuedEvents} events pending`);
+  };
+  const unsubscribe = deps.store.events.subscribe(onLive);
+  const heartbeat = setInterval(() => {
+    if (!blocked) write(': keepalive\n\n');
+  }, limits.heartbeatMs);
   heartbeat.unref();
   const end = () => {
+    if (closed) return;
+    closed = true;
     clearInterval(heartbeat);
+    if (drainTimer) clearTimeout(drainTimer);
+    res.off('drain', onDrain);
     unsubscribe();
+    queue.length = 0;
+    page = [];
     open.delete(end);
-    res.end();
+    // A blocked socket is cut off: end() would wait for a client that does not read.
+    if (blocked) res.destroy();
+    else res.end();
   };
+  /** A consumer too slow to keep up (only ever while blocked): disconnect it, freeing its slot. */
+  function drop(reason: string, detail: string) {
+    log.warn({ reason, queued: queue.length, pendingBytes: res.writableLength, lastSent }, `disconnecting a slow event stream: ${detail}`);
+    end();
+  }
   open.add(end);
-  request.raw.on('close', end);
+  res.on('close', end);
+  // The client going away (a destroyed request is how app.inject reports it, too).
+  reply.request.raw.on('close', end);
+  pump();
 }
 
 export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: unknown }): void {
+  const given = deps.eventStreams ?? {};
+  const limits: EventStreamLimits = { ...EVENT_STREAM_DEFAULTS };
+  for (const key of Object.keys(limits) as Array<keyof EventStreamLimits>) {
+    const v = given[key];
+    if (v !== undefined) limits[key] = v;
+  }
+  // listEvents never returns more than MAX_LIMIT rows: a bigger page would look short and end the replay early.
+  limits.replayPageSize = Math.max(1, Math.min(limits.replayPageSize, MAX_LIMIT));
   // Live streams never end by themselves: close them so shutdown is not held up.
   const open = new Set<() => void>();
   app.addHook('preClose', async () => {
@@ -78,7 +187,16 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
       const appName = mustGetApp(deps, req.params.app).name;
       const lastEventId = req.headers['last-event-id'];
       const afterId = Number(typeof lastEventId === 'string' && /^[0-9]{1,12}$/.test(lastEventId) ? lastEventId : (req.query.after ?? 0));
-      if ((req.headers.accept ?? '').includes('text/event-stream')) return stream(deps, appName, afterId, req, reply, open);
+      if ((req.headers.accept ?? '').includes('text/event-stream')) {
+        if (open.size >= limits.maxStreams) {
+          req.log.warn({ open: open.size, max: limits.maxStreams }, 'event stream refused: too many open streams');
+          return reply
+            .status(503)
+            .header('retry-after', String(RETRY_AFTER_S))
+            .send(errorBody(503, 'TOO_MANY_STREAMS', `too many open event streams (api.max_event_streams = ${limits.maxStreams}); retry later`));
+        }
+        return stream(deps, appName, afterId, reply, limits, open);
+      }
       const limit = Math.min(Number(req.query.limit ?? DEFAULT_LIMIT) || DEFAULT_LIMIT, MAX_LIMIT);
       const events = deps.store.events.listEvents(appName, { afterId, limit });
       return { events, next: events.length === limit ? events[events.length - 1]!.id : null };
