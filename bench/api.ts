@@ -34,7 +34,7 @@ import { LAN_LATENCY_MS, simulatedFleet } from '../src/hosts/simulated-driver.js
 import { BerthMetrics } from '../src/metrics/registry.js';
 import { directTraffic } from '../src/proxy/traffic.js';
 import { Controller } from '../src/reconciler/controller.js';
-import { openStore, type Store } from '../src/store/index.js';
+import { openStore } from '../src/store/index.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
 import { machine } from './lib/machine.js';

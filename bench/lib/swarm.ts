@@ -152,7 +152,7 @@ export class Swarm {
   readonly log: string[] = [];
 
   constructor(
-    private readonly bed: Testbed,
+    bed: Testbed,
     hostCount = 3,
   ) {
     this.hosts = bed.hosts.slice(0, hostCount);

@@ -11,6 +11,7 @@ import { buildApp } from '../../src/api/app.js';
 import type { ControllerHandle, ExecResult } from '../../src/api/context.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import type { EventStreamLimits } from '../../src/api/routes/events.js';
 import { TOKEN } from './daemon.js';
 
 export { TOKEN };
@@ -49,6 +50,7 @@ export interface TestApiOptions {
   token?: string | null;
   openReads?: boolean;
   hosts?: string[];
+  eventStreams?: Partial<EventStreamLimits>;
 }
 
 export const DEFAULT_HOSTS = ['h1', 'h2', 'h3'];
@@ -74,6 +76,7 @@ export function makeApi(opts: TestApiOptions = {}): TestApi {
     auth: { token: opts.token === undefined ? TOKEN : opts.token, openReads: opts.openReads ?? false },
     hostNames: () => hosts,
     version: '0.0.0-test',
+    ...(opts.eventStreams ? { eventStreams: opts.eventStreams } : {}),
   });
   return {
     app,

@@ -7,15 +7,10 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { afterEach, describe, test } from 'node:test';
-import { pino } from 'pino';
-import { buildApp } from '../../src/api/app.js';
 import type { EventStreamLimits } from '../../src/api/routes/events.js';
 import type { BerthEvent } from '../../src/domain/release.js';
-import { BerthMetrics } from '../../src/metrics/registry.js';
-import { openStore } from '../../src/store/index.js';
-import { AUTH, RecordingController, TOKEN, seedApp, sseClient, type TestApi } from '../support/api.js';
+import { AUTH, makeApi, seedApp, sseClient, type TestApi } from '../support/api.js';
 
 interface StreamApi extends TestApi {
   port: number;
@@ -32,45 +27,21 @@ afterEach(async () => {
 });
 
 async function streamApi(eventStreams: Partial<EventStreamLimits>): Promise<StreamApi> {
-  const store = openStore(':memory:');
-  const controller = new RecordingController();
-  const metrics = new BerthMetrics('0.0.0-test', { processMetrics: false });
-  const chunks: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      chunks.push(chunk.toString('utf8'));
-      cb();
-    },
-  });
+  const base = makeApi({ eventStreams });
+  const { app, store } = base;
   const pageCalls: number[] = [];
   const list = store.events.listEvents.bind(store.events);
-  store.events.listEvents = (app, opts = {}) => {
+  store.events.listEvents = (name, opts = {}) => {
     pageCalls.push(opts.limit ?? -1);
-    return list(app, opts);
+    return list(name, opts);
   };
-  const app = buildApp({
-    store,
-    metrics,
-    log: pino({ level: 'trace' }, sink),
-    controller,
-    auth: { token: TOKEN, openReads: false },
-    hostNames: () => ['h1', 'h2', 'h3'],
-    version: '0.0.0-test',
-    eventStreams,
-  });
   const sockets: net.Socket[] = [];
   app.server.on('connection', (s: net.Socket) => sockets.push(s));
   const api: StreamApi = {
-    app,
-    store,
-    controller,
-    metrics,
-    logs: () => chunks.join(''),
-    call: ({ auth = true, headers, ...rest }) => app.inject({ ...rest, headers: { ...(auth ? AUTH : {}), ...(headers ?? {}) } }),
+    ...base,
     close: async () => {
       for (const s of sockets) s.destroy();
-      await app.close();
-      store.close();
+      await base.close();
     },
     port: 0,
     url: '',

@@ -30,7 +30,6 @@ function applyResults(record: RolloutRecord, results: ActionResult[], now: numbe
  * rollout record; the assertions are the actions (and record/status) it decides.
  */
 const NOW = 1_000_000;
-const v1 = makeDesired(1, 'v1');
 const v2 = makeDesired(2, 'v2');
 
 function observe(byHost: Record<string, ObservedContainer[] | 'down'>): HostObservation[] {
