@@ -4,6 +4,7 @@
  * Every call is bounded by a deadline and rejects with a HostError on failure.
  * Also the vocabulary every driver shares: roles, adoption labels, label decoding, op names.
  */
+import { HostNotConfiguredError } from '../domain/errors.js';
 import { LABELS } from '../domain/labels.js';
 
 export const CONTAINER_ROLES = ['app', 'proxy', 'hook'] as const;
@@ -162,4 +163,11 @@ export interface HostDriver {
   /** Subscribes to container events of berth-managed containers; returns an unsubscribe function. */
   watchEvents(onEvent: (e: DockerEvent) => void): () => void;
   close(): Promise<void>;
+}
+
+/** The driver of a configured host; HostNotConfiguredError for a name the config does not have. */
+export function driverFor(drivers: ReadonlyMap<string, HostDriver>, host: string): HostDriver {
+  const d = drivers.get(host);
+  if (!d) throw new HostNotConfiguredError(host);
+  return d;
 }

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { SEED_DEFAULTS, type HostSpec, type ProxyRouteSpec } from '../domain/app-spec.js';
-import { HostNotConfiguredError, isHostDown, ProxyError } from '../domain/errors.js';
+import { isHostDown, ProxyError } from '../domain/errors.js';
 import { LABELS, PROXY_CONTAINER_NAME } from '../domain/labels.js';
-import type { HostDriver, ObservedContainer } from '../hosts/host-driver.js';
+import { driverFor, type HostDriver, type ObservedContainer } from '../hosts/host-driver.js';
 import {
   CONFIG_PATH,
   MAINTENANCE_MAP,
@@ -69,9 +69,7 @@ export class HaproxyProxy implements TrafficSwitch {
   constructor(private readonly o: HaproxyOptions) {}
 
   private driver(host: string): HostDriver {
-    const d = this.o.drivers.get(host);
-    if (!d) throw new HostNotConfiguredError(host);
-    return d;
+    return driverFor(this.o.drivers, host);
   }
 
   private socketDir(host: string): string {
@@ -116,20 +114,37 @@ export class HaproxyProxy implements TrafficSwitch {
 
   /** The proxy as it runs now, or null when its runtime API does not answer. */
   private async readState(host: string): Promise<ProxyState | null> {
+    const answers = await this.query(host, [`show map ${ROUTES_MAP}`, `show map ${MAINTENANCE_MAP}`]);
+    if (!answers) return null;
+    const [stat, routes, maintenance] = answers as [string, string, string];
+    return { slots: parseShowStat(stat), routes: parseShowMap(routes), maintenance: parseShowMap(maintenance) };
+  }
+
+  /** The servers only (what a drain polls): one command instead of three. */
+  private async readSlots(host: string): Promise<Slot[] | null> {
+    const answers = await this.query(host, []);
+    return answers ? parseShowStat(answers[0]!) : null;
+  }
+
+  /**
+   * `show stat` and then `more` read-only commands, in parallel; null when the proxy does
+   * not answer them. `show stat` comes first because it tells HAProxy from another
+   * program on the socket (the Caddy proxy before HAProxy answers HTTP).
+   */
+  private async query(host: string, more: string[]): Promise<string[] | null> {
     try {
-      const [stat, routes, maintenance] = await Promise.all([
-        this.runtime(host, ['show stat']),
-        this.runtime(host, [`show map ${ROUTES_MAP}`]),
-        this.runtime(host, [`show map ${MAINTENANCE_MAP}`]),
-      ]);
-      // Another program on the socket (the Caddy proxy before HAProxy answers HTTP): not our proxy.
-      if (!stat.startsWith('# pxname')) return null;
-      return { slots: parseShowStat(stat), routes: parseShowMap(routes), maintenance: parseShowMap(maintenance) };
+      const answers = await Promise.all(['show stat', ...more].map((c) => this.runtime(host, [c])));
+      return answers[0]!.startsWith('# pxname') ? answers : null;
     } catch (err) {
       // A host that does not answer says nothing about its proxy: never restart a proxy for that.
       if (isHostDown(err)) throw err;
       return null;
     }
+  }
+
+  /** Whether the proxy runs exactly the `wanted` routes. */
+  private static runs(state: ProxyState, wanted: HostRoute[]): boolean {
+    return wanted.length === state.routes.size && wanted.every((r) => state.routes.get(r.app) === routeKey(r.route));
   }
 
   /** The routes the host's proxy should have: every stored app's, with `app`'s own as this pass knows it. */
@@ -144,8 +159,7 @@ export class HaproxyProxy implements TrafficSwitch {
    */
   private async ensureLocked(host: string, wanted: HostRoute[]): Promise<ProxyState> {
     const state = (await this.readState(host)) ?? (await this.start(host, wanted));
-    const same = wanted.length === state.routes.size && wanted.every((r) => state.routes.get(r.app) === routeKey(r.route));
-    return same ? state : this.reconfigure(host, wanted, state);
+    return HaproxyProxy.runs(state, wanted) ? state : this.reconfigure(host, wanted, state);
   }
 
   private async proxyContainer(host: string): Promise<ObservedContainer | null> {
@@ -206,7 +220,7 @@ export class HaproxyProxy implements TrafficSwitch {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const state = await this.readState(host);
-      if (state && (!routes || routes.every((r) => state.routes.get(r.app) === routeKey(r.route)))) return state;
+      if (state && (!routes || HaproxyProxy.runs(state, routes))) return state;
       if (Date.now() > deadline) throw new ProxyError('PROXY_NOT_READY', host, `proxy runtime API ${routes ? 'did not take the new routes' : 'not answering'} after ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, READY_POLL_MS));
     }
@@ -252,11 +266,12 @@ export class HaproxyProxy implements TrafficSwitch {
   async drain(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream, timeoutMs: number): Promise<void> {
     if (!route) return;
     const addr = `${upstream.ip}:${upstream.port}`;
+    const slotOf = async () => (await this.readSlots(host))?.find((s) => s.backend === backendName(app) && s.addr === addr);
     const deadline = Date.now() + timeoutMs;
     let inFlight = 0;
     let oldWorkers = 0;
     for (;;) {
-      const slot = (await this.readState(host))?.slots.find((s) => s.backend === backendName(app) && s.addr === addr);
+      const slot = await slotOf();
       // Gone, or serving again (a rollback switched back to it): nothing to drain.
       if (!slot || slot.state === 'ready') return;
       inFlight = slot.inFlight;
@@ -266,7 +281,7 @@ export class HaproxyProxy implements TrafficSwitch {
     }
     if (inFlight > 0 || oldWorkers > 0) this.o.log.warn({ host, app, upstream: addr, inFlight, oldWorkers, timeoutMs }, 'drain timeout: stopping with requests in flight');
     await this.serial(host, async () => {
-      const slot = (await this.readState(host))?.slots.find((s) => s.backend === backendName(app) && s.addr === addr);
+      const slot = await slotOf();
       if (slot && slot.state === 'drain') await this.runtime(host, [`set server ${slot.backend}/${slot.server} state maint`]);
     });
   }

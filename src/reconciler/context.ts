@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { containerConfigHash } from '../domain/config-hash.js';
-import { ConfigError, HostNotConfiguredError, SecretMissingError } from '../domain/errors.js';
+import { ConfigError, SecretMissingError } from '../domain/errors.js';
 import { isReservedSecretName, reservedSecretMessage, secretRedactor } from '../domain/secrets.js';
-import type { HostDriver } from '../hosts/host-driver.js';
+import { driverFor, type HostDriver } from '../hosts/host-driver.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
 import type { Store } from '../store/index.js';
@@ -60,11 +60,7 @@ export function execContext(deps: ReconcilerDeps, app: string, desired: DesiredR
     desired,
     traffic: deps.traffic,
     log,
-    driver: (host) => {
-      const d = deps.drivers.get(host);
-      if (!d) throw new HostNotConfiguredError(host);
-      return d;
-    },
+    driver: (host) => driverFor(deps.drivers, host),
     secretValues: (names) => {
       // Config load and PUT refuse these names; a spec stored before that rule is refused here.
       const reserved = names.findIndex(isReservedSecretName);

@@ -1,4 +1,5 @@
 import type { ProxyRouteSpec } from '../domain/app-spec.js';
+import { HostNotConfiguredError } from '../domain/errors.js';
 import type { HostDriver } from '../hosts/host-driver.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
 import type { HostObservation } from './types.js';
@@ -22,7 +23,7 @@ export async function observeFleet(
   return Promise.all(
     hosts.map(async (host): Promise<HostObservation> => {
       const driver = drivers.get(host);
-      if (!driver) return { host, reachable: false, error: `host "${host}" is not in berth's config` };
+      if (!driver) return { host, reachable: false, error: new HostNotConfiguredError(host).message };
       const down = reachability.downSince(host);
       if (down) return { host, reachable: false, error: `${down.error} (down since ${new Date(down.since).toISOString()}; rechecked every resync)` };
       try {
