@@ -68,7 +68,7 @@ function populate(m: BerthMetrics): void {
     const revision = 1 + (a % 40);
     m.desiredRevision.set({ app }, revision);
     m.observedRevision.set({ app }, a % 10 === 0 ? revision - 1 : revision);
-    m.rolloutHostsTotal.set({ app }, HOSTS_PER_APP);
+    m.rolloutHosts.set({ app }, HOSTS_PER_APP);
     m.rolloutHostsUpdated.set({ app }, a % 10 === 0 ? 1 : HOSTS_PER_APP);
     m.setPhase(app, PHASES[a % PHASES.length]!);
     for (const result of ['acted', 'waiting', 'converged', 'error']) m.reconcileTotal.inc({ app, result }, 1 + Math.floor(rand() * 100));

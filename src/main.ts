@@ -12,8 +12,10 @@ import { createHostDriver } from './hosts/docker/driver.js';
 import type { HostDriver } from './hosts/host-driver.js';
 import { createLogger, type Logger } from './log.js';
 import { BerthMetrics } from './metrics/registry.js';
-import { HaproxyProxy } from './proxy/haproxy-proxy.js';
+import { HaproxyProxy, type ProxyCertificate } from './proxy/haproxy-proxy.js';
 import { Controller } from './reconciler/controller.js';
+import { AcmeIssuer } from './tls/acme-issuer.js';
+import { CertificateManager } from './tls/manager.js';
 import { openStore, type Store } from './store/index.js';
 import { BERTH_VERSION } from './version.js';
 import { DEFAULTS, tokenFilePath } from './defaults.js';
@@ -82,8 +84,25 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
         createHostDriver(spec, log, { onOperation: metrics.hostOperationObserver(spec.name) }),
       ]),
     );
-    const traffic = new HaproxyProxy({ drivers, hosts: config.hosts, image: config.proxy.image, log, routesOn: (host) => store.apps.proxyRoutesOn(host) });
+    const traffic = new HaproxyProxy({
+      drivers,
+      hosts: config.hosts,
+      image: config.proxy.image,
+      log,
+      routesOn: (host) => store.apps.proxyRoutesOn(host),
+      certificatesOn: (host): ProxyCertificate[] => certificates.certificatesOn(host),
+    });
     const controller = new Controller({ store, drivers, traffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, env });
+    const certificates: CertificateManager = new CertificateManager({
+      store,
+      proxy: traffic,
+      issuer: new AcmeIssuer(config.acme, store.certificates, log),
+      renewBeforeMs: config.acme.renewBeforeMs,
+      metrics,
+      log,
+      intervalMs: config.controller.resyncIntervalMs,
+      env,
+    });
     const app = buildApp({
       store,
       metrics,
@@ -97,6 +116,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
     const listen = parseListen(config.api.listen)!;
     await app.listen({ host: listen.host, port: listen.port });
     controller.start();
+    certificates.start();
     log.info({ listen: config.api.listen, config: configPath, db: dbPath, hosts: drivers.size, apps: Object.keys(config.apps).length }, 'berth is running');
 
     let stopping: Promise<void> | null = null;
@@ -104,6 +124,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       (stopping ??= (async () => {
         log.info('shutting down: no new requests, finishing the step in flight');
         await app.close();
+        await certificates.stop();
         await controller.stop();
         store.close();
         log.info('stopped');

@@ -2,6 +2,7 @@
 import type { AppStatus, BerthEvent } from '../domain/release.js';
 import { BerthError } from '../domain/errors.js';
 import { MAX_LIMIT } from '../store/limits.js';
+import { formatDuration, parseDuration } from '../config/duration.js';
 import { parseArgs as nodeParseArgs } from 'node:util';
 import { BERTH_VERSION } from '../version.js';
 import { BerthClient } from './client.js';
@@ -12,10 +13,12 @@ const HELP = `berth ${BERTH_VERSION} — reconciling zero-downtime deploys for D
 
 Usage:
   berth daemon                          run the controller (BERTH_CONFIG, BERTH_DB, BERTH_LISTEN, BERTH_TOKEN)
-  berth deploy APP VERSION [--wait]     ask for VERSION; --wait follows the rollout, exit 1 unless it completes
-  berth status [APP]                    phase, revisions and per-host view
-  berth rollback APP [--to VERSION] [--wait]
+  berth deploy APP VERSION [--wait [--timeout D]]
+                                        ask for VERSION; --wait follows the rollout host by host
+  berth status [APP]                    phase, revisions, per-host view; maintenance, pause, last failure
+  berth rollback APP [--to VERSION] [--wait [--timeout D]]
                                         back to the previous (or named) version, as a new revision
+  berth hosts                           every host: up/down, Docker version, last check, last error
   berth pause APP | berth resume APP    hold / continue the rollout between steps
   berth exec APP [--host H] -- CMD      run CMD (sh -c) in a one-off container of the current release
   berth maintenance APP [--message M] | berth live APP
@@ -25,7 +28,9 @@ Usage:
   berth -v | --version                  print the version
   berth --help | berth COMMAND --help   this help / one command's usage
 
-Options: --json (machine-readable output).  Client env: BERTH_URL (default http://127.0.0.1:7373),
+Options: --json (machine-readable output).
+Exit codes: 0 done; 1 failed (API error; with --wait: the rollout failed, rolled back or paused);
+2 usage; 3 --wait timed out (the rollout goes on in the daemon).  Client env: BERTH_URL (default http://127.0.0.1:7373),
 BERTH_TOKEN (default: the token file the daemon generated next to its database, data/token).`;
 
 type OptionSpec = { type: 'boolean' | 'string'; short?: string };
@@ -42,18 +47,28 @@ interface CommandSpec {
 
 const JSON_OPT: Record<string, OptionSpec> = { json: { type: 'boolean' } };
 const app1 = { required: ['APP'], optional: [] };
+const WAIT_OPTS: Record<string, OptionSpec> = { wait: { type: 'boolean' }, timeout: { type: 'string' } };
+const WAIT_HELP = `
+  --wait: follows the rollout, printing each host's state (unreachable hosts with the reason) as it changes.
+  --timeout D: how long --wait waits (e.g. 10s, 2m; default: the app's rollout.progress_deadline).
+  Exit: 0 complete; 1 failed, rolled back or paused (or an API error); 2 usage; 3 --timeout passed first.`;
 const COMMANDS: Record<string, CommandSpec> = {
   daemon: { usage: 'berth daemon    run the controller (BERTH_CONFIG, BERTH_DB, BERTH_LISTEN, BERTH_TOKEN)', args: { required: [], optional: [] }, options: {} },
   deploy: {
-    usage: 'berth deploy APP VERSION [--wait] [--json]\n  ask for VERSION; --wait follows the rollout, exit 1 unless it completes',
+    usage: `berth deploy APP VERSION [--wait [--timeout D]] [--json]\n  ask for VERSION as a new revision${WAIT_HELP}`,
     args: { required: ['APP', 'VERSION'], optional: [] },
-    options: { ...JSON_OPT, wait: { type: 'boolean' } },
+    options: { ...JSON_OPT, ...WAIT_OPTS },
   },
-  status: { usage: 'berth status [APP] [--json]\n  phase, revisions and per-host view', args: { required: [], optional: ['APP'] }, options: JSON_OPT },
+  status: {
+    usage: 'berth status [APP] [--json]\n  phase, revisions and per-host view; with APP also maintenance, pause and the last failure (its message, with the probe\'s answer)',
+    args: { required: [], optional: ['APP'] },
+    options: JSON_OPT,
+  },
+  hosts: { usage: 'berth hosts [--json]\n  every host: up/down, Docker version, when it was last checked and its last error', args: { required: [], optional: [] }, options: JSON_OPT },
   rollback: {
-    usage: 'berth rollback APP [--to VERSION] [--wait] [--json]\n  back to the previous (or named) version, as a new revision',
+    usage: `berth rollback APP [--to VERSION] [--wait [--timeout D]] [--json]\n  back to the previous (or named) version, as a new revision${WAIT_HELP}`,
     args: app1,
-    options: { ...JSON_OPT, to: { type: 'string' }, wait: { type: 'boolean' } },
+    options: { ...JSON_OPT, to: { type: 'string' }, ...WAIT_OPTS },
   },
   pause: { usage: 'berth pause APP [--json]\n  hold the rollout between steps', args: app1, options: JSON_OPT },
   resume: { usage: 'berth resume APP [--json]\n  continue the rollout', args: app1, options: JSON_OPT },
@@ -147,49 +162,124 @@ function parseCommand(command: string, spec: CommandSpec, argv: string[]): Parse
   return { positional, values, rest: sep === -1 ? null : argv.slice(sep + 1) };
 }
 
-type AppView = { name: string; paused: boolean; desired: { revision: number; version: string } | null; status: AppStatus | null };
+type Failure = { reason: string; message: string; revision: number | null; at: string };
+type AppView = {
+  name: string;
+  paused: boolean;
+  maintenance?: string | null;
+  spec?: { hosts?: string[]; rollout?: { progress_deadline?: string } };
+  desired: { revision: number; version: string } | null;
+  status: AppStatus | null;
+  lastFailure?: Failure | null;
+};
+/** A row of GET /v1/hosts. */
+type HostRow = { host: string; up: boolean; dockerVersion: string | null; lastError: string | null; checkedAt: string | null };
+
+/** Exit codes (README.md, "CLI"); a usage mistake is 2 and an API error 1 (see the end of this file). */
+const EXIT = { ok: 0, failed: 1, timeout: 3 } as const;
 
 const FINAL = new Set(['Complete', 'Failed', 'RolledBack', 'Paused']);
-/** How often `deploy --wait` reads the app's status, which decides when the wait ends. */
+/** How often `--wait` reads the app's status (which decides when the wait ends) and the hosts' reachability. */
 const STATUS_POLL_MS = 500;
+/** `--timeout` when the app's progress deadline cannot be read. */
+const DEFAULT_WAIT_MS = 600_000;
 
 function printStatus(app: AppView): void {
   const s = app.status;
-  console.log(`${app.name}: ${s?.phase ?? 'NoRelease'}${app.paused ? ' (paused)' : ''}  desired r${app.desired?.revision ?? '-'} ${app.desired?.version ?? ''}  observed r${s?.observedRevision ?? '-'}`);
+  console.log(`${app.name}: ${s?.phase ?? 'NoRelease'}${app.paused ? ' (paused)' : ''}${app.maintenance != null ? ' (maintenance)' : ''}  desired r${app.desired?.revision ?? '-'} ${app.desired?.version ?? ''}  observed r${s?.observedRevision ?? '-'}`);
+  if (app.paused) console.log(`  paused: the rollout holds between steps (berth resume ${app.name})`);
+  if (app.maintenance != null) console.log(`  maintenance: proxies answer 503 "${app.maintenance}" (berth live ${app.name})`);
   for (const c of s?.conditions ?? []) console.log(`  ${c.type}=${c.status} ${c.reason}: ${c.message}`);
   if (s?.hosts.length) {
     console.log(table(['HOST', 'VERSION', 'REV', 'HEALTH', 'CONTAINER', 'LAST ERROR'], s.hosts.map((h) => [h.host, h.version, h.revision, h.health, h.containerId?.slice(0, 12), h.lastError])).replace(/^/gm, '  '));
   }
+  const f = app.lastFailure;
+  if (f) console.log(`  last failure: ${f.reason}${f.revision !== null ? ` (revision ${f.revision})` : ''} ${ago(f.at)}: ${f.message}`);
 }
 
 function printEvent(e: BerthEvent): void {
   console.log(`${e.createdAt}  ${e.host ? e.host.padEnd(8) : ''.padEnd(8)}  ${e.type}: ${e.message}`);
 }
 
-/** Follows events until the app's status reaches a final phase for `revision` (or a newer one takes over). */
-async function waitFor(client: BerthClient, app: string, revision: number, json: boolean): Promise<number> {
+/** One host's state for `--wait`: unreachable with the reason, else health, version and the last error. */
+function hostState(name: string, status: AppStatus | null | undefined, reach: HostRow | undefined): string {
+  if (reach && !reach.up) return `unreachable: ${reach.lastError ?? 'no answer'}`;
+  const h = status?.hosts.find((x) => x.host === name);
+  if (!h) return 'pending';
+  const running = h.version ? ` ${h.version} (r${h.revision})` : '';
+  return `${h.health}${running}${h.lastError ? `; last error: ${h.lastError}` : ''}`;
+}
+
+/**
+ * Follows the rollout of `revision` until the app's status reaches a final phase for it
+ * (or a newer revision takes over), printing each host's state when it changes; gives
+ * up after `timeoutMs` (default: the app's progress deadline) with EXIT.timeout.
+ */
+async function waitFor(client: BerthClient, app: string, revision: number, json: boolean, timeoutMs: number | undefined): Promise<number> {
   const controller = new AbortController();
+  const started = Date.now();
+  const first = await client.request<AppView>('GET', `/v1/apps/${app}`).catch(() => null);
+  const limitMs = timeoutMs ?? parseDuration(first?.spec?.rollout?.progress_deadline ?? '') ?? DEFAULT_WAIT_MS;
+  let last: AppView | null = first;
+  const shown = new Map<string, string>();
+  const showHosts = (view: AppView | null, hosts: HostRow[] | null) => {
+    if (json || !view) return;
+    const reach = new Map((hosts ?? []).map((h) => [h.host, h]));
+    const names = view.spec?.hosts ?? view.status?.hosts.map((h) => h.host) ?? [];
+    for (const name of names) {
+      const state = hostState(name, view.status, reach.get(name));
+      if (shown.get(name) === state) continue;
+      shown.set(name, state);
+      console.log(`${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s  host ${name}: ${state}`);
+    }
+  };
   const done = new Promise<AppView>((resolve) => {
     const poll = async () => {
+      let view = first;
       while (!controller.signal.aborted) {
-        const view = await client.request<AppView>('GET', `/v1/apps/${app}`).catch(() => null);
+        const hosts = await client.request<{ hosts: HostRow[] }>('GET', '/v1/hosts').then((r) => r.hosts, () => null);
+        if (controller.signal.aborted) return;
+        if (view) last = view;
+        showHosts(view, hosts);
         const s = view?.status;
         const newer = (view?.desired?.revision ?? 0) > revision;
         const mine = s && (s.observedRevision === revision || newer || s.phase === 'Failed' || s.phase === 'Paused');
         if (view && s && s.phase && FINAL.has(s.phase) && mine) return resolve(view);
         await new Promise((r) => setTimeout(r, STATUS_POLL_MS));
+        view = await client.request<AppView>('GET', `/v1/apps/${app}`).catch(() => null);
       }
     };
     void poll();
   });
   // The event lines are a courtesy; the status poll decides. A stream failure must not crash the wait.
   if (!json) client.follow(app, 0, (e) => { if ((e.revision ?? 0) >= revision) printEvent(e); }, controller.signal).catch(() => {});
-  const view = await done;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(0, limitMs - (Date.now() - started)))));
+  const view = await Promise.race([done, timedOut]);
+  clearTimeout(timer);
   controller.abort();
-  if (json) console.log(JSON.stringify(view, null, 2));
-  else printStatus(view);
+  const final = view ?? last;
+  if (json) console.log(JSON.stringify(final, null, 2));
+  else if (final) printStatus(final);
+  if (!view) {
+    const down = final?.status?.hosts.filter((h) => h.lastError).map((h) => h.host) ?? [];
+    console.error(
+      `berth: ${decodeURIComponent(app)}: revision ${revision} not done after ${formatDuration(limitMs)} (${final?.status?.phase ?? 'no status'}` +
+        `${down.length ? `; hosts with an error: ${down.join(', ')}` : ''}); the daemon goes on with it (berth status ${decodeURIComponent(app)})`,
+    );
+    return EXIT.timeout;
+  }
   const ok = view.status?.phase === 'Complete' || (view.status?.phase === 'RolledBack' && view.desired?.revision === revision);
-  return ok ? 0 : 1;
+  return ok ? EXIT.ok : EXIT.failed;
+}
+
+/** `--timeout D` in ms (undefined without it); a bad or zero duration is a usage mistake. */
+function waitTimeout(command: string, value: string | undefined, wait: boolean): number | undefined {
+  if (value === undefined) return undefined;
+  if (!wait) throw usage('--timeout needs --wait', command);
+  const ms = parseDuration(value);
+  if (ms === null || ms <= 0) throw usage(`--timeout "${value}" is not a duration like 10s or 2m`, command);
+  return ms;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -248,16 +338,18 @@ async function main(argv: string[]): Promise<number> {
     case 'deploy': {
       const app = needApp();
       const version = rest[1]!;
+      const timeout = waitTimeout('deploy', flags.get('timeout'), flags.has('wait'));
       const r = await client.request<{ revision: number; version: string; unchanged?: boolean }>('POST', `/v1/apps/${app}/releases`, { version });
       out(r, () => console.log(r.unchanged ? `${rest[0]}: already at revision ${r.revision} (${r.version})` : `${rest[0]}: revision ${r.revision} asks for ${r.version}`));
-      return flags.has('wait') ? waitFor(client, app, r.revision, json) : 0;
+      return flags.has('wait') ? waitFor(client, app, r.revision, json, timeout) : 0;
     }
     case 'rollback': {
       const app = needApp();
       const to = flags.get('to');
+      const timeout = waitTimeout('rollback', flags.get('timeout'), flags.has('wait'));
       const r = await client.request<{ revision: number; version: string; unchanged?: boolean }>('POST', `/v1/apps/${app}/rollback`, to !== undefined ? { version: to } : {});
       out(r, () => console.log(r.unchanged ? `${rest[0]}: already at revision ${r.revision} (${r.version})` : `${rest[0]}: revision ${r.revision} rolls back to ${r.version}`));
-      return flags.has('wait') ? waitFor(client, app, r.revision, json) : 0;
+      return flags.has('wait') ? waitFor(client, app, r.revision, json, timeout) : 0;
     }
     case 'exec': {
       const app = needApp();
@@ -297,12 +389,19 @@ async function main(argv: string[]): Promise<number> {
       const { apps } = await client.request<{ apps: AppView[] }>('GET', '/v1/apps');
       out({ apps }, () =>
         console.log(table(['APP', 'PHASE', 'DESIRED', 'OBSERVED', 'HOSTS'], apps.map((a) => [
-          a.name + (a.paused ? ' (paused)' : ''),
+          a.name + (a.paused ? ' (paused)' : '') + (a.maintenance != null ? ' (maintenance)' : ''),
           a.status?.phase ?? 'NoRelease',
           a.desired ? `r${a.desired.revision} ${a.desired.version}` : null,
           a.status?.observedRevision ? `r${a.status.observedRevision}` : null,
           a.status ? `${a.status.hosts.filter((h) => h.health === 'healthy').length}/${a.status.hosts.length} healthy` : null,
         ]))),
+      );
+      return 0;
+    }
+    case 'hosts': {
+      const { hosts } = await client.request<{ hosts: HostRow[] }>('GET', '/v1/hosts');
+      out({ hosts }, () =>
+        console.log(table(['HOST', 'STATE', 'DOCKER', 'CHECKED', 'LAST ERROR'], hosts.map((h) => [h.host, h.up ? 'up' : 'down', h.dockerVersion, h.checkedAt ? ago(h.checkedAt) : 'never', h.lastError]))),
       );
       return 0;
     }

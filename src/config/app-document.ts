@@ -29,7 +29,7 @@ export interface AppDocument {
   hooks: { pre_deploy: string[]; post_deploy: string[]; timeout: string };
   retain_containers: number;
   stop_timeout: string;
-  proxy?: { port?: number; host?: string; path_prefix?: string; drain_timeout: string };
+  proxy?: { port?: number; host?: string; path_prefix?: string; drain_timeout: string; tls?: true | { certificate: string; private_key: string } };
   env: Record<string, string>;
   secrets: string[];
 }
@@ -66,6 +66,8 @@ export function appDocument(spec: AppSpec): AppDocument {
     if (spec.proxy.port !== null) doc.proxy.port = spec.proxy.port;
     if (spec.proxy.host !== null) doc.proxy.host = spec.proxy.host;
     if (spec.proxy.pathPrefix != null) doc.proxy.path_prefix = spec.proxy.pathPrefix;
+    const tls = spec.proxy.tls;
+    if (tls) doc.proxy.tls = tls.source === 'acme' ? true : { certificate: tls.certificate, private_key: tls.privateKey };
   }
   return doc;
 }

@@ -3,6 +3,8 @@
  * `PUT /v1/apps/:app`) -> AppSpec, with seed defaults filled in.
  */
 import {
+  DEFAULT_ROUTE_PORT,
+  HTTPS_PORT,
   SEED_DEFAULTS,
   type AppSpec,
   type FailurePolicy,
@@ -11,6 +13,7 @@ import {
   type Parallelism,
   type ProxyRouteSpec,
   type RolloutSpec,
+  type TlsSpec,
 } from '../domain/app-spec.js';
 import { ConfigError } from '../domain/errors.js';
 import { isAppName, isEnvName, isHostName } from '../domain/naming.js';
@@ -47,7 +50,8 @@ const APP_KEYS = [
 const HEALTHCHECK_KEYS = ['path', 'port', 'interval', 'timeout', 'max_attempts', 'min_healthy'] as const;
 const ROLLOUT_KEYS = ['parallelism', 'delay', 'on_failure', 'max_failure_ratio', 'progress_deadline'] as const;
 const HOOKS_KEYS = ['pre_deploy', 'post_deploy', 'timeout'] as const;
-const PROXY_KEYS = ['port', 'host', 'path_prefix', 'drain_timeout'] as const;
+const PROXY_KEYS = ['port', 'host', 'path_prefix', 'drain_timeout', 'tls'] as const;
+const TLS_KEYS = ['certificate', 'private_key'] as const;
 const FAILURE_POLICIES: readonly FailurePolicy[] = ['rollback', 'pause', 'continue'];
 
 const SECOND = 1_000;
@@ -181,13 +185,58 @@ function readHooks(doc: unknown, path: string, issues: Issues): HooksSpec {
 function readProxyRoute(doc: unknown, path: string, issues: Issues): ProxyRouteSpec {
   const f = readMap(doc, path, issues, PROXY_KEYS);
   if (!f.has('port') && !f.has('host')) f.issues.add(path, 'expected port or host (or both)');
-  return {
+  const route: ProxyRouteSpec = {
     port: f.get<number | null>('port', readPort, null),
     host: f.get<string | null>('host', readRouteHost, null),
     pathPrefix: f.get<string | null>('path_prefix', readPathPrefix, null),
     drainTimeoutMs: f.get('drain_timeout', readDuration(0, HOUR), SEED_DEFAULTS.proxy.drainTimeoutMs),
   };
+  const tls = f.get<TlsSpec | null>('tls', readTls, null);
+  if (tls === null) return route; // no key at all: a spec without TLS reads as it did before TLS existed
+  checkTlsRoute(route, tls, f);
+  return { ...route, tls };
 }
+
+/** `tls: true` (ACME), `false`, or `{certificate: SECRET, private_key: SECRET}` (PEM values from the daemon's environment). */
+const readTls: Read<TlsSpec | null> = (value, path, issues) => {
+  if (value === true) return { source: 'acme' };
+  if (value === false) return null;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    issues.add(path, `expected true (a certificate from ACME), false, or {certificate, private_key} (names of secrets holding PEM), got ${describe(value)}`);
+    return undefined;
+  }
+  const f = readMap(value, path, issues, TLS_KEYS);
+  const certificate = f.need('certificate', readSecretName, '');
+  const privateKey = f.need('private_key', readSecretName, '');
+  return certificate && privateKey ? { source: 'given', certificate, privateKey } : undefined;
+};
+
+/** A TLS route serves one host name; ACME's HTTP-01 challenge can only prove an exact name, on port 80. */
+function checkTlsRoute(route: Omit<ProxyRouteSpec, 'tls'>, tls: TlsSpec, f: Fields): void {
+  if (route.host === null) {
+    f.issues.add(f.at('tls'), 'TLS needs proxy.host: a certificate is for a host name');
+  } else if (tls.source === 'acme' && route.host.startsWith('*.')) {
+    f.issues.add(f.at('tls'), `ACME (HTTP-01) cannot issue a certificate for a wildcard host "${route.host}": give one with tls: {certificate, private_key}`);
+  }
+  if (route.port === HTTPS_PORT) {
+    f.issues.add(f.at('port'), `HTTPS is always on port ${HTTPS_PORT}; proxy.port is the plain HTTP port that redirects to it (leave it out for ${DEFAULT_ROUTE_PORT})`);
+  } else if (tls.source === 'acme' && route.port !== null && route.port !== DEFAULT_ROUTE_PORT) {
+    f.issues.add(f.at('port'), `ACME validates on port ${DEFAULT_ROUTE_PORT} (HTTP-01): leave proxy.port out or set it to ${DEFAULT_ROUTE_PORT} (HTTPS is always on ${HTTPS_PORT})`);
+  }
+}
+
+/** The name of a variable in the daemon's environment (a secret), not a reserved one. */
+const readSecretName: Read<string> = (value, path, issues) => {
+  if (typeof value !== 'string' || !isEnvName(value)) {
+    issues.add(path, `expected a variable name (${ENV_NAME_RULE}), got ${describe(value)}`);
+    return undefined;
+  }
+  if (isReservedSecretName(value)) {
+    issues.add(path, reservedSecretMessage(value));
+    return undefined;
+  }
+  return value;
+};
 
 const ENV_NAME_RULE = 'letters, digits and "_", not starting with a digit';
 
@@ -213,18 +262,16 @@ function readSecrets(env: Record<string, string>): Read<string[]> {
   return (value, path, issues) => {
     const seen = new Set<string>();
     const item: Read<string> = (v, p, iss) => {
-      if (typeof v !== 'string' || !isEnvName(v)) {
-        iss.add(p, `expected a variable name (${ENV_NAME_RULE}), got ${describe(v)}`);
-      } else if (isReservedSecretName(v)) {
-        // Secrets come from berth's own environment: BERTH_TOKEN must not be an app's to read.
-        iss.add(p, reservedSecretMessage(v));
-      } else if (Object.hasOwn(env, v)) {
-        iss.add(p, `"${v}" is also set in env; a variable is either in env or in secrets`);
-      } else if (seen.has(v)) {
-        iss.add(p, `duplicate secret "${v}"`);
+      // Secrets come from berth's own environment: BERTH_TOKEN must not be an app's to read.
+      const name = readSecretName(v, p, iss);
+      if (name === undefined) return undefined;
+      if (Object.hasOwn(env, name)) {
+        iss.add(p, `"${name}" is also set in env; a variable is either in env or in secrets`);
+      } else if (seen.has(name)) {
+        iss.add(p, `duplicate secret "${name}"`);
       } else {
-        seen.add(v);
-        return v;
+        seen.add(name);
+        return name;
       }
       return undefined;
     };

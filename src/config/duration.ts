@@ -7,19 +7,19 @@
  *   as is the string `"5"`: nobody can tell whether 5 means seconds or
  *   milliseconds, and guessing wrong makes a health check 1000x too eager.
  *   Zero is written `0s`.
- * - Units: `ms`, `s`, `m`, `h`. Each at most once, in that order from largest
+ * - Units: `ms`, `s`, `m`, `h`, `d` (24 hours; certificate windows). Each at most once, in that order from largest
  *   to smallest, so `5s5s` and `30s1m` (likely typos) are rejected.
  * - Resolution is one millisecond; a value that is not a whole number of
  *   milliseconds (`1.0005s`, `0.5ms`) is rejected rather than rounded.
  * - No sign, no spaces, lowercase units only.
  */
 
-const UNIT_MS = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1 } as const;
+const UNIT_MS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1_000, ms: 1 } as const;
 type Unit = keyof typeof UNIT_MS;
-const UNIT_ORDER: readonly Unit[] = ['h', 'm', 's', 'ms'];
+const UNIT_ORDER: readonly Unit[] = ['d', 'h', 'm', 's', 'ms'];
 
 // `ms` before `m` in the alternation so `5ms` is not read as `5m` + junk.
-const PART = /(\d+(?:\.\d+)?)(ms|h|m|s)/y;
+const PART = /(\d+(?:\.\d+)?)(ms|d|h|m|s)/y;
 
 /** Milliseconds, or null when `s` is not a duration as described above. */
 export function parseDuration(s: string): number | null {

@@ -22,21 +22,40 @@
  *  b. the hosts differ but one covers the other (`*.example.com` covers
  *     `app.example.com` and `*.b.example.com`), whatever the paths;
  *  c. one has a host and the other has none: a route without a host owns its
- *     port against host routes, whatever the paths.
+ *     port against host routes, whatever the paths;
+ *  d. one listener is HTTPS and the other plain HTTP: a port is one or the other
+ *     (a TLS route also listens on HTTPS_PORT, 443, besides its own port);
+ *  e. the same host name with different TLS settings, whatever the paths: one
+ *     certificate serves the whole name, and a path of it left on plain HTTP would be
+ *     answered over HTTPS by the other app.
  */
-import { DEFAULT_ROUTE_PORT, type AppSpec, type ProxyRouteSpec } from '../domain/app-spec.js';
+import { DEFAULT_ROUTE_PORT, HTTPS_PORT, type AppSpec, type ProxyRouteSpec, type TlsSpec } from '../domain/app-spec.js';
 
 /** A route as the proxy matches it: default port filled in, `/` read as "every path". */
 export interface EffectiveRoute {
   port: number;
   host: string | null;
   pathPrefix: string | null;
+  /** The listener is HTTPS (the 443 side of a TLS route). */
+  https: boolean;
 }
 
 export function effectiveRoute(route: ProxyRouteSpec): EffectiveRoute {
   // Specs stored before path_prefix existed have no pathPrefix at all.
   const prefix = route.pathPrefix ?? null;
-  return { port: route.port ?? DEFAULT_ROUTE_PORT, host: route.host, pathPrefix: prefix === '/' ? null : prefix };
+  return { port: route.port ?? DEFAULT_ROUTE_PORT, host: route.host, pathPrefix: prefix === '/' ? null : prefix, https: false };
+}
+
+/** Every listener a route takes: its port, and HTTPS_PORT too for a TLS route. */
+export function effectiveRoutes(route: ProxyRouteSpec): EffectiveRoute[] {
+  const plain = effectiveRoute(route);
+  return route.tls ? [plain, { ...plain, port: HTTPS_PORT, https: true }] : [plain];
+}
+
+/** One key per TLS setting: apps that share a host name must have the same one (rule e). */
+export function tlsKey(tls: TlsSpec | null | undefined): string {
+  if (!tls) return 'none';
+  return tls.source === 'acme' ? 'acme' : `given:${tls.certificate}:${tls.privateKey}`;
 }
 
 /** Does the host pattern `a` match every name `b` matches? */
@@ -55,10 +74,11 @@ export function pathCovers(a: string | null, b: string | null): boolean {
 }
 
 /** How `route` relates to `other`: which one is broader, or neither when no request matches both. */
-type Overlap = 'same' | 'covers' | 'covered' | 'port-only' | null;
+type Overlap = 'same' | 'covers' | 'covered' | 'port-only' | 'scheme' | null;
 
 function overlap(route: EffectiveRoute, other: EffectiveRoute): Overlap {
   if (route.port !== other.port) return null;
+  if (route.https !== other.https) return 'scheme'; // rule d
   const [mine, theirs] = [route.host, other.host];
   if (mine !== theirs) {
     if (mine === null || theirs === null) return 'port-only'; // rule c
@@ -78,33 +98,43 @@ function overlap(route: EffectiveRoute, other: EffectiveRoute): Overlap {
 /** Messages, one per app in `others` whose route collides with `app`'s on a shared host. */
 export function routeConflicts(app: AppSpec, others: Iterable<AppSpec>): string[] {
   if (!app.proxy) return [];
-  const route = effectiveRoute(app.proxy);
   const found: string[] = [];
   for (const other of others) {
     if (other.name === app.name || !other.proxy) continue;
     const shared = app.hosts.filter((h) => other.hosts.includes(h));
     if (shared.length === 0) continue;
-    const theirs = effectiveRoute(other.proxy);
-    const kind = overlap(route, theirs);
-    if (kind === null) continue;
-    const on = `on ${shared.length === 1 ? 'host' : 'hosts'} ${shared.join(', ')}`;
-    // Where paths decide (rule a) and only one route has a prefix, say that the other takes any path.
-    const paths = route.host === theirs.host && (route.pathPrefix !== null || theirs.pathPrefix !== null);
-    const owner = `app "${other.name}"'s route (${describeRoute(theirs, paths)})`;
-    const mine = `route ${describeRoute(route, paths)}`;
-    if (kind === 'port-only') {
-      found.push(`${mine} conflicts with ${owner} ${on}: a route without a host owns its port, no other app may route by host there`);
-    } else {
-      const verb = kind === 'same' ? 'is the same as' : kind === 'covers' ? 'covers' : 'is inside';
-      found.push(`${mine} ${verb} ${owner} ${on}`);
-    }
+    const conflict = pairConflict(app.proxy, other, `on ${shared.length === 1 ? 'host' : 'hosts'} ${shared.join(', ')}`);
+    if (conflict) found.push(conflict);
   }
   return found;
+}
+
+/** The first conflict between `route` and `other`'s route (rules a-e), or null. */
+function pairConflict(route: ProxyRouteSpec, other: AppSpec, on: string): string | null {
+  const otherRoute = other.proxy!;
+  for (const mine of effectiveRoutes(route)) {
+    for (const theirs of effectiveRoutes(otherRoute)) {
+      const kind = overlap(mine, theirs);
+      if (kind === null) continue;
+      // Where paths decide (rule a) and only one route has a prefix, say that the other takes any path.
+      const paths = mine.host === theirs.host && (mine.pathPrefix !== null || theirs.pathPrefix !== null);
+      const owner = `app "${other.name}"'s route (${describeRoute(theirs, paths)})`;
+      const text = `route ${describeRoute(mine, paths)}`;
+      if (kind === 'port-only') return `${text} conflicts with ${owner} ${on}: a route without a host owns its port, no other app may route by host there`;
+      if (kind === 'scheme') return `${text} conflicts with ${owner} ${on}: port ${mine.port} cannot serve both HTTPS and plain HTTP`;
+      const verb = kind === 'same' ? 'is the same as' : kind === 'covers' ? 'covers' : 'is inside';
+      return `${text} ${verb} ${owner} ${on}`;
+    }
+  }
+  if (route.host !== null && route.host === otherRoute.host && tlsKey(route.tls) !== tlsKey(otherRoute.tls)) {
+    return `route for host "${route.host}" has other TLS settings than app "${other.name}"'s route for the same host ${on}: one certificate serves a host name, so every app on it needs the same proxy.tls`;
+  }
+  return null;
 }
 
 /** `port 80 host "app.example.com" path "/api"`, `port 8080 any host`; with `anyPath`, a route without a prefix says `any path`. */
 export function describeRoute(route: EffectiveRoute, anyPath = false): string {
   const host = route.host === null ? ' any host' : ` host "${route.host}"`;
   const path = route.pathPrefix !== null ? ` path "${route.pathPrefix}"` : anyPath ? ' any path' : '';
-  return `port ${route.port}${host}${path}`;
+  return `port ${route.port}${route.https ? ' (HTTPS)' : ''}${host}${path}`;
 }

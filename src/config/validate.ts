@@ -6,13 +6,13 @@
  * a default is the worst kind of config bug.
  */
 import { homedir } from 'node:os';
-import { SEED_DEFAULTS, type ApiConfig, type AppSpec, type BerthConfig, type HostSpec } from '../domain/app-spec.js';
+import { SEED_DEFAULTS, type AcmeConfig, type ApiConfig, type AppSpec, type BerthConfig, type HostSpec } from '../domain/app-spec.js';
 import { ConfigError } from '../domain/errors.js';
 import { readApp } from './app.js';
 import { readHost, type PathContext } from './host.js';
-import { type Fields, Issues, isMap, keyPath, readBoolean, readEntries, readInteger, readMap } from './reader.js';
+import { check, type Fields, Issues, isMap, keyPath, readBoolean, readEntries, readInteger, readMap } from './reader.js';
 import { routeConflicts } from './routes.js';
-import { readDuration, readImageReference, readListen, readToken } from './values.js';
+import { readDuration, readImageReference, readListen, readLocalPath, readToken } from './values.js';
 
 export { validateAppDocument } from './app.js';
 
@@ -23,7 +23,7 @@ export interface ValidateOptions {
   baseDir?: string;
 }
 
-const TOP_KEYS = ['hosts', 'proxy', 'api', 'controller', 'apps'] as const;
+const TOP_KEYS = ['hosts', 'proxy', 'acme', 'api', 'controller', 'apps'] as const;
 
 /** The whole config document -> BerthConfig. An empty document (null) is an empty config with defaults. */
 export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {}): BerthConfig {
@@ -58,6 +58,7 @@ export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {})
   const config: BerthConfig = {
     hosts: Object.fromEntries(hosts),
     proxy: readProxy(top, issues),
+    acme: readAcme(top, issues, ctx),
     apps: Object.fromEntries(apps.map((a) => [a.name, a])),
     api: readApi(top, issues),
     controller: readController(top, issues),
@@ -69,6 +70,32 @@ export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {})
 function readProxy(top: Fields, issues: Issues): BerthConfig['proxy'] {
   const f = readMap(top.raw('proxy'), 'proxy', issues, ['image']);
   return { image: f.get('image', readImageReference, SEED_DEFAULTS.proxyImage) };
+}
+
+const DAY = 86_400_000;
+
+const readHttpsUrl = check('an https:// URL', (v) => {
+  if (typeof v !== 'string') return undefined;
+  try {
+    return new URL(v).protocol === 'https:' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+});
+
+const readEmail = check('an email address', (v) => (typeof v === 'string' && /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v) ? v : undefined));
+
+/** Where TLS routes' certificates are ordered (`proxy.tls: true`); the defaults are Let's Encrypt's production CA and a 30-day window. */
+function readAcme(top: Fields, issues: Issues, ctx: PathContext): AcmeConfig {
+  const f = readMap(top.raw('acme'), 'acme', issues, ['directory', 'email', 'renew_before', 'ca_certificate']);
+  const d = SEED_DEFAULTS.acme;
+  return {
+    directory: f.get('directory', readHttpsUrl, d.directory),
+    email: f.get<string | null>('email', readEmail, null),
+    // Up to ten years: a window longer than a certificate's life renews it now (src/tls/plan.ts says how often).
+    renewBeforeMs: f.get('renew_before', readDuration(DAY, 3650 * DAY), d.renewBeforeMs),
+    caCertificate: f.get<string | null>('ca_certificate', readLocalPath(ctx.homeDir, ctx.baseDir), null),
+  };
 }
 
 /** Each open SSE stream holds a socket and up to a page of events: thousands is a misconfiguration, not a need. */

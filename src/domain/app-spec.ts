@@ -48,6 +48,32 @@ export interface ProxyRouteSpec {
    */
   pathPrefix?: string | null;
   drainTimeoutMs: number;
+  /**
+   * HTTPS for this route's host on port 443, plain HTTP on `port` redirecting to it.
+   * Absent in specs stored before TLS existed (read as null).
+   */
+  tls?: TlsSpec | null;
+}
+
+/** The HTTPS port of every TLS route (HTTP-01 validation and the redirect use the route's port, 80 for ACME). */
+export const HTTPS_PORT = 443;
+
+/**
+ * Where a TLS route's certificate comes from: ordered by berth over ACME (one
+ * certificate per host name for the whole fleet), or given as two secrets (PEM values
+ * in the daemon's environment, named like app secrets).
+ */
+export type TlsSpec = { source: 'acme' } | { source: 'given'; certificate: string; privateKey: string };
+
+export interface AcmeConfig {
+  /** The ACME directory URL (RFC 8555). */
+  directory: string;
+  /** Contact address for the account; null registers without one. */
+  email: string | null;
+  /** Renew when the certificate's remaining life is shorter than this. */
+  renewBeforeMs: number;
+  /** A PEM file of CA certificates to trust for the directory's HTTPS (a private ACME server); null = the system's. */
+  caCertificate: string | null;
 }
 
 export interface AppSpec {
@@ -95,6 +121,7 @@ export interface ApiConfig {
 export interface BerthConfig {
   hosts: Record<string, HostSpec>;
   proxy: { image: string };
+  acme: AcmeConfig;
   apps: Record<string, AppSpec>;
   api: ApiConfig;
   controller: { resyncIntervalMs: number };
@@ -121,4 +148,5 @@ export const SEED_DEFAULTS = {
   resyncIntervalMs: 10_000,
   listen: '127.0.0.1:7373',
   proxyImage: 'haproxy:2.6',
+  acme: { directory: 'https://acme-v02.api.letsencrypt.org/directory', renewBeforeMs: 30 * 86_400_000 },
 } as const;

@@ -85,7 +85,10 @@ export type RequestErrorCode =
 /** The CLI's own failures (src/cli/errors.ts). */
 export type CliErrorCode = 'USAGE' | 'DAEMON_UNREACHABLE' | 'HTTP_ERROR' | 'NOT_BERTH' | 'API_ERROR';
 
-export type ErrorCode = HostErrorCode | StoreErrorCode | ProxyErrorCode | StepErrorCode | RequestErrorCode | CliErrorCode;
+/** Certificates (src/tls): an ACME order that failed, a given certificate that cannot be used. */
+export type TlsErrorCode = 'ACME_ORDER_FAILED' | 'CERTIFICATE_INVALID';
+
+export type ErrorCode = HostErrorCode | StoreErrorCode | ProxyErrorCode | StepErrorCode | RequestErrorCode | CliErrorCode | TlsErrorCode;
 
 /** Base of every error berth raises on purpose: a stable machine-readable `code`. */
 export class BerthError extends Error {
@@ -150,6 +153,18 @@ export class ProxyError extends OnHostError<ProxyErrorCode> {}
 export class SecretMissingError extends BerthError {
   constructor(readonly secret: string) {
     super('SECRET_MISSING', `secret ${secret} is not set in berth's environment`);
+  }
+}
+
+/** A certificate could not be had or used for a host name; the message never holds key material. */
+export class TlsError extends BerthError {
+  constructor(
+    code: TlsErrorCode,
+    readonly hostName: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
   }
 }
 

@@ -110,6 +110,7 @@ export const HOST_OPERATIONS = [
   'start',
   'stop',
   'remove',
+  'rename',
   'inspect',
   'http_get',
   'unix_command',
@@ -151,6 +152,12 @@ export interface HostDriver {
   startContainer(id: string): Promise<void>;
   stopContainer(id: string, timeoutMs: number): Promise<void>;
   removeContainer(id: string): Promise<void>;
+  /**
+   * Gives the container another name (Docker's rename; the proxy migration's last step).
+   * Optional only until bench/lib/timing.ts's TimedDriver passes it through; a driver
+   * without it migrates the Caddy proxy the old way (stop, then start).
+   */
+  renameContainer?(id: string, name: string): Promise<void>;
   inspectContainer(id: string): Promise<ObservedContainer | null>;
   /** HTTP GET to ip:port inside the host's networks (SSH direct-tcpip for remote hosts). */
   httpGet(ip: string, port: number, path: string, timeoutMs: number): Promise<HttpResult>;

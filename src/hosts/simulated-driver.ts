@@ -51,6 +51,7 @@ export type SimulatedOp =
   | 'startContainer'
   | 'stopContainer'
   | 'removeContainer'
+  | 'renameContainer'
   | 'inspectContainer'
   | 'httpGet'
   | 'unixCommand'
@@ -71,6 +72,7 @@ export const DEFAULT_SIMULATED_LATENCY_MS: Readonly<Record<SimulatedOp, number>>
   startContainer: 20,
   stopContainer: 20,
   removeContainer: 5,
+  renameContainer: 5,
   inspectContainer: 2,
   httpGet: 1,
   unixCommand: 1,
@@ -284,6 +286,18 @@ export class SimulatedHostDriver implements HostDriver {
       this.byId.delete(id);
       this.byName.delete(c.name);
       this.emit(c, 'destroy');
+    });
+  }
+
+  renameContainer(id: string, name: string): Promise<void> {
+    return this.call('renameContainer', { containerId: id, app: this.appOf(id) }, () => {
+      const c = this.mustGet(id, 'rename');
+      if (c.name === name) return;
+      if (this.byName.has(name)) throw new HostError(DOCKER_ERROR, this.name, `rename ${c.name}: the name "${name}" is in use`);
+      this.byName.delete(c.name);
+      c.name = name;
+      this.byName.set(name, c.id);
+      this.emit(c, 'rename');
     });
   }
 

@@ -12,7 +12,7 @@ const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 /**
  * berth's own registry (never prom-client's global one), holding every series of
  * docs/observability.md ("Metrics reference"; README.md "Metrics" lists the same) plus
- * process metrics. Label values are app names, host
+ * the process_* / nodejs_* metrics of prom-client's collectDefaultMetrics. Label values are app names, host
  * names, phases and small enums only: never revisions or container ids.
  */
 export class BerthMetrics {
@@ -48,8 +48,8 @@ export class BerthMetrics {
     labelNames: ['app'] as const,
     registers: [this.registry],
   });
-  readonly rolloutHostsTotal = new Gauge({
-    name: 'berth_rollout_hosts_total',
+  readonly rolloutHosts = new Gauge({
+    name: 'berth_rollout_hosts',
     help: 'Hosts the current rollout of the app covers.',
     labelNames: ['app'] as const,
     registers: [this.registry],
@@ -98,6 +98,18 @@ export class BerthMetrics {
     labelNames: ['app', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly certificateExpiry = new Gauge({
+    name: 'berth_certificate_expiry_timestamp_seconds',
+    help: 'When the certificate the proxies serve for the host name stops being valid (Unix time), per app routed by it.',
+    labelNames: ['app', 'host_name'] as const,
+    registers: [this.registry],
+  });
+  readonly certificateOrdersTotal = new Counter({
+    name: 'berth_certificate_orders_total',
+    help: 'ACME orders by result: issued or failed.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly buildInfo = new Gauge({
     name: 'berth_build_info',
     help: 'Always 1; the version label names the running berth.',
@@ -114,7 +126,8 @@ export class BerthMetrics {
 
   constructor(version: string, opts: { processMetrics?: boolean } = {}) {
     this.buildInfo.set({ version }, 1);
-    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'berth_' });
+    // prom-client's standard process_* / nodejs_* names, unprefixed: what stock Node.js dashboards query.
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
   setPhase(app: string, phase: AppPhase | null): void {

@@ -3,13 +3,19 @@
  * API answers (pure). The config changes only when the set of routes on the host
  * changes; switches, drains and maintenance are runtime commands (haproxy-proxy.ts).
  */
-import { DEFAULT_ROUTE_PORT, type ProxyRouteSpec } from '../domain/app-spec.js';
+import { DEFAULT_ROUTE_PORT, HTTPS_PORT, type ProxyRouteSpec } from '../domain/app-spec.js';
 
 /** The proxy's directory inside its container (bind mount of `state_dir/proxy`). */
 export const STATE_DIR_IN_CONTAINER = '/state';
 export const CONFIG_PATH = `${STATE_DIR_IN_CONTAINER}/haproxy.cfg`;
 export const MAINTENANCE_MAP = `${STATE_DIR_IN_CONTAINER}/maintenance.map`;
 export const ROUTES_MAP = `${STATE_DIR_IN_CONTAINER}/routes.map`;
+/** ACME HTTP-01 answers: token -> key authorization, changed at runtime while an order is validated. */
+export const ACME_MAP = `${STATE_DIR_IN_CONTAINER}/acme.map`;
+/** The HTTPS listener's certificates: one PEM (chain + key) per host name, listed in CERT_LIST. */
+export const CERT_DIR = `${STATE_DIR_IN_CONTAINER}/certs`;
+export const CERT_LIST = `${STATE_DIR_IN_CONTAINER}/certs.list`;
+const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 /** Server slots per app backend: the serving one, the new one, and one still draining from a quick second switch. */
 export const SLOTS = ['s1', 's2', 's3'] as const;
 /** The placeholder address of an empty slot (in maintenance, never used). */
@@ -51,8 +57,11 @@ const pathOf = (route: ProxyRouteSpec): string | null => (route.pathPrefix && ro
 
 /** What routes.map records per app, so a pass can tell whether the running config has the app's route as specified. */
 export function routeKey(route: ProxyRouteSpec): string {
-  return `${portOf(route)}|${route.host ?? '*'}|${pathOf(route) ?? '/'}`;
+  return `${portOf(route)}|${route.host ?? '*'}|${pathOf(route) ?? '/'}${route.tls ? '|tls' : ''}`;
 }
+
+/** The file of a host name's certificate in the proxy (`*.example.com` -> `_.example.com.pem`; `_` is in no DNS name). */
+export const certFile = (hostName: string): string => `${CERT_DIR}/${hostName.replace('*', '_')}.pem`;
 
 /**
  * The condition matching a route's requests (null: every request on its port). Paths
@@ -80,16 +89,53 @@ function bySpecificity(a: HostRoute, b: HostRoute): number {
   return x[0] - y[0] || x[1] - y[1] || x[2] - y[2] || a.app.localeCompare(b.app);
 }
 
-function frontend(port: number, routes: HostRoute[]): string[] {
-  const lines = [`frontend fe_${port}`, `    bind :${port}`, '    http-request set-var(txn.host) req.hdr(host),field(1,:),lower'];
+const HOST_VAR = '    http-request set-var(txn.host) req.hdr(host),field(1,:),lower';
+
+/** `use_backend` lines, most specific first, and the backend of a route without a condition. */
+function routing(routes: HostRoute[]): { lines: string[]; fallback: string } {
+  const lines: string[] = [];
   let fallback = 'be_no_route';
   for (const r of [...routes].sort(bySpecificity)) {
     const cond = routeCondition(r.route);
     if (cond === null) fallback = backendName(r.app);
     else lines.push(`    use_backend ${backendName(r.app)} if ${cond}`);
   }
-  lines.push(`    default_backend ${fallback}`, '');
-  return lines;
+  return { lines, fallback };
+}
+
+/**
+ * A plain HTTP listener. On port 80 it answers ACME HTTP-01 challenges for every host
+ * name (the token is the key; the map is empty outside an order), and a TLS route's
+ * requests are redirected to HTTPS, except those challenges.
+ */
+function frontend(port: number, routes: HostRoute[]): string[] {
+  const lines = [`frontend fe_${port}`, `    bind :${port}`, HOST_VAR];
+  if (port === DEFAULT_ROUTE_PORT) {
+    const token = `path,field(4,/),map(${ACME_MAP})`;
+    lines.push(`    http-request return status 200 content-type text/plain lf-string "%[${token}]" if { path_beg ${ACME_CHALLENGE_PREFIX} } { ${token} -m found }`);
+  }
+  for (const r of [...routes].sort(bySpecificity)) {
+    if (r.route.tls) lines.push(`    http-request redirect scheme https code 301 if ${routeCondition(r.route)}`);
+  }
+  const { lines: use, fallback } = routing(routes);
+  return [...lines, ...use, `    default_backend ${fallback}`, ''];
+}
+
+/**
+ * The HTTPS listener of the TLS routes: certificates from CERT_LIST (possibly empty at
+ * start; berth adds them at runtime, src/proxy/haproxy-proxy.ts), picked by SNI.
+ */
+function httpsFrontend(routes: HostRoute[]): string[] {
+  const { lines: use, fallback } = routing(routes);
+  return [
+    'frontend fe_https',
+    `    bind :${HTTPS_PORT} ssl crt-list ${CERT_LIST} alpn http/1.1`,
+    HOST_VAR,
+    '    http-request set-header X-Forwarded-Proto https',
+    ...use,
+    `    default_backend ${fallback}`,
+    '',
+  ];
 }
 
 /**
@@ -118,6 +164,8 @@ export interface ProxyFiles {
   config: string;
   maintenanceMap: string;
   routesMap: string;
+  /** CERT_LIST: one line per certificate file the HTTPS listener loads. */
+  certList: string;
 }
 
 /**
@@ -125,8 +173,9 @@ export interface ProxyFiles {
  * its slots as they run now (so a reload keeps every switch), the maintenance messages
  * as they are now, and the routes map that records which route each app has.
  */
-export function renderProxy(routes: HostRoute[], slots: Slot[], maintenance: Map<string, string>, adminSocket: string): ProxyFiles {
+export function renderProxy(routes: HostRoute[], slots: Slot[], maintenance: Map<string, string>, adminSocket: string, certificates: string[] = []): ProxyFiles {
   const ports = [...new Set(routes.map((r) => portOf(r.route)))].sort((a, b) => a - b);
+  const tlsRoutes = routes.filter((r) => r.route.tls);
   const config = [
     '# Generated by berth; rewritten whenever the set of routes on this host changes.',
     'global',
@@ -151,10 +200,12 @@ export function renderProxy(routes: HostRoute[], slots: Slot[], maintenance: Map
     ...Object.entries(TIMEOUTS).map(([k, v]) => `    timeout ${k} ${v}`),
     '',
     ...ports.flatMap((port) => frontend(port, routes.filter((r) => portOf(r.route) === port))),
+    ...(tlsRoutes.length > 0 ? httpsFrontend(tlsRoutes) : []),
     'backend be_no_route',
     // HAProxy loads only the maps the config uses, and the runtime API reads only loaded ones.
     `    http-request set-var(txn.routes) str(-),map(${ROUTES_MAP})`,
     `    http-request set-var(txn.maintenance) str(-),map(${MAINTENANCE_MAP})`,
+    `    http-request set-var(txn.acme) str(-),map(${ACME_MAP})`,
     '    http-request return status 404 content-type "text/plain; charset=utf-8" string "no app is routed here"',
     '',
     ...[...routes].sort((a, b) => a.app.localeCompare(b.app)).flatMap((r) => backend(r.app, slots)),
@@ -163,6 +214,7 @@ export function renderProxy(routes: HostRoute[], slots: Slot[], maintenance: Map
     config,
     maintenanceMap: [...maintenance].map(([app, message]) => `${backendName(app)} ${oneLine(message)}\n`).join(''),
     routesMap: routes.map((r) => `${r.app} ${routeKey(r.route)}\n`).join(''),
+    certList: [...new Set(certificates)].sort().map((name) => `${certFile(name)}\n`).join(''),
   };
 }
 
@@ -254,3 +306,17 @@ export function countAnswers(text: string): number {
   }
   return n;
 }
+
+/** `show ssl cert` (no argument) -> the certificate files loaded. */
+export function parseCertList(text: string): string[] {
+  return text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+}
+
+/** The `Serial:` line of `show ssl cert FILE`, normalised like certificateSerial (src/tls/certificate.ts), or null. */
+export function parseCertSerial(text: string): string | null {
+  const m = /^Serial:\s*([0-9A-Fa-f]+)\s*$/m.exec(text);
+  return m ? normaliseSerial(m[1]!) : null;
+}
+
+/** Upper-case hex without leading zeros: how HAProxy and Node print the same serial differently. */
+export const normaliseSerial = (hex: string): string => hex.toUpperCase().replace(/^0+(?=.)/, '');

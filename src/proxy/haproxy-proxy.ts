@@ -4,14 +4,19 @@ import { isHostDown, ProxyError } from '../domain/errors.js';
 import { LABELS, PROXY_CONTAINER_NAME } from '../domain/labels.js';
 import { driverFor, type HostDriver, type ObservedContainer } from '../hosts/host-driver.js';
 import {
+  ACME_MAP,
+  CERT_LIST,
   CONFIG_PATH,
   MAINTENANCE_MAP,
   ROUTES_MAP,
   STATE_DIR_IN_CONTAINER,
   backendName,
+  certFile,
   countAnswers,
   countOldWorkers,
   oneLine,
+  parseCertList,
+  parseCertSerial,
   parseShowMap,
   parseShowStat,
   renderProxy,
@@ -20,6 +25,7 @@ import {
   type HostRoute,
   type Slot,
 } from './haproxy-config.js';
+import { CADDY_ADMIN_SOCKET_NAME, MIGRATION_STATS_SOCKET_NAME, finishLeftovers, migrateFromCaddy, type MigrationContext } from './caddy-migration.js';
 import type { RouteState, TrafficSwitch, Upstream } from './traffic.js';
 
 /** The proxy's `berth.app` label: not a valid app name, so it never collides with one. */
@@ -44,6 +50,17 @@ export interface HaproxyOptions {
   log: Logger;
   /** Every app's route on the host as stored (the desired routes); a pass's own route replaces its app's entry. */
   routesOn(host: string): HostRoute[];
+  /** The certificates the host's HTTPS listener should have now (src/tls). */
+  certificatesOn(host: string): ProxyCertificate[];
+}
+
+/** One host name's certificate as the proxy loads it. */
+export interface ProxyCertificate {
+  hostName: string;
+  /** Certificate chain and private key, PEM, no blank line. */
+  pem: string;
+  /** Normalised serial (haproxy-config.ts normaliseSerial): what tells an installed certificate from a newer one. */
+  serial: string;
 }
 
 interface ProxyState {
@@ -65,6 +82,8 @@ interface ProxyState {
  */
 export class HaproxyProxy implements TrafficSwitch {
   private readonly queues = new Map<string, Promise<unknown>>();
+  /** Hosts whose proxy containers were checked for a migration an earlier berth left half done (caddy-migration.ts). */
+  private readonly settled = new Set<string>();
 
   constructor(private readonly o: HaproxyOptions) {}
 
@@ -158,7 +177,8 @@ export class HaproxyProxy implements TrafficSwitch {
    * Call only inside `serial(host, ...)`.
    */
   private async ensureLocked(host: string, wanted: HostRoute[]): Promise<ProxyState> {
-    const state = (await this.readState(host)) ?? (await this.start(host, wanted));
+    const finished = this.settled.has(host) ? null : await this.finishMigration(host, wanted);
+    const state = finished ?? (await this.readState(host)) ?? (await this.start(host, wanted));
     return HaproxyProxy.runs(state, wanted) ? state : this.reconfigure(host, wanted, state);
   }
 
@@ -168,15 +188,19 @@ export class HaproxyProxy implements TrafficSwitch {
 
   /**
    * The runtime API does not answer: (re)starts the proxy container with a config for
-   * `wanted` — creating it when missing, replacing one of another image (the Caddy proxy
-   * before HAProxy), rewriting the config of a stopped or crash-looping one.
+   * `wanted` — creating it when missing, migrating from a running one of another image
+   * (the Caddy proxy before HAProxy: caddy-migration.ts, no outage), replacing one of
+   * another image that cannot be migrated, rewriting the config of a stopped or
+   * crash-looping one.
    */
   private async start(host: string, wanted: HostRoute[]): Promise<ProxyState> {
     const d = this.driver(host);
-    const files = proxyFiles(renderProxy(wanted, [], new Map(), ADMIN_SOCKET));
+    const files = this.files(host, renderProxy(wanted, [], new Map(), ADMIN_SOCKET, this.certificateNames(host)));
     let existing = await this.proxyContainer(host);
     if (existing && existing.version !== this.o.image) {
-      this.o.log.warn({ host, from: existing.version, to: this.o.image }, 'replacing the proxy container with the configured image');
+      const migrated = existing.running ? await this.migrate(host, wanted, existing) : null;
+      if (migrated) return migrated;
+      this.o.log.warn({ host, from: existing.version, to: this.o.image }, 'replacing the proxy container with the configured image (an outage on this host)');
       // Pulled while the old proxy still serves: the gap is only its stop and the new one's start.
       if (!(await d.hasImage(this.o.image))) await d.pullImage(this.o.image);
       await d.stopContainer(existing.id, READY_TIMEOUT_MS);
@@ -196,23 +220,66 @@ export class HaproxyProxy implements TrafficSwitch {
     } else {
       this.o.log.warn({ host }, 'no proxy container: creating it');
       if (!(await d.hasImage(this.o.image))) await d.pullImage(this.o.image);
-      const id = await d.createContainer({
-        name: PROXY_CONTAINER_NAME,
-        image: this.o.image,
-        entrypoint: ['haproxy'],
-        cmd: ['-W', '-db', '-S', `${MASTER_SOCKET},mode,600`, '-f', CONFIG_PATH],
-        env: {},
-        labels: { [LABELS.app]: PROXY_APP_LABEL, [LABELS.role]: 'proxy', [LABELS.revision]: '0', [LABELS.version]: this.o.image },
-        network: 'host',
-        init: true,
-        user: 'root',
-        binds: [`${this.socketDir(host)}:${STATE_DIR_IN_CONTAINER}`],
-        restartPolicy: 'unless-stopped',
-        files,
-      });
-      await d.startContainer(id);
+      await d.startContainer(await this.createProxy(host, PROXY_CONTAINER_NAME, files));
     }
     return this.waitReady(host, null);
+  }
+
+  /** Creates (does not start) an HAProxy container; the migration makes one under a temporary name. */
+  private createProxy(host: string, name: string, files: ReturnType<HaproxyProxy['files']>): Promise<string> {
+    return this.driver(host).createContainer({
+      name,
+      image: this.o.image,
+      entrypoint: ['haproxy'],
+      cmd: ['-W', '-db', '-S', `${MASTER_SOCKET},mode,600`, '-f', CONFIG_PATH],
+      env: {},
+      labels: { [LABELS.app]: PROXY_APP_LABEL, [LABELS.role]: 'proxy', [LABELS.revision]: '0', [LABELS.version]: this.o.image },
+      network: 'host',
+      init: true,
+      user: 'root',
+      binds: [`${this.socketDir(host)}:${STATE_DIR_IN_CONTAINER}`],
+      restartPolicy: 'unless-stopped',
+      files,
+    });
+  }
+
+  /** What caddy-migration.ts needs for one host. */
+  private migrationContext(host: string, wanted: HostRoute[]): MigrationContext<ProxyState> {
+    return {
+      host,
+      driver: this.driver(host),
+      log: this.o.log,
+      image: this.o.image,
+      wanted,
+      caddyAdminSocket: `${this.socketDir(host)}/${CADDY_ADMIN_SOCKET_NAME}`,
+      createProxy: (name, slots, maintenance) =>
+        this.createProxy(host, name, this.files(host, renderProxy(wanted, slots, maintenance, `${STATE_DIR_IN_CONTAINER}/${MIGRATION_STATS_SOCKET_NAME}`, this.certificateNames(host)))),
+      waitReady: (routes, timeoutMs) => this.waitReady(host, routes ? wanted : null, timeoutMs),
+      reload: (state) => this.reconfigure(host, wanted, state),
+    };
+  }
+
+  /** The old proxy runs: HAProxy starts beside it and takes over (null: it cannot be done that way). */
+  private async migrate(host: string, wanted: HostRoute[], old: ObservedContainer): Promise<ProxyState | null> {
+    try {
+      return await migrateFromCaddy(this.migrationContext(host, wanted), old);
+    } catch (err) {
+      // A temporary HAProxy may be left running beside the old proxy: the next call looks again.
+      this.settled.delete(host);
+      throw err;
+    }
+  }
+
+  /**
+   * Once per host and berth process, before the runtime API is trusted: a migration an
+   * earlier berth left half done (a temporary HAProxy answering on the same sockets
+   * beside the old proxy) is finished first.
+   */
+  private async finishMigration(host: string, wanted: HostRoute[]): Promise<ProxyState | null> {
+    const containers = await this.driver(host).listContainers({ app: PROXY_APP_LABEL });
+    const state = await finishLeftovers(this.migrationContext(host, wanted), containers);
+    this.settled.add(host);
+    return state;
   }
 
   /** Polls the runtime API until it answers (with `routes` when given: a reload has taken effect). */
@@ -235,7 +302,7 @@ export class HaproxyProxy implements TrafficSwitch {
       const message = state.maintenance.get(backendName(r.app));
       if (message !== undefined) maintenance.set(r.app, message);
     }
-    await this.driver(host).putFiles(container.id, proxyFiles(renderProxy(wanted, state.slots, maintenance, ADMIN_SOCKET)));
+    await this.driver(host).putFiles(container.id, this.files(host, renderProxy(wanted, state.slots, maintenance, ADMIN_SOCKET, this.certificateNames(host))));
     // The master re-executes itself: the answer is the socket closing.
     await this.driver(host).unixCommand(this.masterSocket(host), 'reload', RUNTIME_TIMEOUT_MS);
     this.o.log.info({ host, routes: wanted.map((r) => `${r.app} ${routeKey(r.route)}`) }, 'proxy routes changed: reloaded');
@@ -271,11 +338,12 @@ export class HaproxyProxy implements TrafficSwitch {
     let inFlight = 0;
     let oldWorkers = 0;
     for (;;) {
-      const slot = await slotOf();
+      // Both in parallel: the usual drain (nothing in flight, no reload) is then one round trip, not two.
+      const [slot, workers] = await Promise.all([slotOf(), this.oldWorkers(host)]);
       // Gone, or serving again (a rollback switched back to it): nothing to drain.
       if (!slot || slot.state === 'ready') return;
       inFlight = slot.inFlight;
-      oldWorkers = inFlight === 0 ? await this.oldWorkers(host) : oldWorkers;
+      oldWorkers = workers;
       if ((inFlight === 0 && oldWorkers === 0) || Date.now() >= deadline) break;
       await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
     }
@@ -309,12 +377,84 @@ export class HaproxyProxy implements TrafficSwitch {
     });
     this.o.log.info({ host, app, maintenance: message !== null }, message !== null ? 'maintenance on' : 'live');
   }
+
+  /**
+   * Makes the host's HTTPS listener serve `certificatesOn(host)`: a certificate the proxy
+   * does not have is added, one with another serial replaced — at runtime, touching no
+   * connection (a handshake in progress keeps the certificate it began with). The files
+   * are written too, so a reload or restart loads the same set. Returns the host names
+   * installed or replaced.
+   */
+  async syncCertificates(host: string): Promise<string[]> {
+    const wanted = this.o.certificatesOn(host);
+    if (wanted.length === 0) return [];
+    return this.serial(host, async () => {
+      await this.ensureLocked(host, this.o.routesOn(host));
+      const loaded = new Set(parseCertList(await this.runtime(host, ['show ssl cert'])));
+      const changed: ProxyCertificate[] = [];
+      for (const cert of wanted) {
+        const file = certFile(cert.hostName);
+        const serial = loaded.has(file) ? parseCertSerial(await this.runtime(host, [`show ssl cert ${file}`])) : null;
+        if (serial !== cert.serial) changed.push(cert);
+      }
+      if (changed.length === 0) return [];
+      const container = await this.proxyContainer(host);
+      if (!container) throw new ProxyError('PROXY_NOT_READY', host, 'proxy container vanished while installing certificates');
+      await this.driver(host).putFiles(container.id, [...changed.map(certificateFile), certListFile(this.certificateNames(host))]);
+      for (const cert of changed) await this.loadCertificate(host, cert, loaded.has(certFile(cert.hostName)));
+      this.o.log.info({ host, hostNames: changed.map((c) => c.hostName) }, 'certificates installed');
+      return changed.map((c) => c.hostName);
+    });
+  }
+
+  /** One certificate into the running worker: a transaction on its store, committed, then listed for the HTTPS listener. */
+  private async loadCertificate(host: string, cert: ProxyCertificate, loaded: boolean): Promise<void> {
+    const file = certFile(cert.hostName);
+    if (!loaded) await this.runtime(host, [`new ssl cert ${file}`]);
+    await this.runtime(host, [`set ssl cert ${file} <<\n${cert.pem}\n`]);
+    const committed = await this.runtime(host, [`commit ssl cert ${file}`]);
+    if (!committed.includes('Success!')) {
+      await this.runtime(host, [`abort ssl cert ${file}`]).catch(() => undefined);
+      throw new ProxyError('PROXY_ADMIN_ERROR', host, `proxy refused the certificate for ${cert.hostName}: ${oneLine(committed).slice(0, 200)}`);
+    }
+    if (!loaded) await this.runtime(host, [`add ssl crt-list ${CERT_LIST} ${file}`]);
+  }
+
+  /**
+   * Sets (or with null, removes) the answer to an ACME HTTP-01 challenge on the host's
+   * port 80, for every host name. The proxy is made to run the host's routes first, so a
+   * host whose first TLS app has not switched yet answers too.
+   */
+  async setChallenge(host: string, token: string, keyAuthorization: string | null): Promise<void> {
+    await this.serial(host, async () => {
+      await this.ensureLocked(host, this.o.routesOn(host));
+      await this.runtime(host, [`del map ${ACME_MAP} ${token}`]).catch(() => undefined);
+      if (keyAuthorization !== null) await this.runtime(host, [`add map ${ACME_MAP} ${token} ${keyAuthorization}`]);
+    });
+  }
+
+  private certificateNames(host: string): string[] {
+    return this.o.certificatesOn(host).map((c) => c.hostName);
+  }
+
+  /** Every file of a (re)started or reloaded proxy: config, maps, and the certificates it should serve. */
+  private files(host: string, f: ReturnType<typeof renderProxy>): Array<{ path: string; content: string; mode?: number }> {
+    return [
+      { path: CONFIG_PATH, content: f.config },
+      { path: MAINTENANCE_MAP, content: f.maintenanceMap },
+      { path: ROUTES_MAP, content: f.routesMap },
+      { path: ACME_MAP, content: '' },
+      { path: CERT_LIST, content: f.certList },
+      ...this.o.certificatesOn(host).map(certificateFile),
+    ];
+  }
 }
 
-function proxyFiles(f: ReturnType<typeof renderProxy>): Array<{ path: string; content: string }> {
-  return [
-    { path: CONFIG_PATH, content: f.config },
-    { path: MAINTENANCE_MAP, content: f.maintenanceMap },
-    { path: ROUTES_MAP, content: f.routesMap },
-  ];
+/** A certificate with its private key: readable by root only, on the host as in berth's store. */
+function certificateFile(cert: ProxyCertificate): { path: string; content: string; mode: number } {
+  return { path: certFile(cert.hostName), content: `${cert.pem}\n`, mode: 0o600 };
+}
+
+function certListFile(hostNames: string[]): { path: string; content: string } {
+  return { path: CERT_LIST, content: [...new Set(hostNames)].sort().map((n) => `${certFile(n)}\n`).join('') };
 }

@@ -14,6 +14,9 @@ export interface ProbeHooks {
   sleep?: (ms: number) => Promise<void>;
 }
 
+/** How much of a failing probe's response body its detail (events, errors) keeps. */
+const PROBE_BODY_CHARS = 200;
+
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -25,7 +28,9 @@ async function probeOnce(driver: HostDriver, ip: string, hc: HealthcheckSpec): P
   try {
     const res = await driver.httpGet(ip, hc.port, hc.path, hc.timeoutMs);
     const ok = res.status >= 200 && res.status < 300;
-    return { ok, answered: true, detail: `GET ${hc.path} -> ${res.status}` };
+    // A failing answer keeps the start of its body: what the app said is the probe's output.
+    const body = ok ? '' : res.body.replace(/\s+/g, ' ').trim().slice(0, PROBE_BODY_CHARS);
+    return { ok, answered: true, detail: `GET ${hc.path} -> ${res.status}${body ? `: ${body}` : ''}` };
   } catch (err) {
     if (isHostDown(err)) await driver.ping();
     return { ok: false, answered: false, detail: `GET ${hc.path}: ${err instanceof Error ? err.message : String(err)}` };

@@ -56,10 +56,34 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
     observeFinish(deps, app, desired, p.record!, next);
     again = 0;
   }
-  metrics.reconcileTotal.inc({ app, result: p.actions.length > 0 ? 'acted' : again !== null ? 'waiting' : 'converged' });
+  metrics.reconcileTotal.inc({ app, result: passResult(p) });
   metrics.reconcileDuration.observe({ app }, (performance.now() - started) / 1000);
   log.debug({ app, revision: desired.revision, actions: p.actions.map((a) => a.type), again }, 'reconcile pass');
   return again;
+}
+
+/** `berth_reconcile_total`'s `result` for a pass that did not throw (a throw is `error`, counted by the controller). */
+export type PassResult = 'acted' | 'waiting' | 'converged';
+
+/**
+ * What a pass that ran `p` counts as (pure): `acted` when it executed actions;
+ * `converged` only when the fleet really is on the desired release (phase Complete or
+ * RolledBack, the status's observed revision is the desired one) with nothing left to
+ * do and nothing scheduled; `waiting` for everything else with no actions: a health
+ * check, a batch delay or a retry backoff to sit out, a rollback release about to roll
+ * out, and a rollout that cannot move right now (a host unreachable, paused, failed).
+ */
+export function passResult(p: Pick<Plan, 'actions' | 'record' | 'status' | 'requeueAfterMs' | 'rollback'>): PassResult {
+  if (p.actions.length > 0) return 'acted';
+  const s = p.status;
+  const converged =
+    (s.phase === 'Complete' || s.phase === 'RolledBack') &&
+    p.record !== null &&
+    p.record.state === 'complete' &&
+    s.observedRevision === p.record.revision &&
+    p.requeueAfterMs === null &&
+    !p.rollback;
+  return converged ? 'converged' : 'waiting';
 }
 
 /**
@@ -102,7 +126,7 @@ function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Pla
   }
   metrics.desiredRevision.set({ app }, desired.revision);
   if (observedRevision !== null) metrics.observedRevision.set({ app }, observedRevision);
-  metrics.rolloutHostsTotal.set({ app }, s.hostsTotal);
+  metrics.rolloutHosts.set({ app }, s.hostsTotal);
   metrics.rolloutHostsUpdated.set({ app }, s.hostsUpdated);
   metrics.setPhase(app, s.phase);
 }

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import { AppsRepo } from './apps.js';
+import { CertificatesRepo } from './certificates.js';
 import { StoreContext } from './context.js';
 import { EventsRepo } from './events.js';
 import { HostsStatusRepo } from './hosts-status.js';
@@ -28,6 +29,7 @@ export class Store {
   readonly status: StatusRepo;
   readonly events: EventsRepo;
   readonly hostsStatus: HostsStatusRepo;
+  readonly certificates: CertificatesRepo;
   private readonly ctx: StoreContext;
   private readonly pingStmt: Database.Statement;
   private closed = false;
@@ -45,6 +47,7 @@ export class Store {
     this.releases = new ReleasesRepo(this.ctx, this.events);
     this.status = new StatusRepo(this.ctx, this.events, opts.onInvalidRollout);
     this.hostsStatus = new HostsStatusRepo(this.ctx);
+    this.certificates = new CertificatesRepo(this.ctx);
     this.pingStmt = db.prepare('SELECT 1').pluck();
   }
 

@@ -31,7 +31,7 @@ describe('metrics follow a real rollout', { skip, concurrency: false }, () => {
     const scrape = async () => {
       const text = await f.metrics.text();
       const updated = sample(text, 'berth_rollout_hosts_updated', { app: 'metr' });
-      const total = sample(text, 'berth_rollout_hosts_total', { app: 'metr' });
+      const total = sample(text, 'berth_rollout_hosts', { app: 'metr' });
       const phase = ['Progressing', 'Complete', 'Failed', 'Paused', 'RolledBack'].find((p) => sample(text, 'berth_rollout_phase', { app: 'metr', phase: p }) === 1);
       const point = `${updated}/${total} ${phase}`;
       if (seen[seen.length - 1] !== point) seen.push(point);

@@ -5,6 +5,8 @@
  *
  *   const daemon = await startBedDaemon('crash', { port: 3000, rollout: { parallelism: 1 } });
  *   await daemon.request('POST', '/v1/apps/crash/releases', { version: 'v1' });
+ *   // several apps (e.g. sharing the hosts' proxies):
+ *   const daemon = await startBedDaemonApps({ web: { proxy: { port: 80, host: 'a.test' } }, solo: { proxy: { port: 8081 } } });
  *   await daemon.kill9(); await daemon.restart();
  *   after: await daemon?.close();
  */
@@ -12,13 +14,13 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { HostDriver } from '../../src/hosts/host-driver.js';
 import { TOKEN, daemonSandbox, freePort, killDaemon, waitReady, type DaemonChild } from './daemon.js';
-import { openBedDrivers } from './fleet.js';
+import { clearApp, openBedDrivers } from './fleet.js';
 import { requireTestbed, type Testbed } from './testbed.js';
 
 export interface BedDaemon {
   bed: Testbed;
   url: string;
-  /** The test's SSH drivers to the bed's first three hosts (the app's leftovers were removed before the daemon started). */
+  /** The test's SSH drivers to the bed's first three hosts (the apps' leftovers were removed before the daemon started). */
   drivers: Map<string, HostDriver>;
   /** stdout + stderr of every daemon process so far, restarts included. */
   output(): string;
@@ -26,9 +28,13 @@ export interface BedDaemon {
   request<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
   /** SIGKILLs the daemon and waits until it is gone. */
   kill9(): Promise<void>;
-  /** Starts a new daemon process on the same config, database and port; resolves when it is ready. */
-  restart(): Promise<void>;
-  /** Kills the daemon and removes its directory, then removes the app's containers and closes the drivers. */
+  /**
+   * Starts a new daemon process on the same database and port (the old one must be gone:
+   * kill9 or stop first, or it is SIGTERMed here); with `config`, top-level config keys
+   * replace the ones it had (an operator editing berth.yml). Resolves when it is ready.
+   */
+  restart(opts?: { config?: Record<string, unknown> }): Promise<void>;
+  /** Kills the daemon and removes its directory, then removes the apps' containers and closes the drivers. */
   close(): Promise<void>;
 }
 
@@ -37,6 +43,8 @@ export interface BedDaemonOptions {
   bed?: Testbed;
   /** More environment for the daemon (secrets, BERTH_LOG_LEVEL; the log level is info unless given). */
   env?: Record<string, string>;
+  /** Top-level config keys besides hosts, proxy, controller and apps (e.g. `acme`). */
+  config?: Record<string, unknown>;
 }
 
 /** The YAML config for `apps` on the bed's first three hosts, as an operator would write it. */
@@ -59,18 +67,31 @@ function bedConfig(bed: Testbed, apps: Record<string, unknown>): Record<string, 
  * daemon whose config has the one app `app`: the bed's test image on those three hosts,
  * with `spec` (the app's YAML keys) on top. Resolves when the daemon's /readyz answers.
  */
-export async function startBedDaemon(app: string, spec: Record<string, unknown>, opts: BedDaemonOptions = {}): Promise<BedDaemon> {
+export function startBedDaemon(app: string, spec: Record<string, unknown>, opts: BedDaemonOptions = {}): Promise<BedDaemon> {
+  return startBedDaemonApps({ [app]: spec }, opts);
+}
+
+/** startBedDaemon with several apps: `apps` maps each app's name to its YAML keys (image and hosts default as there). */
+export async function startBedDaemonApps(apps: Record<string, Record<string, unknown>>, opts: BedDaemonOptions = {}): Promise<BedDaemon> {
   const bed = opts.bed ?? requireTestbed();
-  const { drivers, close: closeDrivers } = await openBedDrivers(bed, app);
+  const names = Object.keys(apps);
+  if (names.length === 0) throw new Error('startBedDaemonApps: no app');
+  const { drivers, close: closeDrivers } = await openBedDrivers(bed, names[0]!);
+  try {
+    for (const app of names.slice(1)) await clearApp(drivers, app);
+  } catch (e) {
+    await closeDrivers().catch(() => undefined);
+    throw e;
+  }
   const sandbox = daemonSandbox('berth-daemon-', TOKEN);
   const close = async () => {
     await sandbox.cleanup();
+    for (const app of names.slice(1)) await clearApp(drivers, app).catch(() => undefined);
     await closeDrivers();
   };
-  const config = sandbox.writeConfig(
-    'berth.yml',
-    stringify(bedConfig(bed, { [app]: { image: bed.images.app, hosts: [...drivers.keys()], ...spec } })),
-  );
+  const appsConfig = Object.fromEntries(names.map((app) => [app, { image: bed.images.app, hosts: [...drivers.keys()], ...apps[app] }]));
+  const writeConfig = (extra: Record<string, unknown> | undefined) => sandbox.writeConfig('berth.yml', stringify({ ...bedConfig(bed, appsConfig), ...extra }));
+  const config = writeConfig(opts.config);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   let current: DaemonChild | undefined;
@@ -99,7 +120,14 @@ export async function startBedDaemon(app: string, spec: Record<string, unknown>,
       return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
     },
     kill9: () => killDaemon(current!),
-    restart: launch,
+    async restart(again = {}) {
+      if (current && current.proc.exitCode === null && current.proc.signalCode === null) {
+        current.proc.kill('SIGTERM');
+        await current.exit(30_000);
+      }
+      if (again.config) writeConfig({ ...opts.config, ...again.config });
+      await launch();
+    },
     close,
   };
 }

@@ -1,7 +1,7 @@
 import { SEED_DEFAULTS, type AppSpec } from '../../src/domain/app-spec.js';
 import { containerConfigHash } from '../../src/domain/config-hash.js';
 import type { ObservedContainer } from '../../src/hosts/host-driver.js';
-import type { DesiredRelease } from '../../src/reconciler/types.js';
+import type { DesiredRelease, HostObservation, PlanInput } from '../../src/reconciler/types.js';
 
 /** A complete AppSpec with seed defaults, for tests that need one without YAML. */
 export function makeSpec(overrides: Partial<AppSpec> = {}): AppSpec {
@@ -48,5 +48,31 @@ export function makeContainer(
     ip: running ? `172.18.0.${seq % 250}` : null,
     createdAt: opts.createdAt ?? seq,
     image: `10.77.0.1:5000/app:${version}`,
+  };
+}
+
+/** The planner's clock in table tests. */
+export const PLAN_NOW = 1_000_000;
+
+/** Hosts as observed: their containers, or `'down'` for one that did not answer. */
+export function observeHosts(byHost: Record<string, ObservedContainer[] | 'down'>): HostObservation[] {
+  return Object.entries(byHost).map(([host, cs]) =>
+    cs === 'down' ? { host, reachable: false, error: 'connect ETIMEDOUT' } : { host, reachable: true, containers: cs },
+  );
+}
+
+/** A planner input: web at v2 (revision 2) over a stable v1, nothing observed, no record, at PLAN_NOW. */
+export function planInput(overrides: Partial<PlanInput>): PlanInput {
+  return {
+    app: 'web',
+    desired: makeDesired(2, 'v2'),
+    stable: { revision: 1, version: 'v1' },
+    observed: [],
+    record: null,
+    paused: false,
+    maintenance: null,
+    now: PLAN_NOW,
+    previousConditions: [],
+    ...overrides,
   };
 }

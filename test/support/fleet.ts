@@ -80,7 +80,7 @@ export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, 
   store.apps.upsertApp(spec, 'test');
   const hostSpecs = Object.fromEntries(bed.hosts.slice(0, 3).map((h) => [h.name, hostSpecFor(bed, h)]));
   const traffic: TrafficSwitch = opts.proxy
-    ? new HaproxyProxy({ drivers, hosts: hostSpecs, image: bed.images.haproxy, log: quiet, routesOn: (host) => store.apps.proxyRoutesOn(host) })
+    ? new HaproxyProxy({ drivers, hosts: hostSpecs, image: bed.images.haproxy, log: quiet, routesOn: (host) => store.apps.proxyRoutesOn(host), certificatesOn: () => [] })
     : directTraffic;
   const controller = new Controller({ store, drivers, traffic, metrics, log: quiet, resyncIntervalMs: 2_000, env: opts.env ?? {} });
   controller.start();

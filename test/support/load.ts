@@ -12,6 +12,11 @@
  *   the requests that went out on one.
  * - A third of the slow requests are POSTs with a small body (not idempotent, so no
  *   client would re-send them either).
+ * - A slow request must be answered by the version that served its target when it
+ *   began: the versions the same target's fast requests got just before and just after
+ *   it went out (and those in flight then) are the versions it may have begun on. An
+ *   answer of any other version (a proxy that re-sent it to the new container, a request
+ *   that began on the new one answered by the old) is a failure of kind `version`.
  *
  * Targets are only the test hosts' own addresses (or local servers in unit tests); a
  * target may carry a Host header, for apps that share a port and are routed by Host.
@@ -20,10 +25,12 @@
  * `holdIdleConnection` (one kept-alive socket that must survive sitting idle).
  */
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 
 /** A URL string, or a URL with a Host header to send and a name to report it under. */
-export type LoadTarget = string | { url: string; host?: string; name?: string };
+/** For an `https://` URL, `ca` is the PEM to trust and the Host header (without port) is the SNI name. */
+export type LoadTarget = string | { url: string; host?: string; name?: string; ca?: string };
 
 export interface LoadOptions {
   targets: LoadTarget[];
@@ -49,7 +56,8 @@ export interface LoadOptions {
   maxSocketsPerTarget?: number;
 }
 
-export type FailureKind = 'reset' | 'refused' | 'timeout' | 'http' | 'other';
+/** `version`: a slow request answered by another version than the one it began on. */
+export type FailureKind = 'reset' | 'refused' | 'timeout' | 'http' | 'version' | 'other';
 
 export interface LoadFailure {
   /** The target's name (its URL unless named). */
@@ -73,6 +81,28 @@ export interface TargetTotals {
   versions: Record<string, number>;
 }
 
+export interface SlowTotals {
+  started: number;
+  /** Answered 2xx (whatever the version). */
+  completed: number;
+  /** Reset, refused, timed out or non-2xx (not counting `wrongVersion`). */
+  failed: number;
+  posts: number;
+  /** Versions of the bodies of the completed slow requests. */
+  versions: Record<string, number>;
+  /**
+   * Completed slow requests whose target served one version around their start (the
+   * same target's fast requests just before, in flight, just after), by that version.
+   */
+  began: Record<string, number>;
+  /** Completed slow requests that began while their target switched (fast requests saw two versions then): either is accepted. */
+  straddled: number;
+  /** Completed slow requests with no fast answer of their target around their start to compare with (no fast clients). */
+  unchecked: number;
+  /** Completed slow requests answered by a version their target did not serve when they began; each is also in `failures`. */
+  wrongVersion: number;
+}
+
 export interface LoadReport {
   requests: number;
   ok: number;
@@ -85,7 +115,7 @@ export interface LoadReport {
    * test can see that idle connections were dropped.
    */
   idleSocketsClosedByServer: number;
-  slow: { started: number; completed: number; failed: number; posts: number; versions: Record<string, number> };
+  slow: SlowTotals;
   /** Versions of the fast responses, all targets together. */
   versions: Record<string, number>;
   /** Version of the last fast response per target name. */
@@ -127,11 +157,12 @@ interface ResolvedTarget {
   name: string;
   url: string;
   host: string | undefined;
+  ca: string | undefined;
 }
 
 function resolveTarget(t: LoadTarget): ResolvedTarget {
-  if (typeof t === 'string') return { name: t, url: t, host: undefined };
-  return { name: t.name ?? (t.host ? `${t.host} via ${t.url}` : t.url), url: t.url, host: t.host };
+  if (typeof t === 'string') return { name: t, url: t, host: undefined, ca: undefined };
+  return { name: t.name ?? (t.host ? `${t.host} via ${t.url}` : t.url), url: t.url, host: t.host, ca: t.ca };
 }
 
 /** Our own timeout (the socket sat silent for `timeoutMs`). */
@@ -167,6 +198,8 @@ interface RequestSpec {
   agent?: http.Agent | false;
   createConnection?: () => net.Socket;
   headers?: Record<string, string>;
+  /** HTTPS: the CA to trust. */
+  ca?: string | undefined;
 }
 
 interface Answer {
@@ -185,10 +218,11 @@ function request(s: RequestSpec, onRequest?: (req: http.ClientRequest) => void):
       headers['content-type'] = 'text/plain';
       headers['content-length'] = String(Buffer.byteLength(s.body));
     }
-    const options: http.RequestOptions = {
+    const secure = u.protocol === 'https:';
+    const options: https.RequestOptions = {
       method: s.method ?? 'GET',
       hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'),
-      port: u.port || 80,
+      port: u.port || (secure ? 443 : 80),
       path: `${u.pathname}${u.search}`,
       headers,
       timeout: s.timeoutMs,
@@ -198,8 +232,10 @@ function request(s: RequestSpec, onRequest?: (req: http.ClientRequest) => void):
       const c = s.createConnection;
       options.createConnection = () => c();
     }
+    // Node takes the TLS server name (SNI) from the Host header.
+    if (secure && s.ca !== undefined) options.ca = s.ca;
     let settled = false;
-    const req = http.request(options, (res) => {
+    const req = (secure ? https : http).request(options, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
@@ -222,6 +258,87 @@ function request(s: RequestSpec, onRequest?: (req: http.ClientRequest) => void):
   });
 }
 
+/** A successful fast answer: when it went out and completed (performance.now()), and its version. */
+interface FastAnswer {
+  sent: number;
+  done: number;
+  version: string;
+}
+
+/** A completed slow request, for the version check. */
+interface SlowAnswer {
+  target: string;
+  /** performance.now() when it went out. */
+  sent: number;
+  /** ms since the load started, when it went out. */
+  at: number;
+  what: string;
+  reusedSocket: boolean;
+  version: string;
+}
+
+/**
+ * Which version each slow request began on, from its target's fast answers: the last one
+ * that completed before it went out, the first one sent after it, and those in flight
+ * when it went out. A proxy picks the server when a request arrives, so the slow request
+ * was routed to one of those versions; one version there = the version it began on, two
+ * = it began during a switch (either is right). Its body must be one of them.
+ */
+export function checkSlowVersions(
+  timelines: Map<string, FastAnswer[]>,
+  slows: SlowAnswer[],
+): { began: Record<string, number>; straddled: number; unchecked: number; wrong: LoadFailure[] } {
+  const began: Record<string, number> = {};
+  const wrong: LoadFailure[] = [];
+  let straddled = 0;
+  let unchecked = 0;
+  for (const s of slows) {
+    const tl = timelines.get(s.target) ?? [];
+    // First answer that completed after the slow request went out (binary search on `done`).
+    let lo = 0;
+    let hi = tl.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (tl[mid]!.done <= s.sent) lo = mid + 1;
+      else hi = mid;
+    }
+    const around = new Set<string>();
+    if (lo > 0) around.add(tl[lo - 1]!.version);
+    // Later completions: in flight when it went out (sent before), or sent after it (keep the earliest).
+    let firstAfter: FastAnswer | undefined;
+    for (let i = lo; i < tl.length; i++) {
+      const f = tl[i]!;
+      if (f.sent <= s.sent) around.add(f.version);
+      else if (!firstAfter || f.sent < firstAfter.sent) firstAfter = f;
+      // A fast answer takes milliseconds (at most its timeout): one completing 15 s after
+      // the earliest later-sent one was not sent before it.
+      if (firstAfter && f.done > firstAfter.sent + 15_000) break;
+    }
+    if (firstAfter) around.add(firstAfter.version);
+    if (around.size === 0) {
+      unchecked += 1;
+      continue;
+    }
+    if (around.size > 1) straddled += 1;
+    else {
+      const v = [...around][0]!;
+      began[v] = (began[v] ?? 0) + 1;
+    }
+    if (!around.has(s.version)) {
+      const serving = [...around].sort().join(' or ');
+      wrong.push({
+        target: s.target,
+        what: `${s.what}${s.reusedSocket ? ' on a reused socket' : ''}: began while ${serving} served, answered ${s.version.slice(0, 40)}`,
+        at: s.at,
+        kind: 'version',
+        reusedSocket: s.reusedSocket,
+        request: s.what,
+      });
+    }
+  }
+  return { began, straddled, unchecked, wrong };
+}
+
 export function startLoad(o: LoadOptions): LoadRun {
   const clientsPerTarget = o.clientsPerTarget ?? 4;
   const slowClientsPerTarget = o.slowClientsPerTarget ?? 1;
@@ -237,7 +354,7 @@ export function startLoad(o: LoadOptions): LoadRun {
     failures: [],
     socketsReused: 0,
     idleSocketsClosedByServer: 0,
-    slow: { started: 0, completed: 0, failed: 0, posts: 0, versions: {} },
+    slow: { started: 0, completed: 0, failed: 0, posts: 0, versions: {}, began: {}, straddled: 0, unchecked: 0, wrongVersion: 0 },
     versions: {},
     last: {},
     byTarget: {},
@@ -280,7 +397,12 @@ export function startLoad(o: LoadOptions): LoadRun {
       });
     });
 
+  /** Per target name: the successful fast answers, in the order they completed (so `done` never decreases). */
+  const timelines = new Map<string, FastAnswer[]>();
+  const slowAnswers: SlowAnswer[] = [];
+
   const client = async (t: ResolvedTarget, agent: http.Agent, slow: boolean, index: number) => {
+    const timeline = timelines.get(t.name) ?? timelines.set(t.name, []).get(t.name)!;
     const totals = (report.byTarget[t.name] ??= { requests: 0, ok: 0, failures: 0, versions: {} });
     let n = 0;
     // Spread the clients' first requests over one pause.
@@ -303,7 +425,7 @@ export function startLoad(o: LoadOptions): LoadRun {
         report.failures.push({ target: t.name, what: `${what}${reusedSocket ? ' on a reused socket' : ''}: ${detail}`, at: Date.now() - started, kind, reusedSocket, request: what });
       };
       try {
-        const spec: RequestSpec = { url: t.url + path, host: t.host, method, timeoutMs: o.timeoutMs ?? (slow ? 10_000 : 5_000), agent };
+        const spec: RequestSpec = { url: t.url + path, host: t.host, method, timeoutMs: o.timeoutMs ?? (slow ? 10_000 : 5_000), agent, ca: t.ca };
         if (post) spec.body = `berth load check ${t.name} ${n}\n`;
         const res = await request(spec, watch);
         if (res.reusedSocket) report.socketsReused += 1;
@@ -314,7 +436,9 @@ export function startLoad(o: LoadOptions): LoadRun {
           if (slow) {
             report.slow.completed += 1;
             report.slow.versions[version] = (report.slow.versions[version] ?? 0) + 1;
+            slowAnswers.push({ target: t.name, sent: t0, at: Date.now() - started, what, reusedSocket: res.reusedSocket, version });
           } else {
+            timeline.push({ sent: t0, done: performance.now(), version });
             report.latenciesMs.push(performance.now() - t0);
             report.versions[version] = (report.versions[version] ?? 0) + 1;
             totals.versions[version] = (totals.versions[version] ?? 0) + 1;
@@ -335,12 +459,22 @@ export function startLoad(o: LoadOptions): LoadRun {
   const clients: Promise<void>[] = [];
   for (const raw of o.targets) {
     const t = resolveTarget(raw);
-    const agent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'fifo' });
+    const agentOptions = { keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: 'fifo' as const };
+    // An https.Agent keeps TLS sessions per target too: the same reuse as plain keep-alive.
+    const agent = t.url.startsWith('https:') ? new https.Agent({ ...agentOptions, ...(t.ca ? { ca: t.ca } : {}) }) : new http.Agent(agentOptions);
     agents.push(agent);
     for (let i = 0; i < clientsPerTarget; i++) clients.push(client(t, agent, false, i));
     for (let i = 0; i < slowClientsPerTarget; i++) clients.push(client(t, agent, true, i));
   }
-  const snapshot = (): LoadReport => structuredClone({ ...report, durationMs: Date.now() - started });
+  // The version checks of the slow requests need the fast answers that came after them: made on each snapshot.
+  const snapshot = (): LoadReport => {
+    const out = structuredClone({ ...report, durationMs: Date.now() - started });
+    const checks = checkSlowVersions(timelines, slowAnswers);
+    Object.assign(out.slow, { began: checks.began, straddled: checks.straddled, unchecked: checks.unchecked, wrongVersion: checks.wrong.length });
+    for (const f of checks.wrong) out.byTarget[f.target]!.failures += 1;
+    out.failures = [...out.failures, ...checks.wrong].sort((a, b) => a.at - b.at);
+    return out;
+  };
   return {
     snapshot,
     async stop() {

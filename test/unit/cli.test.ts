@@ -64,7 +64,7 @@ describe('berth CLI', () => {
   test('--help lists every command; no command at all prints it and exits 2', async () => {
     const out = ok(await berth('--help'));
     assert.match(out, /^Usage:$/m);
-    for (const cmd of ['daemon', 'deploy APP VERSION', 'status', 'rollback APP', 'pause APP', 'resume APP', 'history APP', 'events APP']) {
+    for (const cmd of ['daemon', 'deploy APP VERSION', 'status', 'hosts', 'rollback APP', 'pause APP', 'resume APP', 'history APP', 'events APP']) {
       assert.ok(out.includes(`berth ${cmd}`), `help mentions "berth ${cmd}"`);
     }
     assert.match(out, /BERTH_URL/);
@@ -228,7 +228,7 @@ describe('berth CLI', () => {
   test('-v prints the version; COMMAND --help / -h prints that command\'s usage only', async () => {
     assert.equal(ok(await berth('-v')), `${BERTH_VERSION}\n`);
     const deploy = ok(await berth('deploy', '--help'));
-    assert.match(deploy, /^Usage: berth deploy APP VERSION \[--wait\] \[--json\]$/m);
+    assert.match(deploy, /^Usage: berth deploy APP VERSION \[--wait \[--timeout D\]\] \[--json\]$/m);
     assert.doesNotMatch(deploy, /berth status|berth rollback/);
     assert.equal(ok(await berth('rollback', 'web', '-h')), ok(await berth('help', 'rollback')));
     assert.match(ok(await berth('rollback', '-h')), /--to VERSION/);

@@ -55,10 +55,12 @@ describe('parseDuration / formatDuration', () => {
     ['1h2m3s4ms', 3_723_004],
     ['0.5m', 30_000],
     ['10m', 600_000],
+    ['30d', 2_592_000_000],
+    ['1d12h', 129_600_000],
   ];
   for (const [s, ms] of valid) test(`"${s}" = ${ms}ms`, () => assert.equal(parseDuration(s), ms));
 
-  const invalid = ['', '5', '0', 'fast', '5 s', ' 5s', '5s ', '-5s', '+5s', '5S', '.5s', '5.s', '1d', '5sec', '30s1m', '5s5s', '1s1h', '0.5ms', '1.0005s', 'ms', '1e3ms', '1_000ms'];
+  const invalid = ['', '5', '0', 'fast', '5 s', ' 5s', '5s ', '-5s', '+5s', '5S', '.5s', '5.s', '1D', '1h1d', '5sec', '30s1m', '5s5s', '1s1h', '0.5ms', '1.0005s', 'ms', '1e3ms', '1_000ms'];
   for (const s of invalid) test(`"${s}" is not a duration`, () => assert.equal(parseDuration(s), null));
 
   const formatted: Array<[number, string]> = [
@@ -210,7 +212,7 @@ describe('malformed configs: every one rejected with the exact issue', () => {
     {
       name: 'progress_deadline too short',
       yaml: web('    rollout: { progress_deadline: 500ms }\n'),
-      errors: ['apps.web.rollout.progress_deadline: expected a duration from 1s to 24h, got "500ms"'],
+      errors: ['apps.web.rollout.progress_deadline: expected a duration from 1s to 1d, got "500ms"'],
     },
     {
       name: 'empty hook command',
@@ -236,6 +238,35 @@ describe('malformed configs: every one rejected with the exact issue', () => {
       name: 'proxy without port or host',
       yaml: web('    proxy: { drain_timeout: 5s }\n'),
       errors: ['apps.web.proxy: expected port or host (or both)'],
+    },
+    {
+      name: 'tls without a host',
+      yaml: web('    proxy: { port: 8080, tls: true }\n'),
+      errors: ['apps.web.proxy.tls: TLS needs proxy.host: a certificate is for a host name', 'apps.web.proxy.port: ACME validates on port 80 (HTTP-01): leave proxy.port out or set it to 80 (HTTPS is always on 443)'],
+    },
+    {
+      name: 'tls from ACME for a wildcard host',
+      yaml: web('    proxy: { host: "*.example.com", tls: true }\n'),
+      errors: ['apps.web.proxy.tls: ACME (HTTP-01) cannot issue a certificate for a wildcard host "*.example.com": give one with tls: {certificate, private_key}'],
+    },
+    {
+      name: 'tls with port 443 as the plain port',
+      yaml: web('    proxy: { host: app.example.com, port: 443, tls: { certificate: CRT, private_key: KEY } }\n'),
+      errors: ['apps.web.proxy.port: HTTPS is always on port 443; proxy.port is the plain HTTP port that redirects to it (leave it out for 80)'],
+    },
+    {
+      name: 'tls neither a boolean nor a map',
+      yaml: web('    proxy: { host: app.example.com, tls: "yes" }\n'),
+      errors: ['apps.web.proxy.tls: expected true (a certificate from ACME), false, or {certificate, private_key} (names of secrets holding PEM), got "yes"'],
+    },
+    {
+      name: 'given tls: a key missing, a reserved name, an unknown key',
+      yaml: web('    proxy: { host: app.example.com, tls: { certificate: BERTH_TOKEN, key: KEY } }\n'),
+      errors: [
+        'apps.web.proxy.tls.key: unknown key',
+        'apps.web.proxy.tls.certificate: "BERTH_TOKEN" is reserved: names starting with BERTH_ (any case) are berth\'s own settings, its API token among them, and never go to apps',
+        'apps.web.proxy.tls.private_key: required',
+      ],
     },
     {
       name: 'proxy port out of range',
@@ -557,6 +588,64 @@ describe('proxy routes between apps: conflicts refused, in both orders', () => {
       blogLast: `route port 8080 any host path "/api" conflicts with app "web"'s route (port 8080 host "*.example.com" path "/admin") ${ON}: ${OWNS}`,
       webLast: `route port 8080 host "*.example.com" path "/admin" conflicts with app "blog"'s route (port 8080 any host path "/api") ${ON}: ${OWNS}`,
     },
+    // d. HTTPS and plain HTTP on one port (a TLS route also listens on 443)
+    {
+      name: 'd: a plain route on port 443 next to a TLS route, whatever the hosts',
+      web: { proxy: { host: 'app.example.com', tls: true } },
+      blog: { proxy: { port: 443, host: 'blog.example.com' } },
+      blogLast: `route port 443 host "blog.example.com" conflicts with app "web"'s route (port 443 (HTTPS) host "app.example.com") ${ON}: port 443 cannot serve both HTTPS and plain HTTP`,
+      webLast: `route port 443 (HTTPS) host "app.example.com" conflicts with app "blog"'s route (port 443 host "blog.example.com") ${ON}: port 443 cannot serve both HTTPS and plain HTTP`,
+    },
+    {
+      name: 'c: a port-only route on 443 next to a TLS route',
+      web: { proxy: { host: 'app.example.com', tls: true } },
+      blog: { proxy: { port: 443 } },
+      blogLast: `route port 443 any host conflicts with app "web"'s route (port 443 (HTTPS) host "app.example.com") ${ON}: port 443 cannot serve both HTTPS and plain HTTP`,
+      webLast: `route port 443 (HTTPS) host "app.example.com" conflicts with app "blog"'s route (port 443 any host) ${ON}: port 443 cannot serve both HTTPS and plain HTTP`,
+    },
+    {
+      name: 'a: two TLS routes for the same host',
+      web: { proxy: { host: 'app.example.com', tls: true } },
+      blog: { proxy: { host: 'app.example.com', tls: true } },
+      blogLast: `route port 80 host "app.example.com" is the same as app "web"'s route (port 80 host "app.example.com") ${ON}`,
+      webLast: `route port 80 host "app.example.com" is the same as app "blog"'s route (port 80 host "app.example.com") ${ON}`,
+    },
+    // e. one host name, different TLS settings, even on disjoint paths
+    {
+      name: 'a: a TLS route for a whole host covers a plain path of it',
+      web: { proxy: { host: 'app.example.com', tls: true } , hosts: ['h1', 'h2'] },
+      blog: { proxy: { host: 'app.example.com', path_prefix: '/api', port: 80 } },
+      blogLast: `route port 80 host "app.example.com" path "/api" is inside app "web"'s route (port 80 host "app.example.com" any path) ${ON}`,
+      webLast: `route port 80 host "app.example.com" any path covers app "blog"'s route (port 80 host "app.example.com" path "/api") ${ON}`,
+    },
+    {
+      name: 'e: disjoint paths of one host, ACME and a given certificate',
+      web: { proxy: { host: 'app.example.com', path_prefix: '/web', tls: true } },
+      blog: { proxy: { host: 'app.example.com', path_prefix: '/api', tls: { certificate: 'CRT', private_key: 'KEY' } } },
+      blogLast: `route for host "app.example.com" has other TLS settings than app "web"'s route for the same host ${ON}: one certificate serves a host name, so every app on it needs the same proxy.tls`,
+      webLast: `route for host "app.example.com" has other TLS settings than app "blog"'s route for the same host ${ON}: one certificate serves a host name, so every app on it needs the same proxy.tls`,
+    },
+    {
+      name: 'e: disjoint paths of one host, TLS and plain',
+      web: { proxy: { host: 'app.example.com', path_prefix: '/web', tls: true } },
+      blog: { proxy: { host: 'app.example.com', path_prefix: '/api' } },
+      blogLast: `route for host "app.example.com" has other TLS settings than app "web"'s route for the same host ${ON}: one certificate serves a host name, so every app on it needs the same proxy.tls`,
+      webLast: `route for host "app.example.com" has other TLS settings than app "blog"'s route for the same host ${ON}: one certificate serves a host name, so every app on it needs the same proxy.tls`,
+    },
+    {
+      name: 'ok: disjoint paths of one host, both with ACME (one certificate for both)',
+      web: { proxy: { host: 'app.example.com', path_prefix: '/web', tls: true } },
+      blog: { proxy: { host: 'app.example.com', path_prefix: '/api', tls: true } },
+      blogLast: null,
+      webLast: null,
+    },
+    {
+      name: 'ok: TLS for one host, plain HTTP for another on port 80',
+      web: { proxy: { host: 'app.example.com', tls: true } },
+      blog: { proxy: { host: 'blog.example.com' } },
+      blogLast: null,
+      webLast: null,
+    },
     // Not conflicts: no request matches both routes.
     {
       name: 'ok: different ports',
@@ -742,6 +831,7 @@ hosts:
   h3: { address: h3.internal, host_key: "${FP}" }
   local: { local: true, docker_socket: /var/run/docker.sock }
 proxy: { image: caddy:2 }
+acme: { directory: "https://acme.internal/dir", email: ops@example.com, renew_before: 20d, ca_certificate: keys/acme-ca.pem }
 api: { listen: 127.0.0.1:7373, token: "s3cret-token-0123456789abcdefghijkl", open_reads: false }
 controller: { resync_interval: 10s }
 apps:
@@ -754,7 +844,7 @@ apps:
     hooks: { pre_deploy: ["bin/rails db:migrate"], post_deploy: [], timeout: 5m }
     retain_containers: 5
     stop_timeout: 10s
-    proxy: { port: 80, host: app.example.com, drain_timeout: 30s }
+    proxy: { port: 80, host: app.example.com, drain_timeout: 30s, tls: true }
     env: { RAILS_ENV: production }
     secrets: [DATABASE_URL]
 `;
@@ -775,7 +865,7 @@ const WEB: AppSpec = {
   hooks: { preDeploy: ['bin/rails db:migrate'], postDeploy: [], timeoutMs: 300_000 },
   retainContainers: 5,
   stopTimeoutMs: 10_000,
-  proxy: { port: 80, host: 'app.example.com', pathPrefix: null, drainTimeoutMs: 30_000 },
+  proxy: { port: 80, host: 'app.example.com', pathPrefix: null, drainTimeoutMs: 30_000, tls: { source: 'acme' } },
   env: { RAILS_ENV: 'production' },
   secrets: ['DATABASE_URL'],
 };
@@ -834,6 +924,7 @@ test('the full example parses to the expected config', () => {
       },
     },
     proxy: { image: 'caddy:2' },
+    acme: { directory: 'https://acme.internal/dir', email: 'ops@example.com', renewBeforeMs: 20 * 86_400_000, caCertificate: '/etc/berth/keys/acme-ca.pem' },
     apps: { web: WEB },
     api: { listen: '127.0.0.1:7373', token: 's3cret-token-0123456789abcdefghijkl', openReads: false },
     controller: { resyncIntervalMs: 10_000 },
@@ -847,6 +938,7 @@ describe('defaults', () => {
       assert.deepEqual(validateConfigDocument(doc, OPTS), {
         hosts: {},
         proxy: { image: 'haproxy:2.6' },
+        acme: { directory: 'https://acme-v02.api.letsencrypt.org/directory', email: null, renewBeforeMs: 30 * 86_400_000, caCertificate: null },
         apps: {},
         api: { listen: '127.0.0.1:7373', token: null, openReads: false },
         controller: { resyncIntervalMs: 10_000 },

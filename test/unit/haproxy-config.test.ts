@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -13,7 +13,8 @@ const route = (app: string, port: number | null, host: string | null, pathPrefix
 });
 const slot = (backend: string, server: string, addr: string | null, state: Slot['state'], inFlight = 0): Slot => ({ backend, server, addr, state, inFlight });
 
-const ROUTES = [route('web', 80, 'a.test'), route('api', 80, 'a.test', '/api'), route('blog', null, '*.example.com'), route('solo', 8080, null)];
+const tlsRoute = (app: string, host: string): HostRoute => ({ app, route: { port: null, host, pathPrefix: null, drainTimeoutMs: 1000, tls: { source: 'acme' } } });
+const ROUTES = [route('web', 80, 'a.test'), route('api', 80, 'a.test', '/api'), route('blog', null, '*.example.com'), route('solo', 8080, null), tlsRoute('shop', 'shop.test')];
 const SLOTS = [slot('app_web', 's1', '10.0.0.5:3000', 'ready'), slot('app_web', 's2', '10.0.0.6:3000', 'drain', 2)];
 
 const dirs: string[] = [];
@@ -24,7 +25,7 @@ const haveHaproxy = haproxy.status === 0;
 const requireHaproxy = process.env.BERTH_TESTBED_REQUIRED === '1';
 
 describe('HAProxy config (pure)', () => {
-  const files = renderProxy(ROUTES, SLOTS, new Map([['web', 'Back soon; #1']]), '/state/admin.sock');
+  const files = renderProxy(ROUTES, SLOTS, new Map([['web', 'Back soon; #1']]), '/state/admin.sock', ['shop.test', '*.example.com']);
 
   it('haproxy -c accepts the generated config with its maps', { skip: !haveHaproxy && !requireHaproxy ? 'haproxy is not installed (CI installs it)' : false }, () => {
     assert.ok(haveHaproxy, 'haproxy on PATH (BERTH_TESTBED_REQUIRED=1 requires it)');
@@ -33,6 +34,12 @@ describe('HAProxy config (pure)', () => {
     writeFileSync(join(dir, 'haproxy.cfg'), files.config.replaceAll('/state/', `${dir}/`));
     writeFileSync(join(dir, 'maintenance.map'), files.maintenanceMap);
     writeFileSync(join(dir, 'routes.map'), files.routesMap);
+    writeFileSync(join(dir, 'acme.map'), '');
+    writeFileSync(join(dir, 'certs.list'), files.certList.replaceAll('/state/', `${dir}/`));
+    // A listed certificate must exist: the same test pair for both names.
+    const pem = ['shop.crt', 'shop.key'].map((f) => readFileSync(new URL(`../fixtures/tls/${f}`, import.meta.url), 'utf8')).join('');
+    mkdirSync(join(dir, 'certs'));
+    for (const line of files.certList.trim().split('\n')) writeFileSync(line.replace('/state/', `${dir}/`), pem);
     const check = spawnSync('haproxy', ['-c', '-f', join(dir, 'haproxy.cfg')], { encoding: 'utf8' });
     assert.equal(check.status, 0, `${check.stdout}${check.stderr}\n${files.config}`);
   });
@@ -41,12 +48,29 @@ describe('HAProxy config (pure)', () => {
     const fe80 = files.config.slice(files.config.indexOf('frontend fe_80'), files.config.indexOf('frontend fe_8080'));
     const uses = fe80.split('\n').filter((l) => l.includes('use_backend') || l.includes('default_backend')).map((l) => l.trim());
     assert.deepEqual(uses, [
+      'use_backend app_shop if { var(txn.host) -m str shop.test }',
       'use_backend app_api if { var(txn.host) -m str a.test } { path -m str /api } || { var(txn.host) -m str a.test } { path -m beg /api/ }',
       'use_backend app_web if { var(txn.host) -m str a.test }',
       'use_backend app_blog if { var(txn.host) -m end .example.com }',
       'default_backend be_no_route',
     ]);
     assert.match(files.config, /frontend fe_8080\n {4}bind :8080\n.*\n {4}default_backend app_solo/);
+  });
+
+  it('TLS: port 80 answers ACME challenges first and redirects the TLS host; port 443 routes only TLS routes with certificates from the list', () => {
+    const fe80 = files.config.slice(files.config.indexOf('frontend fe_80'), files.config.indexOf('frontend fe_8080')).split('\n').map((l) => l.trim());
+    assert.equal(fe80[3], 'http-request return status 200 content-type text/plain lf-string "%[path,field(4,/),map(/state/acme.map)]" if { path_beg /.well-known/acme-challenge/ } { path,field(4,/),map(/state/acme.map) -m found }');
+    assert.equal(fe80[4], 'http-request redirect scheme https code 301 if { var(txn.host) -m str shop.test }');
+    assert.doesNotMatch(files.config.slice(files.config.indexOf('frontend fe_8080'), files.config.indexOf('frontend fe_https')), /acme|redirect/, 'only port 80 answers challenges');
+    const https = files.config.slice(files.config.indexOf('frontend fe_https'), files.config.indexOf('\nbackend be_no_route'));
+    assert.match(https, /bind :443 ssl crt-list \/state\/certs\.list alpn http\/1\.1\n/);
+    assert.deepEqual(https.split('\n').filter((l) => l.includes('_backend')).map((l) => l.trim()), ['use_backend app_shop if { var(txn.host) -m str shop.test }', 'default_backend be_no_route']);
+    assert.equal(files.certList, '/state/certs/_.example.com.pem\n/state/certs/shop.test.pem\n');
+    assert.equal(routeKey(tlsRoute('shop', 'shop.test').route), '80|shop.test|/|tls');
+  });
+
+  it('no TLS route, no HTTPS listener', () => {
+    assert.doesNotMatch(renderProxy(ROUTES.slice(0, 4), [], new Map(), '/state/admin.sock').config, /fe_https|:443/);
   });
 
   it('servers keep their addresses across a rewrite: the serving one enabled, a draining one and an empty slot disabled', () => {
@@ -57,7 +81,7 @@ describe('HAProxy config (pure)', () => {
   it('maintenance answers 503 with the map value as literal text; the maps record messages and routes', () => {
     assert.match(files.config, /lf-string "%\[str\(app_web\),map\(\/state\/maintenance\.map\)\]"/);
     assert.equal(files.maintenanceMap, 'app_web Back soon; #1\n');
-    assert.equal(files.routesMap, 'web 80|a.test|/\napi 80|a.test|/api\nblog 80|*.example.com|/\nsolo 8080|*|/\n');
+    assert.equal(files.routesMap, 'web 80|a.test|/\napi 80|a.test|/api\nblog 80|*.example.com|/\nsolo 8080|*|/\nshop 80|shop.test|/|tls\n');
     assert.equal(routeKey({ port: null, host: 'x.test', pathPrefix: '/', drainTimeoutMs: 0 }), '80|x.test|/');
   });
 });

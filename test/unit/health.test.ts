@@ -67,6 +67,16 @@ describe('health checks', () => {
     assert.ok(probes[1]! - probes[0]! >= 180 && probes[2]! - probes[1]! >= 180, `spaced by the interval: ${probes.join(', ')}`);
   });
 
+  it('a failing answer\'s detail keeps the start of its body (the probe\'s output), whitespace folded', async () => {
+    const driver = {
+      async httpGet(): Promise<HttpResult> {
+        return { status: 503, body: `database\n  unreachable ${'x'.repeat(500)}` };
+      },
+    } as unknown as HostDriver;
+    const r = await waitHealthy(driver, '172.18.0.2', hc({ intervalMs: 10, maxAttempts: 1 }));
+    assert.equal(r.lastError, `GET /health -> 503: database unreachable ${'x'.repeat(200 - 'database unreachable '.length)}`);
+  });
+
   it('a container that never listens fails after max_attempts', async () => {
     const { driver } = scripted(() => 'refused');
     const r = await waitHealthy(driver, '172.18.0.2', hc({ intervalMs: 250, maxAttempts: 2 }));

@@ -3,7 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type net from 'node:net';
 import { describe, it } from 'node:test';
-import { holdIdleConnection, holdStream, startLoad, summarizeFailures, type LoadOptions, type LoadReport } from '../support/load.js';
+import { checkSlowVersions, holdIdleConnection, holdStream, startLoad, summarizeFailures, type LoadOptions, type LoadReport } from '../support/load.js';
 
 /**
  * The load checker against local servers on 127.0.0.1: it must pass a server that is
@@ -184,6 +184,76 @@ describe('load checker', () => {
     } finally {
       await s.close();
     }
+  });
+
+  /**
+   * A "deploy" every 250 ms (v1, v2, v3, ...): fast requests get the version of the moment;
+   * a slow request either keeps the version it arrived on (a draining old container) or
+   * gets the version of the moment it is answered (as if re-sent to the new container).
+   */
+  async function switching(slowAnswers: 'arrival' | 'answer') {
+    let version = 1;
+    const tick = setInterval(() => (version += 1), 250);
+    const s = await serve((req, res) => {
+      if (!req.url?.startsWith('/slow')) return text(res, `v${version}\n`);
+      const arrived = version;
+      setTimeout(() => text(res, `v${slowAnswers === 'arrival' ? arrived : version}\n`), 120);
+    });
+    return { s, close: () => (clearInterval(tick), s.close()) };
+  }
+
+  it('slow requests answered by the version they began on pass, across switches', async () => {
+    const { s, close } = await switching('arrival');
+    try {
+      const r = await run({ targets: [s.url], clientsPerTarget: 3, slowClientsPerTarget: 3, slowPath: '/slow', pauseMs: 10 }, 1600);
+      assert.deepEqual(r.failures, []);
+      assert.equal(r.slow.wrongVersion, 0);
+      assert.equal(r.slow.unchecked, 0);
+      assert.ok(Object.keys(r.slow.began).length >= 4, `slow requests began on several versions: ${JSON.stringify(r.slow.began)}`);
+      const began = Object.values(r.slow.began).reduce((a, b) => a + b, 0);
+      assert.equal(began + r.slow.straddled, r.slow.completed, 'every completed slow request was checked');
+      assert.ok(r.slow.straddled < r.slow.completed / 3, `few began during a switch (${r.slow.straddled}/${r.slow.completed})`);
+    } finally {
+      await close();
+    }
+  });
+
+  it('a slow request answered by a version other than the one it began on is a failure', async () => {
+    const { s, close } = await switching('answer');
+    try {
+      const r = await run({ targets: [s.url], clientsPerTarget: 3, slowClientsPerTarget: 3, slowPath: '/slow', pauseMs: 10 }, 1600);
+      console.log(`slow answered by the version of the moment: ${summarizeFailures(r.failures)}, slow ${JSON.stringify(r.slow)}`);
+      // ~120 ms of each 250 ms: about half the slow requests straddle a "deploy".
+      assert.ok(r.slow.wrongVersion >= 3, `wrong versions caught (${r.slow.wrongVersion} of ${r.slow.completed})`);
+      assert.equal(r.failures.length, r.slow.wrongVersion);
+      assert.equal(r.slow.failed, 0, 'transport failures are counted apart');
+      assert.equal(r.byTarget[s.url]!.failures, r.slow.wrongVersion);
+      for (const f of r.failures) {
+        assert.equal(f.kind, 'version');
+        assert.match(f.request, /^(GET|POST) \/slow$/);
+        assert.match(f.what, /: began while v\d+ served, answered v\d+$/);
+      }
+      assert.match(summarizeFailures(r.failures), /failed: version \d+/);
+    } finally {
+      await close();
+    }
+  });
+
+  it('checkSlowVersions: the fast answers before, in flight and after a slow request bound its version', () => {
+    const fast = (sent: number, done: number, version: string) => ({ sent, done, version });
+    const slow = (sent: number, version: string) => ({ target: 't', sent, at: sent, what: 'GET /slow', reusedSocket: false, version });
+    // Completed in `done` order: v1 until 100, a switch between 100 and 110, v2 after.
+    const tl = new Map([['t', [fast(80, 90, 'v1'), fast(95, 100, 'v1'), fast(110, 112, 'v2'), fast(120, 125, 'v2'), fast(200, 205, 'v2')]]]);
+    const check = (sent: number, version: string) => checkSlowVersions(tl, [slow(sent, version)]);
+    assert.deepEqual(check(50, 'v1'), { began: { v1: 1 }, straddled: 0, unchecked: 0, wrong: [] }, 'before any fast answer: the first one after');
+    assert.deepEqual(check(92, 'v1'), { began: { v1: 1 }, straddled: 0, unchecked: 0, wrong: [] }, 'between two v1 answers');
+    assert.deepEqual(check(92, 'v2').wrong.map((f) => f.what), ['GET /slow: began while v1 served, answered v2']);
+    assert.deepEqual(check(105, 'v2'), { began: {}, straddled: 1, unchecked: 0, wrong: [] }, 'during the switch: either');
+    assert.deepEqual(check(105, 'v1'), { began: {}, straddled: 1, unchecked: 0, wrong: [] });
+    assert.deepEqual(check(111, 'v1'), { began: {}, straddled: 1, unchecked: 0, wrong: [] }, 'a v2 answer in flight, the last completed v1');
+    assert.equal(check(130, 'v1').wrong.length, 1, 'after the switch: v2 only');
+    assert.deepEqual(check(300, 'v2'), { began: { v2: 1 }, straddled: 0, unchecked: 0, wrong: [] }, 'after the last fast answer: the last one');
+    assert.deepEqual(checkSlowVersions(new Map(), [slow(1, 'v1')]), { began: {}, straddled: 0, unchecked: 1, wrong: [] }, 'no fast answers: unchecked');
   });
 
   it('targets with a Host header are routed by it and reported per name', async () => {

@@ -24,7 +24,7 @@ const SERIES: Record<string, { type: MetricType; labels: string[] }> = {
   berth_queue_depth: { type: 'gauge', labels: [] },
   berth_release_desired_revision: { type: 'gauge', labels: ['app'] },
   berth_release_observed_revision: { type: 'gauge', labels: ['app'] },
-  berth_rollout_hosts_total: { type: 'gauge', labels: ['app'] },
+  berth_rollout_hosts: { type: 'gauge', labels: ['app'] },
   berth_rollout_hosts_updated: { type: 'gauge', labels: ['app'] },
   berth_rollout_phase: { type: 'gauge', labels: ['app', 'phase'] },
   berth_rollout_duration_seconds: { type: 'histogram', labels: ['app', 'result'] },
@@ -32,6 +32,8 @@ const SERIES: Record<string, { type: MetricType; labels: string[] }> = {
   berth_host_up: { type: 'gauge', labels: ['host'] },
   berth_host_operation_duration_seconds: { type: 'histogram', labels: ['host', 'op'] },
   berth_rollbacks_total: { type: 'counter', labels: ['app', 'reason'] },
+  berth_certificate_expiry_timestamp_seconds: { type: 'gauge', labels: ['app', 'host_name'] },
+  berth_certificate_orders_total: { type: 'counter', labels: ['result'] },
   berth_build_info: { type: 'gauge', labels: ['version'] },
   berth_http_request_duration_seconds: { type: 'histogram', labels: ['method', 'route', 'status'] },
 };
@@ -47,9 +49,11 @@ const BUCKET_RANGES: Record<string, readonly [number, number]> = {
 };
 
 /** The only label names allowed: each takes values from a small, bounded set. */
-const BOUNDED_LABELS = new Set(['app', 'result', 'host', 'op', 'phase', 'reason', 'method', 'route', 'status', 'version']);
+// host_name: a TLS route's host name, one per app at most (bounded by the apps, like app)
+const BOUNDED_LABELS = new Set(['app', 'result', 'host', 'host_name', 'op', 'phase', 'reason', 'method', 'route', 'status', 'version']);
 
-const isProcessMetric = (name: string) => name.startsWith('berth_process_') || name.startsWith('berth_nodejs_');
+/** prom-client's collectDefaultMetrics, under their standard names (what stock Node.js dashboards query). */
+const isProcessMetric = (name: string) => name.startsWith('process_') || name.startsWith('nodejs_');
 
 /** Touches every berth series with every label, as the controller, drivers and API do. */
 function exercise(m: BerthMetrics): void {
@@ -58,7 +62,7 @@ function exercise(m: BerthMetrics): void {
   m.queueDepth.set(3);
   m.desiredRevision.set({ app: 'web' }, 7);
   m.observedRevision.set({ app: 'web' }, 6);
-  m.rolloutHostsTotal.set({ app: 'web' }, 3);
+  m.rolloutHosts.set({ app: 'web' }, 3);
   m.rolloutHostsUpdated.set({ app: 'web' }, 1);
   m.setPhase('web', 'Progressing');
   m.rolloutDuration.observe({ app: 'web', result: 'complete' }, 95);
@@ -67,6 +71,8 @@ function exercise(m: BerthMetrics): void {
   m.hostOperationDuration.observe({ host: 'h1', op: 'create' }, 0.3);
   m.rollbacksTotal.inc({ app: 'web', reason: 'health_check_failed' });
   m.httpRequestDuration.observe({ method: 'GET', route: '/v1/apps/:app', status: '2xx' }, 0.002);
+  m.certificateExpiry.set({ app: 'web', host_name: 'web.example.com' }, 1_900_000_000);
+  m.certificateOrdersTotal.inc({ result: 'issued' });
 }
 
 type Json = MetricObjectWithValues<MetricValue<string>>;
@@ -261,6 +267,8 @@ describe('metrics registry (docs/observability.md, "Metrics reference")', () => 
     for (const [name, spec] of Object.entries(SERIES)) {
       assert.match(name, /^berth_[a-z_]+$/);
       if (spec.type === 'counter') assert.match(name, /_total$/, `${name}: counter ends in _total`);
+      // promtool check metrics: "non-counter metrics should not have "_total" suffix".
+      else assert.doesNotMatch(name, /_total$/, `${name}: only a counter ends in _total`);
       if (spec.type === 'histogram') assert.match(name, /_seconds$/, `${name}: histograms here measure seconds`);
     }
   });
@@ -301,21 +309,25 @@ describe('metrics registry (docs/observability.md, "Metrics reference")', () => 
     );
   });
 
-  test('process metrics are present, prefixed berth_process_* / berth_nodejs_*, and only when asked for', async () => {
+  test('process metrics are present under their standard names process_* / nodejs_* (no berth_ prefix), and only when asked for', async () => {
     const on = await json(new BerthMetrics('1.2.3'));
     const processNames = [...on.keys()].filter(isProcessMetric);
     for (const name of [
-      'berth_process_cpu_seconds_total',
-      'berth_process_resident_memory_bytes',
-      'berth_process_start_time_seconds',
-      'berth_process_open_fds',
-      'berth_nodejs_eventloop_lag_p99_seconds',
-      'berth_nodejs_heap_size_used_bytes',
-      'berth_nodejs_gc_duration_seconds',
+      'process_cpu_seconds_total',
+      'process_cpu_user_seconds_total',
+      'process_resident_memory_bytes',
+      'process_start_time_seconds',
+      'process_open_fds',
+      'nodejs_eventloop_lag_p99_seconds',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_heap_size_used_bytes',
+      'nodejs_gc_duration_seconds',
+      'nodejs_version_info',
     ]) {
       assert.ok(processNames.includes(name), `${name} present`);
     }
     // Nothing else sneaks in: every name is a documented series or a process metric.
+    for (const name of on.keys()) assert.doesNotMatch(name, /^berth_(process|nodejs)_/, `${name}: process metrics are not prefixed`);
     for (const name of on.keys()) assert.ok(name in SERIES || isProcessMetric(name), `${name} is expected`);
     const off = await json(new BerthMetrics('1.2.3', { processMetrics: false }));
     assert.deepEqual([...off.keys()].filter(isProcessMetric), []);

@@ -5,7 +5,7 @@ import { rolloutRecordProblem, type RolloutRecord } from '../../src/domain/rollo
 import { newRecord, plan as planPure } from '../../src/reconciler/plan.js';
 import { applyResults as applyResultsPure } from '../../src/reconciler/results.js';
 import type { Action, ActionResult, HostObservation, Plan, PlanInput } from '../../src/reconciler/types.js';
-import { makeContainer, makeDesired, makeSpec } from '../support/fixtures.js';
+import { makeContainer, makeDesired, makeSpec, observeHosts as observe, planInput as input, PLAN_NOW } from '../support/fixtures.js';
 
 /**
  * Every record the planner and applyResults produce, in every scenario below, is one the
@@ -29,29 +29,8 @@ function applyResults(record: RolloutRecord, results: ActionResult[], now: numbe
  * The planner, scenario by scenario. Each case is a fleet as observed plus the
  * rollout record; the assertions are the actions (and record/status) it decides.
  */
-const NOW = 1_000_000;
-const v2 = makeDesired(2, 'v2');
+const NOW = PLAN_NOW;
 
-function observe(byHost: Record<string, ObservedContainer[] | 'down'>): HostObservation[] {
-  return Object.entries(byHost).map(([host, cs]) =>
-    cs === 'down' ? { host, reachable: false, error: 'connect ETIMEDOUT' } : { host, reachable: true, containers: cs },
-  );
-}
-
-function input(overrides: Partial<PlanInput>): PlanInput {
-  return {
-    app: 'web',
-    desired: v2,
-    stable: { revision: 1, version: 'v1' },
-    observed: [],
-    record: null,
-    paused: false,
-    maintenance: null,
-    now: NOW,
-    previousConditions: [],
-    ...overrides,
-  };
-}
 
 /** A record for revision 2 past pre-pull, with the given hosts switched. */
 function record(overrides: Partial<RolloutRecord> = {}): RolloutRecord {

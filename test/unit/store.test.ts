@@ -135,7 +135,7 @@ describe('migrations', () => {
       .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
       .pluck()
       .all();
-    assert.deepEqual(tables, ['apps', 'events', 'hosts_status', 'releases', 'rollouts', 'status']);
+    assert.deepEqual(tables, ['acme_accounts', 'apps', 'certificates', 'events', 'hosts_status', 'releases', 'rollouts', 'status']);
     assert.deepEqual(migrate(db).applied, []);
     db.close();
   });

@@ -3,6 +3,7 @@ import { appDocument } from '../../config/app-document.js';
 import { validateAppDocument } from '../../config/app.js';
 import { routeConflicts } from '../../config/routes.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
+import type { AppStatus } from '../../domain/release.js';
 import { DEFAULT_RELEASES_LIMIT, MAX_LIMIT, type StoredApp } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
 import { appParams, noFields, pageSize, version } from '../schemas.js';
@@ -25,15 +26,36 @@ export function mustGetApp(deps: ApiDeps, name: string): StoredApp {
   return app;
 }
 
+/** Events that record a rollout giving up (src/reconciler/plan.ts, onFailure). */
+const FAILURE_EVENTS = new Set(['RolloutFailed', 'RolloutPaused']);
+/** How far back (newest events of the app) `lastFailure` looks for one. */
+const FAILURE_LOOKBACK = 200;
+
+/**
+ * The newest rollout failure and its message (a health failure's message carries the
+ * last probe's answer): the current status when it is Failed (or paused by a failure),
+ * else the newest RolloutFailed/RolloutPaused event, e.g. of a release since rolled back.
+ */
+function lastFailure(deps: ApiDeps, app: string, status: AppStatus | null, desiredRevision: number | null) {
+  const progressing = status?.conditions.find((c) => c.type === 'Progressing');
+  if (progressing && (status!.phase === 'Failed' || (status!.phase === 'Paused' && progressing.reason !== 'Paused'))) {
+    return { reason: progressing.reason, message: progressing.message, revision: desiredRevision, at: progressing.lastTransitionTime };
+  }
+  const e = deps.store.events.pageEvents(app, { limit: FAILURE_LOOKBACK }).find((ev) => FAILURE_EVENTS.has(ev.type));
+  return e ? { reason: e.type, message: e.message, revision: e.revision, at: e.createdAt } : null;
+}
+
 function appView(deps: ApiDeps, app: StoredApp) {
   const desired = deps.store.releases.latestRelease(app.name);
+  const status = deps.store.status.readStatus(app.name);
   return {
     name: app.name,
     paused: app.paused,
     maintenance: app.maintenance,
     spec: appDocument(app.spec),
     desired: desired ? { revision: desired.revision, version: desired.version, reason: desired.reason, actor: desired.actor, createdAt: desired.createdAt } : null,
-    status: deps.store.status.readStatus(app.name),
+    status,
+    lastFailure: lastFailure(deps, app.name, status, desired?.revision ?? null),
     updatedAt: app.updatedAt,
   };
 }

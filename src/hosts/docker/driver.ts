@@ -348,6 +348,12 @@ export class DockerHostDriver implements HostDriver {
     });
   }
 
+  renameContainer(id: string, name: string): Promise<void> {
+    return this.call('rename', `rename container ${short(id)} to ${name}`, async (signal) => {
+      await this.dial({ method: 'POST', path: `/containers/${encodeURIComponent(id)}/rename`, query: { name }, ok: [204], signal });
+    });
+  }
+
   inspectContainer(id: string): Promise<ObservedContainer | null> {
     return this.call('inspect', `inspect container ${short(id)}`, async (signal) => {
       const raw = await this.inspectRaw(id, signal);
