@@ -557,6 +557,20 @@ describe('deploy/systemd/berth.service', () => {
     assert.ok(Number(m[1]!.replace(/_/g, '')) < stopSec * 1000, `TimeoutStopSec=${stopSec}s outlasts the daemon's own ${m[1]} ms deadline`);
   });
 
+  test('bounds its memory well above what berth uses (~150 MiB with 1,000 apps, bench/results/scale.json)', () => {
+    const mib = (v: string) => Number(/^(\d+)M$/.exec(v)?.[1] ?? NaN);
+    const high = mib(one('MemoryHigh'));
+    const max = mib(one('MemoryMax'));
+    const measured = (JSON.parse(readFileSync(join(ROOT, 'bench/results/scale.json'), 'utf8')) as { memory: { rssAfterConvergeMiB: number } }).memory.rssAfterConvergeMiB;
+    assert.ok(high >= 2 * measured && max > high, `MemoryHigh=${high}M, MemoryMax=${max}M against ${measured} MiB measured`);
+  });
+
+  test('the install steps build with the dev dependencies, then prune them', () => {
+    const text = readFileSync(join(ROOT, 'deploy/systemd/berth.service'), 'utf8');
+    assert.match(text, /npm ci && npm run build && npm prune --omit=dev/);
+    assert.doesNotMatch(text, /npm ci --omit=dev && npm run build/, 'tsc is a dev dependency: building after --omit=dev fails');
+  });
+
   test('is hardened, and the database directory stays writable', () => {
     assert.equal(one('StateDirectory'), 'berth');
     assert.equal(one('NoNewPrivileges'), 'yes');
