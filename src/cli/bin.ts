@@ -18,6 +18,8 @@ Usage:
   berth status [APP]                    phase, revisions, per-host view; maintenance, pause, last failure
   berth rollback APP [--to VERSION] [--wait [--timeout D]]
                                         back to the previous (or named) version, as a new revision
+  berth restart APP [--wait [--timeout D]]
+                                        new containers of the same version, host by host
   berth hosts                           every host: up/down, Docker version, last check, last error
   berth pause APP | berth resume APP    hold / continue the rollout between steps
   berth exec APP [--host H] -- CMD      run CMD (sh -c) in a one-off container of the current release
@@ -69,6 +71,11 @@ const COMMANDS: Record<string, CommandSpec> = {
     usage: `berth rollback APP [--to VERSION] [--wait [--timeout D]] [--json]\n  back to the previous (or named) version, as a new revision${WAIT_HELP}`,
     args: app1,
     options: { ...JSON_OPT, to: { type: 'string' }, ...WAIT_OPTS },
+  },
+  restart: {
+    usage: `berth restart APP [--wait [--timeout D]] [--json]\n  new containers of the desired version on every host, through the usual health-gated rollout (a new revision)${WAIT_HELP}`,
+    args: app1,
+    options: { ...JSON_OPT, ...WAIT_OPTS },
   },
   pause: { usage: 'berth pause APP [--json]\n  hold the rollout between steps', args: app1, options: JSON_OPT },
   resume: { usage: 'berth resume APP [--json]\n  continue the rollout', args: app1, options: JSON_OPT },
@@ -349,6 +356,13 @@ async function main(argv: string[]): Promise<number> {
       const timeout = waitTimeout('rollback', flags.get('timeout'), flags.has('wait'));
       const r = await client.request<{ revision: number; version: string; unchanged?: boolean }>('POST', `/v1/apps/${app}/rollback`, to !== undefined ? { version: to } : {});
       out(r, () => console.log(r.unchanged ? `${rest[0]}: already at revision ${r.revision} (${r.version})` : `${rest[0]}: revision ${r.revision} rolls back to ${r.version}`));
+      return flags.has('wait') ? waitFor(client, app, r.revision, json, timeout) : 0;
+    }
+    case 'restart': {
+      const app = needApp();
+      const timeout = waitTimeout('restart', flags.get('timeout'), flags.has('wait'));
+      const r = await client.request<{ revision: number; version: string }>('POST', `/v1/apps/${app}/restart`);
+      out(r, () => console.log(`${rest[0]}: revision ${r.revision} restarts ${r.version}`));
       return flags.has('wait') ? waitFor(client, app, r.revision, json, timeout) : 0;
     }
     case 'exec': {

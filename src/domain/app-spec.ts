@@ -91,6 +91,12 @@ export interface AppSpec {
   env: Record<string, string>;
   /** Names of variables read from the daemon's environment; values never stored. */
   secrets: string[];
+  /**
+   * Set by `berth restart` on a release's spec, never by config or `PUT`: part of the
+   * container config hash, so that release replaces every container with the same
+   * version, health-gated like any rollout (Kubernetes' restartedAt annotation).
+   */
+  restartedAt?: string;
 }
 
 export interface HostSpec {

@@ -21,6 +21,8 @@ export function containerConfigHash(spec: AppSpec, secretValues: Readonly<Record
     secrets: [...spec.secrets].sort(),
   };
   if (spec.secrets.length > 0) relevant.secretValues = secretValuesDigest(spec.name, spec.secrets, secretValues);
+  // Only when set: every other spec hashes as before restarts existed.
+  if (spec.restartedAt !== undefined) relevant.restartedAt = spec.restartedAt;
   return createHash('sha256').update(JSON.stringify(relevant)).digest('hex').slice(0, 16);
 }
 

@@ -88,7 +88,10 @@ export class ReleasesRepo {
       const latestRow = this.latest.get(input.app) as ReleaseRow | undefined;
       if (latestRow && latestRow.version === input.version) {
         const latest = toRelease(latestRow);
-        if (canonicalJson(latest.spec) === canonicalJson(parseJson<AppSpec>(spec, `spec of app ${input.app}`))) {
+        // A restart's mark is not a change the caller asked for: deploying the restarted version again is unchanged.
+        const { restartedAt: mark, ...latestSpec } = latest.spec;
+        const { restartedAt: asked, ...askedSpec } = parseJson<AppSpec>(spec, `spec of app ${input.app}`);
+        if ((asked === undefined || asked === mark) && canonicalJson(latestSpec) === canonicalJson(askedSpec)) {
           return { release: latest, unchanged: true };
         }
       }

@@ -52,6 +52,25 @@ describe('rolling update on 3 real hosts', { skip, concurrency: false }, () => {
     console.log(`# 3-host v1->v2 rollout (interval 500ms, parallelism 1, delay 0): ${wall} ms`);
   });
 
+  it('restart (a release of the same version marked restartedAt, as POST /restart makes): every host gets a new container of that version, health-gated, the old one stopped', async () => {
+    const f = await startFleet('rst', { healthcheck: { ...base.healthcheck, ...fast } });
+    fleets.push(f);
+    const r1 = f.deploy('v1');
+    await f.settle(r1);
+    const before = Object.values(await f.containers()).flat().filter((c) => c.running).map((c) => c.id).sort();
+    const spec = f.store.releases.getRelease('rst', r1)!.spec;
+    const r2 = f.store.releases.createRelease({ app: 'rst', version: 'v1', spec: { ...spec, restartedAt: new Date().toISOString() }, reason: 'deploy', actor: 'test' }).revision;
+    f.controller.enqueue('rst');
+    assert.equal((await f.settle(r2)).phase, 'Complete');
+    assert.deepEqual(hostsServing(await f.serving()), ['h1=v1', 'h2=v1', 'h3=v1']);
+    const all = await f.containers();
+    const running = Object.values(all).flat().filter((c) => c.running);
+    assert.equal(running.length, 3);
+    assert.ok(running.every((c) => c.revision === r2 && !before.includes(c.id)), 'new containers, of the restart revision');
+    for (const h of ['h1', 'h2', 'h3']) assert.deepEqual(all[h]!.map((c) => `${c.revision}:${c.running ? 'up' : 'stopped'}`).sort(), [`${r1}:stopped`, `${r2}:up`]);
+    assert.equal(f.events().filter((e) => e.revision === r2 && e.type === 'HealthCheckPassed').length, 3, 'each new container passed its health check before traffic moved');
+  });
+
   it('parallelism 3 updates all hosts in one batch', async () => {
     const f = await startFleet('para', { healthcheck: { ...base.healthcheck, ...fast }, rollout: { ...base.rollout, parallelism: { kind: 'count', value: 3 } } });
     fleets.push(f);

@@ -4,6 +4,7 @@
  * is the controller seam, which records the apps the API enqueues.
  */
 import assert from 'node:assert/strict';
+import { containerConfigHash } from '../../src/domain/config-hash.js';
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import type { BerthEvent } from '../../src/domain/release.js';
@@ -33,6 +34,7 @@ const DESIGN_ROUTES: Array<[string, string]> = [
   ['post', '/v1/apps/{app}/releases'],
   ['get', '/v1/apps/{app}/releases'],
   ['post', '/v1/apps/{app}/rollback'],
+  ['post', '/v1/apps/{app}/restart'],
   ['post', '/v1/apps/{app}/pause'],
   ['post', '/v1/apps/{app}/resume'],
   ['get', '/v1/apps/{app}/events'],
@@ -324,6 +326,27 @@ describe('releases', () => {
     const again = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v1' } });
     assert.equal(again.statusCode, 200);
     assert.equal(json(again).revision, 2);
+  });
+
+  test('restart: a new revision of the same version whose containers differ (config hash), 202; deploying that version again is unchanged; 409 without a release', async () => {
+    await seedApp(api, 'web', ['v1', 'v2']);
+    api.controller.enqueued.length = 0;
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/restart' });
+    assert.equal(res.statusCode, 202, res.body);
+    const body = json(res);
+    assert.deepEqual([body.revision, body.version, body.reason], [3, 'v2', 'deploy']);
+    const [before, after] = [api.store.releases.getRelease('web', 2)!, api.store.releases.getRelease('web', 3)!];
+    assert.equal(after.spec.restartedAt, body.restartedAt);
+    assert.notEqual(containerConfigHash(after.spec, {}), containerConfigHash(before.spec, {}), 'every host gets a new container');
+    assert.deepEqual(api.controller.enqueued, ['web']);
+    const again = await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2' } });
+    assert.deepEqual([again.statusCode, json(again).revision, json(again).unchanged], [200, 3, true], 'the restart mark is not a change the deploy asked for');
+    const second = await api.call({ method: 'POST', url: '/v1/apps/web/restart' });
+    assert.deepEqual([second.statusCode, json(second).revision], [202, 4], 'each restart is a new revision');
+    await seedApp(api, 'api', []);
+    const none = await api.call({ method: 'POST', url: '/v1/apps/api/restart' });
+    assert.deepEqual([none.statusCode, json(none).code], [409, 'CONFLICT']);
+    assert.match(json(none).message, /no release to restart/);
   });
 
   test('GET releases: newest first, spec left out, limit and before page through', async () => {

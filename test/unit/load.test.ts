@@ -247,11 +247,13 @@ describe('load checker', () => {
     const check = (sent: number, version: string) => checkSlowVersions(tl, [slow(sent, version)]);
     assert.deepEqual(check(50, 'v1'), { began: { v1: 1 }, straddled: 0, unchecked: 0, wrong: [] }, 'before any fast answer: the first one after');
     assert.deepEqual(check(92, 'v1'), { began: { v1: 1 }, straddled: 0, unchecked: 0, wrong: [] }, 'between two v1 answers');
-    assert.deepEqual(check(92, 'v2').wrong.map((f) => f.what), ['GET /slow: began while v1 served, answered v2']);
+    assert.deepEqual(check(92, 'v3').wrong.map((f) => f.what), ['GET /slow: began while v1 served, answered v3']);
+    // Sent 18 ms before a fast request that got v2: the two may reach the proxy in either order.
+    assert.deepEqual(check(92, 'v2').wrong, []);
     assert.deepEqual(check(105, 'v2'), { began: {}, straddled: 1, unchecked: 0, wrong: [] }, 'during the switch: either');
     assert.deepEqual(check(105, 'v1'), { began: {}, straddled: 1, unchecked: 0, wrong: [] });
     assert.deepEqual(check(111, 'v1'), { began: {}, straddled: 1, unchecked: 0, wrong: [] }, 'a v2 answer in flight, the last completed v1');
-    assert.equal(check(130, 'v1').wrong.length, 1, 'after the switch: v2 only');
+    assert.equal(check(250, 'v1').wrong.length, 1, 'after the switch, more than ORDER_SLACK_MS from any v1 request: v2 only');
     assert.deepEqual(check(300, 'v2'), { began: { v2: 1 }, straddled: 0, unchecked: 0, wrong: [] }, 'after the last fast answer: the last one');
     assert.deepEqual(checkSlowVersions(new Map(), [slow(1, 'v1')]), { began: {}, straddled: 0, unchecked: 1, wrong: [] }, 'no fast answers: unchecked');
   });

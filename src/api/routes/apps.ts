@@ -189,6 +189,26 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     },
   );
 
+  app.post(
+    '/v1/apps/:app/restart',
+    {
+      onRequest: write,
+      schema: {
+        summary: 'New containers of the desired version on every host, through the health-gated rollout: a new revision (202) whose spec carries restartedAt',
+        params: appParams,
+      },
+    },
+    async (req: FastifyRequest<{ Params: { app: string } }>, reply) => {
+      const app = mustGetApp(deps, req.params.app);
+      const current = deps.store.releases.latestRelease(app.name);
+      if (!current) throw new ConflictError(`app "${app.name}" has no release to restart`);
+      const restartedAt = new Date().toISOString();
+      const release = deps.store.releases.createRelease({ app: app.name, version: current.version, spec: { ...current.spec, restartedAt }, reason: 'deploy', actor: actorOf(req) });
+      deps.controller.enqueue(app.name);
+      return reply.status(202).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, restartedAt });
+    },
+  );
+
   for (const [action, paused] of [['pause', true], ['resume', false]] as const) {
     app.post(
       `/v1/apps/:app/${action}`,
