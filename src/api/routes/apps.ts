@@ -196,6 +196,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       schema: {
         summary: 'New containers of the desired version on every host, through the health-gated rollout: a new revision (202) whose spec carries restartedAt',
         params: appParams,
+        body: noFields,
       },
     },
     async (req: FastifyRequest<{ Params: { app: string } }>, reply) => {
