@@ -6,7 +6,9 @@
  *     block meant as a fragment would be fenced ```yaml fragment and is then not picked up),
  *     and the config fixtures of test/;
  *  2. invalid documents, table-style: both refuse each one, berth at the key path named;
- *     values berth accepts (corners of each grammar): the schema accepts them too;
+ *     values berth accepts (corners of each grammar): the schema accepts them too; and a
+ *     sweep of every key through a pool of values: the schema never refuses what berth
+ *     accepts, and refuses what berth refuses but for the rules only berth can check;
  *  3. drift: every key the schema declares is one berth reads (a value of the wrong type is
  *     an issue at that key, never "unknown key"); every key name berth's readers read is,
  *     at every map of the schema, either declared there or unknown to berth there; the keys
@@ -40,6 +42,7 @@ interface Node {
   default?: unknown;
   minimum?: number;
   maximum?: number;
+  pattern?: string;
   $ref?: string;
   properties?: Record<string, Node>;
   additionalProperties?: Node | boolean;
@@ -155,6 +158,60 @@ test('the base document of these cases is valid for both', () => {
 });
 
 // ---------------------------------------------------------------------------
+// The keys the schema declares.
+
+/** A node with its $ref followed (the node's own keywords win: title, description, default). */
+function resolve(node: Node): Node {
+  if (!node.$ref) return node;
+  const target = schema.$defs[node.$ref.replace('#/$defs/', '')];
+  assert.ok(target, `${node.$ref} exists`);
+  return { ...resolve(target), ...node, $ref: undefined };
+}
+
+/** Sample names for the maps whose keys are user-chosen (they exist in BASE). */
+const SAMPLE_KEY: Record<string, string> = { hosts: 'h1', apps: 'web', env: 'APP_ENV' };
+
+interface Declared {
+  path: string[];
+  node: Node;
+}
+
+/** Every key the schema declares, depth first, with map entries under their BASE sample name. */
+function declared(node: Node = schema, path: string[] = []): Declared[] {
+  const out: Declared[] = [];
+  for (const [key, child] of Object.entries(node.properties ?? {})) {
+    const resolved = resolve(child);
+    out.push({ path: [...path, key], node: resolved }, ...declared(resolved, [...path, key]));
+  }
+  const entry = node.additionalProperties;
+  const sample = SAMPLE_KEY[path[path.length - 1] ?? ''];
+  if (typeof entry === 'object' && sample !== undefined) {
+    const resolved = resolve(entry);
+    out.push({ path: [...path, sample], node: resolved }, ...declared(resolved, [...path, sample]));
+  }
+  return out;
+}
+
+const DECLARED = declared();
+const CURRENT = DECLARED.filter((d) => !PENDING.has(d.path.join('.')));
+
+/** The JSON type names a value has, as a schema's `type` spells them. */
+function typesOf(value: unknown): string[] {
+  if (value === null) return ['null'];
+  if (Array.isArray(value)) return ['array'];
+  if (Number.isInteger(value)) return ['integer', 'number'];
+  return [typeof value];
+}
+
+/** A value of a type the node does not allow. */
+function wrongType(node: Node): unknown {
+  const allowed = [node.type ?? []].flat();
+  const candidate = [['a', 'list'], 12345, 'a string', true, { a: 1 }].find((v) => !typesOf(v).some((t) => allowed.includes(t)));
+  assert.ok(candidate !== undefined, `a wrong type for ${JSON.stringify(node.type)}`);
+  return candidate;
+}
+
+// ---------------------------------------------------------------------------
 // 1. Every example config in the repo.
 
 /** The ```yaml blocks of a markdown file that are berth configs. */
@@ -167,25 +224,27 @@ describe('every example config in the repo passes the schema and loads with bert
   const dir = tempDir('berth-schema-test-');
   after(() => dir.remove());
 
-  const examples: Array<[string, string]> = [
-    ['deploy/berth.yml', readFileSync(DEFAULT_CONFIG, 'utf8')],
-    ['test/support/daemon.ts DAEMON_CONFIG', DAEMON_CONFIG],
-  ];
+  /** [what, the file berth loads]: examples that live inside other files are written out first. */
+  const examples: Array<[string, string]> = [['deploy/berth.yml', DEFAULT_CONFIG]];
+  const inline: Array<[string, string]> = [['test/support/daemon.ts DAEMON_CONFIG', DAEMON_CONFIG]];
   const docs = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
-  for (const file of docs) configBlocks(file).forEach((block, i) => examples.push([`${file} yaml block ${i + 1}`, block]));
+  for (const file of docs) configBlocks(file).forEach((block, i) => inline.push([`${file} yaml block ${i + 1}`, block]));
+  inline.forEach(([name, text], i) => {
+    const file = join(dir.path, `example-${i}.yml`);
+    writeFileSync(file, text);
+    examples.push([name, file]);
+  });
 
   test('the README reference is among them', () => {
     assert.equal(configBlocks('README.md').length, 1, 'the config reference block in README.md');
   });
 
-  examples.forEach(([name, text], i) => {
+  for (const [name, file] of examples) {
     test(name, () => {
-      const file = join(dir.path, `example-${i}.yml`);
-      writeFileSync(file, text);
       assert.doesNotThrow(() => loadConfig(file, { homeDir: OPTS.homeDir }));
-      assert.deepEqual(schemaErrors(parseYaml(text)), []);
+      assert.deepEqual(schemaErrors(parseYaml(readFileSync(file, 'utf8'))), []);
     });
-  });
+  }
 
   test('deploy/berth.yml names the schema for editors on its first line', () => {
     const first = readFileSync(DEFAULT_CONFIG, 'utf8').split('\n')[0];
@@ -381,59 +440,53 @@ describe('values berth accepts: the schema accepts them too', () => {
   });
 });
 
+/**
+ * Every declared key (hosts under an SSH and a local host) set to each of these values:
+ * what berth accepts the schema accepts, always; what berth refuses the schema refuses,
+ * except where only berth can tell (BERTH_ONLY).
+ */
+const POOL: unknown[] = [
+  null, true, false, 0, 1, -1, 0.5, 1.5, 100, 101, 1000, 10_001, 65_535, 65_536, 1e20,
+  '', ' ', 'x', 'X', '0', '5', '0s', '5s', '5S', '99ms', '100ms', '1.5s', '2h', '25h', '1d', '0d', '3651d', '0.5ms', '1.0005s',
+  '30%', '0%', '100%', '101%', '/', '//', '/health', '/a/', '/a//b', '/a b', '/\u00fc', '/a\tb',
+  'haproxy', 'haproxy:2.6', `a@sha256:${'a'.repeat(64)}`, 'web', 'Web', 'a.b', 'a_b', '-a', 'a..b',
+  '*.example.com', '*.', 'example.com', 'EXAMPLE.com', '127.0.0.1', '127.0.0.1:7373', '[::1]:80', 'localhost:0', '::1', 'fe80::1%eth0',
+  '~', '~/x', '~x', 'relative/p', '/abs', FP, `${FP}=`, 'root', 'BERTH_X', 'DATABASE_URL', 'APP_ENV',
+  'https://x.example/dir', 'https:/x', 'https://', 'http://x', 'ops@example.com', 'x'.repeat(31), 'x'.repeat(32), '\u00e9'.repeat(16),
+  'rollback', 'pause', 'continue', 'retry',
+  [], [''], ['x'], ['h1'], ['h1', 'h1'], ['h2', 'h1'], ['a b'], ['APP_ENV'], ['DATABASE_URL', 'OTHER'],
+  {}, { X: 'y' }, { X: 1 }, { port: 8080 }, { host: 'a.example.com', port: 443 }, { certificate: 'C', private_key: 'K' }, { image: 'web', hosts: ['h1'] },
+];
+
+/** Refusals a JSON Schema cannot express (the schema's description lists them), by what is refused. */
+const BERTH_ONLY: Array<[string, (path: string, value: unknown, node: Node) => boolean]> = [
+  ['a duration out of its range, or not a whole number of milliseconds', (_p, _v, node) => node.pattern === schema.$defs.duration!.pattern],
+  ["an app's host not declared under hosts", (p) => p === 'apps.web.hosts' || p === 'hosts'],
+  ['a secret also set in env', (p) => p === 'apps.web.secrets'],
+  ['an IPv6 address checked in full', (p, v) => p.endsWith('.address') && typeof v === 'string' && v.includes('::')],
+];
+
+describe('differential sweep: berth and the schema agree on every key for a pool of values', () => {
+  const hostKeys = CURRENT.filter((d) => d.path[0] === 'hosts' && d.path.length === 3);
+  const targets = [...CURRENT, ...hostKeys.map((d) => ({ ...d, path: ['hosts', 'local', d.path[2]!] }))];
+  test(`${targets.length} keys x ${POOL.length} values`, () => {
+    const disagree: string[] = [];
+    for (const { path, node } of targets) {
+      for (const value of POOL) {
+        const doc = withValue(path, value);
+        const [byBerth, bySchema] = [berthIssues(doc).length === 0, schemaErrors(doc).length === 0];
+        if (byBerth === bySchema) continue;
+        const key = path.join('.');
+        if (!byBerth && BERTH_ONLY.some(([, allowed]) => allowed(key, value, node))) continue;
+        disagree.push(`${key} = ${JSON.stringify(value)}: ${byBerth ? 'only berth accepts it' : 'only the schema accepts it'}`);
+      }
+    }
+    assert.deepEqual(disagree, []);
+  });
+});
+
 // ---------------------------------------------------------------------------
 // 3. Drift.
-
-/** A node with its $ref followed (the node's own keywords win: title, description, default). */
-function resolve(node: Node): Node {
-  if (!node.$ref) return node;
-  const target = schema.$defs[node.$ref.replace('#/$defs/', '')];
-  assert.ok(target, `${node.$ref} exists`);
-  return { ...resolve(target), ...node, $ref: undefined };
-}
-
-/** Sample names for the maps whose keys are user-chosen (they exist in BASE). */
-const SAMPLE_KEY: Record<string, string> = { hosts: 'h1', apps: 'web', env: 'APP_ENV' };
-
-interface Declared {
-  path: string[];
-  node: Node;
-}
-
-/** Every key the schema declares, depth first, with map entries under their BASE sample name. */
-function declared(node: Node = schema, path: string[] = []): Declared[] {
-  const out: Declared[] = [];
-  for (const [key, child] of Object.entries(node.properties ?? {})) {
-    const resolved = resolve(child);
-    out.push({ path: [...path, key], node: resolved }, ...declared(resolved, [...path, key]));
-  }
-  const entry = node.additionalProperties;
-  const sample = SAMPLE_KEY[path[path.length - 1] ?? ''];
-  if (typeof entry === 'object' && sample !== undefined) {
-    const resolved = resolve(entry);
-    out.push({ path: [...path, sample], node: resolved }, ...declared(resolved, [...path, sample]));
-  }
-  return out;
-}
-
-const DECLARED = declared();
-const CURRENT = DECLARED.filter((d) => !PENDING.has(d.path.join('.')));
-
-/** The JSON type names a value has, as a schema's `type` spells them. */
-function typesOf(value: unknown): string[] {
-  if (value === null) return ['null'];
-  if (Array.isArray(value)) return ['array'];
-  if (Number.isInteger(value)) return ['integer', 'number'];
-  return [typeof value];
-}
-
-/** A value of a type the node does not allow. */
-function wrongType(node: Node): unknown {
-  const allowed = [node.type ?? []].flat();
-  const candidate = [['a', 'list'], 12345, 'a string', true, { a: 1 }].find((v) => !typesOf(v).some((t) => allowed.includes(t)));
-  assert.ok(candidate !== undefined, `a wrong type for ${JSON.stringify(node.type)}`);
-  return candidate;
-}
 
 describe('drift', () => {
   test('the schema declares the keys of every section (sanity of the walk)', () => {
