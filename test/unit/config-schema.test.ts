@@ -27,6 +27,7 @@ import { effectiveRoute } from '../../src/config/routes.js';
 import { validateConfigDocument } from '../../src/config/validate.js';
 import type { BerthConfig } from '../../src/domain/app-spec.js';
 import { ConfigError, type ConfigIssue } from '../../src/domain/errors.js';
+import { APP_NAME_PATTERN, ENV_NAME_PATTERN, HOST_NAME_PATTERN, IMAGE_REPOSITORY_PATTERN, VERSION_PATTERN } from '../../src/domain/naming.js';
 import { DAEMON_CONFIG, ROOT, tempDir } from '../support/daemon.js';
 
 const SCHEMA_FILE = join(ROOT, 'deploy/berth.schema.json');
@@ -501,6 +502,22 @@ describe('drift', () => {
   test('every declared key has a title and a description (editors show them)', () => {
     const bare = DECLARED.filter((d) => !d.node.title || !d.node.description).map((d) => d.path.join('.'));
     assert.deepEqual(bare, []);
+  });
+
+  test("the name grammars are src/domain/naming.ts's, character for character", () => {
+    const at = (pointer: string): string | undefined => {
+      let node: unknown = schema;
+      for (const key of pointer.split('/').slice(1)) node = (node as Record<string, unknown>)[key];
+      return (node as Node).pattern;
+    };
+    assert.equal(at('#/properties/apps/propertyNames'), APP_NAME_PATTERN);
+    assert.equal(at('#/$defs/hostName'), HOST_NAME_PATTERN);
+    assert.equal(at('#/$defs/app/properties/image'), IMAGE_REPOSITORY_PATTERN);
+    assert.equal(at('#/$defs/app/properties/env/propertyNames'), ENV_NAME_PATTERN);
+    assert.equal(at('#/$defs/secretName'), ENV_NAME_PATTERN.replace('^', '^(?![Bb][Ee][Rr][Tt][Hh]_)'));
+    // `repo`, `repo:tag` or `repo@sha256:...` (src/config/values.ts isImageReference): the tag is VERSION_PATTERN's first form.
+    const tag = VERSION_PATTERN.slice('^(?:'.length, VERSION_PATTERN.indexOf('|'));
+    assert.equal(at('#/properties/proxy/properties/image'), `${IMAGE_REPOSITORY_PATTERN.slice(0, -1)}(?::${tag}|@sha256:[a-f0-9]{64})?$`);
   });
 
   test('every pattern comes with an errorMessage in berth\'s words (editors show it instead of the regex)', () => {
