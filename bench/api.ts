@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { pino } from 'pino';
 import { buildApp } from '../src/api/app.js';
+import { NO_CONFIG_FILE } from '../src/api/context.js';
 import { SEED_DEFAULTS } from '../src/domain/app-spec.js';
 import { LABELS } from '../src/domain/labels.js';
 import type { HostDriver } from '../src/hosts/host-driver.js';
@@ -166,7 +167,7 @@ async function main(): Promise<void> {
   });
 
   const controller = new Controller({ store, drivers: new Map<string, HostDriver>(fleet), traffic: directTraffic, metrics, log, resyncIntervalMs: SEED_DEFAULTS.resyncIntervalMs, env: {} });
-  const app = buildApp({ store, metrics, log, controller, auth: { token: TOKEN, openReads: false }, hostNames: () => hostNames, version: 'bench' });
+  const app = buildApp({ store, metrics, log, controller, auth: { token: TOKEN, openReads: false }, hostNames: () => hostNames, configFile: NO_CONFIG_FILE, version: 'bench' });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as AddressInfo).port;
   controller.start();

@@ -17,6 +17,7 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { buildApp } from '../src/api/app.js';
+import { NO_CONFIG_FILE } from '../src/api/context.js';
 import { HOST_OPERATIONS } from '../src/hosts/host-driver.js';
 import { BerthMetrics, PHASES } from '../src/metrics/registry.js';
 import { openStore } from '../src/store/index.js';
@@ -207,6 +208,7 @@ async function timeHttp(m: BerthMetrics): Promise<{ client: Stats; server: Stats
     controller,
     auth: { token: 'bench-token-0123456789abcdef', openReads: false },
     hostNames: () => [],
+    configFile: NO_CONFIG_FILE,
     version: BERTH_VERSION,
   });
   // Server side of each scrape: from the request's arrival to the response's last write.

@@ -44,6 +44,7 @@ import util, { promisify } from 'node:util';
 import { pino } from 'pino';
 import type { Histogram } from 'prom-client';
 import { buildApp } from '../src/api/app.js';
+import { NO_CONFIG_FILE } from '../src/api/context.js';
 import type { HaproxyProxy } from '../src/proxy/haproxy-proxy.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import { startFleet, type Fleet } from '../test/support/fleet.js';
@@ -189,6 +190,7 @@ class BerthBench {
       controller: fleet.controller,
       auth: { token: TOKEN, openReads: false },
       hostNames: () => this.hostNames,
+      configFile: NO_CONFIG_FILE,
       version: 'bench',
     });
   }

@@ -19,6 +19,7 @@ import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { buildApp } from '../src/api/app.js';
+import { NO_CONFIG_FILE } from '../src/api/context.js';
 import { LAN_LATENCY_MS, SimulatedHostDriver, simulatedFleet, type SimulatedCall } from '../src/hosts/simulated-driver.js';
 import type { HostDriver } from '../src/hosts/host-driver.js';
 import { BerthMetrics } from '../src/metrics/registry.js';
@@ -106,7 +107,7 @@ async function main(): Promise<void> {
     if (typeof c.resync === 'function') c.resync();
     else for (const a of store.apps.listApps()) controller.enqueue(a.name);
   };
-  const api = buildApp({ store, metrics, log, controller, auth: { token: TOKEN, openReads: false }, hostNames: () => hostNames, version: 'bench' });
+  const api = buildApp({ store, metrics, log, controller, auth: { token: TOKEN, openReads: false }, hostNames: () => hostNames, configFile: NO_CONFIG_FILE, version: 'bench' });
   await api.ready();
 
   async function settle(): Promise<void> {

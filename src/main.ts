@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { buildApp } from './api/app.js';
 import { apiExposure } from './config/api.js';
-import { applyEnv, loadConfig } from './config/load.js';
+import type { ConfigFileHandle, ReloadResult } from './api/context.js';
+import { applyEnv, FILE_PATH, loadConfig } from './config/load.js';
+import { planReload } from './config/reload.js';
 import { Issues } from './config/reader.js';
 import { parseListen, readToken } from './config/values.js';
-import type { BerthConfig } from './domain/app-spec.js';
+import type { AppSpec, BerthConfig } from './domain/app-spec.js';
 import { ConfigError } from './domain/errors.js';
 import { createHostDriver } from './hosts/docker/driver.js';
 import type { HostDriver } from './hosts/host-driver.js';
@@ -16,7 +18,7 @@ import { HaproxyProxy, type ProxyCertificate } from './proxy/haproxy-proxy.js';
 import { Controller } from './reconciler/controller.js';
 import { AcmeIssuer } from './tls/acme-issuer.js';
 import { CertificateManager } from './tls/manager.js';
-import { openStore, type Store } from './store/index.js';
+import { openStore, type Store, type UpsertChange } from './store/index.js';
 import { BERTH_VERSION } from './version.js';
 import { DEFAULTS, tokenFilePath } from './defaults.js';
 
@@ -48,18 +50,23 @@ function ensureToken(config: BerthConfig, dbPath: string, log: Logger): string {
   return token;
 }
 
-/** Config apps are the operator's declared desired specs: load them into the store on start. */
-function syncConfigApps(store: Store, config: BerthConfig, log: Logger): void {
+/** Config apps are the operator's declared desired specs: loaded into the store on start and at every reload. */
+function syncConfigApps(store: Store, apps: Iterable<AppSpec>, log: Logger): Record<string, UpsertChange> {
+  const changes: Record<string, UpsertChange> = {};
   store.transaction(() => {
-    for (const spec of Object.values(config.apps)) {
+    for (const spec of apps) {
       const { change } = store.apps.upsertApp(spec, 'config');
+      changes[spec.name] = change;
       if (change !== 'unchanged') log.info({ app: spec.name, change }, 'app spec loaded from config');
     }
   });
+  return changes;
 }
 
 export interface Daemon {
   url: string;
+  /** Re-reads the config file (SIGHUP); ConfigError when it cannot be applied (the running config stays). */
+  reload(): ReloadResult;
   stop(): Promise<void>;
 }
 
@@ -68,11 +75,13 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
   const configPath = env.BERTH_CONFIG || DEFAULTS.config;
   const dbPath = env.BERTH_DB || DEFAULTS.db;
   const config = applyEnv(loadConfig(configPath), env);
+  // Apps the file declares are managed there (PUT and DELETE answer 409); a reload replaces them.
+  let running = config;
   const store = openStore(dbPath, {
     onInvalidRollout: (app, problem) => log.warn({ app, problem }, 'stored rollout record is invalid: treated as absent, the planner starts a new one'),
   });
   try {
-    syncConfigApps(store, config, log);
+    syncConfigApps(store, Object.values(config.apps), log);
     const token = ensureToken(config, dbPath, log);
     // Plain HTTP off loopback, and open_reads only on loopback (src/config/api.ts).
     const exposure = apiExposure(config.api);
@@ -103,6 +112,19 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       intervalMs: config.controller.resyncIntervalMs,
       env,
     });
+    const reload = (): ReloadResult => {
+      const next = applyEnv(loadConfig(configPath), env);
+      const stored = new Map(store.apps.listApps().map((a) => [a.name, { spec: a.spec, deleting: a.deletingSince !== null }]));
+      const plan = planReload(running, next, stored);
+      const apps = syncConfigApps(store, plan.apps, log);
+      running = { ...running, apps: next.apps };
+      for (const [name, change] of Object.entries(apps)) if (change !== 'unchanged') controller.enqueue(name);
+      for (const name of plan.undeclared) log.warn({ app: name }, 'app no longer declared in the config file: it keeps running, managed through the API (berth remove deletes it)');
+      for (const section of plan.restartRequired) log.warn({ section }, 'config section changed: it applies at the next start of berth');
+      log.info({ config: configPath, apps }, 'config reloaded');
+      return { apps, undeclared: plan.undeclared, restartRequired: plan.restartRequired };
+    };
+    const configFile: ConfigFileHandle = { path: resolve(configPath), declares: (name) => Object.hasOwn(running.apps, name), reload };
     const app = buildApp({
       store,
       metrics,
@@ -110,6 +132,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       controller,
       auth: { token, openReads: exposure.openReads },
       hostNames: () => Object.keys(config.hosts),
+      configFile,
       version: BERTH_VERSION,
       eventStreams: { maxStreams: config.api.maxEventStreams },
     });
@@ -129,7 +152,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
         store.close();
         log.info('stopped');
       })());
-    return { url: `http://${config.api.listen}`, stop };
+    return { url: `http://${config.api.listen}`, reload, stop };
   } catch (err) {
     store.close();
     throw err;
@@ -163,6 +186,16 @@ export async function runDaemon(): Promise<void> {
       },
     );
   };
+  // SIGHUP re-reads the config file; what is wrong with it is logged and the running config stays.
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'signal received: reloading the config file');
+    try {
+      daemon.reload();
+    } catch (err) {
+      const issues = err instanceof ConfigError ? err.issues : [{ path: FILE_PATH, message: (err as Error).message }];
+      for (const issue of issues) log.error({ path: issue.path }, `config not reloaded: ${issue.path}: ${issue.message}`);
+    }
+  });
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
 }

@@ -5,6 +5,7 @@ import { makeAuthCheck } from './auth.js';
 import { formatSchemaErrors, frameworkError, installErrorHandler } from './errors.js';
 import { collectOpenApi } from './openapi.js';
 import { appRoutes } from './routes/apps.js';
+import { configRoutes } from './routes/config.js';
 import { eventRoutes } from './routes/events.js';
 import { execRoutes } from './routes/exec.js';
 import { hostRoutes } from './routes/hosts.js';
@@ -77,6 +78,7 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
 
   systemRoutes(app, deps);
   appRoutes(app, deps, guard);
+  configRoutes(app, deps, guard);
   eventRoutes(app, deps, guard);
   hostRoutes(app, deps, guard);
   maintenanceRoutes(app, deps, guard);

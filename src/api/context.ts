@@ -1,6 +1,7 @@
+import { ConflictError } from '../domain/errors.js';
 import type { Logger } from 'pino';
 import type { BerthMetrics } from '../metrics/registry.js';
-import type { Store } from '../store/index.js';
+import type { Store, UpsertChange } from '../store/index.js';
 import type { EventStreamLimits } from './routes/events.js';
 
 /** What the controller offers the API: a nudge, a liveness answer and one-off commands. */
@@ -18,6 +19,34 @@ export interface ExecResult {
   timedOut: boolean;
 }
 
+/** The daemon's config file, as the API sees it. */
+export interface ConfigFileHandle {
+  /** Its path, named in answers that send the operator there. */
+  readonly path: string;
+  /** True when the file declares the app: the file manages it, so PUT and DELETE on it answer 409. */
+  declares(app: string): boolean;
+  /** Re-reads and applies the file (POST /v1/reload, SIGHUP); a ConfigError keeps the running config. */
+  reload(): ReloadResult;
+}
+
+/** An API without a config file (benchmarks): it declares no app, and a reload is refused. */
+export const NO_CONFIG_FILE: ConfigFileHandle = {
+  path: '(no config file)',
+  declares: () => false,
+  reload: () => {
+    throw new ConflictError('this daemon has no config file to reload');
+  },
+};
+
+export interface ReloadResult {
+  /** Every app the file declares, with what the reload did to its stored spec. */
+  apps: Record<string, UpsertChange>;
+  /** Apps the file no longer declares: they keep running, managed through the API. */
+  undeclared: string[];
+  /** Sections that changed but apply only at the next start (hosts, api, proxy, controller, acme). */
+  restartRequired: string[];
+}
+
 export interface ApiDeps {
   store: Store;
   metrics: BerthMetrics;
@@ -26,6 +55,7 @@ export interface ApiDeps {
   auth: { token: string | null; openReads: boolean };
   /** Host names declared in the config (apps may only use these). */
   hostNames(): string[];
+  configFile: ConfigFileHandle;
   version: string;
   /** Bounds of the SSE event streams; unset fields take EVENT_STREAM_DEFAULTS (maxStreams: config api.max_event_streams). */
   eventStreams?: Partial<EventStreamLimits>;

@@ -20,6 +20,9 @@ Usage:
                                         back to the previous (or named) version, as a new revision
   berth restart APP [--wait [--timeout D]]
                                         new containers of the same version, host by host
+  berth remove APP [--wait [--timeout D]]
+                                        delete an app created through the API: drain, remove its containers
+  berth reload                          re-read the daemon's config file (all of it valid, or nothing changes)
   berth hosts                           every host: up/down, Docker version, last check, last error
   berth pause APP | berth resume APP    hold / continue the rollout between steps
   berth exec APP [--host H] -- CMD      run CMD (sh -c) in a one-off container of the current release
@@ -76,6 +79,16 @@ const COMMANDS: Record<string, CommandSpec> = {
     usage: `berth restart APP [--wait [--timeout D]] [--json]\n  new containers of the desired version on every host, through the usual health-gated rollout (a new revision)${WAIT_HELP}`,
     args: app1,
     options: { ...JSON_OPT, ...WAIT_OPTS },
+  },
+  remove: {
+    usage: 'berth remove APP [--wait [--timeout D]] [--json]\n  delete an app created through the API: its routes come off every proxy (drained), its containers are removed, then its record (its events stay)\n  --wait: until it is gone (default --timeout 5m). An app the config file declares is removed from the file, then `berth reload`.',
+    args: app1,
+    options: { ...JSON_OPT, ...WAIT_OPTS },
+  },
+  reload: {
+    usage: "berth reload [--json]\n  re-read the daemon's config file and apply its apps; every issue is listed and nothing changes when it is invalid (SIGHUP to the daemon does the same)",
+    args: { required: [], optional: [] },
+    options: JSON_OPT,
   },
   pause: { usage: 'berth pause APP [--json]\n  hold the rollout between steps', args: app1, options: JSON_OPT },
   resume: { usage: 'berth resume APP [--json]\n  continue the rollout', args: app1, options: JSON_OPT },
@@ -190,6 +203,8 @@ const FINAL = new Set(['Complete', 'Failed', 'RolledBack', 'Paused']);
 const STATUS_POLL_MS = 500;
 /** `--timeout` when the app's progress deadline cannot be read. */
 const DEFAULT_WAIT_MS = 600_000;
+/** `berth remove --wait`'s default bound: drains and stops take at most drain_timeout + stop_timeout per host. */
+const DEFAULT_REMOVE_WAIT_MS = 300_000;
 
 function printStatus(app: AppView): void {
   const s = app.status;
@@ -280,6 +295,27 @@ async function waitFor(client: BerthClient, app: string, revision: number, json:
   return ok ? EXIT.ok : EXIT.failed;
 }
 
+/** `berth remove --wait`: polls the app until it is gone (404), or the timeout. */
+async function waitGone(client: BerthClient, app: string, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await client.request<AppView>('GET', `/v1/apps/${app}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) {
+        console.error(`${decodeURIComponent(app)}: removed from every host`);
+        return EXIT.ok;
+      }
+      throw err;
+    }
+    if (Date.now() >= deadline) {
+      console.error(`berth: ${decodeURIComponent(app)} still being removed after ${formatDuration(timeoutMs)} (a host may be unreachable: berth hosts); the daemon goes on with it`);
+      return EXIT.timeout;
+    }
+    await new Promise((r) => setTimeout(r, STATUS_POLL_MS));
+  }
+}
+
 /** `--timeout D` in ms (undefined without it); a bad or zero duration is a usage mistake. */
 function waitTimeout(command: string, value: string | undefined, wait: boolean): number | undefined {
   if (value === undefined) return undefined;
@@ -364,6 +400,23 @@ async function main(argv: string[]): Promise<number> {
       const r = await client.request<{ revision: number; version: string }>('POST', `/v1/apps/${app}/restart`);
       out(r, () => console.log(`${rest[0]}: revision ${r.revision} restarts ${r.version}`));
       return flags.has('wait') ? waitFor(client, app, r.revision, json, timeout) : 0;
+    }
+    case 'remove': {
+      const app = needApp();
+      const timeout = waitTimeout('remove', flags.get('timeout'), flags.has('wait'));
+      const r = await client.request<{ app: string; hosts: string[] }>('DELETE', `/v1/apps/${app}`);
+      out(r, () => console.log(`${r.app}: being removed: draining its routes and removing its containers on ${r.hosts.join(', ')}`));
+      return flags.has('wait') ? waitGone(client, app, timeout ?? DEFAULT_REMOVE_WAIT_MS) : 0;
+    }
+    case 'reload': {
+      const r = await client.request<{ apps: Record<string, string>; undeclared: string[]; restartRequired: string[] }>('POST', '/v1/reload', {});
+      out(r, () => {
+        const changed = Object.entries(r.apps).filter(([, change]) => change !== 'unchanged');
+        console.log(changed.length === 0 ? 'config reloaded: no app changed' : `config reloaded: ${changed.map(([name, change]) => `${name} ${change}`).join(', ')}`);
+        for (const name of r.undeclared) console.log(`  ${name}: no longer in the file; it keeps running, managed through the API (berth remove ${name} deletes it)`);
+        if (r.restartRequired.length > 0) console.log(`  changed but applied only at the next start of berth: ${r.restartRequired.join(', ')}`);
+      });
+      return 0;
     }
     case 'exec': {
       const app = needApp();

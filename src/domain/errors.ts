@@ -70,6 +70,10 @@ export type RequestErrorCode =
   | 'CONFIG_INVALID'
   | 'NOT_FOUND'
   | 'CONFLICT'
+  /** PUT or DELETE of an app the config file declares: the file manages it. */
+  | 'APP_MANAGED_BY_FILE'
+  /** A write to an app DELETE is tearing down. */
+  | 'APP_DELETING'
   | 'UNAUTHORIZED'
   | 'UNPROCESSABLE'
   | 'INVALID_REQUEST'
@@ -121,8 +125,8 @@ export class NotFoundError extends BerthError {
 }
 
 export class ConflictError extends BerthError {
-  constructor(message: string) {
-    super('CONFLICT', message);
+  constructor(message: string, code: 'CONFLICT' | 'APP_MANAGED_BY_FILE' | 'APP_DELETING' = 'CONFLICT') {
+    super(code, message);
   }
 }
 

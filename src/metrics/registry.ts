@@ -134,6 +134,23 @@ export class BerthMetrics {
     for (const p of PHASES) this.rolloutPhase.set({ app, phase: p }, p === phase ? 1 : 0);
   }
 
+  /** Drops every series labelled with `app` (a deleted app): a dashboard must not show it frozen at its last values. */
+  async forgetApp(app: string): Promise<void> {
+    // getMetricsAsArray is typed as plain descriptions; the objects are the metrics registered above.
+    for (const metric of this.registry.getMetricsAsArray() as unknown as Array<Counter | Gauge | Histogram>) {
+      const { values } = await metric.get();
+      // Histograms list each series once per bucket, _sum and _count: one remove per label set.
+      const labelSets = new Map<string, Record<string, string | number>>();
+      for (const v of values) {
+        if (v.labels.app !== app) continue;
+        const labels: Record<string, string | number> = {};
+        for (const [k, val] of Object.entries(v.labels)) if (k !== 'le' && val !== undefined) labels[k] = val;
+        labelSets.set(JSON.stringify(labels), labels);
+      }
+      for (const labels of labelSets.values()) metric.remove(labels);
+    }
+  }
+
   /** The host driver's onOperation hook for `host`. */
   hostOperationObserver(host: string): (op: string, seconds: number) => void {
     return (op, seconds) => this.hostOperationDuration.observe({ host, op }, seconds);

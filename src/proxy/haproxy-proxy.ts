@@ -354,6 +354,28 @@ export class HaproxyProxy implements TrafficSwitch {
     });
   }
 
+  /**
+   * A reload without the app's route: the new worker no longer routes it, and the old
+   * worker finishes the requests it holds (a reload is graceful), so the wait is for the
+   * workers a reload left behind — bounded, as a drain is, by `timeoutMs`.
+   */
+  async removeRoute(host: string, app: string, timeoutMs: number): Promise<void> {
+    const removed = await this.serial(host, async () => {
+      const state = await this.readState(host);
+      if (!state?.routes.has(app)) return false;
+      await this.reconfigure(host, this.o.routesOn(host).filter((r) => r.app !== app), state);
+      return true;
+    });
+    if (!removed) return;
+    const deadline = Date.now() + timeoutMs;
+    let workers = await this.oldWorkers(host);
+    while (workers > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+      workers = await this.oldWorkers(host);
+    }
+    if (workers > 0) this.o.log.warn({ host, app, oldWorkers: workers, timeoutMs }, 'route removed: drain timeout with requests in flight');
+  }
+
   /** Workers a reload left behind, still finishing their connections (`show proc` on the master). */
   private async oldWorkers(host: string): Promise<number> {
     return countOldWorkers(await this.exchange(host, 'show proc'));

@@ -20,6 +20,12 @@ export interface TrafficSwitch {
   observeRoute(host: string, app: string, route: ProxyRouteSpec): Promise<RouteState>;
   /** Maintenance on (the proxy answers 503 with `message`) or off (null) for the app on `host`. */
   setMaintenance(host: string, app: string, route: ProxyRouteSpec, message: string | null): Promise<void>;
+  /**
+   * Takes the app's route off the host's proxy (an app being deleted) and resolves when the
+   * requests it had in flight are answered, or after `timeoutMs`. Nothing to do when the
+   * host has no route for it, or no proxy.
+   */
+  removeRoute(host: string, app: string, timeoutMs: number): Promise<void>;
 }
 
 export interface RouteState {
@@ -36,4 +42,5 @@ export const directTraffic: TrafficSwitch = {
     return { upstream: null, maintenance: null };
   },
   async setMaintenance() {},
+  async removeRoute() {},
 };

@@ -8,6 +8,7 @@ import { executeActions } from './execute.js';
 import { observeFleet } from './observe.js';
 import { plan } from './plan.js';
 import { applyResults } from './results.js';
+import { tearDownApp } from './teardown.js';
 import type { DesiredRelease, Plan } from './types.js';
 
 export interface PassDeps extends ReconcilerDeps {
@@ -24,6 +25,9 @@ const FINAL_STATES: ReadonlySet<RolloutRecord['state']> = new Set(['complete', '
 export async function reconcilePass(deps: PassDeps, app: string): Promise<number | null> {
   const started = performance.now();
   const { store, metrics, log } = deps;
+  // An app being deleted has no desired release any more: its pass tears it down.
+  const appRecord = store.apps.getApp(app);
+  if (appRecord?.deletingSince) return (await tearDownApp(deps, appRecord)).againMs;
   const wanted = readWanted(store, app, deps.env);
   if (!wanted?.desired) return null;
   const { desired } = wanted;

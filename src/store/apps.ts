@@ -11,6 +11,7 @@ interface AppRow {
   spec: string;
   paused: number;
   maintenance: string | null;
+  deleting_since: string | null;
   created_at: string;
   updated_at: string;
 }
@@ -21,6 +22,7 @@ function toApp(r: AppRow): StoredApp {
     spec: parseJson<AppSpec>(r.spec, `spec of app ${r.name}`),
     paused: r.paused === 1,
     maintenance: r.maintenance,
+    deletingSince: r.deleting_since,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
@@ -33,6 +35,7 @@ export class AppsRepo {
   private readonly updateSpec: Database.Statement;
   private readonly updatePaused: Database.Statement;
   private readonly updateMaintenance: Database.Statement;
+  private readonly updateDeleting: Database.Statement;
   private readonly remove: Database.Statement;
 
   constructor(
@@ -40,7 +43,7 @@ export class AppsRepo {
     private readonly events: EventsRepo,
   ) {
     const db = ctx.db;
-    const cols = 'name, spec, paused, maintenance, created_at, updated_at';
+    const cols = 'name, spec, paused, maintenance, deleting_since, created_at, updated_at';
     this.get = db.prepare(`SELECT ${cols} FROM apps WHERE name = ?`);
     this.all = db.prepare(`SELECT ${cols} FROM apps ORDER BY name`);
     this.insert = db.prepare(
@@ -49,6 +52,7 @@ export class AppsRepo {
     this.updateSpec = db.prepare(`UPDATE apps SET spec = ?, updated_at = ? WHERE name = ? RETURNING ${cols}`);
     this.updatePaused = db.prepare(`UPDATE apps SET paused = ?, updated_at = ? WHERE name = ? RETURNING ${cols}`);
     this.updateMaintenance = db.prepare(`UPDATE apps SET maintenance = ?, updated_at = ? WHERE name = ? RETURNING ${cols}`);
+    this.updateDeleting = db.prepare(`UPDATE apps SET deleting_since = ?, updated_at = ? WHERE name = ? RETURNING ${cols}`);
     this.remove = db.prepare('DELETE FROM apps WHERE name = ?');
   }
 
@@ -93,9 +97,9 @@ export class AppsRepo {
     return (this.all.all() as AppRow[]).map(toApp);
   }
 
-  /** Every stored app's proxy route on `host` (what the host's proxy should route). */
+  /** Every stored app's proxy route on `host` (what the host's proxy should route); an app being deleted has none. */
   proxyRoutesOn(host: string): Array<{ app: string; route: ProxyRouteSpec }> {
-    return this.listApps().flatMap((a) => (a.spec.proxy && a.spec.hosts.includes(host) ? [{ app: a.name, route: a.spec.proxy }] : []));
+    return this.listApps().flatMap((a) => (a.spec.proxy && a.spec.hosts.includes(host) && !a.deletingSince ? [{ app: a.name, route: a.spec.proxy }] : []));
   }
 
   /** Pause/resume an app's rollouts; records AppPaused/AppResumed when it changes. NotFoundError if no such app. */
@@ -129,6 +133,28 @@ export class AppsRepo {
         app: name,
         type: message === null ? 'AppLive' : 'AppMaintenance',
         message: message === null ? `app ${name} is live again` : `app ${name} in maintenance: ${message}`,
+        actor,
+      });
+      return toApp(row);
+    });
+  }
+
+  /**
+   * Marks the app for deletion (AppDeleting event): the controller then takes its routes
+   * off the proxies, removes its containers and finally deletes the record (deleteApp).
+   * Asking again changes nothing. NotFoundError if no such app.
+   */
+  markDeleting(name: string, actor: string): StoredApp {
+    return this.ctx.write(() => {
+      const existing = this.get.get(name) as AppRow | undefined;
+      if (!existing) throw new NotFoundError(`app ${name}`);
+      if (existing.deleting_since) return toApp(existing);
+      const now = this.ctx.now();
+      const row = this.updateDeleting.get(now, now, name) as AppRow;
+      this.events.appendEvent({
+        app: name,
+        type: 'AppDeleting',
+        message: `app ${name} is being deleted: its routes are drained and its containers removed on ${parseJson<AppSpec>(existing.spec, `spec of app ${name}`).hosts.join(', ')}`,
         actor,
       });
       return toApp(row);

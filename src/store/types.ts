@@ -9,6 +9,8 @@ export interface StoredApp {
   paused: boolean;
   /** Null when live; else the maintenance message the proxies answer with (503). */
   maintenance: string | null;
+  /** Null unless a deletion was asked for (when): the controller is tearing the app down. */
+  deletingSince: string | null;
   createdAt: string;
   updatedAt: string;
 }

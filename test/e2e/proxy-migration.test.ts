@@ -233,6 +233,7 @@ describe('migration from the Caddy proxy', { skip, concurrency: false }, () => {
         return { upstream: first?.dial ?? null, maintenance: null };
       },
       async setMaintenance() {},
+      async removeRoute() {},
     };
     open.dir = mkdtempSync(join(tmpdir(), 'berth-mig-'));
     const st = openStore(join(open.dir, 'berth.db'));
@@ -266,6 +267,7 @@ describe('migration from the Caddy proxy', { skip, concurrency: false }, () => {
       drain: (...a) => current.drain(...a),
       observeRoute: (...a) => current.observeRoute(...a),
       setMaintenance: (...a) => current.setMaintenance(...a),
+      removeRoute: (...a) => current.removeRoute(...a),
     };
     const controller = new Controller({ store: st, drivers, traffic, metrics, log: quiet, resyncIntervalMs: 2_000, env: {} });
     open.controller = controller;

@@ -34,6 +34,14 @@ export interface BedDaemon {
    * replace the ones it had (an operator editing berth.yml). Resolves when it is ready.
    */
   restart(opts?: { config?: Record<string, unknown> }): Promise<void>;
+  /**
+   * Rewrites the daemon's config file with `apps` (as startBedDaemonApps takes them) and the
+   * top-level keys of `config`, as an operator editing berth.yml; the daemon sees it at a
+   * reload (signal SIGHUP, or POST /v1/reload) or restart. Returns the file's path.
+   */
+  rewriteConfig(apps: Record<string, Record<string, unknown>>, config?: Record<string, unknown>): string;
+  /** Sends `signal` to the running daemon process. */
+  signal(signal: NodeJS.Signals): void;
   /** Kills the daemon and removes its directory, then removes the apps' containers and closes the drivers. */
   close(): Promise<void>;
 }
@@ -89,8 +97,10 @@ export async function startBedDaemonApps(apps: Record<string, Record<string, unk
     for (const app of names.slice(1)) await clearApp(drivers, app).catch(() => undefined);
     await closeDrivers();
   };
-  const appsConfig = Object.fromEntries(names.map((app) => [app, { image: bed.images.app, hosts: [...drivers.keys()], ...apps[app] }]));
-  const writeConfig = (extra: Record<string, unknown> | undefined) => sandbox.writeConfig('berth.yml', stringify({ ...bedConfig(bed, appsConfig), ...extra }));
+  const appsConfig = (given: Record<string, Record<string, unknown>>) =>
+    Object.fromEntries(Object.entries(given).map(([app, spec]) => [app, { image: bed.images.app, hosts: [...drivers.keys()], ...spec }]));
+  let currentApps = apps;
+  const writeConfig = (extra: Record<string, unknown> | undefined) => sandbox.writeConfig('berth.yml', stringify({ ...bedConfig(bed, appsConfig(currentApps)), ...extra }));
   const config = writeConfig(opts.config);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -128,6 +138,11 @@ export async function startBedDaemonApps(apps: Record<string, Record<string, unk
       if (again.config) writeConfig({ ...opts.config, ...again.config });
       await launch();
     },
+    rewriteConfig(newApps, extra) {
+      currentApps = newApps;
+      return writeConfig(extra);
+    },
+    signal: (signal) => void current!.proc.kill(signal),
     close,
   };
 }

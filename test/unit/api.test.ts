@@ -37,6 +37,8 @@ const DESIGN_ROUTES: Array<[string, string]> = [
   ['post', '/v1/apps/{app}/restart'],
   ['post', '/v1/apps/{app}/pause'],
   ['post', '/v1/apps/{app}/resume'],
+  ['delete', '/v1/apps/{app}'],
+  ['post', '/v1/reload'],
   ['get', '/v1/apps/{app}/events'],
   ['get', '/v1/hosts'],
 ];
@@ -120,9 +122,9 @@ describe('system routes', () => {
   });
 
   test('an unknown route is a JSON 404 naming it', async () => {
-    const res = await api.call({ method: 'DELETE', url: '/v1/apps/web?x=1' });
+    const res = await api.call({ method: 'PATCH', url: '/v1/apps/web?x=1' });
     assert.equal(res.statusCode, 404);
-    assert.deepEqual(json(res), { error: 'Not Found', code: 'ROUTE_NOT_FOUND', message: 'no route DELETE /v1/apps/web' });
+    assert.deepEqual(json(res), { error: 'Not Found', code: 'ROUTE_NOT_FOUND', message: 'no route PATCH /v1/apps/web' });
   });
 });
 

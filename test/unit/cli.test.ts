@@ -308,4 +308,31 @@ describe('berth CLI', () => {
     d.proc.kill('SIGTERM');
     assert.equal((await d.exit(5000)).code, 0);
   });
+  test('reload and remove: the file\'s app is refused naming the file; an invalid file lists its issue; remove --wait times out on a host it cannot reach', async () => {
+    const config = join(dir.path, 'berth.yml');
+    assert.equal(ok(await berth('reload')), 'config reloaded: no app changed\n');
+    const refused = await berth('remove', 'web');
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /declared in the config file .*berth\.yml: remove it there, then reload/);
+
+    writeFileSync(config, DAEMON_CONFIG.replace('    port: 3000', '    port: 3000\n    replicas: 2'));
+    try {
+      const invalid = await berth('reload');
+      assert.equal(invalid.code, 1);
+      assert.match(invalid.stderr, /apps\.web\.replicas/);
+    } finally {
+      writeFileSync(config, DAEMON_CONFIG);
+    }
+
+    const put = await fetch(`${daemon.url}/v1/apps/blog`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ image: '10.77.0.1:5000/web', hosts: ['local'], port: 3000 }),
+    });
+    assert.equal(put.status, 201);
+    const removing = await berth('remove', 'blog', '--wait', '--timeout', '1s');
+    assert.equal(removing.code, 3, removing.stderr);
+    assert.equal(removing.stdout, 'blog: being removed: draining its routes and removing its containers on local\n');
+    assert.match(removing.stderr, /blog still being removed after 1s \(a host may be unreachable: berth hosts\)/);
+  });
 });

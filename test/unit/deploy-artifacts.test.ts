@@ -538,6 +538,7 @@ describe('deploy/systemd/berth.service', () => {
   test('runs `berth daemon` as user berth with the documented paths', () => {
     assert.equal(one('User'), 'berth');
     assert.equal(one('ExecStart'), '/usr/bin/env node /opt/berth/dist/cli/bin.js daemon');
+    assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID', 'systemctl reload sends the SIGHUP that re-reads berth.yml');
     const env = svc('Environment').flatMap((e) => e.split(/\s+/));
     assert.ok(env.includes('BERTH_CONFIG=/etc/berth/berth.yml'), env.join(' '));
     assert.ok(env.includes('BERTH_DB=/var/lib/berth/berth.db'), env.join(' '));

@@ -26,6 +26,26 @@ export function mustGetApp(deps: ApiDeps, name: string): StoredApp {
   return app;
 }
 
+/** A write that asks for new containers or a new spec is refused while DELETE tears the app down. */
+function refuseDeleting(app: StoredApp | null): void {
+  if (app?.deletingSince) throw new ConflictError(`app "${app.name}" is being deleted (since ${app.deletingSince}): wait until it is gone`, 'APP_DELETING');
+}
+
+function mustGetLiveApp(deps: ApiDeps, name: string): StoredApp {
+  const app = mustGetApp(deps, name);
+  refuseDeleting(app);
+  return app;
+}
+
+/** PUT and DELETE are for apps created through the API; the config file manages the apps it declares. */
+function refuseFileApp(deps: ApiDeps, name: string, what: string): void {
+  if (!deps.configFile.declares(name)) return;
+  throw new ConflictError(
+    `app "${name}" is declared in the config file ${deps.configFile.path}: ${what} it there, then reload (berth reload, or SIGHUP to the daemon)`,
+    'APP_MANAGED_BY_FILE',
+  );
+}
+
 /** Events that record a rollout giving up (src/reconciler/plan.ts, onFailure). */
 const FAILURE_EVENTS = new Set(['RolloutFailed', 'RolloutPaused']);
 /** How far back (newest events of the app) `lastFailure` looks for one. */
@@ -52,6 +72,9 @@ function appView(deps: ApiDeps, app: StoredApp) {
     name: app.name,
     paused: app.paused,
     maintenance: app.maintenance,
+    /** `file`: the config file declares it (edit it there); `api`: created through PUT. */
+    managedBy: deps.configFile.declares(app.name) ? 'file' : 'api',
+    deletingSince: app.deletingSince,
     spec: appDocument(app.spec),
     desired: desired ? { revision: desired.revision, version: desired.version, reason: desired.reason, actor: desired.actor, createdAt: desired.createdAt } : null,
     status,
@@ -83,6 +106,8 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       },
     },
     async (req: AppReq, reply) => {
+      refuseFileApp(deps, req.params.app, 'change');
+      refuseDeleting(deps.store.apps.getApp(req.params.app));
       const spec = validateAppDocument(req.params.app, req.body, deps.hostNames(), 'body');
       // A route that takes requests another app's route on a shared host already matches
       // (src/config/routes.ts) is refused, naming the app that owns it. No await between
@@ -114,7 +139,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       },
     },
     async (req: FastifyRequest<{ Params: { app: string }; Body: { version: string; expectedRevision?: number } }>, reply) => {
-      const app = mustGetApp(deps, req.params.app);
+      const app = mustGetLiveApp(deps, req.params.app);
       // The version and the app's spec already desired: 200 with that revision, nothing written.
       const { release, unchanged } = deps.store.releases.createReleaseUnlessCurrent({
         app: app.name,
@@ -168,7 +193,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       },
     },
     async (req: FastifyRequest<{ Params: { app: string }; Body: { version?: string } | undefined }>, reply) => {
-      const app = mustGetApp(deps, req.params.app);
+      const app = mustGetLiveApp(deps, req.params.app);
       const current = deps.store.releases.latestRelease(app.name);
       if (!current) throw new ConflictError(`app "${app.name}" has no release to roll back from`);
       const wanted = req.body?.version;
@@ -200,13 +225,31 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       },
     },
     async (req: FastifyRequest<{ Params: { app: string } }>, reply) => {
-      const app = mustGetApp(deps, req.params.app);
+      const app = mustGetLiveApp(deps, req.params.app);
       const current = deps.store.releases.latestRelease(app.name);
       if (!current) throw new ConflictError(`app "${app.name}" has no release to restart`);
       const restartedAt = new Date().toISOString();
       const release = deps.store.releases.createRelease({ app: app.name, version: current.version, spec: { ...current.spec, restartedAt }, reason: 'deploy', actor: actorOf(req) });
       deps.controller.enqueue(app.name);
       return reply.status(202).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, restartedAt });
+    },
+  );
+
+  app.delete(
+    '/v1/apps/:app',
+    {
+      onRequest: write,
+      schema: {
+        summary: "Delete an app created through the API (202): the controller takes its routes off every host's proxy (draining them), removes its containers, then its record; its events stay. 409 for an app the config file declares",
+        params: appParams,
+      },
+    },
+    async (req: AppReq, reply) => {
+      mustGetApp(deps, req.params.app);
+      refuseFileApp(deps, req.params.app, 'remove');
+      const app = deps.store.apps.markDeleting(req.params.app, actorOf(req));
+      deps.controller.enqueue(app.name);
+      return reply.status(202).send({ app: app.name, deletingSince: app.deletingSince, hosts: app.spec.hosts });
     },
   );
 

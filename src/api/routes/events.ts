@@ -184,7 +184,8 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
       },
     },
     async (req: EventsReq, reply) => {
-      const appName = mustGetApp(deps, req.params.app).name;
+      // A deleted app's events stay readable (the audit trail outlives it, src/store/apps.ts deleteApp).
+      const appName = deps.store.apps.getApp(req.params.app) || deps.store.events.listEvents(req.params.app, { limit: 1 }).length > 0 ? req.params.app : mustGetApp(deps, req.params.app).name;
       const lastEventId = req.headers['last-event-id'];
       const afterId = Number(typeof lastEventId === 'string' && /^[0-9]{1,12}$/.test(lastEventId) ? lastEventId : (req.query.after ?? 0));
       if ((req.headers.accept ?? '').includes('text/event-stream')) {
