@@ -133,6 +133,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       auth: { token, openReads: exposure.openReads },
       hostNames: () => Object.keys(config.hosts),
       configFile,
+      proxyStatus: (host) => traffic.status(host),
       version: BERTH_VERSION,
       eventStreams: { maxStreams: config.api.maxEventStreams },
     });

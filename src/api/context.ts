@@ -1,6 +1,7 @@
 import { ConflictError } from '../domain/errors.js';
 import type { Logger } from 'pino';
 import type { BerthMetrics } from '../metrics/registry.js';
+import type { ProxyStatus } from '../proxy/traffic.js';
 import type { Store, UpsertChange } from '../store/index.js';
 import type { EventStreamLimits } from './routes/events.js';
 
@@ -55,6 +56,8 @@ export interface ApiDeps {
   auth: { token: string | null; openReads: boolean };
   /** Host names declared in the config (apps may only use these). */
   hostNames(): string[];
+  /** The host's proxy as it runs now (GET /v1/hosts); absent when the daemon runs no proxy (benchmarks). Rejects when the host does not answer. */
+  proxyStatus?(host: string): Promise<ProxyStatus>;
   configFile: ConfigFileHandle;
   version: string;
   /** Bounds of the SSE event streams; unset fields take EVENT_STREAM_DEFAULTS (maxStreams: config api.max_event_streams). */

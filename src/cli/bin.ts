@@ -23,7 +23,7 @@ Usage:
   berth remove APP [--wait [--timeout D]]
                                         delete an app created through the API: drain, remove its containers
   berth reload                          re-read the daemon's config file (all of it valid, or nothing changes)
-  berth hosts                           every host: up/down, Docker version, last check, last error
+  berth hosts                           every host: up/down, Docker version, proxy, last check, last error
   berth pause APP | berth resume APP    hold / continue the rollout between steps
   berth exec APP [--host H] -- CMD      run CMD (sh -c) in a one-off container of the current release
   berth maintenance APP [--message M] | berth live APP
@@ -69,7 +69,7 @@ const COMMANDS: Record<string, CommandSpec> = {
     args: { required: [], optional: ['APP'] },
     options: JSON_OPT,
   },
-  hosts: { usage: 'berth hosts [--json]\n  every host: up/down, Docker version, when it was last checked and its last error', args: { required: [], optional: [] }, options: JSON_OPT },
+  hosts: { usage: 'berth hosts [--json]\n  every host: up/down, Docker version, its proxy (running with N routes, not answering, stopped, missing), when it was last checked and its last error', args: { required: [], optional: [] }, options: JSON_OPT },
   rollback: {
     usage: `berth rollback APP [--to VERSION] [--wait [--timeout D]] [--json]\n  back to the previous (or named) version, as a new revision${WAIT_HELP}`,
     args: app1,
@@ -193,7 +193,20 @@ type AppView = {
   lastFailure?: Failure | null;
 };
 /** A row of GET /v1/hosts. */
-type HostRow = { host: string; up: boolean; dockerVersion: string | null; lastError: string | null; checkedAt: string | null };
+type HostRow = {
+  host: string;
+  up: boolean;
+  dockerVersion: string | null;
+  lastError: string | null;
+  checkedAt: string | null;
+  proxy?: { state: string; image: string | null; routes: number } | null;
+};
+
+/** `berth hosts`' PROXY column: its state, and the routes it serves when it runs. */
+function proxyCell(p: HostRow['proxy']): string | null {
+  if (!p) return null;
+  return p.state === 'running' ? `running, ${p.routes} route${p.routes === 1 ? '' : 's'}` : p.state;
+}
 
 /** Exit codes (README.md, "CLI"); a usage mistake is 2 and an API error 1 (see the end of this file). */
 const EXIT = { ok: 0, failed: 1, timeout: 3 } as const;
@@ -468,7 +481,7 @@ async function main(argv: string[]): Promise<number> {
     case 'hosts': {
       const { hosts } = await client.request<{ hosts: HostRow[] }>('GET', '/v1/hosts');
       out({ hosts }, () =>
-        console.log(table(['HOST', 'STATE', 'DOCKER', 'CHECKED', 'LAST ERROR'], hosts.map((h) => [h.host, h.up ? 'up' : 'down', h.dockerVersion, h.checkedAt ? ago(h.checkedAt) : 'never', h.lastError]))),
+        console.log(table(['HOST', 'STATE', 'DOCKER', 'PROXY', 'CHECKED', 'LAST ERROR'], hosts.map((h) => [h.host, h.up ? 'up' : 'down', h.dockerVersion, proxyCell(h.proxy), h.checkedAt ? ago(h.checkedAt) : 'never', h.lastError]))),
       );
       return 0;
     }

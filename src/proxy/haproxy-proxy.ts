@@ -26,7 +26,7 @@ import {
   type Slot,
 } from './haproxy-config.js';
 import { CADDY_ADMIN_SOCKET_NAME, MIGRATION_STATS_SOCKET_NAME, finishLeftovers, migrateFromCaddy, type MigrationContext } from './caddy-migration.js';
-import type { RouteState, TrafficSwitch, Upstream } from './traffic.js';
+import type { ProxyStatus, RouteState, TrafficSwitch, Upstream } from './traffic.js';
 
 /** The proxy's `berth.app` label: not a valid app name, so it never collides with one. */
 export const PROXY_APP_LABEL = '_proxy';
@@ -38,6 +38,8 @@ const READY_POLL_MS = 100;
 /** How long a running proxy that does not answer gets before it is restarted (a reload takes ~100 ms). */
 const RUNNING_GRACE_MS = 5_000;
 const DRAIN_POLL_MS = 100;
+/** How long a proxy status read (GET /v1/hosts) is reused. */
+const STATUS_MAX_AGE_MS = 5_000;
 const ADMIN_SOCKET = `${STATE_DIR_IN_CONTAINER}/admin.sock`;
 const MASTER_SOCKET = `${STATE_DIR_IN_CONTAINER}/master.sock`;
 /** What the runtime API answers when a command failed (it answers 200-less text, never a status). */
@@ -84,6 +86,8 @@ export class HaproxyProxy implements TrafficSwitch {
   private readonly queues = new Map<string, Promise<unknown>>();
   /** Hosts whose proxy containers were checked for a migration an earlier berth left half done (caddy-migration.ts). */
   private readonly settled = new Set<string>();
+  /** The last `status` read per host: GET /v1/hosts (polled by `deploy --wait`) must not cost runtime calls each time. */
+  private readonly statusCache = new Map<string, { at: number; value: Promise<ProxyStatus> }>();
 
   constructor(private readonly o: HaproxyOptions) {}
 
@@ -374,6 +378,29 @@ export class HaproxyProxy implements TrafficSwitch {
       workers = await this.oldWorkers(host);
     }
     if (workers > 0) this.o.log.warn({ host, app, oldWorkers: workers, timeoutMs }, 'route removed: drain timeout with requests in flight');
+  }
+
+  /**
+   * The host's proxy now (`berth hosts`): its container, and whether its runtime API
+   * answers with how many routes. Read-only, outside the host's serial section; a read
+   * younger than STATUS_MAX_AGE_MS is reused. A host that does not answer rejects.
+   */
+  status(host: string): Promise<ProxyStatus> {
+    const cached = this.statusCache.get(host);
+    if (cached && Date.now() - cached.at < STATUS_MAX_AGE_MS) return cached.value;
+    const value = this.readStatus(host);
+    this.statusCache.set(host, { at: Date.now(), value });
+    value.catch(() => this.statusCache.delete(host));
+    return value;
+  }
+
+  private async readStatus(host: string): Promise<ProxyStatus> {
+    const checkedAt = new Date().toISOString();
+    const container = await this.proxyContainer(host);
+    if (!container) return { state: 'missing', image: null, routes: 0, checkedAt };
+    if (!container.running) return { state: 'stopped', image: container.version, routes: 0, checkedAt };
+    const state = await this.readState(host);
+    return { state: state ? 'running' : 'not answering', image: container.version, routes: state?.routes.size ?? 0, checkedAt };
   }
 
   /** Workers a reload left behind, still finishing their connections (`show proc` on the master). */

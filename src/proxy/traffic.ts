@@ -28,6 +28,18 @@ export interface TrafficSwitch {
   removeRoute(host: string, app: string, timeoutMs: number): Promise<void>;
 }
 
+/** A host's proxy as `berth hosts` shows it. */
+export interface ProxyStatus {
+  /** `running`: its runtime API answers; `not answering`: the container runs but the API does not; `stopped`; `missing`: no proxy container. */
+  state: 'running' | 'not answering' | 'stopped' | 'missing';
+  /** The proxy container's image (null when missing). */
+  image: string | null;
+  /** Apps it routes (running only). */
+  routes: number;
+  /** When this was read (ISO). */
+  checkedAt: string;
+}
+
 export interface RouteState {
   /** `ip:port` the route sends traffic to, or null when the host has no route for the app. */
   upstream: string | null;

@@ -52,6 +52,14 @@ describe('app specs: the file, DELETE under load, reload', { skip, concurrency: 
         .on('error', reject);
     });
 
+  /** Until GET /v1/hosts says every host's proxy runs with `routes` routes (its reads are reused for 5 s). */
+  async function proxiesRoute(routes: number): Promise<void> {
+    await waitUntil(`every proxy with ${routes} routes`, async () => {
+      const { body } = await d.request<{ hosts: Array<{ proxy: { state: string; routes: number; image: string } | null }> }>('GET', '/v1/hosts');
+      return body.hosts.length === 3 && body.hosts.every((h) => h.proxy?.state === 'running' && h.proxy.routes === routes && h.proxy.image === d.bed.images.haproxy) ? true : null;
+    }, { timeoutMs: 15_000, describe: async () => JSON.stringify((await d.request('GET', '/v1/hosts')).body) });
+  }
+
   before(async () => {
     d = await startBedDaemonApps({ web: WEB });
     addrs = d.bed.hosts.slice(0, 3).map((h) => h.address);
@@ -77,6 +85,7 @@ describe('app specs: the file, DELETE under load, reload', { skip, concurrency: 
     assert.equal(created.status, 201, JSON.stringify(created.body));
     await deploy('extra', 'v2');
     for (const addr of addrs) assert.equal(await get(addr, 'extra.test'), '200 v2', `${addr} extra.test`);
+    await proxiesRoute(2);
   });
 
   it("DELETE under load: web loses no request, extra's requests in flight are answered, then its route, containers, record and metrics are gone on every host; its events stay", async () => {
@@ -109,6 +118,7 @@ describe('app specs: the file, DELETE under load, reload', { skip, concurrency: 
     const events = await d.request<{ events: BerthEvent[] }>('GET', '/v1/apps/extra/events?limit=1000');
     assert.equal(events.status, 200);
     assert.deepEqual(events.body.events.map((e) => e.type).filter((t) => t === 'AppDeleting' || t === 'AppDeleted'), ['AppDeleting', 'AppDeleted']);
+    await proxiesRoute(1);
     const metrics = await (await fetch(`${d.url}/metrics`)).text();
     assert.doesNotMatch(metrics, /app="extra"/, 'no metric series of the deleted app');
     assert.match(metrics, /app="web"/);

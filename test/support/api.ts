@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
 import { buildApp } from '../../src/api/app.js';
-import { NO_CONFIG_FILE, type ConfigFileHandle, type ControllerHandle, type ExecResult } from '../../src/api/context.js';
+import { NO_CONFIG_FILE, type ApiDeps, type ConfigFileHandle, type ControllerHandle, type ExecResult } from '../../src/api/context.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import type { EventStreamLimits } from '../../src/api/routes/events.js';
@@ -53,6 +53,8 @@ export interface TestApiOptions {
   eventStreams?: Partial<EventStreamLimits>;
   /** The daemon's config file as the API sees it (default: none, declaring no app). */
   configFile?: ConfigFileHandle;
+  /** The hosts' proxy states GET /v1/hosts reports (default: none, as without a proxy). */
+  proxyStatus?: ApiDeps['proxyStatus'];
 }
 
 export const DEFAULT_HOSTS = ['h1', 'h2', 'h3'];
@@ -78,6 +80,7 @@ export function makeApi(opts: TestApiOptions = {}): TestApi {
     auth: { token: opts.token === undefined ? TOKEN : opts.token, openReads: opts.openReads ?? false },
     hostNames: () => hosts,
     configFile: opts.configFile ?? NO_CONFIG_FILE,
+    ...(opts.proxyStatus ? { proxyStatus: opts.proxyStatus } : {}),
     version: '0.0.0-test',
     ...(opts.eventStreams ? { eventStreams: opts.eventStreams } : {}),
   });

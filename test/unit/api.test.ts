@@ -582,6 +582,32 @@ describe('hosts', () => {
     assert.equal(h2!.up, false);
     assert.match(h2!.lastError, /ECONNREFUSED/);
     assert.match(h2!.checkedAt, /^\d{4}-/);
+    assert.equal(h1!.proxy, null, 'no proxy status without a proxy');
+  });
+
+  test("each host's proxy state, asked only of hosts that answer; one that fails or is slow is null, not an error", async () => {
+    const asked: string[] = [];
+    const t = makeApi({
+      proxyStatus: async (host) => {
+        asked.push(host);
+        if (host === 'h2') throw new Error('h2: ssh: connect ECONNREFUSED');
+        if (host === 'h3') await new Promise((r) => setTimeout(r, 5_000));
+        return { state: 'running', image: 'haproxy:2.6', routes: 2, checkedAt: '2026-11-29T00:00:00.000Z' };
+      },
+    });
+    try {
+      for (const host of ['h1', 'h2', 'h3']) t.store.hostsStatus.upsert({ host, up: true, dockerVersion: '27.5.1' });
+      const started = Date.now();
+      const hosts = json(await t.call({ method: 'GET', url: '/v1/hosts' })).hosts as Json[];
+      assert.ok(Date.now() - started < 4_000, 'a slow host does not hold the list');
+      assert.deepEqual(hosts.map((h) => h.proxy), [{ state: 'running', image: 'haproxy:2.6', routes: 2, checkedAt: '2026-11-29T00:00:00.000Z' }, null, null]);
+      t.store.hostsStatus.upsert({ host: 'h1', up: false, lastError: 'gone' });
+      asked.length = 0;
+      await t.call({ method: 'GET', url: '/v1/hosts' });
+      assert.deepEqual(asked, ['h2', 'h3'], 'a host that is down is not asked');
+    } finally {
+      await t.close();
+    }
   });
 });
 
