@@ -70,23 +70,25 @@ const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : '');
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : '');
 
 /**
- * Hosts on the desired revision, of all the app's hosts. The status row describes the
- * revision its Progressing condition names (it lags a new release by one reconcile pass):
- * until it names the desired one, no host counts as updated to it.
+ * Whether the status row describes the desired revision: it lags a new release by one
+ * reconcile pass, and until then it names the previous one (in its Progressing condition).
  */
-function progressOf(view) {
-  const status = view.status;
-  const desired = view.desired;
-  const total = status?.hosts.length ?? view.spec.hosts?.length ?? 0;
-  if (!status || !desired) return { updated: 0, total };
+function statusIsCurrent(view) {
+  const { status, desired } = view;
+  if (!status || !desired) return false;
   const progressing = status.conditions.find((c) => c.type === 'Progressing');
-  const current = status.observedRevision === desired.revision || new RegExp(`\\brevision ${desired.revision}\\b`).test(progressing?.message ?? '');
-  return { updated: current ? status.hosts.filter((x) => x.health === 'healthy').length : 0, total };
+  return status.observedRevision === desired.revision || new RegExp(`\\brevision ${desired.revision}\\b`).test(progressing?.message ?? '');
 }
 
-/** The phase in words (never colour alone): Complete, Progressing, Failed, Paused, RolledBack. */
+/** Hosts on the desired revision, of all the app's hosts. */
+function progressOf(view) {
+  const total = view.status?.hosts.length ?? view.spec.hosts?.length ?? 0;
+  return { updated: statusIsCurrent(view) ? view.status.hosts.filter((x) => x.health === 'healthy').length : 0, total };
+}
+
+/** The phase in words (never colour alone): Pending (not picked up yet), Progressing, Complete, Failed, Paused, RolledBack. */
 function phaseOf(view) {
-  const phase = view.status?.phase ?? (view.desired ? 'Pending' : 'No release');
+  const phase = !view.desired ? 'No release' : statusIsCurrent(view) ? view.status.phase : 'Pending';
   const extra = [view.paused && phase !== 'Paused' ? 'paused' : null, view.maintenance ? 'maintenance' : null].filter(Boolean);
   return { phase, text: extra.length ? `${phase} (${extra.join(', ')})` : phase };
 }
@@ -249,12 +251,12 @@ class AppState {
     const names = status?.hosts.map((x) => x.host) ?? this.view.spec.hosts ?? [];
     const lastByHost = new Map();
     for (const e of this.events) if (e.host) lastByHost.set(e.host, e);
-    const { updated } = progressOf(this.view);
+    const current = statusIsCurrent(this.view);
     this.hostRows.replaceChildren(
       ...names.map((name) => {
         const x = status?.hosts.find((y) => y.host === name);
         const ev = lastByHost.get(name);
-        const state = x?.health === 'unhealthy' ? 'Failed' : x?.health === 'healthy' && updated > 0 ? 'Updated' : 'Pending';
+        const state = x?.health === 'unhealthy' ? 'Failed' : x?.health === 'healthy' && current ? 'Updated' : 'Pending';
         return h(
           'tr',
           { 'data-host': name, 'data-state': state },
@@ -280,11 +282,14 @@ class AppState {
 
   renderHistory() {
     const desired = this.view.desired;
+    // One button per version, on its newest release: a rollback to a version takes that release's spec.
+    const offered = new Set([desired?.version]);
     this.historyRows.replaceChildren(
       ...this.releases.map((r) => {
         const current = desired && r.revision === desired.revision;
         let action = h('span', {}, current ? 'Desired' : '');
-        if (desired && r.version !== desired.version) {
+        if (desired && !offered.has(r.version)) {
+          offered.add(r.version);
           action = h('button', { type: 'button', class: 'rollback', 'data-version': r.version }, `Roll back ${this.name} to ${r.version}`);
           action.addEventListener('click', () => openRollback(this, r.version));
         }

@@ -1,0 +1,17 @@
+import { chromium } from 'playwright-core';
+import { makeApi, seedApp, TOKEN } from './test/support/api.js';
+const api = makeApi();
+await seedApp(api, 'web', ['v1', 'v2']);
+const url = await api.app.listen({ port: 0, host: '127.0.0.1' });
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+const p = await b.newPage();
+p.on('console', (m) => console.log('console', m.type(), m.text()));
+p.on('pageerror', (e) => console.log('pageerror', e.message));
+await p.goto(url + '/');
+await p.getByLabel('API token').fill(TOKEN);
+await p.getByRole('button', { name: 'Log in' }).click();
+await p.waitForTimeout(1500);
+console.log(await p.locator('main').ariaSnapshot());
+await p.screenshot({ path: '/tmp/sp/smoke.png', fullPage: true });
+await b.close();
+await api.close();
