@@ -12,6 +12,8 @@ export interface AuthChecks {
   requireReader(request: FastifyRequest): Promise<void>;
   /** The status page's login form: is this the token? */
   tokenMatches(given: string): boolean;
+  /** False when berth has no token at all: nobody can log in (or write). */
+  hasToken: boolean;
 }
 
 /**
@@ -37,5 +39,5 @@ export function makeAuthChecks(token: string | null, sessions: SessionStore): Au
     if (!request.headers.authorization && sessions.valid(cookieValue(request.headers.cookie, SESSION_COOKIE))) return;
     await requireToken(request);
   };
-  return { requireToken, requireReader, tokenMatches };
+  return { requireToken, requireReader, tokenMatches, hasToken: !!expected };
 }

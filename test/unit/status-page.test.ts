@@ -58,6 +58,15 @@ describe('status page login', () => {
     assert.match(empty.body, /Enter the API token/);
     assert.match(api.logs(), /status page login refused: wrong token/);
     assert.equal(api.logs().includes('not-the-token'), false, 'the refused token is not logged');
+    const none = makeApi({ token: null });
+    try {
+      const res = await none.app.inject({ method: 'POST', url: '/ui/login', headers: FORM, payload: 'token=anything' });
+      assert.equal(res.statusCode, 401);
+      assert.match(res.body, /no API token configured; set BERTH_TOKEN or api\.token/);
+      assert.equal(res.headers['set-cookie'], undefined);
+    } finally {
+      await none.close();
+    }
   });
 
   test('the right token sets an HttpOnly, SameSite=Strict session cookie on / (not Secure without TLS) and redirects to the page', async () => {

@@ -79,7 +79,12 @@ export function uiRoutes(app: FastifyInstance, ui: UiDeps): void {
         const token = (request.body.token ?? '').trim();
         if (!ui.auth.tokenMatches(token)) {
           request.log.warn('status page login refused: wrong token');
-          return page(reply, 401, loginPage(login, token ? 'That is not the API token. Try again.' : 'Enter the API token.'));
+          const why = !ui.auth.hasToken
+            ? 'This berth has no API token configured; set BERTH_TOKEN or api.token.'
+            : token
+              ? 'That is not the API token. Try again.'
+              : 'Enter the API token.';
+          return page(reply, 401, loginPage(login, why));
         }
         const { id, maxAgeS } = ui.sessions.create();
         request.log.info('status page login');
