@@ -256,7 +256,9 @@ class AppState {
       ...names.map((name) => {
         const x = status?.hosts.find((y) => y.host === name);
         const ev = lastByHost.get(name);
-        const state = x?.health === 'unhealthy' ? 'Failed' : x?.health === 'healthy' && current ? 'Updated' : 'Pending';
+        // Updating: the host's newest event belongs to the desired revision, which it does not serve yet.
+        const state =
+          x?.health === 'unhealthy' ? 'Failed' : x?.health === 'healthy' && current ? 'Updated' : ev && ev.revision === this.view.desired?.revision ? 'Updating' : 'Pending';
         return h(
           'tr',
           { 'data-host': name, 'data-state': state },

@@ -106,6 +106,12 @@ describe('the status page in chromium during a real 3-host rollout', { skip: ski
       new MutationObserver(() => {
         if (window.seen.at(-1) !== el.textContent) window.seen.push(el.textContent);
       }).observe(el, { childList: true, characterData: true, subtree: true });
+      window.hostStates = [];
+      const rows = document.querySelector('section[data-app="${APP}"] table.hosts tbody');
+      new MutationObserver(() => {
+        const state = rows.querySelector('tr[data-host="h1"]')?.dataset.state;
+        if (state && window.hostStates.at(-1) !== state) window.hostStates.push(state);
+      }).observe(rows, { childList: true, subtree: true });
     })()`);
     const t0 = Date.now();
     const revision = await deploy('v2');
@@ -115,14 +121,17 @@ describe('the status page in chromium during a real 3-host rollout', { skip: ski
     await progressText().filter({ hasText: `3/3 hosts on revision ${revision} (v2) · Complete` }).waitFor({ timeout: 90_000 });
     const done = Date.now() - t0;
     await shot('rollout-complete');
-    const { seen, marker } = await page.evaluate<{ seen: string[]; marker: string }>('({ seen: window.seen, marker: window.marker })');
+    const { seen, marker, hostStates } = await page.evaluate<{ seen: string[]; marker: string; hostStates: string[] }>(
+      '({ seen: window.seen, marker: window.marker, hostStates: window.hostStates })',
+    );
     assert.equal(marker, 'same page', 'no reload');
     const counts = seen.map((t) => new RegExp(`^(\\d)/3 hosts on revision ${revision} `).exec(t)?.[1]).filter((c): c is string => c !== undefined);
     const distinct = counts.filter((c, i) => c !== counts[i - 1]);
     assert.deepEqual(distinct, ['0', '1', '2', '3'], `the progress line, in order: ${JSON.stringify(seen)}`);
     assert.match(seen.at(-1)!, /· Complete$/);
     console.log(`# status page: 0/3 shown ${shown0} ms after the deploy, 3/3 Complete ${done} ms after; ${seen.length} progress texts`);
-    // Each host's row moved with it, and the timeline drew each host's update.
+    // Each host's row moved with it (h1's, as it went), and the timeline drew each host's update.
+    assert.deepEqual(hostStates.filter((st) => st !== 'Pending'), ['Updating', 'Updated'], `h1's row: ${JSON.stringify(hostStates)}`);
     for (const host of ['h1', 'h2', 'h3']) {
       const row = section().locator(`tr[data-host="${host}"]`);
       assert.equal(await row.getAttribute('data-state'), 'Updated');
