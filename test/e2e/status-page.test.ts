@@ -68,6 +68,9 @@ describe('the status page in chromium during a real 3-host rollout', { skip: ski
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('response', (r) => {
+      if (r.status() === 404 || r.status() >= 500) pageErrors.push(`${r.status()} ${r.url()}`);
+    });
   });
 
   after(async () => {
@@ -195,6 +198,6 @@ describe('the status page in chromium during a real 3-host rollout', { skip: ski
     }
     // Status is text, not colour only: the phase and every host's state are words.
     assert.match((await section().locator('.phase').textContent()) ?? '', /^(RolledBack|Complete)/);
-    assert.deepEqual(pageErrors, [], 'no script errors on the page');
+    assert.deepEqual(pageErrors, [], 'no script error, no 404 or 5xx answer to the page (its icon included)');
   });
 });

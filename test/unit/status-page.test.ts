@@ -151,9 +151,23 @@ describe('what a session may do', () => {
     assert.equal(res.statusCode, 415);
   });
 
+  test('every file the pages link (script, style, icon) is served with its type', async () => {
+    const cookie = sessionOf(await login(TOKEN));
+    const pages = [(await api.app.inject({ method: 'GET', url: '/' })).body, (await api.app.inject({ method: 'GET', url: '/', headers: { cookie } })).body];
+    const linked = new Set(pages.flatMap((html) => [...html.matchAll(/(?:src|href)="(\/ui\/[^"]+)"/g)].map((m) => m[1]!)));
+    assert.deepEqual([...linked].sort(), ['/ui/app.js', '/ui/icon.svg', '/ui/style.css']);
+    const types: Record<string, RegExp> = { js: /^text\/javascript/, css: /^text\/css/, svg: /^image\/svg\+xml/ };
+    for (const url of linked) {
+      const res = await api.app.inject({ method: 'GET', url });
+      assert.equal(res.statusCode, 200, url);
+      assert.match(String(res.headers['content-type']), types[url.split('.').pop()!]!, url);
+      assert.equal(res.headers['x-content-type-options'], 'nosniff');
+    }
+  });
+
   test('the page routes are not in /openapi.json', async () => {
     const doc = JSON.parse((await api.app.inject({ method: 'GET', url: '/openapi.json' })).body) as { paths: Record<string, unknown> };
-    for (const path of ['/', '/ui/login', '/ui/logout', '/ui/app.js', '/ui/style.css']) assert.equal(doc.paths[path], undefined, path);
+    for (const path of ['/', '/ui/login', '/ui/logout', '/ui/app.js', '/ui/style.css', '/ui/icon.svg']) assert.equal(doc.paths[path], undefined, path);
   });
 });
 

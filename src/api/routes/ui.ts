@@ -13,7 +13,8 @@ export const UI_DIR = new URL('../../../ui/', import.meta.url);
 export const PAGE_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-const ASSETS = { 'app.js': 'text/javascript; charset=utf-8', 'style.css': 'text/css; charset=utf-8' } as const;
+/** The icon spares every page load a 404 for /favicon.ico (browsers ask for it unless the page names one). */
+const ASSETS = { 'app.js': 'text/javascript; charset=utf-8', 'style.css': 'text/css; charset=utf-8', 'icon.svg': 'image/svg+xml' } as const;
 /** Where the login page says why the last attempt failed (fixed texts only, nothing from the request). */
 const MESSAGE_SLOT = '<!--message-->';
 /** A login form body is one token; anything bigger is not one. */
