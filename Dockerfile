@@ -70,12 +70,14 @@ ENV NODE_ENV=production \
 
 WORKDIR /app
 # Code is owned by root and read-only for the daemon; only /var/lib/berth is writable.
-# dist/ and migrations/ must stay side by side (the store reads ../../migrations
-# from dist/store/), and package.json next to them (berth --version reads it).
+# dist/, migrations/ and ui/ must stay side by side (the store reads ../../migrations
+# from dist/store/, the status page ../../../ui from dist/api/routes/), and package.json
+# next to them (berth --version reads it).
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/dist ./dist
 COPY migrations ./migrations
+COPY ui ./ui
 COPY deploy/berth.yml ./deploy/berth.yml
 
 USER 10001:10001

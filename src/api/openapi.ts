@@ -17,7 +17,8 @@ export function collectOpenApi(app: FastifyInstance, opts: { version: string; is
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     for (const method of methods) {
-      if (method === 'HEAD' || route.url === '/openapi.json') continue;
+      // `hide`: the status page's routes (src/api/routes/ui.ts) are not API.
+      if (method === 'HEAD' || route.url === '/openapi.json' || route.schema?.hide) continue;
       ops.push({ method: method.toLowerCase(), url: route.url, schema: (route.schema ?? {}) as Record<string, unknown>, secured: opts.isSecured(route) });
     }
   });

@@ -58,5 +58,7 @@ declare module 'fastify' {
   interface FastifySchema {
     /** One line for /openapi.json. */
     summary?: string;
+    /** Left out of /openapi.json (the status page's HTML, assets and forms). */
+    hide?: boolean;
   }
 }

@@ -118,7 +118,7 @@ describe('system routes', () => {
     const query = (doc.paths['/v1/apps/{app}/releases'].get.parameters as Json[]).filter((p) => p.in === 'query').map((p) => p.name);
     assert.deepEqual(query.sort(), ['before', 'limit']);
     const eventsQuery = (doc.paths['/v1/apps/{app}/events'].get.parameters as Json[]).filter((p) => p.in === 'query').map((p) => p.name);
-    assert.deepEqual(eventsQuery.sort(), ['after', 'limit']);
+    assert.deepEqual(eventsQuery.sort(), ['after', 'limit', 'tail']);
   });
 
   test('an unknown route is a JSON 404 naming it', async () => {

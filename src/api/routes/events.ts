@@ -2,11 +2,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { BerthEvent } from '../../domain/release.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
-import { errorBody } from '../errors.js';
+import { errorBody, UnprocessableError } from '../errors.js';
 import { appParams, pageSize } from '../schemas.js';
 import { mustGetApp } from './apps.js';
 
-type EventsReq = FastifyRequest<{ Params: { app: string }; Querystring: { after?: string; limit?: string } }>;
+type EventsReq = FastifyRequest<{ Params: { app: string }; Querystring: { after?: string; limit?: string; tail?: string } }>;
 
 /** Bounds of the live SSE streams (README.md, "HTTP API"); every field has a default. */
 export interface EventStreamLimits {
@@ -179,6 +179,7 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
           properties: {
             after: { type: 'string', pattern: '^[0-9]{1,12}$', description: 'an event id: only events newer than it are listed' },
             limit: pageSize,
+            tail: { ...pageSize, description: `a count: the newest N events (at most ${MAX_LIMIT}), oldest first; not with after` },
           },
         },
       },
@@ -197,6 +198,12 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
             .send(errorBody(503, 'TOO_MANY_STREAMS', `too many open event streams (api.max_event_streams = ${limits.maxStreams}); retry later`));
         }
         return stream(deps, appName, afterId, reply, limits, open);
+      }
+      // The newest events (the status page's timeline), then a live stream from the last one's id.
+      if (req.query.tail !== undefined) {
+        if (req.query.after !== undefined) throw new UnprocessableError('querystring: tail (the newest N events) and after (events after an id) cannot be combined');
+        const tail = Math.min(Number(req.query.tail) || DEFAULT_LIMIT, MAX_LIMIT);
+        return { events: deps.store.events.pageEvents(appName, { limit: tail }).reverse(), next: null };
       }
       const limit = Math.min(Number(req.query.limit ?? DEFAULT_LIMIT) || DEFAULT_LIMIT, MAX_LIMIT);
       const events = deps.store.events.listEvents(appName, { afterId, limit });
