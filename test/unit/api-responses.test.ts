@@ -68,7 +68,8 @@ before(async () => {
   );
   // Every route is named for generated clients, once, and documents a success.
   for (const o of all) {
-    assert.match(String(o.id), /^[a-z][A-Za-z]+$/, `${o.method} ${o.path} has a camelCase operationId`);
+    assert.equal(typeof o.id, 'string', `${o.method} ${o.path} has an operationId`);
+    assert.match(o.id, /^[a-z][A-Za-z]+$/, `${o.method} ${o.path}: the operationId ${o.id} is camelCase`);
     assert.ok(Object.keys(o.op.responses).some((s) => s.startsWith('2')), `${o.id} documents a success response`);
   }
   ops = new Map(all.map((o) => [o.id, o]));
