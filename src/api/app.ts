@@ -4,6 +4,7 @@ import './schemas.js';
 import { makeAuthChecks } from './auth.js';
 import { formatSchemaErrors, frameworkError, installErrorHandler } from './errors.js';
 import { collectOpenApi } from './openapi.js';
+import { declareShapeErrors } from './responses.js';
 import { appRoutes } from './routes/apps.js';
 import { configRoutes } from './routes/config.js';
 import { eventRoutes } from './routes/events.js';
@@ -16,6 +17,21 @@ import { SessionStore } from './session.js';
 
 export const BODY_LIMIT_BYTES = 256 * 1024;
 const MAX_PARAM_LENGTH = 200;
+
+/**
+ * Query integers arrive as strings: decimal digits (15 at most, always a safe integer)
+ * become a number for the schema to check with its bounds; anything else ("1e3", "0x10",
+ * " 1") stays a string, which the schema refuses as not an integer, naming the parameter.
+ */
+function queryIntegers(request: FastifyRequest): void {
+  const props = (request.routeOptions.schema?.querystring as { properties?: Record<string, { type?: unknown }> } | undefined)?.properties;
+  if (!props) return;
+  const query = request.query as Record<string, unknown>;
+  for (const [name, schema] of Object.entries(props)) {
+    const value = query[name];
+    if (schema.type === 'integer' && typeof value === 'string' && /^-?[0-9]{1,15}$/.test(value)) query[name] = Number(value);
+  }
+}
 
 /** Loopback peers, IPv4, IPv6 and IPv4-mapped IPv6. */
 const isLoopback = (address: string | undefined) => !!address && /^(?:127\.|::1$|::ffff:127\.)/.test(address);
@@ -65,8 +81,12 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
     route.onRequest = [...(Array.isArray(on) ? on : on ? [on] : []), ...moved] as typeof route.onRequest;
     route.preHandler = rest.length > 0 ? (rest as typeof route.preHandler) : undefined;
   });
-  // A body whose schema requires nothing may be left out (`curl -X POST .../pause`): it reads as {}.
+  // Every route's response schemas name the errors its shape can answer (src/api/responses.ts).
+  app.addHook('onRoute', (route) => declareShapeErrors(route, [route.onRequest].flat().some((h) => guards.has(h))));
+  // Query integers become numbers; a body whose schema requires nothing may be left out
+  // (`curl -X POST .../pause`): it reads as {}.
   app.addHook('preValidation', async (request: FastifyRequest) => {
+    queryIntegers(request);
     const body = request.routeOptions.schema?.body as { type?: string; required?: string[] } | undefined;
     if (request.body === undefined && body?.type === 'object' && !body.required?.length) request.body = {};
   });
