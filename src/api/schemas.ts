@@ -24,7 +24,12 @@ export const version = {
 } as const;
 
 /** Query page size; arrives as a string. */
-export const pageSize = { type: 'string', pattern: '^[0-9]{1,4}$', description: `a page size (a whole number; at most ${MAX_LIMIT} are returned)` } as const;
+export const pageSize = { type: 'string', pattern: '^[1-9][0-9]{0,3}$', description: `a page size (a whole number from 1; at most ${MAX_LIMIT} are returned)` } as const;
+
+/** The query of a list route: `limit` and the route's cursor (every list is paged: README.md, "HTTP API"). */
+export function pageQuery<C extends Record<string, object>>(cursor: C) {
+  return { type: 'object', additionalProperties: false, properties: { limit: pageSize, ...cursor } } as const;
+}
 
 /** A body that may be empty (`{}` or none) and has no fields. */
 export const noFields = { type: 'object', additionalProperties: false, properties: {} } as const;

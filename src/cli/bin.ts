@@ -400,7 +400,7 @@ async function main(argv: string[]): Promise<number> {
         out(view, () => printStatus(view));
         return 0;
       }
-      const { apps } = await client.request<{ apps: AppView[] }>('GET', '/v1/apps');
+      const apps = await client.listAll<AppView>('/v1/apps', 'apps', 'after');
       out({ apps }, () =>
         console.log(table(['APP', 'PHASE', 'DESIRED', 'OBSERVED', 'HOSTS'], apps.map((a) => [
           a.name + (a.paused ? ' (paused)' : '') + (a.maintenance != null ? ' (maintenance)' : ''),

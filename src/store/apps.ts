@@ -4,7 +4,8 @@ import { NotFoundError } from '../domain/errors.js';
 import type { StoreContext } from './context.js';
 import type { EventsRepo } from './events.js';
 import { canonicalJson, parseJson } from './json.js';
-import type { StoredApp, UpsertAppResult } from './types.js';
+import { DEFAULT_APPS_LIMIT, PAGE_SPEC_BYTES, clampLimit } from './limits.js';
+import type { PageOptions, StoredApp, UpsertAppResult } from './types.js';
 
 interface AppRow {
   name: string;
@@ -29,6 +30,7 @@ function toApp(r: AppRow): StoredApp {
 export class AppsRepo {
   private readonly get: Database.Statement;
   private readonly all: Database.Statement;
+  private readonly page: Database.Statement;
   private readonly insert: Database.Statement;
   private readonly updateSpec: Database.Statement;
   private readonly updatePaused: Database.Statement;
@@ -43,6 +45,7 @@ export class AppsRepo {
     const cols = 'name, spec, paused, maintenance, created_at, updated_at';
     this.get = db.prepare(`SELECT ${cols} FROM apps WHERE name = ?`);
     this.all = db.prepare(`SELECT ${cols} FROM apps ORDER BY name`);
+    this.page = db.prepare(`SELECT ${cols} FROM apps WHERE name > ? ORDER BY name LIMIT ?`);
     this.insert = db.prepare(
       `INSERT INTO apps (name, spec, paused, created_at, updated_at) VALUES (?, ?, 0, ?, ?) RETURNING ${cols}`,
     );
@@ -91,6 +94,27 @@ export class AppsRepo {
 
   listApps(): StoredApp[] {
     return (this.all.all() as AppRow[]).map(toApp);
+  }
+
+  /**
+   * Apps by name after `after` (exclusive), at most `limit` (default DEFAULT_APPS_LIMIT,
+   * at most MAX_LIMIT), fewer once their specs reach PAGE_SPEC_BYTES (at least one).
+   * `next`: the name to pass as `after` for the rest, null when there is no more.
+   */
+  pageApps(opts: PageOptions & { after?: string } = {}): { apps: StoredApp[]; next: string | null } {
+    const limit = clampLimit(opts.limit, DEFAULT_APPS_LIMIT);
+    const apps: StoredApp[] = [];
+    let bytes = 0;
+    let more = false;
+    for (const row of this.page.iterate(opts.after ?? '', limit + 1) as IterableIterator<AppRow>) {
+      if (apps.length === limit || bytes >= PAGE_SPEC_BYTES) {
+        more = true;
+        break;
+      }
+      apps.push(toApp(row));
+      bytes += row.spec.length;
+    }
+    return { apps, next: more ? apps[apps.length - 1]!.name : null };
   }
 
   /** Every stored app's proxy route on `host` (what the host's proxy should route). */

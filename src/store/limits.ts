@@ -2,6 +2,14 @@
 export const DEFAULT_LIMIT = 100;
 /** A page of releases when the caller names no size: history is read newest first, rarely far back. */
 export const DEFAULT_RELEASES_LIMIT = 50;
+/** A page of apps when the caller names no size: each carries its spec, status and last failure. */
+export const DEFAULT_APPS_LIMIT = 50;
+/**
+ * A page of apps ends early, with a cursor to the rest, once the specs on it reach this
+ * many bytes of stored JSON: a spec can be hundreds of KB, and a page of 1000 of them
+ * would take seconds of the event loop to read and serialise (docs/benchmarks.md, "History").
+ */
+export const PAGE_SPEC_BYTES = 1_000_000;
 /** The most rows one call returns, whatever it asks: bounds the memory and the time of one API response. */
 export const MAX_LIMIT = 1000;
 

@@ -4,9 +4,9 @@ import { validateAppDocument } from '../../config/app.js';
 import { routeConflicts } from '../../config/routes.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
 import type { AppStatus } from '../../domain/release.js';
-import { DEFAULT_RELEASES_LIMIT, MAX_LIMIT, type StoredApp } from '../../store/index.js';
+import { DEFAULT_RELEASES_LIMIT, clampLimit, type StoredApp } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
-import { appParams, noFields, pageSize, version } from '../schemas.js';
+import { appParams, noFields, pageQuery, version } from '../schemas.js';
 
 type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
@@ -46,7 +46,7 @@ function lastFailure(deps: ApiDeps, app: string, status: AppStatus | null, desir
 }
 
 function appView(deps: ApiDeps, app: StoredApp) {
-  const desired = deps.store.releases.latestRelease(app.name);
+  const desired = deps.store.releases.latestSummary(app.name);
   const status = deps.store.status.readStatus(app.name);
   return {
     name: app.name,
@@ -64,9 +64,23 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
   const read = guard.read as never;
   const write = guard.write as never;
 
-  app.get('/v1/apps', { onRequest: read, schema: { summary: 'List apps with their status' } }, async () => ({
-    apps: deps.store.apps.listApps().map((a) => appView(deps, a)),
-  }));
+  app.get(
+    '/v1/apps',
+    {
+      onRequest: read,
+      schema: {
+        summary: 'List apps with their status, by name, one page at a time: pass next as ?after= for the rest',
+        querystring: pageQuery({ after: { ...appParams.properties.app, description: 'an app name: only apps after it (by name) are listed' } }),
+      },
+    },
+    async (req: FastifyRequest<{ Querystring: { limit?: string; after?: string } }>) => {
+      const page = deps.store.apps.pageApps({
+        ...(req.query.limit !== undefined ? { limit: Number(req.query.limit) } : {}),
+        ...(req.query.after !== undefined ? { after: req.query.after } : {}),
+      });
+      return { apps: page.apps.map((a) => appView(deps, a)), next: page.next };
+    },
+  );
 
   app.get('/v1/apps/:app', { onRequest: read, schema: { summary: 'Spec, desired release, status and per-host view of one app', params: appParams } }, async (req: AppReq) =>
     appView(deps, mustGetApp(deps, req.params.app)),
@@ -137,23 +151,14 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       schema: {
         summary: 'Release history, newest first',
         params: appParams,
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            limit: pageSize,
-            before: { type: 'string', pattern: '^[0-9]{1,9}$', description: 'a revision number: only releases older than it are listed' },
-          },
-        },
+        querystring: pageQuery({ before: { type: 'string', pattern: '^[0-9]{1,9}$', description: 'a revision number: only releases older than it are listed' } }),
       },
     },
     async (req: FastifyRequest<{ Params: { app: string }; Querystring: { limit?: string; before?: string } }>) => {
       const app = mustGetApp(deps, req.params.app);
-      const releases = deps.store.releases.listReleases(app.name, {
-        limit: Math.min(Number(req.query.limit ?? DEFAULT_RELEASES_LIMIT) || DEFAULT_RELEASES_LIMIT, MAX_LIMIT),
-        ...(req.query.before ? { before: Number(req.query.before) } : {}),
-      });
-      return { releases: releases.map(({ spec: _spec, ...r }) => r) };
+      const limit = clampLimit(req.query.limit === undefined ? undefined : Number(req.query.limit), DEFAULT_RELEASES_LIMIT);
+      const releases = deps.store.releases.listReleases(app.name, { limit, ...(req.query.before ? { before: Number(req.query.before) } : {}) });
+      return { releases, next: releases.length === limit ? releases[releases.length - 1]!.revision : null };
     },
   );
 
@@ -172,10 +177,8 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       const current = deps.store.releases.latestRelease(app.name);
       if (!current) throw new ConflictError(`app "${app.name}" has no release to roll back from`);
       const wanted = req.body?.version;
-      // Without a version: the newest release of another version, among the newest MAX_LIMIT (one page).
-      const target = wanted
-        ? deps.store.releases.findLatestByVersion(app.name, wanted)
-        : deps.store.releases.listReleases(app.name, { limit: MAX_LIMIT }).find((r) => r.version !== current.version);
+      // Without a version: the newest release of another version (one indexed lookup, however long the history).
+      const target = wanted ? deps.store.releases.findLatestByVersion(app.name, wanted) : deps.store.releases.rollbackTarget(app.name);
       if (!target) {
         if (wanted) throw new NotFoundError(`release with version "${wanted}" of app "${app.name}"`);
         throw new ConflictError(`app "${app.name}" has no earlier version than ${current.version} to roll back to`);
