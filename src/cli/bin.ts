@@ -244,7 +244,7 @@ async function waitFor(client: BerthClient, app: string, revision: number, json:
     const poll = async () => {
       let view = first;
       while (!controller.signal.aborted) {
-        const hosts = await client.request<{ hosts: HostRow[] }>('GET', '/v1/hosts').then((r) => r.hosts, () => null);
+        const hosts = await client.listAll<HostRow>('/v1/hosts', 'hosts', 'after').catch(() => null);
         if (controller.signal.aborted) return;
         if (view) last = view;
         showHosts(view, hosts);
@@ -413,7 +413,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'hosts': {
-      const { hosts } = await client.request<{ hosts: HostRow[] }>('GET', '/v1/hosts');
+      const hosts = await client.listAll<HostRow>('/v1/hosts', 'hosts', 'after');
       out({ hosts }, () =>
         console.log(table(['HOST', 'STATE', 'DOCKER', 'CHECKED', 'LAST ERROR'], hosts.map((h) => [h.host, h.up ? 'up' : 'down', h.dockerVersion, h.checkedAt ? ago(h.checkedAt) : 'never', h.lastError]))),
       );

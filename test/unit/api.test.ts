@@ -656,6 +656,27 @@ describe('hosts', () => {
     assert.equal(h2!.up, false);
     assert.match(h2!.lastError, /ECONNREFUSED/);
     assert.match(h2!.checkedAt, /^\d{4}-/);
+    assert.equal(json(res).next, null);
+  });
+
+  test('GET /v1/hosts pages by name: limit and after walk every host once; a bad cursor is a 400', async () => {
+    const t = makeApi({ hosts: ['h3', 'h1', 'h4', 'h2'] });
+    try {
+      const seen: string[][] = [];
+      let after: string | null = null;
+      do {
+        const res = await t.call({ method: 'GET', url: `/v1/hosts?limit=3${after ? `&after=${after}` : ''}` });
+        assert.equal(res.statusCode, 200, res.body);
+        seen.push((json(res).hosts as Json[]).map((h) => h.host as string));
+        after = json(res).next as string | null;
+      } while (after !== null && seen.length < 10);
+      assert.deepEqual(seen, [['h1', 'h2', 'h3'], ['h4']]);
+      const bad = await t.call({ method: 'GET', url: '/v1/hosts?after=bad%20name' });
+      assert.equal(bad.statusCode, 400);
+      assert.match(json(bad).message, /^querystring\.after: expected a host name/);
+    } finally {
+      await t.close();
+    }
   });
 });
 
