@@ -1131,6 +1131,23 @@ describe('events', () => {
     s.close();
   });
 
+  test('newestOfTypes: the newest event of the given types among the app\'s newest N, or null', () => {
+    const s = memStore();
+    const add = (app: string, type: string, message: string) => s.events.appendEvent({ app, type, message });
+    add('web', 'RolloutFailed', 'old failure');
+    add('web', 'RolloutPaused', 'newer pause');
+    add('api', 'RolloutFailed', 'another app');
+    for (let i = 0; i < 5; i++) add('web', 'Step', `s${i}`);
+    const types = ['RolloutFailed', 'RolloutPaused'];
+    assert.equal(s.events.newestOfTypes('web', types, 10)?.message, 'newer pause');
+    assert.equal(s.events.newestOfTypes('web', ['RolloutFailed'], 10)?.message, 'old failure');
+    assert.equal(s.events.newestOfTypes('web', types, 6)?.message, 'newer pause', 'the 6th newest is the pause');
+    assert.equal(s.events.newestOfTypes('web', types, 5), null, 'beyond the lookback');
+    assert.equal(s.events.newestOfTypes('api', types, 10)?.message, 'another app');
+    assert.equal(s.events.newestOfTypes('nope', types, 10), null);
+    s.close();
+  });
+
   test('subscribe: delivered after commit, not on rollback; a throwing listener does not fail the write', () => {
     const listenerErrors: unknown[] = [];
     const s = openStore(':memory:', { onListenerError: (err) => listenerErrors.push(err) });

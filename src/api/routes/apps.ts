@@ -27,7 +27,7 @@ export function mustGetApp(deps: ApiDeps, name: string): StoredApp {
 }
 
 /** Events that record a rollout giving up (src/reconciler/plan.ts, onFailure). */
-const FAILURE_EVENTS = new Set(['RolloutFailed', 'RolloutPaused']);
+const FAILURE_EVENTS = ['RolloutFailed', 'RolloutPaused'];
 /** How far back (newest events of the app) `lastFailure` looks for one. */
 const FAILURE_LOOKBACK = 200;
 
@@ -41,7 +41,7 @@ function lastFailure(deps: ApiDeps, app: string, status: AppStatus | null, desir
   if (progressing && (status!.phase === 'Failed' || (status!.phase === 'Paused' && progressing.reason !== 'Paused'))) {
     return { reason: progressing.reason, message: progressing.message, revision: desiredRevision, at: progressing.lastTransitionTime };
   }
-  const e = deps.store.events.pageEvents(app, { limit: FAILURE_LOOKBACK }).find((ev) => FAILURE_EVENTS.has(ev.type));
+  const e = deps.store.events.newestOfTypes(app, FAILURE_EVENTS, FAILURE_LOOKBACK);
   return e ? { reason: e.type, message: e.message, revision: e.revision, at: e.createdAt } : null;
 }
 
