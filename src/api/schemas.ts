@@ -23,12 +23,15 @@ export const version = {
   description: 'an image tag (letters, digits, "_", "." and "-", at most 128 characters, not starting with "." or "-") or a digest sha256:<64 hex digits>',
 } as const;
 
-/** Query page size; arrives as a string. */
-export const pageSize = { type: 'string', pattern: '^[1-9][0-9]{0,3}$', description: `a page size (a whole number from 1; at most ${MAX_LIMIT} are returned)` } as const;
+/** Query page size of a list that returns at most `max` rows; arrives as a string. */
+function pageSizeUpTo(max: number) {
+  return { type: 'string', pattern: '^[1-9][0-9]{0,3}$', description: `a page size (a whole number from 1; at most ${max} are returned)` } as const;
+}
+export const pageSize = pageSizeUpTo(MAX_LIMIT);
 
-/** The query of a list route: `limit` and the route's cursor (every list is paged: README.md, "HTTP API"). */
-export function pageQuery<C extends Record<string, object>>(cursor: C) {
-  return { type: 'object', additionalProperties: false, properties: { limit: pageSize, ...cursor } } as const;
+/** The query of a list route: `limit` (at most `max`) and the route's cursor (every list is paged: README.md, "HTTP API"). */
+export function pageQuery<C extends Record<string, object>>(cursor: C, max: number = MAX_LIMIT) {
+  return { type: 'object', additionalProperties: false, properties: { limit: pageSizeUpTo(max), ...cursor } } as const;
 }
 
 /** A body that may be empty (`{}` or none) and has no fields. */

@@ -4,7 +4,7 @@ import { NotFoundError } from '../domain/errors.js';
 import type { StoreContext } from './context.js';
 import type { EventsRepo } from './events.js';
 import { canonicalJson, parseJson } from './json.js';
-import { DEFAULT_APPS_LIMIT, PAGE_SPEC_BYTES, clampLimit } from './limits.js';
+import { DEFAULT_APPS_LIMIT, MAX_APPS_LIMIT, PAGE_SPEC_BYTES, clampLimit } from './limits.js';
 import type { PageOptions, StoredApp, UpsertAppResult } from './types.js';
 
 interface AppRow {
@@ -98,11 +98,11 @@ export class AppsRepo {
 
   /**
    * Apps by name after `after` (exclusive), at most `limit` (default DEFAULT_APPS_LIMIT,
-   * at most MAX_LIMIT), fewer once their specs reach PAGE_SPEC_BYTES (at least one).
+   * at most MAX_APPS_LIMIT), fewer once their specs reach PAGE_SPEC_BYTES (at least one).
    * `next`: the name to pass as `after` for the rest, null when there is no more.
    */
   pageApps(opts: PageOptions & { after?: string } = {}): { apps: StoredApp[]; next: string | null } {
-    const limit = clampLimit(opts.limit, DEFAULT_APPS_LIMIT);
+    const limit = clampLimit(opts.limit, DEFAULT_APPS_LIMIT, MAX_APPS_LIMIT);
     const apps: StoredApp[] = [];
     let bytes = 0;
     let more = false;

@@ -4,7 +4,7 @@ import { validateAppDocument } from '../../config/app.js';
 import { routeConflicts } from '../../config/routes.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
 import type { AppStatus } from '../../domain/release.js';
-import { DEFAULT_RELEASES_LIMIT, clampLimit, type StoredApp } from '../../store/index.js';
+import { DEFAULT_RELEASES_LIMIT, MAX_APPS_LIMIT, clampLimit, type StoredApp } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
 import { appParams, noFields, pageQuery, version } from '../schemas.js';
 
@@ -70,7 +70,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       onRequest: read,
       schema: {
         summary: 'List apps with their status, by name, one page at a time: pass next as ?after= for the rest',
-        querystring: pageQuery({ after: { ...appParams.properties.app, description: 'an app name: only apps after it (by name) are listed' } }),
+        querystring: pageQuery({ after: { ...appParams.properties.app, description: 'an app name: only apps after it (by name) are listed' } }, MAX_APPS_LIMIT),
       },
     },
     async (req: FastifyRequest<{ Querystring: { limit?: string; after?: string } }>) => {
