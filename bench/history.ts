@@ -38,9 +38,10 @@ import type { ControllerHandle } from '../src/api/context.js';
 import type { AppSpec } from '../src/domain/app-spec.js';
 import { mulberry32 } from '../src/domain/prng.js';
 import { BerthMetrics } from '../src/metrics/registry.js';
-import { DEFAULT_MIGRATIONS_DIR, PRUNE_BATCH, loadMigrations, migrate, openStore, type Store } from '../src/store/index.js';
+import { DEFAULT_MIGRATIONS_DIR, MAX_APPS_LIMIT, PRUNE_BATCH, loadMigrations, migrate, openStore, type Store } from '../src/store/index.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import { machine } from './lib/machine.js';
+import { calibrateDisk } from './lib/sqlite-cost.js';
 import { ms, round, summarize, table } from './lib/stats.js';
 
 const APPS = Number(process.env.BENCH_APPS ?? 1000);
@@ -225,7 +226,7 @@ async function measureRequests(store: Store, label: string): Promise<RequestResu
   };
 
   // Every page of the app list, following the cursor, at the default size and at the largest.
-  for (const limit of [null, 1000]) {
+  for (const limit of [null, MAX_APPS_LIMIT]) {
     let cursor: string | null | undefined;
     await run(`GET /v1/apps${limit ? `?limit=${limit}` : ''} (every page)`, (k) => {
       if (k > 0) cursor = nextOf(lastBody);
@@ -350,7 +351,9 @@ async function main(): Promise<void> {
     log(`migration: ${MIGRATE_APPS} apps x ${RELEASES} releases written at schema 4, then opened (0005)`);
     const migration = measureMigration(dir, MIGRATE_APPS);
 
-    const out = { machine: m, config: { APPS, RELEASES, LARGE_APPS, LARGE_SPEC_BYTES, SAMPLES, HISTORY_LIMIT, SPEC_CHANGE_EVERY, ROLLBACK_EVERY }, fillS, filled, full, pruned, vacuum, retained, migration };
+    // A write request's wall time includes its commit's fsync (synchronous=FULL), on the event loop.
+    const disk = calibrateDisk(dir);
+    const out = { machine: m, disk, config: { APPS, RELEASES, LARGE_APPS, LARGE_SPEC_BYTES, SAMPLES, HISTORY_LIMIT, SPEC_CHANGE_EVERY, ROLLBACK_EVERY }, fillS, filled, full, pruned, vacuum, retained, migration };
     mkdirSync(join(here, 'results'), { recursive: true });
     writeFileSync(join(here, 'results', 'history.json'), JSON.stringify(out, null, 2) + '\n');
 
@@ -374,6 +377,7 @@ async function main(): Promise<void> {
     console.log(`\nspec text: ${mb(filled.specBytesPerRelease)} MB once per release (schema 4), ${mb(filled.specBytesStored)} MB once per content`);
     console.log(`retention: ${pruned.removed} releases removed in ${pruned.passes} passes over ${APPS} apps, ${pruned.retentionS} s; one batch (<= ${PRUNE_BATCH} releases) wall p50 ${ms(pruned.batchP50Ms)} ms, max ${ms(pruned.batchMaxMs)} ms, cpu p50 ${ms(pruned.batchCpuP50Ms)} ms, max ${ms(pruned.batchCpuMaxMs)} ms; VACUUM ${vacuum.seconds} s`);
     console.log(`migration 0004 -> 0005, measured on ${migration.apps} apps (${migration.releases} releases, ${migration.specs} distinct specs): ${migration.schema4MB} MB -> ${migration.afterMigrateMB} MB in ${migration.migrateMs} ms, ${migration.afterVacuumMB} MB after VACUUM`);
+    console.log(`one durable commit on this disk now (500 small ones): p50 ${disk.p50Ms} ms, p99 ${disk.p99Ms} ms, max ${disk.maxMs} ms`);
     console.log(`fill: ${fillS} s; load average at the end ${machine().loadavg.join(' ')} (at the start ${m.loadavg.join(' ')})`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
