@@ -34,6 +34,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { buildApp } from '../src/api/app.js';
+import { appDocument } from '../src/config/app-document.js';
 import type { ControllerHandle } from '../src/api/context.js';
 import type { AppSpec } from '../src/domain/app-spec.js';
 import { mulberry32 } from '../src/domain/prng.js';
@@ -176,7 +177,7 @@ async function measureRequests(store: Store, label: string): Promise<RequestResu
   const results: RequestResult[] = [];
 
   interface Request {
-    method: 'GET' | 'POST';
+    method: 'GET' | 'POST' | 'PUT';
     url: string;
     payload?: unknown;
   }
@@ -240,6 +241,12 @@ async function measureRequests(store: Store, label: string): Promise<RequestResu
   await run('GET /v1/apps/:app/releases?limit=1000', (k) => (k < SAMPLES ? { method: 'GET', url: `/v1/apps/${pickApp(k)}/releases?limit=1000` } : null));
   await run('GET /v1/apps/:app/events', (k) => (k < SAMPLES ? { method: 'GET', url: `/v1/apps/${pickApp(k)}/events` } : null));
   await run('GET /v1/apps/:app/events?limit=1000', (k) => (k < SAMPLES ? { method: 'GET', url: `/v1/apps/${pickApp(k)}/events?limit=1000` } : null));
+  // A config edit through the API: it checks the new route against every app's (all specs read).
+  await run('PUT /v1/apps/:app', (k) => {
+    if (k >= SAMPLES) return null;
+    const name = pickApp(k);
+    return { method: 'PUT', url: `/v1/apps/${name}`, payload: appDocument(specOf(Number(name.slice(4)), 10_000 + k + (label === 'full history' ? 0 : SAMPLES))) };
+  });
   await run('POST /v1/apps/:app/releases', (k) => (k < SAMPLES ? { method: 'POST', url: `/v1/apps/${pickApp(k)}/releases`, payload: { version: `bench-${label.replace(/\W/g, '')}-${k}` } } : null));
   await run('POST /v1/apps/:app/rollback {}', (k) => (k < SAMPLES ? { method: 'POST', url: `/v1/apps/${pickApp(k)}/rollback`, payload: {} } : null));
   await app.close();
