@@ -5,11 +5,12 @@ export const DEFAULT_RELEASES_LIMIT = 50;
 /** A page of apps when the caller names no size: each carries its spec, status and last failure. */
 export const DEFAULT_APPS_LIMIT = 50;
 /**
- * The most apps one page returns, whatever it asks: an app's view costs ~0.1-0.2 ms of the
- * event loop (spec, status, last failure, JSON), so 100 stay well under 50 ms where 1000
- * took 70-100 ms (docs/benchmarks.md, "History").
+ * The most apps one page returns, whatever it asks: an app's view costs ~0.15-0.5 ms of the
+ * event loop (spec, status, last failure, JSON) depending on the machine's load; a page of
+ * 100 took up to 54 ms of CPU on a loaded 2-core machine, 1000 took 70-100 ms on a quieter
+ * one (docs/benchmarks.md, "History").
  */
-export const MAX_APPS_LIMIT = 100;
+export const MAX_APPS_LIMIT = 50;
 /**
  * A page of apps ends early, with a cursor to the rest, once the specs on it reach this
  * many bytes of stored JSON: a spec can be hundreds of KB, and a page of 1000 of them

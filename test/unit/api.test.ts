@@ -166,10 +166,10 @@ describe('apps', () => {
     assert.deepEqual((await walk(1)).names, names);
   });
 
-  test('GET /v1/apps: a page holds at most 100 apps, whatever limit asks', async () => {
+  test('GET /v1/apps: a page holds at most 50 apps, whatever limit asks', async () => {
     const names = manyApps(130);
     const { pages, names: seen } = await walk(1000);
-    assert.deepEqual(pages.map((p) => p.length), [100, 30]);
+    assert.deepEqual(pages.map((p) => p.length), [50, 50, 30]);
     assert.deepEqual(seen, names);
   });
 
@@ -190,7 +190,7 @@ describe('apps', () => {
   test('GET /v1/apps: a bad limit or cursor is a 400 that names it', async () => {
     manyApps(2);
     for (const [query, message] of [
-      ['limit=0', /^querystring\.limit: expected a page size \(a whole number from 1; at most 100 are returned\), got "0"$/],
+      ['limit=0', /^querystring\.limit: expected a page size \(a whole number from 1; at most 50 are returned\), got "0"$/],
       ['limit=abc', /^querystring\.limit: expected a page size.*got "abc"$/],
       ['limit=99999', /^querystring\.limit: expected a page size.*got "99999"$/],
       ['after=Web_1', /^querystring\.after: expected an app name.*got "Web_1"$/],
