@@ -104,6 +104,9 @@ export interface AppSpec {
   restartedAt?: string;
 }
 
+/** What route checks and per-host proxy configs read of an app (the store reads only this much of each spec). */
+export type RoutedApp = Pick<AppSpec, 'name' | 'hosts' | 'proxy'>;
+
 export interface HostSpec {
   name: string;
   local: boolean;

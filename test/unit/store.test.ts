@@ -508,6 +508,21 @@ describe('apps', () => {
     s.close();
   });
 
+  test('listRoutes and proxyRoutesOn: name, hosts and route of every app with a route, nothing else of its spec', () => {
+    const s = memStore();
+    const tls = { port: 80, host: 'a.example.com', pathPrefix: '/api', drainTimeoutMs: 5_000, tls: { source: 'acme' as const } };
+    s.apps.upsertApp(spec('web', { hosts: ['h1', 'h2'], proxy: tls }), 'a');
+    s.apps.upsertApp(spec('api', { hosts: ['h2'], proxy: { port: 8080, host: null, drainTimeoutMs: 30_000 } }), 'a');
+    s.apps.upsertApp(spec('worker', { hosts: ['h1'], proxy: null }), 'a');
+    assert.deepEqual(s.apps.listRoutes(), [
+      { name: 'api', hosts: ['h2'], proxy: { port: 8080, host: null, drainTimeoutMs: 30_000 } },
+      { name: 'web', hosts: ['h1', 'h2'], proxy: tls },
+    ]);
+    assert.deepEqual(s.apps.proxyRoutesOn('h1'), [{ app: 'web', route: tls }]);
+    assert.deepEqual(s.apps.proxyRoutesOn('h2').map((r) => r.app), ['api', 'web']);
+    s.close();
+  });
+
   test('setPaused records an event only when it changes; unknown app is NotFound', () => {
     const s = memStore();
     s.apps.upsertApp(spec('web'), 'a');

@@ -101,7 +101,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       // A route that takes requests another app's route on a shared host already matches
       // (src/config/routes.ts) is refused, naming the app that owns it. No await between
       // this check and the upsert, so two concurrent PUTs cannot both pass it.
-      const conflicts = routeConflicts(spec, deps.store.apps.listApps().map((a) => a.spec));
+      const conflicts = routeConflicts(spec, deps.store.apps.listRoutes());
       if (conflicts.length > 0) throw new ConfigError(conflicts.map((message) => ({ path: 'body.proxy', message })));
       const result = deps.store.apps.upsertApp(spec, actorOf(req));
       if (result.change !== 'unchanged') deps.controller.enqueue(spec.name);
