@@ -126,12 +126,18 @@ export const appSchema = exact({
 export const appWriteSchema = exact({ ...appSchema.properties, change: { type: 'string', enum: ['created', 'updated', 'unchanged'] } });
 
 /** GET /v1/apps. */
-export const appListSchema = exact({ apps: { type: 'array', items: appSchema } });
+export const appListSchema = exact({
+  apps: { type: 'array', description: 'by name', items: appSchema },
+  next: { type: ['string', 'null'], description: 'pass as ?after= for the next page; null on the last one' },
+});
 
 /** A stored release, its spec left out (GET /v1/apps/{app}/releases). */
 export const releaseSchema = exact({ app: text, revision: integer, version: text, reason: releaseReason, actor: text, createdAt: timestamp });
 
-export const releaseListSchema = exact({ releases: { type: 'array', description: 'newest first', items: releaseSchema } });
+export const releaseListSchema = exact({
+  releases: { type: 'array', description: 'newest first', items: releaseSchema },
+  next: { type: ['integer', 'null'], description: 'pass as ?before= for the next page; null on the last one' },
+});
 
 /** POST /v1/apps/{app}/releases: the revision asked for (202), or the one already desired (200, unchanged). */
 export const releaseCreatedSchema = exact({ app: text, revision: integer, version: text, reason: releaseReason, createdAt: timestamp, unchanged: bool });
@@ -191,6 +197,7 @@ export const hostListSchema = exact({
     type: 'array',
     items: exact({ host: text, up: bool, dockerVersion: orNull(text), lastError: orNull(text), checkedAt: orNull(timestamp), proxy: orNull(proxyStatusSchema) }),
   },
+  next: { type: ['string', 'null'], description: 'pass as ?after= for the next page; null on the last one' },
 });
 
 /** DELETE /v1/apps/{app}, 202: the teardown asked for; the controller does it. */

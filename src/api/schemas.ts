@@ -32,8 +32,20 @@ export function queryInteger(description: string, minimum: number, maximum: numb
   return { type: 'integer', minimum, maximum, description } as const;
 }
 
-/** Query page size. */
-export const pageSize = queryInteger(`a page size, 1 to ${MAX_LIMIT}`, 1, MAX_LIMIT);
+/**
+ * Query page size of a list that returns at most `max` rows. Any size up to MAX_LIMIT is
+ * accepted, so one client loop pages every list; a list whose pages are smaller (apps)
+ * answers fewer, and its `next` says there is more.
+ */
+function pageSizeUpTo(max: number) {
+  return queryInteger(max === MAX_LIMIT ? `a page size, 1 to ${MAX_LIMIT}` : `a page size, 1 to ${MAX_LIMIT}; at most ${max} are returned`, 1, MAX_LIMIT);
+}
+export const pageSize = pageSizeUpTo(MAX_LIMIT);
+
+/** The query of a list route: `limit` (at most `max`) and the route's cursor (every list is paged: README.md, "HTTP API"). */
+export function pageQuery<C extends Record<string, object>>(cursor: C, max: number = MAX_LIMIT) {
+  return { type: 'object', additionalProperties: false, properties: { limit: pageSizeUpTo(max), ...cursor } } as const;
+}
 
 /** A body that may be empty (`{}` or none) and has no fields. */
 export const noFields = { type: 'object', additionalProperties: false, properties: {} } as const;

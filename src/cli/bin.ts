@@ -272,7 +272,7 @@ async function waitFor(client: BerthClient, app: string, revision: number, json:
     const poll = async () => {
       let view = first;
       while (!controller.signal.aborted) {
-        const hosts = await client.request<{ hosts: HostRow[] }>('GET', '/v1/hosts').then((r) => r.hosts, () => null);
+        const hosts = await client.listAll<HostRow>('/v1/hosts', 'hosts', 'after').catch(() => null);
         if (controller.signal.aborted) return;
         if (view) last = view;
         showHosts(view, hosts);
@@ -466,7 +466,7 @@ async function main(argv: string[]): Promise<number> {
         out(view, () => printStatus(view));
         return 0;
       }
-      const { apps } = await client.request<{ apps: AppView[] }>('GET', '/v1/apps');
+      const apps = await client.listAll<AppView>('/v1/apps', 'apps', 'after');
       out({ apps }, () =>
         console.log(table(['APP', 'PHASE', 'DESIRED', 'OBSERVED', 'HOSTS'], apps.map((a) => [
           a.name + (a.paused ? ' (paused)' : '') + (a.maintenance != null ? ' (maintenance)' : ''),
@@ -479,7 +479,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'hosts': {
-      const { hosts } = await client.request<{ hosts: HostRow[] }>('GET', '/v1/hosts');
+      const hosts = await client.listAll<HostRow>('/v1/hosts', 'hosts', 'after');
       out({ hosts }, () =>
         console.log(table(['HOST', 'STATE', 'DOCKER', 'PROXY', 'CHECKED', 'LAST ERROR'], hosts.map((h) => [h.host, h.up ? 'up' : 'down', h.dockerVersion, proxyCell(h.proxy), h.checkedAt ? ago(h.checkedAt) : 'never', h.lastError]))),
       );

@@ -64,6 +64,27 @@ export class BerthClient {
     );
   }
 
+  /**
+   * Every item of a paged list route (`{[key]: T[], next}`, README.md "HTTP API"): reads
+   * page after page, passing each page's `next` as `?<cursor>=`, until `next` is null.
+   */
+  async listAll<T>(path: string, key: string, cursor: string): Promise<T[]> {
+    const items: T[] = [];
+    let next: string | number | null = null;
+    do {
+      const url: string = next === null ? path : `${path}${path.includes('?') ? '&' : '?'}${cursor}=${encodeURIComponent(String(next))}`;
+      const page = await this.request<Record<string, unknown>>('GET', url);
+      const got = page[key];
+      if (!Array.isArray(got)) throw new ApiError(0, 'API_ERROR', `GET ${path}: the answer has no "${key}" list`);
+      items.push(...(got as T[]));
+      const after: unknown = page.next ?? null;
+      // A cursor that does not move would loop forever: an answer berth never gives.
+      if (after !== null && (after === next || got.length === 0)) throw new ApiError(0, 'API_ERROR', `GET ${path}: the page after ${String(next)} did not move on`);
+      next = after as string | number | null;
+    } while (next !== null);
+    return items;
+  }
+
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     let res: Response;
     try {

@@ -28,6 +28,8 @@ export interface AppDocument {
   };
   hooks: { pre_deploy: string[]; post_deploy: string[]; timeout: string };
   retain_containers: number;
+  /** Only when the app sets it (AppSpec.historyLimit). */
+  history_limit?: number;
   stop_timeout: string;
   proxy?: { port?: number; host?: string; path_prefix?: string; drain_timeout: string; tls?: true | { certificate: string; private_key: string } };
   env: Record<string, string>;
@@ -57,6 +59,7 @@ export function appDocument(spec: AppSpec): AppDocument {
     },
     hooks: { pre_deploy: [...hooks.preDeploy], post_deploy: [...hooks.postDeploy], timeout: formatDuration(hooks.timeoutMs) },
     retain_containers: spec.retainContainers,
+    ...(spec.historyLimit !== undefined ? { history_limit: spec.historyLimit } : {}),
     stop_timeout: formatDuration(spec.stopTimeoutMs),
     env: Object.fromEntries(Object.entries(spec.env)),
     secrets: [...spec.secrets],

@@ -42,6 +42,7 @@ const APP_KEYS = [
   'rollout',
   'hooks',
   'retain_containers',
+  'history_limit',
   'stop_timeout',
   'proxy',
   'env',
@@ -57,6 +58,8 @@ const FAILURE_POLICIES: readonly FailurePolicy[] = ['rollback', 'pause', 'contin
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
+/** Releases kept per app at most: a bound on the database, not a wish for this much history. */
+const MAX_HISTORY_LIMIT = 10_000;
 /** A bound against typos (10000 for 10): progress_deadline, not the attempt count, bounds the real wait. */
 const MAX_HEALTH_ATTEMPTS = 1000;
 
@@ -90,11 +93,12 @@ export function readApp(name: string, doc: unknown, knownHosts: readonly string[
   const rollout = readRollout(f.raw('rollout'), f.at('rollout'), f.issues);
   const hooks = readHooks(f.raw('hooks'), f.at('hooks'), f.issues);
   const retainContainers = f.get('retain_containers', readInteger(0, 100), SEED_DEFAULTS.retainContainers);
+  const historyLimit = f.get<number | undefined>('history_limit', readInteger(1, MAX_HISTORY_LIMIT), undefined);
   const stopTimeoutMs = f.get('stop_timeout', readDuration(0, HOUR), SEED_DEFAULTS.stopTimeoutMs);
   const proxy = f.has('proxy') ? readProxyRoute(f.raw('proxy'), f.at('proxy'), f.issues) : null;
   const env = readEnv(f);
   const secrets = f.get('secrets', readSecrets(env), []);
-  return { name, image, hosts, port, healthcheck, rollout, hooks, retainContainers, stopTimeoutMs, proxy, env, secrets };
+  return { name, image, hosts, port, healthcheck, rollout, hooks, retainContainers, ...(historyLimit !== undefined ? { historyLimit } : {}), stopTimeoutMs, proxy, env, secrets };
 }
 
 function readHostList(knownHosts: readonly string[]): Read<string[]> {

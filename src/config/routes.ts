@@ -29,7 +29,7 @@
  *     certificate serves the whole name, and a path of it left on plain HTTP would be
  *     answered over HTTPS by the other app.
  */
-import { DEFAULT_ROUTE_PORT, HTTPS_PORT, type AppSpec, type ProxyRouteSpec, type TlsSpec } from '../domain/app-spec.js';
+import { DEFAULT_ROUTE_PORT, HTTPS_PORT, type RoutedApp, type ProxyRouteSpec, type TlsSpec } from '../domain/app-spec.js';
 
 /** A route as the proxy matches it: default port filled in, `/` read as "every path". */
 export interface EffectiveRoute {
@@ -96,7 +96,7 @@ function overlap(route: EffectiveRoute, other: EffectiveRoute): Overlap {
 }
 
 /** Messages, one per app in `others` whose route collides with `app`'s on a shared host. */
-export function routeConflicts(app: AppSpec, others: Iterable<AppSpec>): string[] {
+export function routeConflicts(app: RoutedApp, others: Iterable<RoutedApp>): string[] {
   if (!app.proxy) return [];
   const found: string[] = [];
   for (const other of others) {
@@ -110,7 +110,7 @@ export function routeConflicts(app: AppSpec, others: Iterable<AppSpec>): string[
 }
 
 /** The first conflict between `route` and `other`'s route (rules a-e), or null. */
-function pairConflict(route: ProxyRouteSpec, other: AppSpec, on: string): string | null {
+function pairConflict(route: ProxyRouteSpec, other: RoutedApp, on: string): string | null {
   const otherRoute = other.proxy!;
   for (const mine of effectiveRoutes(route)) {
     for (const theirs of effectiveRoutes(otherRoute)) {

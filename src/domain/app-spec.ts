@@ -86,6 +86,11 @@ export interface AppSpec {
   rollout: RolloutSpec;
   hooks: HooksSpec;
   retainContainers: number;
+  /**
+   * Releases kept per app (`history_limit`); unset = SEED_DEFAULTS.historyLimit. Only
+   * present when the document sets it, so specs written before it existed read as before.
+   */
+  historyLimit?: number;
   stopTimeoutMs: number;
   proxy: ProxyRouteSpec | null;
   env: Record<string, string>;
@@ -98,6 +103,9 @@ export interface AppSpec {
    */
   restartedAt?: string;
 }
+
+/** What route checks and per-host proxy configs read of an app (the store reads only this much of each spec). */
+export type RoutedApp = Pick<AppSpec, 'name' | 'hosts' | 'proxy'>;
 
 export interface HostSpec {
   name: string;
@@ -144,6 +152,8 @@ export const SEED_DEFAULTS = {
   },
   hooks: { timeoutMs: 300_000 },
   retainContainers: 5,
+  /** Releases kept per app; older ones are pruned unless still in use (src/store/releases.ts, pruneReleases). */
+  historyLimit: 100,
   stopTimeoutMs: 10_000,
   proxy: { drainTimeoutMs: 30_000 },
   port: 3000,

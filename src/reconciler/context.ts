@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { SEED_DEFAULTS } from '../domain/app-spec.js';
 import { containerConfigHash } from '../domain/config-hash.js';
 import { ConfigError, SecretMissingError } from '../domain/errors.js';
 import { isReservedSecretName, reservedSecretMessage, secretRedactor } from '../domain/secrets.js';
@@ -27,6 +28,8 @@ export interface Wanted {
   stable: StableRelease | null;
   paused: boolean;
   maintenance: string | null;
+  /** Releases kept per app (history_limit): older ones are pruned unless still in use. */
+  historyLimit: number;
 }
 
 /**
@@ -43,6 +46,7 @@ export function readWanted(store: Store, app: string, env: Record<string, string
   return {
     paused: stored.paused,
     maintenance: stored.maintenance,
+    historyLimit: stored.spec.historyLimit ?? SEED_DEFAULTS.historyLimit,
     desired: latest
       ? { revision: latest.revision, version: latest.version, spec: latest.spec, reason: latest.reason, configHash: containerConfigHash(latest.spec, env) }
       : null,

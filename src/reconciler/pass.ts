@@ -9,7 +9,7 @@ import { observeFleet } from './observe.js';
 import { plan } from './plan.js';
 import { applyResults } from './results.js';
 import { tearDownApp } from './teardown.js';
-import type { DesiredRelease, Plan } from './types.js';
+import type { DesiredRelease, HostObservation, Plan } from './types.js';
 
 export interface PassDeps extends ReconcilerDeps {
   reachability: HostReachability;
@@ -60,10 +60,28 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
     observeFinish(deps, app, desired, p.record!, next);
     again = 0;
   }
+  pruneHistory(deps, app, wanted.historyLimit, observed);
   metrics.reconcileTotal.inc({ app, result: passResult(p) });
   metrics.reconcileDuration.observe({ app }, (performance.now() - started) / 1000);
   log.debug({ app, revision: desired.revision, actions: p.actions.map((a) => a.type), again }, 'reconcile pass');
   return again;
+}
+
+/**
+ * History retention, off the request path: at most one batch (PRUNE_BATCH releases, a few
+ * ms) per pass, so an app over its history_limit shrinks by a batch each resync. Kept
+ * besides what the store protects (pruneReleases): the revision of every container the
+ * hosts hold, running or retained for rollback. Only when every host of the app answered
+ * this pass: one that did not could hold a container of any revision.
+ */
+function pruneHistory(deps: PassDeps, app: string, limit: number, observed: HostObservation[]): void {
+  const keep: number[] = [];
+  for (const o of observed) {
+    if (!o.reachable) return;
+    for (const c of o.containers) keep.push(c.revision);
+  }
+  const removed = deps.store.releases.pruneReleases(app, { limit, keep });
+  if (removed > 0) deps.log.info({ app, removed, historyLimit: limit }, 'pruned old releases');
 }
 
 /** `berth_reconcile_total`'s `result` for a pass that did not throw (a throw is `error`, counted by the controller). */

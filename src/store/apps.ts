@@ -1,10 +1,11 @@
 import type Database from 'better-sqlite3';
-import type { AppSpec, ProxyRouteSpec } from '../domain/app-spec.js';
+import type { AppSpec, ProxyRouteSpec, RoutedApp } from '../domain/app-spec.js';
 import { NotFoundError } from '../domain/errors.js';
 import type { StoreContext } from './context.js';
 import type { EventsRepo } from './events.js';
 import { canonicalJson, parseJson } from './json.js';
-import type { StoredApp, UpsertAppResult } from './types.js';
+import { DEFAULT_APPS_LIMIT, MAX_APPS_LIMIT, PAGE_SPEC_BYTES, clampLimit } from './limits.js';
+import type { PageOptions, StoredApp, UpsertAppResult } from './types.js';
 
 interface AppRow {
   name: string;
@@ -31,6 +32,8 @@ function toApp(r: AppRow): StoredApp {
 export class AppsRepo {
   private readonly get: Database.Statement;
   private readonly all: Database.Statement;
+  private readonly page: Database.Statement;
+  private readonly routed: Database.Statement;
   private readonly insert: Database.Statement;
   private readonly updateSpec: Database.Statement;
   private readonly updatePaused: Database.Statement;
@@ -46,6 +49,13 @@ export class AppsRepo {
     const cols = 'name, spec, paused, maintenance, deleting_since, created_at, updated_at';
     this.get = db.prepare(`SELECT ${cols} FROM apps WHERE name = ?`);
     this.all = db.prepare(`SELECT ${cols} FROM apps ORDER BY name`);
+    this.page = db.prepare(`SELECT ${cols} FROM apps WHERE name > ? ORDER BY name LIMIT ?`);
+    // SQLite reads the two fields out of each spec: parsing every whole spec (some are hundreds
+    // of KB) in JavaScript made a PUT at 1,000 apps cost 15-60 ms (docs/benchmarks.md, "History").
+    this.routed = db.prepare(
+      `SELECT name, json_extract(spec, '$.hosts') AS hosts, json_extract(spec, '$.proxy') AS proxy, deleting_since
+       FROM apps WHERE json_extract(spec, '$.proxy') IS NOT NULL ORDER BY name`,
+    );
     this.insert = db.prepare(
       `INSERT INTO apps (name, spec, paused, created_at, updated_at) VALUES (?, ?, 0, ?, ?) RETURNING ${cols}`,
     );
@@ -97,9 +107,40 @@ export class AppsRepo {
     return (this.all.all() as AppRow[]).map(toApp);
   }
 
+  /**
+   * Apps by name after `after` (exclusive), at most `limit` (default DEFAULT_APPS_LIMIT,
+   * at most MAX_APPS_LIMIT), fewer once their specs reach PAGE_SPEC_BYTES (at least one).
+   * `next`: the name to pass as `after` for the rest, null when there is no more.
+   */
+  pageApps(opts: PageOptions & { after?: string } = {}): { apps: StoredApp[]; next: string | null } {
+    const limit = clampLimit(opts.limit, DEFAULT_APPS_LIMIT, MAX_APPS_LIMIT);
+    const apps: StoredApp[] = [];
+    let bytes = 0;
+    let more = false;
+    for (const row of this.page.iterate(opts.after ?? '', limit + 1) as IterableIterator<AppRow>) {
+      if (apps.length === limit || bytes >= PAGE_SPEC_BYTES) {
+        more = true;
+        break;
+      }
+      apps.push(toApp(row));
+      bytes += row.spec.length;
+    }
+    return { apps, next: more ? apps[apps.length - 1]!.name : null };
+  }
+
+  /** Every stored app with a proxy route: its name, hosts and route (route checks), without the rest of its spec. */
+  listRoutes(): Array<RoutedApp & { deleting: boolean }> {
+    return (this.routed.all() as Array<{ name: string; hosts: string; proxy: string; deleting_since: string | null }>).map((r) => ({
+      name: r.name,
+      deleting: r.deleting_since !== null,
+      hosts: parseJson<string[]>(r.hosts, `hosts of app ${r.name}`),
+      proxy: parseJson<ProxyRouteSpec>(r.proxy, `proxy route of app ${r.name}`),
+    }));
+  }
+
   /** Every stored app's proxy route on `host` (what the host's proxy should route); an app being deleted has none. */
   proxyRoutesOn(host: string): Array<{ app: string; route: ProxyRouteSpec }> {
-    return this.listApps().flatMap((a) => (a.spec.proxy && a.spec.hosts.includes(host) && !a.deletingSince ? [{ app: a.name, route: a.spec.proxy }] : []));
+    return this.listRoutes().flatMap((a) => (a.proxy && a.hosts.includes(host) && !a.deleting ? [{ app: a.name, route: a.proxy }] : []));
   }
 
   /** Pause/resume an app's rollouts; records AppPaused/AppResumed when it changes. NotFoundError if no such app. */

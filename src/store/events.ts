@@ -42,6 +42,7 @@ export class EventsRepo {
   private readonly descApp: Database.Statement;
   private readonly maxAll: Database.Statement;
   private readonly maxApp: Database.Statement;
+  private readonly newestTyped: Database.Statement;
 
   constructor(private readonly ctx: StoreContext) {
     const db = ctx.db;
@@ -55,6 +56,10 @@ export class EventsRepo {
     this.descApp = db.prepare(`SELECT ${COLUMNS} FROM events WHERE app = ? AND id < ? ORDER BY id DESC LIMIT ?`);
     this.maxAll = db.prepare('SELECT coalesce(max(id), 0) AS id FROM events').pluck();
     this.maxApp = db.prepare('SELECT coalesce(max(id), 0) AS id FROM events WHERE app = ?').pluck();
+    this.newestTyped = db.prepare(
+      `SELECT ${COLUMNS} FROM (SELECT ${COLUMNS} FROM events WHERE app = ? ORDER BY id DESC LIMIT ?)
+       WHERE type IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1`,
+    );
   }
 
   /** Appends one event (its own transaction, or the caller's when inside one). */
@@ -89,6 +94,16 @@ export class EventsRepo {
     const limit = clampLimit(opts.limit);
     const rows = (app === null ? this.descAll.all(before, limit) : this.descApp.all(app, before, limit)) as EventRow[];
     return rows.map(toEvent);
+  }
+
+  /**
+   * The newest event of `app` of one of `types`, among the app's newest `lookback` events
+   * (null if none). SQLite looks through them, so a list of apps does not build
+   * `lookback` event objects per app (docs/benchmarks.md, "History").
+   */
+  newestOfTypes(app: string, types: readonly string[], lookback: number): BerthEvent | null {
+    const row = this.newestTyped.get(app, clampLimit(lookback), JSON.stringify(types)) as EventRow | undefined;
+    return row ? toEvent(row) : null;
   }
 
   /** The newest event id (0 when none): where a live stream that wants no backlog starts. */

@@ -11,4 +11,5 @@ export type { HostsStatusRepo } from './hosts-status.js';
 export type { CertificatesRepo, StoredCertificate, AcmeAccount } from './certificates.js';
 export type * from './types.js';
 export { canonicalJson } from './json.js';
-export { DEFAULT_LIMIT, DEFAULT_RELEASES_LIMIT, MAX_LIMIT } from './limits.js';
+export { DEFAULT_APPS_LIMIT, MAX_APPS_LIMIT, DEFAULT_LIMIT, DEFAULT_RELEASES_LIMIT, MAX_LIMIT, PAGE_SPEC_BYTES, clampLimit } from './limits.js';
+export { PRUNE_BATCH, type PruneOptions } from './releases.js';

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { StoreError } from '../domain/errors.js';
 
 /** JSON with object keys sorted, so equal documents have equal text (change detection). */
@@ -19,4 +20,9 @@ export function parseJson<T>(text: string, what: string): T {
   } catch (err) {
     throw new StoreError('DB_CORRUPT', `stored ${what} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** The key of a stored spec (table `specs`): sha256 of its text, hex. Migrations call it as berth_sha256(text). */
+export function textDigest(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Database from 'better-sqlite3';
 import { StoreError } from '../domain/errors.js';
+import { textDigest } from './json.js';
 
 /**
  * Schema migrations: plain SQL files `migrations/NNNN_name.sql`, numbered 1, 2, 3...
@@ -17,6 +18,10 @@ import { StoreError } from '../domain/errors.js';
  * ALTER) needs foreign keys off, which SQLite only allows outside a transaction:
  * put the line `-- berth:foreign-keys=off` in the file, and it runs with foreign
  * keys off and a `PRAGMA foreign_key_check` before commit (a violation aborts it).
+ *
+ * SQL functions a migration may call besides SQLite's own: `berth_sha256(text)`, the
+ * store's key of a spec (textDigest in src/store/json.ts), so rows a migration
+ * writes match the ones the store writes.
  */
 
 /** `migrations/` at the repository root: two levels above both src/store/ (tsx) and dist/store/ (tsc). */
@@ -94,6 +99,7 @@ export function migrate(db: Database.Database, opts: { dir?: string } = {}): Mig
   const from = schemaVersion(db);
   if (from > known) throw tooNew(from, known);
 
+  if (from < known) db.function('berth_sha256', { deterministic: true }, (text: unknown) => textDigest(String(text)));
   const applied: string[] = [];
   for (const mig of migrations) {
     if (mig.version <= from) continue;

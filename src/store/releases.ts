@@ -4,42 +4,64 @@ import { ConflictError, NotFoundError } from '../domain/errors.js';
 import type { Release, ReleaseReason } from '../domain/release.js';
 import type { StoreContext } from './context.js';
 import type { EventsRepo } from './events.js';
-import { canonicalJson, parseJson } from './json.js';
+import { canonicalJson, parseJson, textDigest } from './json.js';
 import { DEFAULT_RELEASES_LIMIT, clampLimit } from './limits.js';
-import type { NewRelease, PageOptions } from './types.js';
+import type { NewRelease, PageOptions, ReleaseSummary } from './types.js';
 
-interface ReleaseRow {
+interface SummaryRow {
   app: string;
   revision: number;
   version: string;
-  spec: string;
   reason: ReleaseReason;
   actor: string;
   created_at: string;
 }
 
-function toRelease(r: ReleaseRow): Release {
-  return {
-    app: r.app,
-    revision: r.revision,
-    version: r.version,
-    spec: parseJson<AppSpec>(r.spec, `spec of release ${r.app}@${r.revision}`),
-    reason: r.reason,
-    actor: r.actor,
-    createdAt: r.created_at,
-  };
+interface ReleaseRow extends SummaryRow {
+  spec: string;
 }
 
-const COLUMNS = 'app, revision, version, spec, reason, actor, created_at';
+function toSummary(r: SummaryRow): ReleaseSummary {
+  return { app: r.app, revision: r.revision, version: r.version, reason: r.reason, actor: r.actor, createdAt: r.created_at };
+}
+
+function toRelease(r: ReleaseRow): Release {
+  return { ...toSummary(r), spec: parseJson<AppSpec>(r.spec, `spec of release ${r.app}@${r.revision}`) };
+}
+
+/** A release's columns without its spec (lists read no spec: it may be hundreds of KB). */
+const SUMMARY = 'r.app, r.revision, r.version, r.reason, r.actor, r.created_at';
+/** A release with its spec, which is stored once per distinct text in `specs` (migrations/0005_specs_once.sql). */
+const WITH_SPEC = `SELECT ${SUMMARY}, s.spec FROM releases r JOIN specs s ON s.digest = r.spec_digest`;
+
+/** Releases one retention step removes at most: one short transaction (docs/benchmarks.md, "History"). */
+export const PRUNE_BATCH = 100;
+
+export interface PruneOptions {
+  /** Releases kept per app, newest first (the app's history_limit). */
+  limit: number;
+  /** Revisions the caller knows are in use besides those the store knows: containers on the hosts, retained ones included. */
+  keep?: Iterable<number>;
+  /** At most this many releases removed by this call (default PRUNE_BATCH). */
+  batch?: number;
+}
 
 export class ReleasesRepo {
   private readonly appSpec: Database.Statement;
   private readonly maxRevision: Database.Statement;
   private readonly insert: Database.Statement;
+  private readonly insertSpec: Database.Statement;
   private readonly page: Database.Statement;
   private readonly one: Database.Statement;
   private readonly latest: Database.Statement;
+  private readonly latestSummaryStmt: Database.Statement;
   private readonly byVersion: Database.Statement;
+  private readonly rollbackTargetStmt: Database.Statement;
+  private readonly rollbackTargetRevision: Database.Statement;
+  private readonly pruneBoundary: Database.Statement;
+  private readonly pruneCandidates: Database.Statement;
+  private readonly inUse: Database.Statement;
+  private readonly remove: Database.Statement;
 
   constructor(
     private readonly ctx: StoreContext,
@@ -48,17 +70,35 @@ export class ReleasesRepo {
     const db = ctx.db;
     this.appSpec = db.prepare('SELECT spec FROM apps WHERE name = ?').pluck();
     this.maxRevision = db.prepare('SELECT coalesce(max(revision), 0) FROM releases WHERE app = ?').pluck();
+    this.insertSpec = db.prepare('INSERT INTO specs (digest, spec) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING');
     this.insert = db.prepare(
-      `INSERT INTO releases (${COLUMNS}) VALUES (@app, @revision, @version, @spec, @reason, @actor, @createdAt) RETURNING ${COLUMNS}`,
+      `INSERT INTO releases (app, revision, version, spec_digest, reason, actor, created_at)
+       VALUES (@app, @revision, @version, @digest, @reason, @actor, @createdAt)`,
     );
-    this.page = db.prepare(
-      `SELECT ${COLUMNS} FROM releases WHERE app = ? AND revision < ? ORDER BY revision DESC LIMIT ?`,
-    );
-    this.one = db.prepare(`SELECT ${COLUMNS} FROM releases WHERE app = ? AND revision = ?`);
-    this.latest = db.prepare(`SELECT ${COLUMNS} FROM releases WHERE app = ? ORDER BY revision DESC LIMIT 1`);
-    this.byVersion = db.prepare(
-      `SELECT ${COLUMNS} FROM releases WHERE app = ? AND version = ? ORDER BY revision DESC LIMIT 1`,
-    );
+    this.page = db.prepare(`SELECT ${SUMMARY} FROM releases r WHERE r.app = ? AND r.revision < ? ORDER BY r.revision DESC LIMIT ?`);
+    this.one = db.prepare(`${WITH_SPEC} WHERE r.app = ? AND r.revision = ?`);
+    this.latest = db.prepare(`${WITH_SPEC} WHERE r.app = ? ORDER BY r.revision DESC LIMIT 1`);
+    this.latestSummaryStmt = db.prepare(`SELECT ${SUMMARY} FROM releases r WHERE r.app = ? ORDER BY r.revision DESC LIMIT 1`);
+    this.byVersion = db.prepare(`${WITH_SPEC} WHERE r.app = ? AND r.version = ? ORDER BY r.revision DESC LIMIT 1`);
+    // Walks the primary key from the newest revision down (NOT INDEXED keeps the planner off
+    // releases_app_version, which would read every release of the app and sort them) and
+    // stops at the first release of another version: the rows it passes are the newest
+    // version's own, which retention keeps few (restarts, redeploys). One spec is read.
+    const rollbackTarget = `FROM releases r NOT INDEXED
+       WHERE r.app = @app AND r.version <> (SELECT version FROM releases WHERE app = @app ORDER BY revision DESC LIMIT 1)
+       ORDER BY r.revision DESC LIMIT 1`;
+    this.rollbackTargetStmt = db.prepare(`SELECT ${SUMMARY}, (SELECT spec FROM specs WHERE digest = r.spec_digest) AS spec ${rollbackTarget}`);
+    this.rollbackTargetRevision = db.prepare(`SELECT r.revision ${rollbackTarget}`).pluck();
+    this.pruneBoundary = db.prepare('SELECT revision FROM releases WHERE app = ? ORDER BY revision DESC LIMIT 1 OFFSET ?').pluck();
+    this.pruneCandidates = db.prepare('SELECT revision FROM releases WHERE app = ? AND revision <= ? ORDER BY revision ASC LIMIT ?').pluck();
+    // What the controller recorded the fleet runs: the converged (stable) revision, each
+    // host's serving revision, and the revision being rolled out.
+    this.inUse = db.prepare(
+      `SELECT observed_revision FROM status WHERE app = @app
+       UNION SELECT json_extract(h.value, '$.revision') FROM status, json_each(status.hosts) h WHERE status.app = @app
+       UNION SELECT revision FROM rollouts WHERE app = @app`,
+    ).pluck();
+    this.remove = db.prepare('DELETE FROM releases WHERE app = ? AND revision = ?');
   }
 
   /**
@@ -114,17 +154,20 @@ export class ReleasesRepo {
     return { storedSpec, newest };
   }
 
-  /** Inserts revision `newest + 1` and its ReleaseCreated event; call inside ctx.write. */
+  /** Inserts revision `newest + 1` (its spec once per distinct text) and its ReleaseCreated event; call inside ctx.write. */
   private insertRelease(input: NewRelease, newest: number, spec: string): Release {
-    const row = this.insert.get({
+    const digest = textDigest(spec);
+    this.insertSpec.run(digest, spec);
+    const row: ReleaseRow = {
       app: input.app,
       revision: newest + 1,
       version: input.version,
       spec,
       reason: input.reason,
       actor: input.actor,
-      createdAt: this.ctx.now(),
-    }) as ReleaseRow;
+      created_at: this.ctx.now(),
+    };
+    this.insert.run({ app: row.app, revision: row.revision, version: row.version, digest, reason: row.reason, actor: row.actor, createdAt: row.created_at });
     const release = toRelease(row);
     this.events.appendEvent({
       app: input.app,
@@ -139,10 +182,10 @@ export class ReleasesRepo {
     return release;
   }
 
-  /** Newest first; `before` is exclusive (pass the last revision of the previous page). */
-  listReleases(app: string, opts: PageOptions & { before?: number } = {}): Release[] {
+  /** Newest first, without specs; `before` is exclusive (pass the last revision of the previous page). */
+  listReleases(app: string, opts: PageOptions & { before?: number } = {}): ReleaseSummary[] {
     const before = opts.before ?? Number.MAX_SAFE_INTEGER;
-    return (this.page.all(app, before, clampLimit(opts.limit, DEFAULT_RELEASES_LIMIT)) as ReleaseRow[]).map(toRelease);
+    return (this.page.all(app, before, clampLimit(opts.limit, DEFAULT_RELEASES_LIMIT)) as SummaryRow[]).map(toSummary);
   }
 
   getRelease(app: string, revision: number): Release | null {
@@ -156,9 +199,45 @@ export class ReleasesRepo {
     return row ? toRelease(row) : null;
   }
 
+  /** The desired release without its spec (app views). */
+  latestSummary(app: string): ReleaseSummary | null {
+    const row = this.latestSummaryStmt.get(app) as SummaryRow | undefined;
+    return row ? toSummary(row) : null;
+  }
+
   /** The newest release of `version` (a rollback target), or null. */
   findLatestByVersion(app: string, version: string): Release | null {
     const row = this.byVersion.get(app, version) as ReleaseRow | undefined;
     return row ? toRelease(row) : null;
+  }
+
+  /** Where `rollback {}` goes: the newest release of another version than the newest release's, or null. */
+  rollbackTarget(app: string): Release | null {
+    const row = this.rollbackTargetStmt.get({ app }) as ReleaseRow | undefined;
+    return row ? toRelease(row) : null;
+  }
+
+  /**
+   * History retention: removes the oldest releases of `app` beyond the newest `limit`,
+   * at most `batch` of them in one transaction, and (trigger releases_spec_gc) every
+   * spec no release names any more. Never removes, whatever their age: the newest
+   * release (desired), the rollback target (rollbackTarget), the revisions the status
+   * records (the converged one an automatic rollback returns to, each host's serving
+   * one), the rollout record's, and `keep`. Returns how many it removed: `batch` means
+   * there may be more to remove.
+   */
+  pruneReleases(app: string, opts: PruneOptions): number {
+    const batch = Math.max(1, Math.trunc(opts.batch ?? PRUNE_BATCH));
+    return this.ctx.write(() => {
+      const boundary = this.pruneBoundary.get(app, Math.max(1, Math.trunc(opts.limit))) as number | undefined;
+      if (boundary === undefined) return 0;
+      const kept = new Set<unknown>(this.inUse.all({ app }));
+      for (const r of opts.keep ?? []) kept.add(r);
+      kept.add(this.rollbackTargetRevision.get({ app }));
+      const candidates = this.pruneCandidates.all(app, boundary, batch + kept.size) as number[];
+      const doomed = candidates.filter((r) => !kept.has(r)).slice(0, batch);
+      for (const r of doomed) this.remove.run(app, r);
+      return doomed.length;
+    });
   }
 }

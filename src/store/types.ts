@@ -1,5 +1,5 @@
 import type { AppSpec } from '../domain/app-spec.js';
-import type { AppStatus, BerthEvent, ReleaseReason } from '../domain/release.js';
+import type { AppStatus, BerthEvent, Release, ReleaseReason } from '../domain/release.js';
 import type { RolloutRecord } from '../domain/rollout.js';
 
 /** An app as stored: its desired spec plus the pause switch. */
@@ -22,6 +22,9 @@ export interface UpsertAppResult {
   /** `unchanged` when the stored spec was already equal: nothing written, no event. */
   change: UpsertChange;
 }
+
+/** A release without its spec snapshot: what lists and app views show. */
+export type ReleaseSummary = Omit<Release, 'spec'>;
 
 export interface NewRelease {
   app: string;

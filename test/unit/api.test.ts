@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import type { BerthEvent } from '../../src/domain/release.js';
 import { createHash } from 'node:crypto';
+import { makeSpec } from '../support/fixtures.js';
 import { AUTH, TOKEN, appDoc, makeApi, seedApp, snapshotDb, sseClient as sse, type TestApi } from '../support/api.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -150,7 +151,75 @@ describe('apps', () => {
   test('GET /v1/apps is empty at first', async () => {
     const res = await api.call({ method: 'GET', url: '/v1/apps' });
     assert.equal(res.statusCode, 200);
-    assert.deepEqual(json(res), { apps: [] });
+    assert.deepEqual(json(res), { apps: [], next: null });
+  });
+
+  /** `count` apps straight into the store (PUT's validation is not what these tests are about). */
+  function manyApps(count: number, over: Record<string, unknown> = {}): string[] {
+    const names = Array.from({ length: count }, (_, i) => `app-${String(i).padStart(3, '0')}`);
+    // Stored in another order than the names sort in: the page order is by name, not by insertion.
+    for (const name of [...names].reverse()) api.store.apps.upsertApp(makeSpec({ name, hosts: ['h1'], ...over }), 'test');
+    return names;
+  }
+
+  async function walk(limit: number | null): Promise<{ pages: string[][]; names: string[] }> {
+    const pages: string[][] = [];
+    let after: string | null = null;
+    do {
+      const query = [limit === null ? null : `limit=${limit}`, after === null ? null : `after=${after}`].filter(Boolean).join('&');
+      const res = await api.call({ method: 'GET', url: `/v1/apps${query ? `?${query}` : ''}` });
+      assert.equal(res.statusCode, 200, res.body);
+      const body = json(res);
+      pages.push((body.apps as Json[]).map((a) => a.name as string));
+      after = body.next as string | null;
+      assert.ok(pages.length <= 100, 'the cursor moves on');
+    } while (after !== null);
+    return { pages, names: pages.flat() };
+  }
+
+  test('GET /v1/apps pages: the cursor walks every app exactly once, in name order; limit bounds a page', async () => {
+    const names = manyApps(7);
+    const byThree = await walk(3);
+    assert.deepEqual(byThree.pages.map((p) => p.length), [3, 3, 1]);
+    assert.deepEqual(byThree.names, names);
+    assert.deepEqual((await walk(7)).pages, [names], 'a page that holds the rest says next: null');
+    assert.deepEqual((await walk(1)).names, names);
+  });
+
+  test('GET /v1/apps: a page holds at most 50 apps, whatever limit asks', async () => {
+    const names = manyApps(130);
+    const { pages, names: seen } = await walk(1000);
+    assert.deepEqual(pages.map((p) => p.length), [50, 50, 30]);
+    assert.deepEqual(seen, names);
+  });
+
+  test('GET /v1/apps without a limit: a page of 50 and a cursor to the rest', async () => {
+    const names = manyApps(53);
+    const { pages, names: seen } = await walk(null);
+    assert.deepEqual(pages.map((p) => p.length), [50, 3]);
+    assert.deepEqual(seen, names);
+  });
+
+  test('GET /v1/apps: a page of large specs ends early (1 MB of specs), the cursor goes on from there', async () => {
+    const names = manyApps(6, { env: { BLOB: 'x'.repeat(300_000) } });
+    const { pages, names: seen } = await walk(100);
+    assert.deepEqual(pages.map((p) => p.length), [4, 2]);
+    assert.deepEqual(seen, names);
+  });
+
+  test('GET /v1/apps: a bad limit or cursor is a 400 that names it', async () => {
+    manyApps(2);
+    for (const [query, message] of [
+      ['limit=0', /^querystring\.limit: must be >= 1, got 0$/],
+      ['limit=abc', /^querystring\.limit: expected integer, got "abc"$/],
+      ['limit=99999', /^querystring\.limit: must be <= 1000, got 99999$/],
+      ['after=Web_1', /^querystring\.after: expected an app name.*got "Web_1"$/],
+      ['page=2', /^querystring: unknown property "page" \(allowed: limit, after\)$/],
+    ] as const) {
+      const res = await api.call({ method: 'GET', url: `/v1/apps?${query}` });
+      assert.equal(res.statusCode, 400, query);
+      assert.match(json(res).message, message, query);
+    }
   });
 
   test('PUT refuses a proxy route another app already owns on a shared host (422, nothing written)', async () => {
@@ -379,18 +448,32 @@ describe('releases', () => {
     assert.equal('spec' in all[0]!, false);
     assert.deepEqual(Object.keys(all[0]!).sort(), ['actor', 'app', 'createdAt', 'reason', 'revision', 'version']);
 
+    assert.equal(json(res).next, null);
+
     res = await api.call({ method: 'GET', url: '/v1/apps/web/releases?limit=2' });
-    assert.deepEqual((json(res).releases as Json[]).map((r) => r.revision), [5, 4]);
+    assert.deepEqual([(json(res).releases as Json[]).map((r) => r.revision), json(res).next], [[5, 4], 4]);
     res = await api.call({ method: 'GET', url: '/v1/apps/web/releases?limit=2&before=4' });
-    assert.deepEqual((json(res).releases as Json[]).map((r) => r.revision), [3, 2]);
+    assert.deepEqual([(json(res).releases as Json[]).map((r) => r.revision), json(res).next], [[3, 2], 2]);
     res = await api.call({ method: 'GET', url: '/v1/apps/web/releases?limit=2&before=2' });
-    assert.deepEqual((json(res).releases as Json[]).map((r) => r.revision), [1]);
+    assert.deepEqual([(json(res).releases as Json[]).map((r) => r.revision), json(res).next], [[1], null]);
     res = await api.call({ method: 'GET', url: '/v1/apps/web/releases?before=1' });
     assert.deepEqual(json(res).releases, []);
   });
 });
 
 describe('rollback', () => {
+  test('{} finds the previous version however long the history (1,200 restarts of the current one since)', async () => {
+    await seedApp(api, 'web', ['v1', 'v2']);
+    const current = api.store.releases.latestRelease('web')!;
+    api.store.transaction(() => {
+      for (let i = 0; i < 1200; i++) api.store.releases.createRelease({ app: 'web', version: 'v2', spec: { ...current.spec, restartedAt: `t${i}` }, reason: 'deploy', actor: 'a' });
+    });
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} });
+    assert.equal(res.statusCode, 202, res.body);
+    assert.deepEqual([json(res).version, json(res).revision], ['v1', 1203]);
+    assert.deepEqual(api.store.releases.getRelease('web', 1203)!.spec, api.store.releases.getRelease('web', 1)!.spec);
+  });
+
   test('to the previous version: a new revision, reason rollback, spec snapshot of the target release', async () => {
     await seedApp(api, 'web', ['v1']);
     // The spec changes between v1 and v2: a rollback must bring back v1's spec too.
@@ -601,6 +684,7 @@ describe('hosts', () => {
     assert.match(h2!.lastError, /ECONNREFUSED/);
     assert.match(h2!.checkedAt, /^\d{4}-/);
     assert.equal(h1!.proxy, null, 'no proxy status without a proxy');
+    assert.equal(json(res).next, null);
   });
 
   test("each host's proxy state, asked only of hosts that answer; one that fails or is slow is null, not an error", async () => {
@@ -623,6 +707,26 @@ describe('hosts', () => {
       asked.length = 0;
       await t.call({ method: 'GET', url: '/v1/hosts' });
       assert.deepEqual(asked, ['h2', 'h3'], 'a host that is down is not asked');
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('GET /v1/hosts pages by name: limit and after walk every host once; a bad cursor is a 400', async () => {
+    const t = makeApi({ hosts: ['h3', 'h1', 'h4', 'h2'] });
+    try {
+      const seen: string[][] = [];
+      let after: string | null = null;
+      do {
+        const res = await t.call({ method: 'GET', url: `/v1/hosts?limit=3${after ? `&after=${after}` : ''}` });
+        assert.equal(res.statusCode, 200, res.body);
+        seen.push((json(res).hosts as Json[]).map((h) => h.host as string));
+        after = json(res).next as string | null;
+      } while (after !== null && seen.length < 10);
+      assert.deepEqual(seen, [['h1', 'h2', 'h3'], ['h4']]);
+      const bad = await t.call({ method: 'GET', url: '/v1/hosts?after=bad%20name' });
+      assert.equal(bad.statusCode, 400);
+      assert.match(json(bad).message, /^querystring\.after: expected a host name/);
     } finally {
       await t.close();
     }

@@ -335,4 +335,28 @@ describe('berth CLI', () => {
     assert.equal(removing.stdout, 'blog: being removed: draining its routes and removing its containers on local\n');
     assert.match(removing.stderr, /blog still being removed after 1s \(a host may be unreachable: berth hosts\)/);
   });
+
+  test('status lists every app, following the API\'s pages (more apps than one page holds)', async () => {
+    const d = spawnDaemon({ config: join(dir.path, 'berth.yml'), db: join(dir.path, 'paged', 'berth.db'), port: await freePort(), token: TOKEN });
+    daemons.push(d);
+    await waitReady(d);
+    const names = Array.from({ length: 54 }, (_, i) => `app-${String(i).padStart(2, '0')}`);
+    for (const name of names) {
+      const res = await fetch(`${d.url}/v1/apps/${name}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ image: '10.77.0.1:5000/web', hosts: ['local'] }),
+      });
+      assert.equal(res.status, 201, await res.text());
+    }
+    const first = (await (await fetch(`${d.url}/v1/apps`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { apps: unknown[]; next: string | null };
+    assert.ok(first.next !== null && first.apps.length < names.length + 1, 'the API answers more than one page');
+    const paged = { ...env, BERTH_URL: d.url };
+    const listed = JSON.parse(ok(await runCli(['status', '--json'], paged))) as { apps: Array<{ name: string }> };
+    assert.deepEqual(listed.apps.map((a) => a.name), [...names, 'web']);
+    const rows = ok(await runCli(['status'], paged)).trim().split('\n').slice(1);
+    assert.equal(rows.length, names.length + 1);
+    d.proc.kill('SIGTERM');
+    assert.equal((await d.exit(5000)).code, 0);
+  });
 });

@@ -230,6 +230,21 @@ describe('malformed configs: every one rejected with the exact issue', () => {
       errors: ['apps.web.retain_containers: expected an integer from 0 to 100, got 101'],
     },
     {
+      name: 'history_limit zero',
+      yaml: web('    history_limit: 0\n'),
+      errors: ['apps.web.history_limit: expected an integer from 1 to 10000, got 0'],
+    },
+    {
+      name: 'history_limit too many',
+      yaml: web('    history_limit: 100000\n'),
+      errors: ['apps.web.history_limit: expected an integer from 1 to 10000, got 100000'],
+    },
+    {
+      name: 'history_limit not a number',
+      yaml: web('    history_limit: lots\n'),
+      errors: ['apps.web.history_limit: expected an integer from 1 to 10000, got "lots"'],
+    },
+    {
       name: 'stop_timeout too long',
       yaml: web('    stop_timeout: 2h\n'),
       errors: ['apps.web.stop_timeout: expected a duration of at most 1h, got "2h"'],
@@ -1059,6 +1074,12 @@ describe('app documents from the API', () => {
     const prefixed: AppSpec = { ...WEB, proxy: { port: null, host: '*.example.com', pathPrefix: '/api', drainTimeoutMs: 5_000 } };
     assert.deepEqual(appDocument(prefixed).proxy, { host: '*.example.com', path_prefix: '/api', drain_timeout: '5s' });
     assert.deepEqual(validateAppDocument('web', appDocument(prefixed), known), prefixed);
+    // history_limit: only in a spec (and its document) that sets it, so older specs read as before.
+    assert.equal('historyLimit' in validateAppDocument('web', { image: 'web', hosts: ['h1'] }, known), false);
+    const limited: AppSpec = { ...WEB, historyLimit: 20 };
+    assert.equal(appDocument(limited).history_limit, 20);
+    assert.equal('history_limit' in appDocument(WEB), false);
+    assert.deepEqual(validateAppDocument('web', appDocument(limited), known), limited);
   });
 });
 

@@ -5,13 +5,13 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { after, describe, test } from 'node:test';
+import { after, describe, mock, test } from 'node:test';
 import Database from 'better-sqlite3';
 import type { AppSpec } from '../../src/domain/app-spec.js';
 import { ConflictError, NotFoundError, StoreError } from '../../src/domain/errors.js';
 import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
 import { parseRolloutRecord, rolloutRecordProblem, type RolloutRecord } from '../../src/domain/rollout.js';
-import { DEFAULT_MIGRATIONS_DIR, migrate, openStore, schemaVersion, type Store } from '../../src/store/index.js';
+import { DEFAULT_MIGRATIONS_DIR, loadMigrations, migrate, openStore, schemaVersion, type Store } from '../../src/store/index.js';
 import { newRecord } from '../../src/reconciler/plan.js';
 import { makeSpec } from '../support/fixtures.js';
 
@@ -38,6 +38,17 @@ function spec(name: string, over: Partial<AppSpec> = {}): AppSpec {
     secrets: ['DATABASE_URL'],
     ...over,
   });
+}
+
+/** A raw database at schema `version`, migrated by the repository's own first `version` migrations. */
+function databaseAt(version: number, file: string): Database.Database {
+  const dir = tempDir();
+  for (const m of loadMigrations().slice(0, version)) copyFileSync(join(DEFAULT_MIGRATIONS_DIR, m.file), join(dir, m.file));
+  const db = new Database(file);
+  db.pragma('foreign_keys = ON');
+  migrate(db, { dir });
+  assert.equal(schemaVersion(db), version);
+  return db;
 }
 
 function memStore(): Store {
@@ -135,20 +146,18 @@ describe('migrations', () => {
       .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
       .pluck()
       .all();
-    assert.deepEqual(tables, ['acme_accounts', 'apps', 'certificates', 'events', 'hosts_status', 'releases', 'rollouts', 'status']);
+    assert.deepEqual(tables, ['acme_accounts', 'apps', 'certificates', 'events', 'hosts_status', 'releases', 'rollouts', 'specs', 'status']);
     assert.deepEqual(migrate(db).applied, []);
     db.close();
   });
 
   test('the token id earlier berths appended to actors ("alice (token 1a2b3c4d)") is removed from events and releases', () => {
-    const dir = tempDir();
-    for (const m of ['0001_init.sql', '0002_app_maintenance.sql']) copyFileSync(join(DEFAULT_MIGRATIONS_DIR, m), join(dir, m));
     const file = join(tempDir(), 'old-actors.db');
-    const old = openStore(file, { migrationsDir: dir });
-    old.apps.upsertApp(spec('web'), 'alice (token 1a2b3c4d)');
-    old.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'bob (token deadbeef)' });
-    old.events.appendEvent({ app: 'web', type: 'Note', message: 'm', actor: 'controller' });
-    old.events.appendEvent({ app: 'web', type: 'Note', message: 'm', actor: null });
+    const old = databaseAt(2, file);
+    old.prepare("INSERT INTO apps (name, spec, created_at, updated_at) VALUES ('web', ?, 't0', 't0')").run(JSON.stringify(spec('web')));
+    old.prepare("INSERT INTO releases VALUES ('web', 1, 'v1', ?, 'deploy', 'bob (token deadbeef)', 't1')").run(JSON.stringify(spec('web')));
+    const event = old.prepare("INSERT INTO events (app, type, message, actor, created_at) VALUES ('web', 'Note', 'm', ?, 't')");
+    for (const actor of ['alice (token 1a2b3c4d)', 'bob (token deadbeef)', 'controller', null]) event.run(actor);
     old.close();
     const s = openStore(file);
     assert.deepEqual(
@@ -236,23 +245,24 @@ describe('migrations', () => {
 
   test('berth:foreign-keys=off lets a migration rebuild a referenced table without cascading', () => {
     const dir = tempDir();
-    for (const m of ['0001_init.sql', '0002_app_maintenance.sql']) copyFileSync(join(DEFAULT_MIGRATIONS_DIR, m), join(dir, m));
+    for (const m of loadMigrations()) copyFileSync(join(DEFAULT_MIGRATIONS_DIR, m.file), join(dir, m.file));
+    const next = loadMigrations().length + 1;
     const file = join(tempDir(), 'fk.db');
     const s1 = openStore(file, { migrationsDir: dir });
     s1.apps.upsertApp(spec('web'), 'test');
     s1.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'test' });
     s1.close();
     writeFileSync(
-      join(dir, '0003_rebuild_apps.sql'),
+      join(dir, `${String(next).padStart(4, '0')}_rebuild_apps.sql`),
       `-- berth:foreign-keys=off
        CREATE TABLE apps_new (name TEXT NOT NULL PRIMARY KEY, spec TEXT NOT NULL, paused INTEGER NOT NULL DEFAULT 0,
-         maintenance TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, note TEXT) STRICT;
-       INSERT INTO apps_new SELECT name, spec, paused, maintenance, created_at, updated_at, NULL FROM apps;
+         maintenance TEXT, deleting_since TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, note TEXT) STRICT;
+       INSERT INTO apps_new SELECT name, spec, paused, maintenance, deleting_since, created_at, updated_at, NULL FROM apps;
        DROP TABLE apps;
        ALTER TABLE apps_new RENAME TO apps;`,
     );
     const s2 = openStore(file, { migrationsDir: dir });
-    assert.equal(s2.schemaVersion, 3);
+    assert.equal(s2.schemaVersion, next);
     assert.equal(s2.releases.latestRelease('web')?.version, 'v1', 'dropping apps must not cascade into releases');
     assert.equal(s2.db.pragma('foreign_keys', { simple: true }), 1, 'foreign keys are back on');
     s2.close();
@@ -495,6 +505,25 @@ describe('apps', () => {
       s.apps.listApps().map((a) => a.name),
       ['api', 'web'],
     );
+    s.close();
+  });
+
+  test('listRoutes and proxyRoutesOn: name, hosts and route of every app with a route, nothing else of its spec', () => {
+    const s = memStore();
+    const tls = { port: 80, host: 'a.example.com', pathPrefix: '/api', drainTimeoutMs: 5_000, tls: { source: 'acme' as const } };
+    s.apps.upsertApp(spec('web', { hosts: ['h1', 'h2'], proxy: tls }), 'a');
+    s.apps.upsertApp(spec('api', { hosts: ['h2'], proxy: { port: 8080, host: null, drainTimeoutMs: 30_000 } }), 'a');
+    s.apps.upsertApp(spec('worker', { hosts: ['h1'], proxy: null }), 'a');
+    assert.deepEqual(s.apps.listRoutes(), [
+      { name: 'api', hosts: ['h2'], proxy: { port: 8080, host: null, drainTimeoutMs: 30_000 }, deleting: false },
+      { name: 'web', hosts: ['h1', 'h2'], proxy: tls, deleting: false },
+    ]);
+    assert.deepEqual(s.apps.proxyRoutesOn('h1'), [{ app: 'web', route: tls }]);
+    assert.deepEqual(s.apps.proxyRoutesOn('h2').map((r) => r.app), ['api', 'web']);
+    // An app being deleted keeps its route for conflict checks, but no proxy routes it any more.
+    s.apps.markDeleting('api', 'a');
+    assert.equal(s.apps.listRoutes()[0]!.deleting, true);
+    assert.deepEqual(s.apps.proxyRoutesOn('h2').map((r) => r.app), ['web']);
     s.close();
   });
 
@@ -780,6 +809,150 @@ function rolloutRecord(revision: number, over: Partial<RolloutRecord> = {}): Rol
   return { ...newRecord(revision, 1_700_000_000_000), ...over };
 }
 
+// ---- history: specs once, retention, rollback target ------------------------
+
+describe('history', () => {
+  const specRows = (s: Store) => s.db.prepare('SELECT count(*) FROM specs').pluck().get() as number;
+  const digestOf = (s: Store, revision: number) => s.db.prepare("SELECT spec_digest FROM releases WHERE app = 'web' AND revision = ?").pluck().get(revision) as string;
+
+  test('a spec is stored once per distinct content: equal specs share one row, different ones do not', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    for (const version of ['v1', 'v2', 'v3']) s.releases.createRelease({ app: 'web', version, reason: 'deploy', actor: 'a' });
+    assert.equal(specRows(s), 1, 'three releases of one spec: one row');
+    assert.equal(digestOf(s, 1), digestOf(s, 3));
+    s.apps.upsertApp(spec('web', { port: 4000 }), 'a');
+    s.releases.createRelease({ app: 'web', version: 'v4', reason: 'deploy', actor: 'a' });
+    assert.equal(specRows(s), 2, 'a different spec: its own row');
+    assert.notEqual(digestOf(s, 4), digestOf(s, 3));
+    // A rollback to v1 carries v1's spec: the same content, the same row.
+    s.releases.createRelease({ app: 'web', version: 'v1', reason: 'rollback', actor: 'a', spec: s.releases.getRelease('web', 1)!.spec });
+    assert.equal(specRows(s), 2);
+    assert.equal(digestOf(s, 5), digestOf(s, 1));
+    // Every release reads back its own snapshot.
+    assert.equal(s.releases.getRelease('web', 4)?.spec.port, 4000);
+    assert.equal(s.releases.getRelease('web', 5)?.spec.port, 3000);
+    // Another app with the same spec text shares it too; deleting that app leaves the row to the first.
+    s.apps.upsertApp(spec('api'), 'a');
+    s.releases.createRelease({ app: 'api', version: 'v1', reason: 'deploy', actor: 'a', spec: s.releases.getRelease('web', 1)!.spec });
+    assert.equal(specRows(s), 2);
+    s.apps.deleteApp('api', 'a');
+    assert.equal(specRows(s), 2, 'still used by web');
+    s.apps.deleteApp('web', 'a');
+    assert.equal(specRows(s), 0, 'an app deleted with its releases takes the specs only it used');
+    s.close();
+  });
+
+  test('migration 0005: releases written at schema 4 read back identical, their specs stored once', () => {
+    const file = join(tempDir(), 'v4.db');
+    const db = databaseAt(4, file);
+    const a = JSON.stringify(spec('web'));
+    const b = JSON.stringify(spec('web', { env: { BIG: 'x'.repeat(200_000) } }));
+    // The same document with its keys in another order: other text, so another row, read back equal.
+    const aReordered = JSON.stringify(Object.fromEntries(Object.entries(spec('web')).reverse()));
+    db.prepare("INSERT INTO apps (name, spec, created_at, updated_at) VALUES ('web', ?, 't0', 't0')").run(a);
+    const rows: Array<[number, string, string, string, string, string]> = [
+      [1, 'v1', a, 'deploy', 'alice', '2025-01-01T00:00:01.000Z'],
+      [2, 'v2', a, 'deploy', 'alice', '2025-01-01T00:00:02.000Z'],
+      [3, 'v3', b, 'deploy', 'bob', '2025-01-01T00:00:03.000Z'],
+      [4, 'v1', a, 'rollback', 'controller', '2025-01-01T00:00:04.000Z'],
+      [5, 'v5', aReordered, 'deploy', 'carol', '2025-01-01T00:00:05.000Z'],
+    ];
+    const insert = db.prepare("INSERT INTO releases VALUES ('web', ?, ?, ?, ?, ?, ?)");
+    for (const r of rows) insert.run(...r);
+    db.close();
+
+    const s = openStore(file);
+    assert.equal(s.schemaVersion, loadMigrations().length, 'every migration applied');
+    for (const [revision, version, text, reason, actor, createdAt] of rows) {
+      assert.deepEqual(s.releases.getRelease('web', revision), { app: 'web', revision, version, spec: JSON.parse(text), reason, actor, createdAt });
+    }
+    assert.deepEqual(s.releases.listReleases('web').map((r) => r.revision), [5, 4, 3, 2, 1]);
+    assert.equal(specRows(s), 3, 'a, b and the reordered a');
+    assert.deepEqual(s.db.pragma('foreign_key_check'), []);
+    // The repositories go on from there: next revision, the same spec shares its row.
+    assert.equal(s.releases.createRelease({ app: 'web', version: 'v6', reason: 'deploy', actor: 'a' }).revision, 6);
+    assert.equal(specRows(s), 3);
+    assert.equal(s.releases.createReleaseUnlessCurrent({ app: 'web', version: 'v6', reason: 'deploy', actor: 'a' }).unchanged, true);
+    s.close();
+  });
+
+  interface RetentionCase {
+    name: string;
+    /** Release i + 1 is of versions[i]. */
+    versions: string[];
+    limit: number;
+    batch?: number;
+    observedRevision?: number;
+    hostRevisions?: number[];
+    rolloutRevision?: number;
+    keep?: number[];
+    kept: number[];
+  }
+  const v = (n: number) => Array.from({ length: n }, (_, i) => `v${i + 1}`);
+  const RETENTION: RetentionCase[] = [
+    { name: 'under the limit: nothing goes', versions: v(3), limit: 5, kept: [1, 2, 3] },
+    { name: 'over the limit: the oldest go', versions: v(6), limit: 3, kept: [4, 5, 6] },
+    { name: 'limit 1: the desired release and the rollback target stay', versions: v(5), limit: 1, kept: [4, 5] },
+    { name: 'the rollback target stays however old (restarts of the desired version since)', versions: ['v1', 'v2', 'v2', 'v2', 'v2'], limit: 2, kept: [1, 4, 5] },
+    { name: 'the converged revision (automatic rollback target) stays', versions: v(6), limit: 2, observedRevision: 2, kept: [2, 5, 6] },
+    { name: 'a revision a host still serves stays', versions: v(6), limit: 2, hostRevisions: [1, 3], kept: [1, 3, 5, 6] },
+    { name: "the rollout record's revision stays", versions: v(6), limit: 2, rolloutRevision: 2, kept: [2, 5, 6] },
+    { name: 'revisions of retained containers stay', versions: v(6), limit: 2, keep: [1, 2], kept: [1, 2, 5, 6] },
+    { name: 'one call removes at most a batch, oldest first', versions: v(10), limit: 2, batch: 3, kept: [4, 5, 6, 7, 8, 9, 10] },
+    { name: 'a batch skips what stays', versions: v(10), limit: 2, batch: 3, hostRevisions: [1, 2], kept: [1, 2, 6, 7, 8, 9, 10] },
+  ];
+  for (const c of RETENTION) {
+    test(`retention: ${c.name}`, () => {
+      const s = memStore();
+      s.apps.upsertApp(spec('web'), 'a');
+      // Each release its own spec, so what goes takes its spec row with it.
+      c.versions.forEach((version, i) => s.releases.createRelease({ app: 'web', version, reason: 'deploy', actor: 'a', spec: spec('web', { port: 3000 + i }) }));
+      if (c.observedRevision !== undefined || c.hostRevisions) {
+        s.status.writeStatus({
+          app: 'web',
+          phase: 'Complete',
+          observedRevision: c.observedRevision ?? null,
+          conditions: [],
+          hosts: (c.hostRevisions ?? []).map((revision, i) => ({ host: `h${i + 1}`, version: `v${revision}`, revision, containerId: `c${i}`, health: 'healthy', lastError: null })),
+          updatedAt: '',
+        });
+      }
+      if (c.rolloutRevision !== undefined) s.status.putRollout('web', c.rolloutRevision, newRecord(c.rolloutRevision, 0));
+      const removed = s.releases.pruneReleases('web', { limit: c.limit, ...(c.keep ? { keep: c.keep } : {}), ...(c.batch ? { batch: c.batch } : {}) });
+      const kept = s.releases.listReleases('web', { limit: 1000 }).map((r) => r.revision).reverse();
+      assert.deepEqual(kept, c.kept);
+      assert.equal(removed, c.versions.length - c.kept.length);
+      assert.equal(specRows(s), kept.length, 'the specs of removed releases are gone, the others stay');
+      assert.deepEqual(s.db.pragma('foreign_key_check'), []);
+      s.close();
+    });
+  }
+
+  test('rollbackTarget: the newest release of another version, however far back, reading one spec', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    assert.equal(s.releases.rollbackTarget('web'), null, 'no release');
+    s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' });
+    assert.equal(s.releases.rollbackTarget('web'), null, 'only one version');
+    s.releases.createRelease({ app: 'web', version: 'v2', reason: 'deploy', actor: 'a', spec: spec('web', { port: 4000 }) });
+    // 1,200 more releases of v2 (restarts, each its own spec): the target is beyond any page of releases.
+    s.transaction(() => {
+      for (let i = 0; i < 1200; i++) s.releases.createRelease({ app: 'web', version: 'v2', reason: 'deploy', actor: 'a', spec: spec('web', { port: 5000 + i }) });
+    });
+    const parse = mock.method(JSON, 'parse');
+    try {
+      const target = s.releases.rollbackTarget('web');
+      assert.equal(target?.revision, 1);
+      assert.equal(target?.spec.port, 3000);
+      assert.equal(parse.mock.callCount(), 1, 'one spec parsed, not the history');
+    } finally {
+      parse.mock.restore();
+    }
+    s.close();
+  });
+});
+
 describe('status', () => {
   test('write/read round trip; unknown app is NotFound', () => {
     const s = memStore();
@@ -974,6 +1147,23 @@ describe('events', () => {
     assert.equal(s.events.listEvents(null, { afterId: s.events.latestEventId() }).length, 0);
     assert.equal(s.events.latestEventId('api'), 25);
     assert.equal(s.events.listEvents('web', { limit: 0 }).length, 1, 'limit clamps to at least 1');
+    s.close();
+  });
+
+  test('newestOfTypes: the newest event of the given types among the app\'s newest N, or null', () => {
+    const s = memStore();
+    const add = (app: string, type: string, message: string) => s.events.appendEvent({ app, type, message });
+    add('web', 'RolloutFailed', 'old failure');
+    add('web', 'RolloutPaused', 'newer pause');
+    add('api', 'RolloutFailed', 'another app');
+    for (let i = 0; i < 5; i++) add('web', 'Step', `s${i}`);
+    const types = ['RolloutFailed', 'RolloutPaused'];
+    assert.equal(s.events.newestOfTypes('web', types, 10)?.message, 'newer pause');
+    assert.equal(s.events.newestOfTypes('web', ['RolloutFailed'], 10)?.message, 'old failure');
+    assert.equal(s.events.newestOfTypes('web', types, 6)?.message, 'newer pause', 'the 6th newest is the pause');
+    assert.equal(s.events.newestOfTypes('web', types, 5), null, 'beyond the lookback');
+    assert.equal(s.events.newestOfTypes('api', types, 10)?.message, 'another app');
+    assert.equal(s.events.newestOfTypes('nope', types, 10), null);
     s.close();
   });
 

@@ -4,7 +4,7 @@ import { validateAppDocument } from '../../config/app.js';
 import { routeConflicts } from '../../config/routes.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
 import type { AppStatus } from '../../domain/release.js';
-import { DEFAULT_RELEASES_LIMIT, MAX_LIMIT, type StoredApp } from '../../store/index.js';
+import { DEFAULT_RELEASES_LIMIT, MAX_APPS_LIMIT, clampLimit, type StoredApp } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
 import {
   appDeletingSchema,
@@ -20,7 +20,7 @@ import {
   rollbackCreatedSchema,
   rollbackUnchangedSchema,
 } from '../responses.js';
-import { appParams, noFields, pageSize, queryInteger, version } from '../schemas.js';
+import { appParams, noFields, pageQuery, queryInteger, version } from '../schemas.js';
 
 type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
@@ -61,7 +61,7 @@ function refuseFileApp(deps: ApiDeps, name: string, what: string): void {
 }
 
 /** Events that record a rollout giving up (src/reconciler/plan.ts, onFailure). */
-const FAILURE_EVENTS = new Set(['RolloutFailed', 'RolloutPaused']);
+const FAILURE_EVENTS = ['RolloutFailed', 'RolloutPaused'];
 /** How far back (newest events of the app) `lastFailure` looks for one. */
 const FAILURE_LOOKBACK = 200;
 
@@ -75,12 +75,12 @@ function lastFailure(deps: ApiDeps, app: string, status: AppStatus | null, desir
   if (progressing && (status!.phase === 'Failed' || (status!.phase === 'Paused' && progressing.reason !== 'Paused'))) {
     return { reason: progressing.reason, message: progressing.message, revision: desiredRevision, at: progressing.lastTransitionTime };
   }
-  const e = deps.store.events.pageEvents(app, { limit: FAILURE_LOOKBACK }).find((ev) => FAILURE_EVENTS.has(ev.type));
+  const e = deps.store.events.newestOfTypes(app, FAILURE_EVENTS, FAILURE_LOOKBACK);
   return e ? { reason: e.type, message: e.message, revision: e.revision, at: e.createdAt } : null;
 }
 
 function appView(deps: ApiDeps, app: StoredApp) {
-  const desired = deps.store.releases.latestRelease(app.name);
+  const desired = deps.store.releases.latestSummary(app.name);
   const status = deps.store.status.readStatus(app.name);
   return {
     name: app.name,
@@ -101,9 +101,25 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
   const read = guard.read as never;
   const write = guard.write as never;
 
-  app.get('/v1/apps', { onRequest: read, schema: { operationId: 'listApps', summary: 'List apps with their status', response: { 200: appListSchema } } }, async () => ({
-    apps: deps.store.apps.listApps().map((a) => appView(deps, a)),
-  }));
+  app.get(
+    '/v1/apps',
+    {
+      onRequest: read,
+      schema: {
+        operationId: 'listApps',
+        summary: 'List apps with their status, by name, one page at a time: pass next as ?after= for the rest',
+        querystring: pageQuery({ after: { ...appParams.properties.app, description: 'an app name: only apps after it (by name) are listed' } }, MAX_APPS_LIMIT),
+        response: { 200: appListSchema },
+      },
+    },
+    async (req: FastifyRequest<{ Querystring: { limit?: number; after?: string } }>) => {
+      const page = deps.store.apps.pageApps({
+        ...(req.query.limit !== undefined ? { limit: req.query.limit } : {}),
+        ...(req.query.after !== undefined ? { after: req.query.after } : {}),
+      });
+      return { apps: page.apps.map((a) => appView(deps, a)), next: page.next };
+    },
+  );
 
   app.get('/v1/apps/:app', { onRequest: read, schema: { operationId: 'getApp', summary: 'Spec, desired release, status and per-host view of one app', params: appParams, response: { 200: appSchema, ...notFound } } }, async (req: AppReq) =>
     appView(deps, mustGetApp(deps, req.params.app)),
@@ -130,7 +146,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       // A route that takes requests another app's route on a shared host already matches
       // (src/config/routes.ts) is refused, naming the app that owns it. No await between
       // this check and the upsert, so two concurrent PUTs cannot both pass it.
-      const conflicts = routeConflicts(spec, deps.store.apps.listApps().map((a) => a.spec));
+      const conflicts = routeConflicts(spec, deps.store.apps.listRoutes());
       if (conflicts.length > 0) throw new ConfigError(conflicts.map((message) => ({ path: 'body.proxy', message })));
       const result = deps.store.apps.upsertApp(spec, actorOf(req));
       if (result.change !== 'unchanged') deps.controller.enqueue(spec.name);
@@ -183,24 +199,15 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
         operationId: 'listReleases',
         summary: 'Release history, newest first',
         params: appParams,
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            limit: pageSize,
-            before: queryInteger('a revision number: only releases older than it are listed', 0, Number.MAX_SAFE_INTEGER),
-          },
-        },
+        querystring: pageQuery({ before: queryInteger('a revision number: only releases older than it are listed', 0, Number.MAX_SAFE_INTEGER) }),
         response: { 200: releaseListSchema, ...notFound },
       },
     },
     async (req: FastifyRequest<{ Params: { app: string }; Querystring: { limit?: number; before?: number } }>) => {
       const app = mustGetApp(deps, req.params.app);
-      const releases = deps.store.releases.listReleases(app.name, {
-        limit: req.query.limit ?? DEFAULT_RELEASES_LIMIT,
-        ...(req.query.before !== undefined ? { before: req.query.before } : {}),
-      });
-      return { releases: releases.map(({ spec: _spec, ...r }) => r) };
+      const limit = clampLimit(req.query.limit, DEFAULT_RELEASES_LIMIT);
+      const releases = deps.store.releases.listReleases(app.name, { limit, ...(req.query.before !== undefined ? { before: req.query.before } : {}) });
+      return { releases, next: releases.length === limit ? releases[releases.length - 1]!.revision : null };
     },
   );
 
@@ -221,10 +228,8 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       const current = deps.store.releases.latestRelease(app.name);
       if (!current) throw new ConflictError(`app "${app.name}" has no release to roll back from`);
       const wanted = req.body?.version;
-      // Without a version: the newest release of another version, among the newest MAX_LIMIT (one page).
-      const target = wanted
-        ? deps.store.releases.findLatestByVersion(app.name, wanted)
-        : deps.store.releases.listReleases(app.name, { limit: MAX_LIMIT }).find((r) => r.version !== current.version);
+      // Without a version: the newest release of another version (one indexed lookup, however long the history).
+      const target = wanted ? deps.store.releases.findLatestByVersion(app.name, wanted) : deps.store.releases.rollbackTarget(app.name);
       if (!target) {
         if (wanted) throw new NotFoundError(`release with version "${wanted}" of app "${app.name}"`);
         throw new ConflictError(`app "${app.name}" has no earlier version than ${current.version} to roll back to`);
