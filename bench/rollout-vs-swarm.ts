@@ -187,6 +187,7 @@ class BerthBench {
       metrics: fleet.metrics,
       log: quiet,
       controller: fleet.controller,
+      secrets: fleet.secrets,
       auth: { token: TOKEN, openReads: false },
       hostNames: () => this.hostNames,
       version: 'bench',

@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { buildApp } from './api/app.js';
 import { apiExposure } from './config/api.js';
 import { applyEnv, loadConfig } from './config/load.js';
-import { Issues } from './config/reader.js';
+import { Issues, keyPath } from './config/reader.js';
 import { parseListen, readToken } from './config/values.js';
 import type { BerthConfig } from './domain/app-spec.js';
 import { ConfigError } from './domain/errors.js';
@@ -18,7 +18,9 @@ import { AcmeIssuer } from './tls/acme-issuer.js';
 import { CertificateManager } from './tls/manager.js';
 import { openStore, type Store } from './store/index.js';
 import { BERTH_VERSION } from './version.js';
-import { DEFAULTS, tokenFilePath } from './defaults.js';
+import { DEFAULTS, secretsDirPath, tokenFilePath } from './defaults.js';
+import { AppSecretFiles, missingSecretIssues } from './secrets/app-secrets.js';
+import { ensurePrivateDir, octal } from './store/files.js';
 
 const SHUTDOWN_DEADLINE_MS = 25_000;
 
@@ -48,6 +50,21 @@ function ensureToken(config: BerthConfig, dbPath: string, log: Logger): string {
   return token;
 }
 
+/**
+ * The apps' secrets directory, made 0700 when it does not exist (a looser one that
+ * exists is left as it is, with a warning), and every secret the config's apps name
+ * present in its app's file: a missing one is a config error, naming the file.
+ */
+function openSecrets(config: BerthConfig, dbPath: string, log: Logger): AppSecretFiles {
+  const dir = secretsDirPath(dbPath);
+  const loose = ensurePrivateDir(dir);
+  if (loose !== null) log.warn({ dir, mode: octal(loose) }, `the secrets directory is ${octal(loose)}: others can list it; chmod 700 ${dir}`);
+  const secrets = new AppSecretFiles(dir);
+  const issues = Object.values(config.apps).flatMap((spec) => missingSecretIssues(spec, secrets, keyPath('apps', spec.name)));
+  if (issues.length > 0) throw new ConfigError(issues);
+  return secrets;
+}
+
 /** Config apps are the operator's declared desired specs: load them into the store on start. */
 function syncConfigApps(store: Store, config: BerthConfig, log: Logger): void {
   store.transaction(() => {
@@ -72,6 +89,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
     onInvalidRollout: (app, problem) => log.warn({ app, problem }, 'stored rollout record is invalid: treated as absent, the planner starts a new one'),
   });
   try {
+    const secrets = openSecrets(config, dbPath, log);
     syncConfigApps(store, config, log);
     const token = ensureToken(config, dbPath, log);
     // Plain HTTP off loopback, and open_reads only on loopback (src/config/api.ts).
@@ -92,7 +110,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       routesOn: (host) => store.apps.proxyRoutesOn(host),
       certificatesOn: (host): ProxyCertificate[] => certificates.certificatesOn(host),
     });
-    const controller = new Controller({ store, drivers, traffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, env });
+    const controller = new Controller({ store, drivers, traffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, secrets });
     const certificates: CertificateManager = new CertificateManager({
       store,
       proxy: traffic,
@@ -101,13 +119,14 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       metrics,
       log,
       intervalMs: config.controller.resyncIntervalMs,
-      env,
+      secrets,
     });
     const app = buildApp({
       store,
       metrics,
       log,
       controller,
+      secrets,
       auth: { token, openReads: exposure.openReads },
       hostNames: () => Object.keys(config.hosts),
       version: BERTH_VERSION,

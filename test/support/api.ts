@@ -12,7 +12,9 @@ import type { ControllerHandle, ExecResult } from '../../src/api/context.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import type { EventStreamLimits } from '../../src/api/routes/events.js';
+import type { AppSecretFiles } from '../../src/secrets/app-secrets.js';
 import { TOKEN } from './daemon.js';
+import { NO_SECRETS } from './secrets.js';
 
 export { TOKEN };
 export const AUTH = { authorization: `Bearer ${TOKEN}` } as const;
@@ -51,6 +53,8 @@ export interface TestApiOptions {
   openReads?: boolean;
   hosts?: string[];
   eventStreams?: Partial<EventStreamLimits>;
+  /** Apps' secrets files (default: none has one). */
+  secrets?: AppSecretFiles;
 }
 
 export const DEFAULT_HOSTS = ['h1', 'h2', 'h3'];
@@ -73,6 +77,7 @@ export function makeApi(opts: TestApiOptions = {}): TestApi {
     metrics,
     log,
     controller,
+    secrets: opts.secrets ?? NO_SECRETS,
     auth: { token: opts.token === undefined ? TOKEN : opts.token, openReads: opts.openReads ?? false },
     hostNames: () => hosts,
     version: '0.0.0-test',
