@@ -170,6 +170,10 @@ describe('secrets and berth exec', { skip, concurrency: false }, () => {
     const failed = await deploy('thief', 'v1', true);
     assert.match(failed.lastFailure?.message ?? '', /secret AWS_SECRET_ACCESS_KEY is not in \/.*\/secrets\/thief\.env: add a line AWS_SECRET_ACCESS_KEY=<value>/);
     for (const d of daemon.drivers.values()) assert.deepEqual((await d.listContainers({ app: 'thief' })).filter((c) => c.running), [], 'no thief container runs');
+    const refused = await daemon.request<{ code: string; message: string }>('POST', '/v1/apps/thief/exec', { command: 'echo "$AWS_SECRET_ACCESS_KEY"' });
+    assert.equal(refused.status, 409, JSON.stringify(refused.body));
+    assert.equal(refused.body.code, 'SECRET_MISSING');
+    assert.match(refused.body.message, /^secret AWS_SECRET_ACCESS_KEY is not in \/.*\/secrets\/thief\.env: /);
 
     // Back in its file: a release rolls out, and the container has the file's value, not the daemon's.
     daemon.writeSecrets('thief', { AWS_SECRET_ACCESS_KEY: THIEF_VALUE });

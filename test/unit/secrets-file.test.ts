@@ -142,6 +142,16 @@ describe('a secret named but missing', () => {
 
       s.write('web', { DB_PASSWORD: 'pw-abcdef', AWS_SECRET_ACCESS_KEY: 'k-123456' });
       assert.equal((await api.call({ method: 'PUT', url: '/v1/apps/web', payload: doc })).statusCode, 201);
+
+      // berth exec when a value went missing since: 409 with the reason (not a 500 "see the log").
+      for (const err of [new SecretMissingError('API_KEY', '/d/secrets/web.env', true), new SecretsFileError('/d/secrets/web.env', 'UNPROTECTED SECRETS FILE: …')]) {
+        api.controller.exec = async () => {
+          throw err;
+        };
+        const exec = await api.call({ method: 'POST', url: '/v1/apps/web/exec', payload: { command: 'true' } });
+        assert.equal(exec.statusCode, 409, exec.body);
+        assert.deepEqual(JSON.parse(exec.body), { error: 'Conflict', code: err.code, message: err.message });
+      }
     } finally {
       await api.close();
     }
