@@ -55,7 +55,7 @@ export function readWanted(store: Store, app: string, secretFiles: AppSecretFile
   };
 }
 
-/** The executor's view of one app's desired release: drivers, secrets (`secrets`, Wanted.secrets), live step events, health metric. */
+/** The executor's view of one app's desired release: drivers, the values of `secrets` (Wanted.secrets: the read its hash covers), live step events, health metric. */
 export function execContext(deps: ReconcilerDeps, app: string, desired: DesiredRelease, secrets: AppSecretsRead): ExecContext {
   const { store, metrics, log } = deps;
   // Every value of the app's secrets that is set, reserved names included (never passed, but never shown either).
