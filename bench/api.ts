@@ -35,6 +35,8 @@ import { LAN_LATENCY_MS, simulatedFleet } from '../src/hosts/simulated-driver.js
 import { BerthMetrics } from '../src/metrics/registry.js';
 import { directTraffic } from '../src/proxy/traffic.js';
 import { Controller } from '../src/reconciler/controller.js';
+import { AppSecretFiles } from '../src/secrets/app-secrets.js';
+import { secretsDirPath } from '../src/defaults.js';
 import { openStore } from '../src/store/index.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
@@ -144,6 +146,8 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'berth-bench-api-'));
   const disk = calibrateDisk(dir);
   const store = openStore(join(dir, 'berth.db'));
+  // As the daemon keeps them; these apps name no secret.
+  const secrets = new AppSecretFiles(secretsDirPath(join(dir, 'berth.db')));
   const commits = countCommits(store);
   const log = pino({ level: 'info', base: { service: 'berth' } }, pino.destination({ dest: '/dev/null', sync: true }));
   const metrics = new BerthMetrics('bench');
@@ -166,8 +170,8 @@ async function main(): Promise<void> {
     store.releases.createRelease({ app: name, version: 'v1', reason: 'deploy', actor: 'bench' });
   });
 
-  const controller = new Controller({ store, drivers: new Map<string, HostDriver>(fleet), traffic: directTraffic, metrics, log, resyncIntervalMs: SEED_DEFAULTS.resyncIntervalMs, env: {} });
-  const app = buildApp({ store, metrics, log, controller, auth: { token: TOKEN, openReads: false }, hostNames: () => hostNames, configFile: NO_CONFIG_FILE, version: 'bench' });
+  const controller = new Controller({ store, drivers: new Map<string, HostDriver>(fleet), traffic: directTraffic, metrics, log, resyncIntervalMs: SEED_DEFAULTS.resyncIntervalMs, secrets });
+  const app = buildApp({ store, metrics, log, controller, secrets, auth: { token: TOKEN, openReads: false }, hostNames: () => hostNames, configFile: NO_CONFIG_FILE, version: 'bench' });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as AddressInfo).port;
   controller.start();

@@ -40,6 +40,8 @@ import type { ControllerHandle } from '../src/api/context.js';
 import type { AppSpec } from '../src/domain/app-spec.js';
 import { mulberry32 } from '../src/domain/prng.js';
 import { BerthMetrics } from '../src/metrics/registry.js';
+import { AppSecretFiles } from '../src/secrets/app-secrets.js';
+import { secretsDirPath } from '../src/defaults.js';
 import { DEFAULT_MIGRATIONS_DIR, PRUNE_BATCH, loadMigrations, migrate, openStore, type Store } from '../src/store/index.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import { machine } from './lib/machine.js';
@@ -169,6 +171,7 @@ async function measureRequests(store: Store, label: string): Promise<RequestResu
     auth: { token: TOKEN, openReads: false },
     hostNames: () => ['h1', 'h2', 'h3'],
     configFile: NO_CONFIG_FILE,
+    secrets: new AppSecretFiles(secretsDirPath(join(tmpdir(), 'berth-bench-history-no-secrets'))),
     version: 'bench',
   });
   await app.ready();

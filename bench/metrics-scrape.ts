@@ -23,6 +23,7 @@ import { BerthMetrics, PHASES } from '../src/metrics/registry.js';
 import { openStore } from '../src/store/index.js';
 import { BERTH_VERSION } from '../src/version.js';
 import { RecordingController } from '../test/support/api.js';
+import { NO_SECRETS } from '../test/support/secrets.js';
 
 const GOAL_MS = 50;
 
@@ -206,6 +207,7 @@ async function timeHttp(m: BerthMetrics): Promise<{ client: Stats; server: Stats
     metrics: m,
     log: pino({ level: 'silent' }),
     controller,
+    secrets: NO_SECRETS,
     auth: { token: 'bench-token-0123456789abcdef', openReads: false },
     hostNames: () => [],
     configFile: NO_CONFIG_FILE,

@@ -188,6 +188,7 @@ class BerthBench {
       metrics: fleet.metrics,
       log: quiet,
       controller: fleet.controller,
+      secrets: fleet.secrets,
       auth: { token: TOKEN, openReads: false },
       hostNames: () => this.hostNames,
       configFile: NO_CONFIG_FILE,

@@ -25,6 +25,8 @@ import type { HostDriver } from '../src/hosts/host-driver.js';
 import { BerthMetrics } from '../src/metrics/registry.js';
 import { directTraffic } from '../src/proxy/traffic.js';
 import { Controller } from '../src/reconciler/controller.js';
+import { AppSecretFiles } from '../src/secrets/app-secrets.js';
+import { secretsDirPath } from '../src/defaults.js';
 import { openStore } from '../src/store/index.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
@@ -66,6 +68,8 @@ async function main(): Promise<void> {
   const dbPath = join(dir, 'berth.db');
   const disk = calibrateDisk(dir);
   const store = openStore(dbPath);
+  // As the daemon keeps them; these apps name no secret.
+  const secrets = new AppSecretFiles(secretsDirPath(dbPath));
   // The daemon logs JSON at info to stdout; here the same lines go to /dev/null.
   const log = pino({ level: 'info', base: { service: 'berth' } }, pino.destination({ dest: '/dev/null', sync: true }));
   const metrics = new BerthMetrics('bench');
@@ -101,13 +105,13 @@ async function main(): Promise<void> {
   const seedMs = performance.now() - t0;
 
   // The periodic resync is triggered by hand below (same code path), so no timer fires mid-measurement.
-  const controller = new Controller({ store, drivers, traffic: directTraffic, metrics, log, resyncIntervalMs: 3_600_000, env: {} });
+  const controller = new Controller({ store, drivers, traffic: directTraffic, metrics, log, resyncIntervalMs: 3_600_000, secrets });
   const resync = (): void => {
     const c = controller as unknown as { resync?: () => void };
     if (typeof c.resync === 'function') c.resync();
     else for (const a of store.apps.listApps()) controller.enqueue(a.name);
   };
-  const api = buildApp({ store, metrics, log, controller, auth: { token: TOKEN, openReads: false }, hostNames: () => hostNames, configFile: NO_CONFIG_FILE, version: 'bench' });
+  const api = buildApp({ store, metrics, log, controller, secrets, auth: { token: TOKEN, openReads: false }, hostNames: () => hostNames, configFile: NO_CONFIG_FILE, version: 'bench' });
   await api.ready();
 
   async function settle(): Promise<void> {

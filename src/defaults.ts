@@ -7,3 +7,8 @@ export const DEFAULTS = { config: 'deploy/berth.yml', db: 'data/berth.db', url: 
 export function tokenFilePath(dbPath: string): string {
   return join(dirname(resolve(dbPath)), 'token');
 }
+
+/** Apps' secrets files (`<app>.env`, src/secrets/app-secrets.ts) live next to the database too. */
+export function secretsDirPath(dbPath: string): string {
+  return join(dirname(resolve(dbPath)), 'secrets');
+}

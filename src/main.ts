@@ -6,7 +6,7 @@ import { apiExposure } from './config/api.js';
 import type { ConfigFileHandle, ReloadResult } from './api/context.js';
 import { applyEnv, FILE_PATH, loadConfig } from './config/load.js';
 import { planReload } from './config/reload.js';
-import { Issues } from './config/reader.js';
+import { Issues, keyPath } from './config/reader.js';
 import { parseListen, readToken } from './config/values.js';
 import type { AppSpec, BerthConfig } from './domain/app-spec.js';
 import { ConfigError } from './domain/errors.js';
@@ -20,7 +20,9 @@ import { AcmeIssuer } from './tls/acme-issuer.js';
 import { CertificateManager } from './tls/manager.js';
 import { openStore, type Store, type UpsertChange } from './store/index.js';
 import { BERTH_VERSION } from './version.js';
-import { DEFAULTS, tokenFilePath } from './defaults.js';
+import { DEFAULTS, secretsDirPath, tokenFilePath } from './defaults.js';
+import { AppSecretFiles, missingSecretIssues } from './secrets/app-secrets.js';
+import { ensurePrivateDir, octal } from './store/files.js';
 
 const SHUTDOWN_DEADLINE_MS = 25_000;
 
@@ -48,6 +50,23 @@ function ensureToken(config: BerthConfig, dbPath: string, log: Logger): string {
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
   log.info({ file }, 'no API token configured: generated one (BERTH_TOKEN or api.token overrides it)');
   return token;
+}
+
+/**
+ * The apps' secrets directory, made 0700 when it does not exist (a looser one that
+ * exists is left as it is, with a warning).
+ */
+function openSecrets(dbPath: string, log: Logger): AppSecretFiles {
+  const dir = secretsDirPath(dbPath);
+  const loose = ensurePrivateDir(dir);
+  if (loose !== null) log.warn({ dir, mode: octal(loose) }, `the secrets directory is ${octal(loose)}: others can list it; chmod 700 ${dir}`);
+  return new AppSecretFiles(dir);
+}
+
+/** Every secret the file's apps name is in its app's file (at start and at a reload): a missing one is a config error, naming the file. */
+function checkSecrets(apps: Iterable<AppSpec>, secrets: AppSecretFiles): void {
+  const issues = [...apps].flatMap((spec) => missingSecretIssues(spec, secrets, keyPath('apps', spec.name)));
+  if (issues.length > 0) throw new ConfigError(issues);
 }
 
 /** Config apps are the operator's declared desired specs: loaded into the store on start and at every reload. */
@@ -81,6 +100,8 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
     onInvalidRollout: (app, problem) => log.warn({ app, problem }, 'stored rollout record is invalid: treated as absent, the planner starts a new one'),
   });
   try {
+    const secrets = openSecrets(dbPath, log);
+    checkSecrets(Object.values(config.apps), secrets);
     syncConfigApps(store, Object.values(config.apps), log);
     const token = ensureToken(config, dbPath, log);
     // Plain HTTP off loopback, and open_reads only on loopback (src/config/api.ts).
@@ -101,7 +122,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       routesOn: (host) => store.apps.proxyRoutesOn(host),
       certificatesOn: (host): ProxyCertificate[] => certificates.certificatesOn(host),
     });
-    const controller = new Controller({ store, drivers, traffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, env });
+    const controller = new Controller({ store, drivers, traffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, secrets });
     const certificates: CertificateManager = new CertificateManager({
       store,
       proxy: traffic,
@@ -110,12 +131,13 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       metrics,
       log,
       intervalMs: config.controller.resyncIntervalMs,
-      env,
+      secrets,
     });
     const reload = (): ReloadResult => {
       const next = applyEnv(loadConfig(configPath), env);
       const stored = new Map(store.apps.listApps().map((a) => [a.name, { spec: a.spec, deleting: a.deletingSince !== null }]));
       const plan = planReload(running, next, stored);
+      checkSecrets(plan.apps, secrets);
       const apps = syncConfigApps(store, plan.apps, log);
       running = { ...running, apps: next.apps };
       for (const [name, change] of Object.entries(apps)) if (change !== 'unchanged') controller.enqueue(name);
@@ -130,6 +152,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       metrics,
       log,
       controller,
+      secrets,
       auth: { token, openReads: exposure.openReads },
       hostNames: () => Object.keys(config.hosts),
       configFile,

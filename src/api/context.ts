@@ -2,6 +2,7 @@ import { ConflictError } from '../domain/errors.js';
 import type { Logger } from 'pino';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { ProxyStatus } from '../proxy/traffic.js';
+import type { AppSecretFiles } from '../secrets/app-secrets.js';
 import type { Store, UpsertChange } from '../store/index.js';
 import type { EventStreamLimits } from './routes/events.js';
 
@@ -53,6 +54,8 @@ export interface ApiDeps {
   metrics: BerthMetrics;
   log: Logger;
   controller: ControllerHandle;
+  /** Apps' secrets files: a PUT naming a secret its app's file lacks is refused (422). */
+  secrets: AppSecretFiles;
   auth: { token: string | null; openReads: boolean };
   /** Host names declared in the config (apps may only use these). */
   hostNames(): string[];

@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { describe } from '../config/reader.js';
-import { BerthError, ConfigError, ConflictError, describeError, HOST_ERROR_CODES, HostError, NotFoundError, OnHostError } from '../domain/errors.js';
+import { BerthError, ConfigError, ConflictError, describeError, HOST_ERROR_CODES, HostError, NotFoundError, OnHostError, SecretMissingError, SecretsFileError } from '../domain/errors.js';
 
 export class UnauthorizedError extends BerthError {
   constructor(message: string) {
@@ -25,7 +25,8 @@ export interface ErrorBody {
 function statusOf(err: unknown): number {
   if (err instanceof ConfigError || err instanceof UnprocessableError) return 422;
   if (err instanceof NotFoundError) return 404;
-  if (err instanceof ConflictError) return 409;
+  // `berth exec` of an app whose secrets file lacks a value (or cannot be used): the app's state, said with the file.
+  if (err instanceof ConflictError || err instanceof SecretMissingError || err instanceof SecretsFileError) return 409;
   if (err instanceof UnauthorizedError) return 401;
   // A host that cannot be reached or answers with an error (exec): berth is the gateway to it.
   if (err instanceof HostError) return err.code === HOST_ERROR_CODES.timeout ? 504 : 502;

@@ -201,7 +201,7 @@ function readProxyRoute(doc: unknown, path: string, issues: Issues): ProxyRouteS
   return { ...route, tls };
 }
 
-/** `tls: true` (ACME), `false`, or `{certificate: SECRET, private_key: SECRET}` (PEM values from the daemon's environment). */
+/** `tls: true` (ACME), `false`, or `{certificate: SECRET, private_key: SECRET}` (PEM values in the app's secrets file). */
 const readTls: Read<TlsSpec | null> = (value, path, issues) => {
   if (value === true) return { source: 'acme' };
   if (value === false) return null;
@@ -229,7 +229,7 @@ function checkTlsRoute(route: Omit<ProxyRouteSpec, 'tls'>, tls: TlsSpec, f: Fiel
   }
 }
 
-/** The name of a variable in the daemon's environment (a secret), not a reserved one. */
+/** The name of a secret (a line of the app's secrets file, src/secrets/app-secrets.ts), not a reserved one. */
 const readSecretName: Read<string> = (value, path, issues) => {
   if (typeof value !== 'string' || !isEnvName(value)) {
     issues.add(path, `expected a variable name (${ENV_NAME_RULE}), got ${describe(value)}`);
@@ -266,7 +266,7 @@ function readSecrets(env: Record<string, string>): Read<string[]> {
   return (value, path, issues) => {
     const seen = new Set<string>();
     const item: Read<string> = (v, p, iss) => {
-      // Secrets come from berth's own environment: BERTH_TOKEN must not be an app's to read.
+      // BERTH_* are berth's own settings (its token among them): never an app's, whatever its file holds.
       const name = readSecretName(v, p, iss);
       if (name === undefined) return undefined;
       if (Object.hasOwn(env, name)) {

@@ -61,7 +61,7 @@ export const HTTPS_PORT = 443;
 /**
  * Where a TLS route's certificate comes from: ordered by berth over ACME (one
  * certificate per host name for the whole fleet), or given as two secrets (PEM values
- * in the daemon's environment, named like app secrets).
+ * in the app's secrets file, named like app secrets).
  */
 export type TlsSpec = { source: 'acme' } | { source: 'given'; certificate: string; privateKey: string };
 
@@ -94,7 +94,7 @@ export interface AppSpec {
   stopTimeoutMs: number;
   proxy: ProxyRouteSpec | null;
   env: Record<string, string>;
-  /** Names of variables read from the daemon's environment; values never stored. */
+  /** Names of variables whose values are read from the app's secrets file (src/secrets/app-secrets.ts); values never stored. */
   secrets: string[];
   /**
    * Set by `berth restart` on a release's spec, never by config or `PUT`: part of the

@@ -7,7 +7,7 @@ import { isReservedSecretName } from './secrets.js';
  * two releases with the same version and hash can share a container, which is how a
  * rollback restarts a retained container instead of creating a new one.
  *
- * `secretValues` are the values of the daemon's environment (name -> value). For an
+ * `secretValues` are the values of the app's secrets file (name -> value). For an
  * app with secrets, a digest of the values (secretValuesDigest, never the values) is
  * part of the hash: a rotated secret makes a new container config, so neither a
  * rollback nor a restarted container keeps the old value. An app without secrets

@@ -60,6 +60,8 @@ export type StepErrorCode =
   | 'HOOK_TIMEOUT'
   | 'CONTAINER_NOT_RUNNING'
   | 'SECRET_MISSING'
+  /** The app's secrets file cannot be used: too open, malformed or unreadable (src/secrets/app-secrets.ts). */
+  | 'SECRETS_FILE_INVALID'
   | 'HOST_NOT_CONFIGURED'
   | 'ROLLBACK_TARGET_MISSING'
   /** An error that is not a BerthError reached the executor. */
@@ -154,9 +156,29 @@ export class HostError extends OnHostError<HostErrorCode> {}
 /** The host's proxy refused or did not answer a change. */
 export class ProxyError extends OnHostError<ProxyErrorCode> {}
 
+/** A secret an app names is not in its secrets file (the message names the file, never a value). */
 export class SecretMissingError extends BerthError {
-  constructor(readonly secret: string) {
-    super('SECRET_MISSING', `secret ${secret} is not set in berth's environment`);
+  constructor(
+    readonly secret: string,
+    readonly file: string,
+    fileExists: boolean,
+  ) {
+    super('SECRET_MISSING', missingSecretMessage(secret, file, fileExists));
+  }
+}
+
+/** Said at config load, at PUT and when a step needs the value. */
+export function missingSecretMessage(secret: string, file: string, fileExists: boolean): string {
+  return `secret ${secret} is not in ${file}${fileExists ? '' : ' (no such file)'}: add a line ${secret}=<value> to it (mode 0600)`;
+}
+
+/** The app's secrets file cannot be used; the message says why and how to fix it, and never holds a value. */
+export class SecretsFileError extends BerthError {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
+    super('SECRETS_FILE_INVALID', message);
   }
 }
 

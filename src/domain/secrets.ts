@@ -1,6 +1,6 @@
 /**
  * Rules about app secrets that more than one layer applies: which names an app may
- * not take from berth's environment, and how secret values are cut out of text that
+ * not take as secrets, and how secret values are cut out of text that
  * berth stores or answers with (hook and exec output, step errors, events).
  * Pure: no I/O, no environment access; callers pass the values.
  */

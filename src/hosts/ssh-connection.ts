@@ -21,6 +21,7 @@ import { HOST_ERROR_CODES, HostError } from '../domain/errors.js';
 import type { Logger } from '../log.js';
 import { backoffMs } from './host-errors.js';
 import { fingerprintOf, hostKeyAlgorithmsFor, entriesFor, parseKnownHosts, verifyHostKey } from './host-keys.js';
+import { filePermissionProblem, type ProtectedFileKind } from '../store/files.js';
 
 /** Bound on TCP connect + handshake + auth: ample for a far host, and inside the 15 s call deadline so the SSH cause is reported. */
 const DEFAULT_READY_TIMEOUT_MS = 10_000;
@@ -61,25 +62,11 @@ function expandHome(p: string): string {
   return p === '~' ? homedir() : p.startsWith('~/') ? join(homedir(), p.slice(2)) : p;
 }
 
-/**
- * Why a private key file with this mode and owner must not be used, or null. As OpenSSH
- * (`sshkey_perm_ok`): a key file we own must not be accessible by group or others at all.
- * One owned by another user (root:berth 0640, as deploy/systemd/berth.service suggests) may
- * be shared through a group, but never with everyone: any access for others is refused.
- */
-export function keyPermissionProblem(path: string, mode: number, owner: number, self: number | null = process.getuid?.() ?? null): string | null {
-  if (self === null) return null; // no POSIX owners and modes (Windows)
-  const perm = mode & 0o777;
-  const ours = owner === self;
-  if ((perm & (ours ? 0o077 : 0o007)) === 0) return null;
-  const octal = `0${perm.toString(8).padStart(3, '0')}`;
-  const fix = ours
-    ? `chmod 600 ${path}`
-    : `chown ${self} ${path} && chmod 600 ${path} (or chmod o-rwx ${path} and give access through a group only berth's user is in)`;
-  return (
-    `UNPROTECTED PRIVATE KEY FILE: permissions ${octal} for ${path} are too open; ` +
-    `a private key must not be accessible by ${ours ? 'group or others' : 'others'}, so it is not used. Fix: ${fix}`
-  );
+const PRIVATE_KEY: ProtectedFileKind = { title: 'PRIVATE KEY FILE', noun: 'a private key' };
+
+/** Why a private key file with this mode and owner must not be used, or null (filePermissionProblem, as OpenSSH). */
+export function keyPermissionProblem(path: string, mode: number, owner: number, self?: number | null): string | null {
+  return filePermissionProblem(path, mode, owner, PRIVATE_KEY, self);
 }
 
 /**

@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
 import { SEED_DEFAULTS } from '../domain/app-spec.js';
 import { containerConfigHash } from '../domain/config-hash.js';
-import { ConfigError, SecretMissingError } from '../domain/errors.js';
+import { ConfigError } from '../domain/errors.js';
 import { isReservedSecretName, reservedSecretMessage, secretRedactor } from '../domain/secrets.js';
 import { driverFor, type HostDriver } from '../hosts/host-driver.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
+import { secretValuesFrom, type AppSecretFiles, type AppSecretsRead } from '../secrets/app-secrets.js';
 import type { Store } from '../store/index.js';
 import type { ExecContext } from './execute.js';
 import type { DesiredRelease, StableRelease } from './types.js';
@@ -17,8 +18,8 @@ export interface ReconcilerDeps {
   traffic: TrafficSwitch;
   metrics: BerthMetrics;
   log: Logger;
-  /** Where secret values come from (the daemon's environment). */
-  env: Record<string, string | undefined>;
+  /** Where secret values come from: each app's own secrets file. */
+  secrets: AppSecretFiles;
   now: () => number;
 }
 
@@ -30,16 +31,19 @@ export interface Wanted {
   maintenance: string | null;
   /** Releases kept per app (history_limit): older ones are pruned unless still in use. */
   historyLimit: number;
+  /**
+   * The app's secrets file as read for this pass: the desired config hash covers its
+   * values (so a rotated secret asks for a new container), and the containers the pass
+   * creates get these same values (execContext), never a later edit under this hash.
+   */
+  secrets: AppSecretsRead;
 }
 
-/**
- * The app's desired release and switches as stored, or null for an app that does not exist.
- * `env` is where secret values come from (ReconcilerDeps.env): the desired config hash
- * covers them, so a rotated secret asks for a new container.
- */
-export function readWanted(store: Store, app: string, env: Record<string, string | undefined>): Wanted | null {
+/** The app's desired release and switches as stored, or null for an app that does not exist. */
+export function readWanted(store: Store, app: string, secretFiles: AppSecretFiles): Wanted | null {
   const stored = store.apps.getApp(app);
   if (!stored) return null;
+  const secrets = secretFiles.read(app);
   const latest = store.releases.latestRelease(app);
   const status = store.status.readStatus(app);
   const stableRelease = status?.observedRevision ? store.releases.getRelease(app, status.observedRevision) : null;
@@ -47,18 +51,19 @@ export function readWanted(store: Store, app: string, env: Record<string, string
     paused: stored.paused,
     maintenance: stored.maintenance,
     historyLimit: stored.spec.historyLimit ?? SEED_DEFAULTS.historyLimit,
+    secrets,
     desired: latest
-      ? { revision: latest.revision, version: latest.version, spec: latest.spec, reason: latest.reason, configHash: containerConfigHash(latest.spec, env) }
+      ? { revision: latest.revision, version: latest.version, spec: latest.spec, reason: latest.reason, configHash: containerConfigHash(latest.spec, secrets.values) }
       : null,
     stable: stableRelease ? { revision: stableRelease.revision, version: stableRelease.version } : null,
   };
 }
 
-/** The executor's view of one app's desired release: drivers, secrets, live step events, health metric. */
-export function execContext(deps: ReconcilerDeps, app: string, desired: DesiredRelease): ExecContext {
-  const { store, metrics, log, env } = deps;
+/** The executor's view of one app's desired release: drivers, the values of `secrets` (Wanted.secrets: the read its hash covers), live step events, health metric. */
+export function execContext(deps: ReconcilerDeps, app: string, desired: DesiredRelease, secrets: AppSecretsRead): ExecContext {
+  const { store, metrics, log } = deps;
   // Every value of the app's secrets that is set, reserved names included (never passed, but never shown either).
-  const redact = secretRedactor(Object.fromEntries(desired.spec.secrets.map((n) => [n, Object.hasOwn(env, n) ? env[n] : undefined])));
+  const redact = secretRedactor(Object.fromEntries(desired.spec.secrets.map((n) => [n, Object.hasOwn(secrets.values, n) ? secrets.values[n] : undefined])));
   return {
     app,
     desired,
@@ -73,13 +78,7 @@ export function execContext(deps: ReconcilerDeps, app: string, desired: DesiredR
         const at = desired.spec.secrets.indexOf(name);
         throw new ConfigError([{ path: `apps.${app}.secrets[${at === -1 ? reserved : at}]`, message: reservedSecretMessage(name) }]);
       }
-      return Object.fromEntries(
-        names.map((n) => {
-          const v = Object.hasOwn(env, n) ? env[n] : undefined;
-          if (v === undefined) throw new SecretMissingError(n);
-          return [n, v];
-        }),
-      );
+      return secretValuesFrom(secrets, names);
     },
     redact,
     // Step events are written as they happen, so `events --follow` shows a rollout live.

@@ -3,6 +3,7 @@ import type { HostDriver } from '../hosts/host-driver.js';
 import { HostReachability } from '../hosts/reachability.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
+import type { AppSecretFiles } from '../secrets/app-secrets.js';
 import type { Store } from '../store/index.js';
 import { execInApp, type ExecOutcome } from './one-off.js';
 import { reconcilePass, type PassDeps } from './pass.js';
@@ -20,7 +21,8 @@ export interface ControllerOptions {
   resyncIntervalMs: number;
   /** Apps reconciled in parallel. */
   concurrency?: number;
-  env?: Record<string, string | undefined>;
+  /** Where apps' secret values come from (main.ts: `<data dir>/secrets`). */
+  secrets: AppSecretFiles;
   now?: () => number;
 }
 
@@ -47,7 +49,7 @@ export class Controller {
       log,
       now: o.now,
     });
-    this.deps = { store, drivers: o.drivers, traffic: o.traffic, metrics, log, env: o.env ?? process.env, now: o.now ?? Date.now, reachability };
+    this.deps = { store, drivers: o.drivers, traffic: o.traffic, metrics, log, secrets: o.secrets, now: o.now ?? Date.now, reachability };
     this.queue = new WorkQueue(
       (app) => this.reconcile(app),
       (app, err) => {

@@ -17,7 +17,7 @@ export interface ExecContext {
   desired: DesiredRelease;
   driver(host: string): HostDriver;
   traffic: TrafficSwitch;
-  /** Secret values by name, from the daemon's environment. */
+  /** Secret values by name, from the app's secrets file (SecretMissingError / SecretsFileError otherwise). */
   secretValues(names: string[]): Record<string, string>;
   /**
    * Cuts the app's secret values out of text (domain/secrets.ts): applied to one-off

@@ -20,13 +20,13 @@ export function execContainerName(app: string): string {
  * and any error come back with the secret values redacted (runOneOff).
  */
 export async function execInApp(deps: ReconcilerDeps, app: string, command: string, host?: string): Promise<ExecOutcome> {
-  const wanted = readWanted(deps.store, app, deps.env);
+  const wanted = readWanted(deps.store, app, deps.secrets);
   if (!wanted) throw new NotFoundError(`app "${app}"`);
   const { desired } = wanted;
   if (!desired) throw new ConflictError(`app "${app}" has no release yet: deploy one first`);
   const target = host ?? desired.spec.hosts[0]!;
   if (!desired.spec.hosts.includes(target)) throw new ConflictError(`host "${target}" does not run app "${app}" (hosts: ${desired.spec.hosts.join(', ')})`);
-  const ctx = execContext(deps, app, desired);
+  const ctx = execContext(deps, app, desired, wanted.secrets);
   ctx.emit({ type: 'ExecStarted', host: target, message: `exec on ${target} in ${desired.version}` });
   const result = await runOneOff(ctx, target, execContainerName(app), command);
   ctx.emit({ type: 'ExecFinished', host: target, message: `exec exit ${result.exitCode}${result.timedOut ? ' (timed out)' : ''}` });

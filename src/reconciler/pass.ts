@@ -28,7 +28,7 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
   // An app being deleted has no desired release any more: its pass tears it down.
   const appRecord = store.apps.getApp(app);
   if (appRecord?.deletingSince) return (await tearDownApp(deps, appRecord)).againMs;
-  const wanted = readWanted(store, app, deps.env);
+  const wanted = readWanted(store, app, deps.secrets);
   if (!wanted?.desired) return null;
   const { desired } = wanted;
 
@@ -53,7 +53,7 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
   // A rollback release is new desired state: the next pass rolls it out at once.
   let again = p.rollback ? 0 : p.requeueAfterMs;
   if (p.actions.length > 0) {
-    const results = await executeActions(execContext(deps, app, desired), p.actions);
+    const results = await executeActions(execContext(deps, app, desired, wanted.secrets), p.actions);
     for (const r of results) if (!r.ok && r.unreachable) deps.reachability.report(r.action.host, false, r.message);
     const next = applyResults(p.record!, results, deps.now());
     store.status.recordStep(app, { rollout: { revision: next.revision, state: next } });

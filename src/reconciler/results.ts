@@ -6,11 +6,11 @@ import type { ActionResult } from './types.js';
  * A start or switch that failed for a reason outside the release (the proxy not ready, a
  * Docker error, a name conflict after a crash) is tried again — level-triggered, with
  * backoff (1 s, 2 s, 4 s, 8 s) — before the host counts as failed; a failure that is the
- * release's own (it exits at once, a secret is missing) fails the host at once.
+ * release's own (it exits at once, a secret is missing or its file unusable) fails the host at once.
  */
 const MAX_START_ATTEMPTS = 5;
 const START_RETRY_BASE_MS = 1_000;
-const RELEASE_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['CONTAINER_NOT_RUNNING', 'SECRET_MISSING', 'HOST_NOT_CONFIGURED', 'IMAGE_NOT_FOUND', 'IMAGE_PULL_FAILED']);
+const RELEASE_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['CONTAINER_NOT_RUNNING', 'SECRET_MISSING', 'SECRETS_FILE_INVALID', 'HOST_NOT_CONFIGURED', 'IMAGE_NOT_FOUND', 'IMAGE_PULL_FAILED']);
 
 /**
  * Folds what the executor did into the rollout record (pure). The planner's next

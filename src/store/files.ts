@@ -55,3 +55,38 @@ export function tightenFile(path: string): number | null {
 }
 
 export const octal = (mode: number): string => `0${mode.toString(8).padStart(3, '0')}`;
+
+/** What a file refused by filePermissionProblem holds, for its message. */
+export interface ProtectedFileKind {
+  /** Upper case, as OpenSSH shouts it: `PRIVATE KEY FILE`. */
+  title: string;
+  /** `a private key`, `a secrets file`. */
+  noun: string;
+}
+
+/**
+ * Why a file that holds secrets (an SSH private key, an app's secrets file) must not be
+ * used with this mode and owner, or null. As OpenSSH (`sshkey_perm_ok`): a file we own
+ * must not be accessible by group or others at all. One owned by another user (root:berth
+ * 0640, as deploy/systemd/berth.service suggests for keys) may be shared through a group,
+ * but never with everyone: any access for others is refused.
+ */
+export function filePermissionProblem(
+  path: string,
+  mode: number,
+  owner: number,
+  kind: ProtectedFileKind,
+  self: number | null = process.getuid?.() ?? null,
+): string | null {
+  if (self === null) return null; // no POSIX owners and modes (Windows)
+  const perm = mode & 0o777;
+  const ours = owner === self;
+  if ((perm & (ours ? 0o077 : 0o007)) === 0) return null;
+  const fix = ours
+    ? `chmod 600 ${path}`
+    : `chown ${self} ${path} && chmod 600 ${path} (or chmod o-rwx ${path} and give access through a group only berth's user is in)`;
+  return (
+    `UNPROTECTED ${kind.title}: permissions ${octal(perm)} for ${path} are too open; ` +
+    `${kind.noun} must not be accessible by ${ours ? 'group or others' : 'others'}, so it is not used. Fix: ${fix}`
+  );
+}

@@ -8,6 +8,7 @@ import { describeError, isHostDown, TlsError } from '../domain/errors.js';
 import type { Logger } from '../log.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { ProxyCertificate } from '../proxy/haproxy-proxy.js';
+import { secretValuesFrom, type AppSecretFiles } from '../secrets/app-secrets.js';
 import type { Store } from '../store/index.js';
 import type { CertificateIssuer, ChallengeResponder } from './acme-issuer.js';
 import { checkGivenCertificate, proxyPem, readCertificate } from './certificate.js';
@@ -28,8 +29,8 @@ export interface CertificateManagerOptions {
   metrics: BerthMetrics;
   log: Logger;
   intervalMs: number;
-  /** Where given certificates' PEM values come from (the daemon's environment). */
-  env: Record<string, string | undefined>;
+  /** Where given certificates' PEM values come from: the secrets file of the name's (first) app. */
+  secrets: AppSecretFiles;
   now?: () => number;
 }
 
@@ -124,18 +125,13 @@ export class CertificateManager {
       const stored = this.o.store.certificates.get(name.hostName);
       return stored ? { hostName: name.hostName, pem: proxyPem(stored.certificate, stored.privateKey), serial: stored.serial } : null;
     }
-    const chain = this.o.env[name.tls.certificate];
-    const key = this.o.env[name.tls.privateKey];
-    if (!chain || !key) {
-      const missing = [name.tls.certificate, name.tls.privateKey].filter((v) => !this.o.env[v]);
-      this.report(name, `certificate for ${name.hostName}: secret ${missing.join(' and ')} not set in berth's environment`);
-      return null;
-    }
     try {
+      const { chain, key } = this.givenPem(name.tls, name.apps[0]!);
       const facts = checkGivenCertificate(chain, key, name.hostName);
       return { hostName: name.hostName, pem: proxyPem(chain, key), serial: facts.serial };
     } catch (err) {
-      this.report(name, describeError(err));
+      // A certificate's own problems name the host name; a missing secret or unusable file does not.
+      this.report(name, err instanceof TlsError ? err.message : `certificate for ${name.hostName}: ${describeError(err)}`);
       return null;
     }
   }
@@ -215,13 +211,21 @@ export class CertificateManager {
       const stored = this.o.store.certificates.get(name.hostName);
       return stored ? Date.parse(stored.notAfter) : null;
     }
-    const chain = this.o.env[name.tls.certificate];
-    if (!chain) return null;
     try {
-      return readCertificate(chain, name.hostName).notAfter.getTime();
+      return readCertificate(this.givenPem(name.tls, name.apps[0]!).chain, name.hostName).notAfter.getTime();
     } catch {
       return null;
     }
+  }
+
+  /**
+   * A given certificate's PEM (chain, key) from the secrets file of `app`: the first app
+   * of the name by name, which decides the name's TLS setting too (plan.ts, tlsNames).
+   * Throws SecretsFileError / SecretMissingError, whose messages name the file.
+   */
+  private givenPem(tls: { certificate: string; privateKey: string }, app: string): { chain: string; key: string } {
+    const values = secretValuesFrom(this.o.secrets.read(app), [tls.certificate, tls.privateKey]);
+    return { chain: values[tls.certificate]!, key: values[tls.privateKey]! };
   }
 
   /** A problem with a name's certificate: a warning and an event on its apps, once per distinct problem. */

@@ -18,6 +18,7 @@ import { Controller } from '../../src/reconciler/controller.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { openBedDrivers, type BedDrivers } from '../support/fleet.js';
 import { makeSpec } from '../support/fixtures.js';
+import { NO_SECRETS } from '../support/secrets.js';
 import { summarizeFailures, type LoadOptions, type LoadReport } from '../support/load.js';
 import { bedSkipReason, hostSpecFor, requireTestbed, testbedCommand, type TestbedHost } from '../support/testbed.js';
 
@@ -269,7 +270,7 @@ describe('migration from the Caddy proxy', { skip, concurrency: false }, () => {
       setMaintenance: (...a) => current.setMaintenance(...a),
       removeRoute: (...a) => current.removeRoute(...a),
     };
-    const controller = new Controller({ store: st, drivers, traffic, metrics, log: quiet, resyncIntervalMs: 2_000, env: {} });
+    const controller = new Controller({ store: st, drivers, traffic, metrics, log: quiet, resyncIntervalMs: 2_000, secrets: NO_SECRETS });
     open.controller = controller;
     controller.start();
     const deploy = async (version: string) => {

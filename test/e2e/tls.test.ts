@@ -104,7 +104,7 @@ describe('TLS: one ACME certificate per host name for the fleet, served by every
         given: { proxy: { host: GIVEN, tls: { certificate: 'SHOP_CRT', private_key: 'SHOP_KEY' } }, healthcheck: { interval: '500ms', max_attempts: 6 } },
         blog: { proxy: { host: 'blog.berth.test' }, healthcheck: { interval: '500ms', max_attempts: 6 } },
       },
-      { config: acmeConfig('30d'), env: { SHOP_CRT, SHOP_KEY: fixture('shop.key') } },
+      { config: acmeConfig('30d'), secrets: { given: { SHOP_CRT, SHOP_KEY: fixture('shop.key') } } },
     );
     addrs = daemon.bed.hosts.slice(0, 3).map((h) => h.address);
     // Pebble validates against the first address: h1 for the first order.

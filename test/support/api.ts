@@ -12,7 +12,9 @@ import { NO_CONFIG_FILE, type ApiDeps, type ConfigFileHandle, type ControllerHan
 import { BerthMetrics } from '../../src/metrics/registry.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import type { EventStreamLimits } from '../../src/api/routes/events.js';
+import type { AppSecretFiles } from '../../src/secrets/app-secrets.js';
 import { TOKEN } from './daemon.js';
+import { NO_SECRETS } from './secrets.js';
 
 export { TOKEN };
 export const AUTH = { authorization: `Bearer ${TOKEN}` } as const;
@@ -55,6 +57,8 @@ export interface TestApiOptions {
   configFile?: ConfigFileHandle;
   /** The hosts' proxy states GET /v1/hosts reports (default: none, as without a proxy). */
   proxyStatus?: ApiDeps['proxyStatus'];
+  /** Apps' secrets files (default: none has one). */
+  secrets?: AppSecretFiles;
 }
 
 export const DEFAULT_HOSTS = ['h1', 'h2', 'h3'];
@@ -77,6 +81,7 @@ export function makeApi(opts: TestApiOptions = {}): TestApi {
     metrics,
     log,
     controller,
+    secrets: opts.secrets ?? NO_SECRETS,
     auth: { token: opts.token === undefined ? TOKEN : opts.token, openReads: opts.openReads ?? false },
     hostNames: () => hosts,
     configFile: opts.configFile ?? NO_CONFIG_FILE,

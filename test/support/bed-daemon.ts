@@ -13,8 +13,10 @@
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { HostDriver } from '../../src/hosts/host-driver.js';
+import { secretsDirPath } from '../../src/defaults.js';
 import { TOKEN, daemonSandbox, freePort, killDaemon, waitReady, type DaemonChild } from './daemon.js';
 import { clearApp, openBedDrivers } from './fleet.js';
+import { writeAppSecrets } from './secrets.js';
 import { requireTestbed, type Testbed } from './testbed.js';
 
 export interface BedDaemon {
@@ -28,6 +30,8 @@ export interface BedDaemon {
   request<T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>;
   /** SIGKILLs the daemon and waits until it is gone. */
   kill9(): Promise<void>;
+  /** (Re)writes `app`'s secrets file in the daemon's data directory, as an operator rotating a secret. */
+  writeSecrets(app: string, values: Record<string, string>): void;
   /**
    * Starts a new daemon process on the same database and port (the old one must be gone:
    * kill9 or stop first, or it is SIGTERMed here); with `config`, top-level config keys
@@ -49,8 +53,10 @@ export interface BedDaemon {
 export interface BedDaemonOptions {
   /** The bed (default: requireTestbed()). */
   bed?: Testbed;
-  /** More environment for the daemon (secrets, BERTH_LOG_LEVEL; the log level is info unless given). */
+  /** More environment for the daemon (BERTH_LOG_LEVEL, info unless given). */
   env?: Record<string, string>;
+  /** Apps' secret values (app -> name -> value), written to their secrets files before the daemon starts. */
+  secrets?: Record<string, Record<string, string>>;
   /** Top-level config keys besides hosts, proxy, controller and apps (e.g. `acme`). */
   config?: Record<string, unknown>;
 }
@@ -104,9 +110,12 @@ export async function startBedDaemonApps(apps: Record<string, Record<string, unk
   const config = writeConfig(opts.config);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
+  const db = join(sandbox.path, 'berth.db');
+  const writeSecrets = (app: string, values: Record<string, string>) => void writeAppSecrets(secretsDirPath(db), app, values);
+  for (const [app, values] of Object.entries(opts.secrets ?? {})) writeSecrets(app, values);
   let current: DaemonChild | undefined;
   const launch = async () => {
-    current = await sandbox.spawn({ config, db: join(sandbox.path, 'berth.db'), port, env: { BERTH_LOG_LEVEL: 'info', ...opts.env } });
+    current = await sandbox.spawn({ config, db, port, env: { BERTH_LOG_LEVEL: 'info', ...opts.env } });
     await waitReady(current, { probe: '/readyz' });
   };
   try {
@@ -130,6 +139,7 @@ export async function startBedDaemonApps(apps: Record<string, Record<string, unk
       return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
     },
     kill9: () => killDaemon(current!),
+    writeSecrets,
     async restart(again = {}) {
       if (current && current.proc.exitCode === null && current.proc.signalCode === null) {
         current.proc.kill('SIGTERM');

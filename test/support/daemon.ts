@@ -78,7 +78,7 @@ export interface DaemonOptions {
   /** Listens on 127.0.0.1:port (BERTH_LISTEN; `env` may override it). */
   port: number;
   token?: string;
-  /** More environment (secrets, BERTH_LOG_LEVEL, ...); the caller's BERTH_* variables are never passed on. */
+  /** More environment (BERTH_LOG_LEVEL, ...; apps' secrets are files: secrets.ts); the caller's BERTH_* variables are never passed on. */
   env?: Record<string, string>;
 }
 

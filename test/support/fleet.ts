@@ -15,7 +15,9 @@ import { BerthMetrics } from '../../src/metrics/registry.js';
 import { HaproxyProxy } from '../../src/proxy/haproxy-proxy.js';
 import { directTraffic, type TrafficSwitch } from '../../src/proxy/traffic.js';
 import { Controller } from '../../src/reconciler/controller.js';
+import { AppSecretFiles } from '../../src/secrets/app-secrets.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import { secretsDirPath } from '../../src/defaults.js';
 import { makeSpec } from './fixtures.js';
 import { hostSpecFor, requireTestbed, type Testbed } from './testbed.js';
 
@@ -26,6 +28,8 @@ export interface Fleet {
   controller: Controller;
   drivers: Map<string, HostDriver>;
   metrics: BerthMetrics;
+  /** The app's secrets file lives here (writeAppSecrets(fleet.secrets.dir, …), test/support/secrets.ts). */
+  secrets: AppSecretFiles;
   spec: AppSpec;
   deploy(version: string): number;
   rollback(version: string): number;
@@ -70,10 +74,11 @@ export async function openBedDrivers(bed: Testbed, app: string, metrics?: BerthM
   };
 }
 
-export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, opts: { proxy?: boolean; env?: Record<string, string> } = {}): Promise<Fleet> {
+export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, opts: { proxy?: boolean } = {}): Promise<Fleet> {
   const bed = requireTestbed();
   const dir = mkdtempSync(join(tmpdir(), 'berth-fleet-'));
   const store = openStore(join(dir, 'berth.db'));
+  const secrets = new AppSecretFiles(secretsDirPath(join(dir, 'berth.db')));
   const metrics = new BerthMetrics('test', { processMetrics: false });
   const { drivers } = await openBedDrivers(bed, app, metrics);
   const spec = makeSpec({ name: app, image: bed.images.app, hosts: [...drivers.keys()], ...overrides });
@@ -82,7 +87,7 @@ export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, 
   const traffic: TrafficSwitch = opts.proxy
     ? new HaproxyProxy({ drivers, hosts: hostSpecs, image: bed.images.haproxy, log: quiet, routesOn: (host) => store.apps.proxyRoutesOn(host), certificatesOn: () => [] })
     : directTraffic;
-  const controller = new Controller({ store, drivers, traffic, metrics, log: quiet, resyncIntervalMs: 2_000, env: opts.env ?? {} });
+  const controller = new Controller({ store, drivers, traffic, metrics, log: quiet, resyncIntervalMs: 2_000, secrets });
   controller.start();
 
   const release = (version: string, reason: 'deploy' | 'rollback') => {
@@ -99,6 +104,7 @@ export async function startFleet(app: string, overrides: Partial<AppSpec> = {}, 
     controller,
     drivers,
     metrics,
+    secrets,
     spec,
     deploy: (v) => release(v, 'deploy'),
     rollback: (v) => release(v, 'rollback'),

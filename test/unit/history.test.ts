@@ -14,6 +14,7 @@ import { BerthMetrics } from '../../src/metrics/registry.js';
 import { directTraffic } from '../../src/proxy/traffic.js';
 import { Controller } from '../../src/reconciler/controller.js';
 import { openStore } from '../../src/store/index.js';
+import { NO_SECRETS } from '../support/secrets.js';
 import { makeSpec } from '../support/fixtures.js';
 
 const store = openStore(':memory:');
@@ -43,7 +44,7 @@ test('a pass prunes beyond history_limit, keeping the revisions of containers on
   await plant('h1', 1, false); // stopped: retained for a rollback
   await plant('h2', 3, true); // running
   const controllerFor = () =>
-    new Controller({ store, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: pino({ level: 'silent' }), resyncIntervalMs: 60_000, env: {} });
+    new Controller({ store, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: pino({ level: 'silent' }), resyncIntervalMs: 60_000, secrets: NO_SECRETS });
   const revisions = () => store.releases.listReleases('web', { limit: 1000 }).map((r) => r.revision).reverse();
 
   await controllerFor().reconcile('web');

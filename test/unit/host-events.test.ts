@@ -12,6 +12,7 @@ import { directTraffic } from '../../src/proxy/traffic.js';
 import { Controller } from '../../src/reconciler/controller.js';
 import { openStore } from '../../src/store/index.js';
 import { makeSpec } from '../support/fixtures.js';
+import { NO_SECRETS } from '../support/secrets.js';
 
 const store = openStore(':memory:');
 let controller: Controller | undefined;
@@ -32,7 +33,7 @@ test('a host found down at the first check, then back: HostUnreachable and HostR
   const drivers = simulatedFleet(2, { prefix: 'h' });
   drivers.get('h2')!.setReachable(false);
   for (const name of ['web', 'api']) store.apps.upsertApp(makeSpec({ name, image: 'registry.test:5000/web', hosts: name === 'web' ? ['h1', 'h2'] : ['h1'] }), 'test');
-  controller = new Controller({ store, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: pino({ level: 'silent' }), resyncIntervalMs: 100, env: {} });
+  controller = new Controller({ store, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: pino({ level: 'silent' }), resyncIntervalMs: 100, secrets: NO_SECRETS });
   controller.start();
   const types = (app: string) => store.events.listEvents(app, { limit: 100 }).map((e) => `${e.type}@${e.host}`);
   await until(() => types('web').includes('HostUnreachable@h2'), 'HostUnreachable on web');

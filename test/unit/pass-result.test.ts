@@ -18,6 +18,7 @@ import { openStore } from '../../src/store/index.js';
 import { newRecord, plan } from '../../src/reconciler/plan.js';
 import type { PlanInput } from '../../src/reconciler/types.js';
 import { makeContainer, makeDesired, makeSpec, observeHosts as observe, planInput as input, PLAN_NOW } from '../support/fixtures.js';
+import { NO_SECRETS } from '../support/secrets.js';
 
 const NOW = PLAN_NOW;
 
@@ -158,7 +159,7 @@ describe('reconcilePass on simulated hosts: what berth_reconcile_total counts', 
         onChange: () => {},
         log,
       });
-      const deps: PassDeps = { store, drivers, traffic: directTraffic, metrics, log, env: {}, now: Date.now, reachability };
+      const deps: PassDeps = { store, drivers, traffic: directTraffic, metrics, log, secrets: NO_SECRETS, now: Date.now, reachability };
       store.apps.upsertApp(makeSpec({ name: 'web', image: 'registry.test:5000/web', hosts: ['h1', 'h2'] }), 'test');
       store.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'test' });
       const counts = async () => {

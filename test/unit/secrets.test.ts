@@ -27,6 +27,7 @@ import { newRecord, plan } from '../../src/reconciler/plan.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { appDoc, makeApi } from '../support/api.js';
 import { makeContainer, makeSpec } from '../support/fixtures.js';
+import { tempSecrets, type TempSecrets } from '../support/secrets.js';
 
 const IMAGE = '10.77.0.1:5000/app';
 const DB_PASSWORD = 'hunter2-correct-horse';
@@ -64,10 +65,14 @@ interface Bed {
   deps: ReconcilerDeps;
   logText: () => string;
   spec: AppSpec;
+  close(): void;
 }
 
-function bed(over: Partial<AppSpec> = {}, env: Record<string, string | undefined> = { DB_PASSWORD, DATABASE_URL, SHORT }): Bed {
+/** App `web` on one scripted host, `values` in its secrets file. */
+function bed(over: Partial<AppSpec> = {}, values: Record<string, string> = { DB_PASSWORD, DATABASE_URL, SHORT }): Bed {
   const store = openStore(':memory:');
+  const secrets = tempSecrets();
+  secrets.write('web', values);
   const host = new ScriptedHost('h1');
   const spec = makeSpec({ name: 'web', image: IMAGE, hosts: ['h1'], secrets: ['DB_PASSWORD', 'DATABASE_URL', 'SHORT'], ...over });
   store.apps.upsertApp(spec, 'test');
@@ -79,10 +84,20 @@ function bed(over: Partial<AppSpec> = {}, env: Record<string, string | undefined
     traffic: directTraffic,
     metrics: new BerthMetrics('test', { processMetrics: false }),
     log,
-    env,
+    secrets: secrets.files,
     now: Date.now,
   };
-  return { store, host, deps, logText: text, spec };
+  return {
+    store,
+    host,
+    deps,
+    logText: text,
+    spec,
+    close: () => {
+      store.close();
+      secrets.remove();
+    },
+  };
 }
 
 const eventsText = (store: Store) => JSON.stringify(store.events.listEvents('web', { limit: 1000 }));
@@ -94,7 +109,7 @@ function assertNoSecret(where: string, text: string): void {
 
 describe('secret values are redacted from hook and exec output and step errors', () => {
   let b: Bed;
-  afterEach(() => b.store.close());
+  afterEach(() => b.close());
 
   test('berth exec: the output tail returned (API answer) has every secret value redacted, however often it appears', async () => {
     b = bed();
@@ -119,8 +134,8 @@ describe('secret values are redacted from hook and exec output and step errors',
   test('a pre_deploy hook that prints the environment: the HookOutput event (store, API, log) shows [redacted:NAME]', async () => {
     b = bed({ hooks: { preDeploy: ['env'], postDeploy: [], timeoutMs: 60_000 } });
     b.host.script = (o) => ({ exitCode: 0, outputTail: Object.entries(o.env).map(([k, v]) => `${k}=${v}`).join('\n') + '\n', timedOut: false });
-    const desired = readWanted(b.store, 'web', b.deps.env)!.desired!;
-    const [result] = await executeActions(execContext(b.deps, 'web', desired), [{ type: 'hook', host: 'h1', phase: 'pre_deploy' }]);
+    const wanted = readWanted(b.store, 'web', b.deps.secrets)!;
+    const [result] = await executeActions(execContext(b.deps, 'web', wanted.desired!, wanted.secrets), [{ type: 'hook', host: 'h1', phase: 'pre_deploy' }]);
     assert.equal(result!.ok, true);
     const hook = b.store.events.listEvents('web', { limit: 100 }).find((e) => e.type === 'HookOutput');
     assert.ok(hook, 'a HookOutput event was stored');
@@ -135,8 +150,8 @@ describe('secret values are redacted from hook and exec output and step errors',
     b.host.script = () => {
       throw new BerthError('DOCKER_ERROR', `create failed: bad env DATABASE_URL=${DATABASE_URL}`);
     };
-    const desired = readWanted(b.store, 'web', b.deps.env)!.desired!;
-    const [result] = await executeActions(execContext(b.deps, 'web', desired), [{ type: 'hook', host: 'h1', phase: 'pre_deploy' }]);
+    const wanted = readWanted(b.store, 'web', b.deps.secrets)!;
+    const [result] = await executeActions(execContext(b.deps, 'web', wanted.desired!, wanted.secrets), [{ type: 'hook', host: 'h1', phase: 'pre_deploy' }]);
     assert.ok(result && !result.ok);
     assert.equal(result.message, 'create failed: bad env DATABASE_URL=[redacted:DATABASE_URL]');
     assertNoSecret('the step log', b.logText());
@@ -151,15 +166,20 @@ describe('secret values are redacted from hook and exec output and step errors',
 });
 
 describe('the container config hash covers secret values', () => {
-  test('readWanted: a rotated secret value changes the desired config hash; the hash never holds the value', () => {
+  test('readWanted: a rotated secret value (the file edited) changes the desired config hash; the hash never holds the value', () => {
     const store = openStore(':memory:');
+    const secrets = tempSecrets();
     try {
       store.apps.upsertApp(makeSpec({ name: 'web', hosts: ['h1'], secrets: ['DB_PASSWORD'] }), 'test');
       store.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'test' });
-      const before = readWanted(store, 'web', { DB_PASSWORD: 'old-value-1' })!.desired!.configHash;
-      const same = readWanted(store, 'web', { DB_PASSWORD: 'old-value-1' })!.desired!.configHash;
-      const rotated = readWanted(store, 'web', { DB_PASSWORD: 'new-value-2' })!.desired!.configHash;
-      const missing = readWanted(store, 'web', {})!.desired!.configHash;
+      const hash = (values: Record<string, string>) => {
+        secrets.write('web', values);
+        return readWanted(store, 'web', secrets.files)!.desired!.configHash;
+      };
+      const before = hash({ DB_PASSWORD: 'old-value-1' });
+      const same = hash({ DB_PASSWORD: 'old-value-1' });
+      const rotated = hash({ DB_PASSWORD: 'new-value-2' });
+      const missing = hash({});
       assert.equal(before, same, 'stable for the same values');
       assert.notEqual(before, rotated, 'a rotated value is a new container config');
       assert.notEqual(before, missing);
@@ -169,6 +189,7 @@ describe('the container config hash covers secret values', () => {
       }
     } finally {
       store.close();
+      secrets.remove();
     }
   });
 
@@ -195,11 +216,14 @@ describe('the container config hash covers secret values', () => {
     let store: Store;
     let controller: Controller;
     let drivers: Map<string, SimulatedHostDriver>;
-    const env: Record<string, string | undefined> = {};
+    let secrets: TempSecrets;
+    /** The operator edits web's secrets file (rename over it): the next pass reads it. */
+    const setPassword = (value: string | null) => secrets.write('web', value === null ? {} : { DB_PASSWORD: value });
     const quiet = pino({ level: 'silent' });
 
     beforeEach(() => {
-      env.DB_PASSWORD = 'old-password-1';
+      secrets = tempSecrets();
+      setPassword('old-password-1');
       drivers = simulatedFleet(1, {
         prefix: 'h',
         latencyMs: { pullImage: 1, startContainer: 1, stopContainer: 1 },
@@ -209,11 +233,12 @@ describe('the container config hash covers secret values', () => {
       store = openStore(':memory:');
       const healthcheck = { ...SEED_DEFAULTS.healthcheck, intervalMs: 20, maxAttempts: 2 };
       store.apps.upsertApp(makeSpec({ name: 'web', image: IMAGE, hosts: ['h1'], secrets: ['DB_PASSWORD'], healthcheck }), 'test');
-      controller = new Controller({ store, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: quiet, resyncIntervalMs: 60_000, env });
+      controller = new Controller({ store, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: quiet, resyncIntervalMs: 60_000, secrets: secrets.files });
     });
     afterEach(async () => {
       await controller.stop();
       store.close();
+      secrets.remove();
     });
 
     const h1 = () => drivers.get('h1')!;
@@ -243,8 +268,8 @@ describe('the container config hash covers secret values', () => {
       const retainedV1 = h1().containers().find((c) => c.labels[LABELS.version] === 'v1');
       assert.ok(retainedV1 && retainedV1.state === 'exited', 'v1 is retained, stopped');
 
-      // The operator rotates the password (the daemon's environment) and rolls back to v1.
-      env.DB_PASSWORD = 'new-password-2';
+      // The operator rotates the password (edits the app's secrets file) and rolls back to v1.
+      setPassword('new-password-2');
       store.releases.createRelease({ app: 'web', version: 'v1', spec: r1.spec, reason: 'rollback', actor: 'test' });
       controller.enqueue('web');
       await until('the rollback', () => converged(3)() && running().length === 1 && running()[0]!.labels[LABELS.version] === 'v1');
@@ -262,7 +287,7 @@ describe('the container config hash covers secret values', () => {
       const first = running()[0]!;
       assert.equal(first.env.DB_PASSWORD, 'old-password-1');
 
-      env.DB_PASSWORD = 'new-password-2';
+      setPassword('new-password-2');
       controller.enqueue('web');
       await until('the replacement', () => running().length === 1 && running()[0]!.env.DB_PASSWORD === 'new-password-2' && converged(1)());
       await controller.idle();
@@ -281,8 +306,8 @@ describe('the container config hash covers secret values', () => {
     });
 
     for (const [what, breakIt] of [
-      ['rotated to a value the app rejects', () => (env.DB_PASSWORD = 'wrong-password')],
-      ['unset', () => delete env.DB_PASSWORD],
+      ['rotated to a value the app rejects', () => setPassword('wrong-password')],
+      ['removed from the file', () => setPassword(null)],
     ] as const) {
       test(`a secret ${what}, then put back: the replacement fails, and the container that served all along is kept`, async () => {
         controller.start();
@@ -298,7 +323,7 @@ describe('the container config hash covers secret values', () => {
         await controller.idle();
         assert.deepEqual(running().map((c) => c.id), [serving.id], 'the old container still serves');
 
-        env.DB_PASSWORD = 'old-password-1';
+        setPassword('old-password-1');
         for (let i = 0; i < 3; i++) {
           controller.enqueue('web');
           await controller.idle();
@@ -360,12 +385,12 @@ describe('BERTH_* variables cannot be secrets', () => {
   test('secretValues refuses a BERTH_ name even from a spec stored before the rule (defence in depth)', () => {
     const b = bed({ secrets: ['DB_PASSWORD', 'BERTH_TOKEN'] }, { DB_PASSWORD, BERTH_TOKEN: 'the-api-token-123' });
     try {
-      const desired = readWanted(b.store, 'web', b.deps.env)!.desired!;
-      const ctx = execContext(b.deps, 'web', desired);
+      const wanted = readWanted(b.store, 'web', b.deps.secrets)!;
+      const ctx = execContext(b.deps, 'web', wanted.desired!, wanted.secrets);
       assert.deepEqual(ctx.secretValues(['DB_PASSWORD']), { DB_PASSWORD });
       assert.throws(() => ctx.secretValues(['DB_PASSWORD', 'BERTH_TOKEN']), (err: unknown) => err instanceof BerthError && /BERTH_TOKEN/.test(err.message) && !err.message.includes('the-api-token-123'));
     } finally {
-      b.store.close();
+      b.close();
     }
   });
 });
@@ -382,7 +407,7 @@ describe('berth exec container names', () => {
       assert.notEqual(a, c);
     } finally {
       now.mock.restore();
-      b.store.close();
+      b.close();
     }
   });
 });

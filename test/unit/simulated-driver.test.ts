@@ -19,6 +19,7 @@ import { directTraffic } from '../../src/proxy/traffic.js';
 import { Controller } from '../../src/reconciler/controller.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { makeSpec } from '../support/fixtures.js';
+import { NO_SECRETS } from '../support/secrets.js';
 
 const quiet = pino({ level: 'silent' });
 const IMAGE = 'registry.test:5000/web';
@@ -148,7 +149,7 @@ describe('Controller over simulated hosts (planner/controller behaviour, not dep
     const spec = makeSpec({ name: 'web', image: IMAGE, hosts: ['h1', 'h2', 'h3'] });
     store.apps.upsertApp(spec, 'test');
     store.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'test' });
-    controller = new Controller({ store, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: quiet, resyncIntervalMs: 60_000, env: {} });
+    controller = new Controller({ store, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: quiet, resyncIntervalMs: 60_000, secrets: NO_SECRETS });
     controller.start();
 
     let st = await waitFor(store, (s) => s.phase === 'Complete' && s.observedRevision === 1);

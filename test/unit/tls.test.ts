@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { describe, it, test } from 'node:test';
+import { after, describe, it, test } from 'node:test';
 import pino from 'pino';
 import type { ProxyRouteSpec, TlsSpec } from '../../src/domain/app-spec.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
@@ -10,6 +10,7 @@ import { certificateCovers, checkGivenCertificate, proxyPem, readCertificate } f
 import { CertificateManager, type CertificateProxy } from '../../src/tls/manager.js';
 import { MIN_REORDER_MS, orderBackoffMs, orderReason, tlsNames } from '../../src/tls/plan.js';
 import { makeSpec } from '../support/fixtures.js';
+import { tempSecrets, type TempSecrets } from '../support/secrets.js';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/tls/${name}`, import.meta.url), 'utf8');
 const SHOP_CRT = fixture('shop.crt');
@@ -119,8 +120,15 @@ describe('when an ACME certificate is ordered (pure, table)', () => {
  * really ordered and served is test/e2e/tls.test.ts, on the test hosts with pebble.
  */
 describe('certificate manager (simulated issuer and proxy)', () => {
-  function setup(opts: { issuer?: 'ok' | 'fail'; env?: Record<string, string> } = {}) {
+  const secretDirs: TempSecrets[] = [];
+  after(() => secretDirs.forEach((s) => s.remove()));
+
+  /** `secrets`: the given certificate's values in the secrets file of the app `shop`. */
+  function setup(opts: { issuer?: 'ok' | 'fail'; secrets?: Record<string, string> } = {}) {
     const store = openStore(MEMORY);
+    const secrets = tempSecrets();
+    secretDirs.push(secrets);
+    if (opts.secrets) secrets.write('shop', opts.secrets);
     const metrics = new BerthMetrics('test', { processMetrics: false });
     let clock = NOW;
     const orders: string[] = [];
@@ -152,7 +160,7 @@ describe('certificate manager (simulated issuer and proxy)', () => {
       metrics,
       log: pino({ level: 'silent' }),
       intervalMs: 60_000,
-      env: opts.env ?? {},
+      secrets: secrets.files,
       now: () => clock,
     });
     const events = () => store.events.listEvents('shop').filter((e) => e.type.startsWith('Certificate')).map((e) => `${e.type}: ${e.message}`);
@@ -188,17 +196,18 @@ describe('certificate manager (simulated issuer and proxy)', () => {
     assert.match(t.events().join('\n'), /CertificateFailed: .*connection: refused \(attempt 2; next in 60 s\)/);
   });
 
-  it('given certificates come from the environment, are never ordered, and a missing secret is reported once', async () => {
+  it("given certificates come from the app's secrets file, are never ordered, and a missing secret is reported once, naming the file", async () => {
     const given: TlsSpec = { source: 'given', certificate: 'SHOP_CRT', privateKey: 'SHOP_KEY' };
-    const t = setup({ env: { SHOP_CRT } });
+    const t = setup({ secrets: { SHOP_CRT } });
     t.store.apps.upsertApp(makeSpec({ name: 'shop', hosts: ['h1'], proxy: tlsRoute('shop.test', given) }), 'test');
     await t.manager.tick();
     await t.manager.tick();
     assert.deepEqual(t.orders, []);
     assert.deepEqual(t.manager.certificatesOn('h1'), []);
-    assert.deepEqual(t.events(), ["CertificateFailed: certificate for shop.test: secret SHOP_KEY not set in berth's environment"]);
+    assert.equal(t.events().length, 1);
+    assert.match(t.events()[0]!, /^CertificateFailed: certificate for shop\.test: secret SHOP_KEY is not in \/.*\/secrets\/shop\.env: add a line SHOP_KEY=<value> to it \(mode 0600\)$/);
 
-    const ok = setup({ env: { SHOP_CRT, SHOP_KEY } });
+    const ok = setup({ secrets: { SHOP_CRT, SHOP_KEY } });
     ok.store.apps.upsertApp(makeSpec({ name: 'shop', hosts: ['h1'], proxy: tlsRoute('shop.test', given) }), 'test');
     await ok.manager.tick();
     assert.deepEqual(ok.manager.certificatesOn('h1').map((c) => c.serial), ['3BCCFCB60F5C225E5D504EAA50DA85CB232FD5BF']);

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { appDocument } from '../../config/app-document.js';
 import { validateAppDocument } from '../../config/app.js';
 import { routeConflicts } from '../../config/routes.js';
+import { missingSecretIssues } from '../../secrets/app-secrets.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
 import type { AppStatus } from '../../domain/release.js';
 import { DEFAULT_RELEASES_LIMIT, MAX_APPS_LIMIT, clampLimit, type StoredApp } from '../../store/index.js';
@@ -143,6 +144,9 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       refuseFileApp(deps, req.params.app, 'change');
       refuseDeleting(deps.store.apps.getApp(req.params.app));
       const spec = validateAppDocument(req.params.app, req.body, deps.hostNames(), 'body');
+      // Every secret it names is in its file already: the first rollout would fail on it otherwise.
+      const missing = missingSecretIssues(spec, deps.secrets, 'body');
+      if (missing.length > 0) throw new ConfigError(missing);
       // A route that takes requests another app's route on a shared host already matches
       // (src/config/routes.ts) is refused, naming the app that owns it. No await between
       // this check and the upsert, so two concurrent PUTs cannot both pass it.
