@@ -108,7 +108,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     async (req: AppReq, reply) => {
       refuseFileApp(deps, req.params.app, 'change');
       refuseDeleting(deps.store.apps.getApp(req.params.app));
-      const spec = validateAppDocument(req.params.app, req.body, deps.hostNames(), 'body');
+      const spec = validateAppDocument(req.params.app, req.body, deps.hostNames(), 'body', deps.appPolicy?.() ?? { allowHostAccess: false });
       // A route that takes requests another app's route on a shared host already matches
       // (src/config/routes.ts) is refused, naming the app that owns it. No await between
       // this check and the upsert, so two concurrent PUTs cannot both pass it.
