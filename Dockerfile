@@ -9,10 +9,17 @@
 #
 # NODE_IMAGE is used by BOTH stages so the native module better-sqlite3 is compiled
 # against exactly the Node (ABI) and libc that run it. Swap it for a mirror or a
-# pinned digest: --build-arg NODE_IMAGE=registry.example/node:20-bookworm-slim@sha256:...
-# berth needs Node 20 (>=20.10) or 22+, and a glibc (Debian) base: better-sqlite3 12.x
-# is what the store is tested with; it does not support Node 21.
-ARG NODE_IMAGE=node:20-bookworm-slim
+# pinned digest: --build-arg NODE_IMAGE=registry.example/node:26-bookworm-slim@sha256:...
+# It must be a Node line package.json's "engines" names (20.10+, 22, 24, 26: the LTS
+# lines better-sqlite3 12.x supports) on a glibc (Debian) base.
+#
+# Why Node 26: it is the Active LTS line since 2026-10-28 (maintenance from 2027-10-20,
+# end of life 2029-04-30), so an image built now gets bug fixes, not only security
+# fixes, for the longest time. Node 24 is in maintenance since 2026-10 (end of life
+# 2028-04-30) and Node 20 reached its end of life on 2026-04-30. better-sqlite3 12.11
+# lists 26.x in its engines. Why bookworm: the Debian the build was verified on
+# (scripts/verify-docker-image.sh bootstraps it), security-supported until 2028-06.
+ARG NODE_IMAGE=node:26-bookworm-slim
 
 # ---------------------------------------------------------------- build stage
 FROM ${NODE_IMAGE} AS build
@@ -29,7 +36,7 @@ WORKDIR /src
 # skipped for every package, then run for better-sqlite3 alone: the same policy as
 # package.json's "allowScripts" (ssh2/cpu-features optional native add-ons stay off,
 # ssh2 uses its pure-JS crypto), and the same result whether the base image's npm
-# knows "allowScripts" (npm 11 here) or not (npm 10 in node:20 images).
+# knows "allowScripts" (npm 11) or not (npm 10, e.g. in node:20 and node:22 images).
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npm rebuild better-sqlite3 \
@@ -70,12 +77,14 @@ ENV NODE_ENV=production \
 
 WORKDIR /app
 # Code is owned by root and read-only for the daemon; only /var/lib/berth is writable.
-# dist/ and migrations/ must stay side by side (the store reads ../../migrations
-# from dist/store/), and package.json next to them (berth --version reads it).
+# dist/, migrations/ and ui/ must stay side by side (the store reads ../../migrations
+# from dist/store/, the status page ../../../ui from dist/api/routes/), and package.json
+# next to them (berth --version reads it).
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/dist ./dist
 COPY migrations ./migrations
+COPY ui ./ui
 COPY deploy/berth.yml ./deploy/berth.yml
 
 USER 10001:10001

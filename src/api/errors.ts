@@ -35,6 +35,9 @@ function statusOf(err: unknown): number {
 }
 
 const PHRASES: Record<number, string> = {
+  200: 'OK',
+  201: 'Created',
+  202: 'Accepted',
   400: 'Bad Request',
   401: 'Unauthorized',
   404: 'Not Found',
@@ -50,8 +53,13 @@ const PHRASES: Record<number, string> = {
   504: 'Gateway Timeout',
 };
 
+/** The reason phrase of a status berth answers with (the `error` of an error body). */
+export function statusPhrase(status: number): string {
+  return PHRASES[status] ?? 'Error';
+}
+
 export function errorBody(status: number, code: string, message: string, extra: Partial<ErrorBody> = {}): ErrorBody {
-  return { error: PHRASES[status] ?? 'Error', code, message, ...extra };
+  return { error: statusPhrase(status), code, message, ...extra };
 }
 
 function codeOf(err: unknown, status: number): string {

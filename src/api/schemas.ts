@@ -23,40 +23,30 @@ export const version = {
   description: 'an image tag (letters, digits, "_", "." and "-", at most 128 characters, not starting with "." or "-") or a digest sha256:<64 hex digits>',
 } as const;
 
-/** Query page size; arrives as a string. */
-export const pageSize = { type: 'string', pattern: '^[0-9]{1,4}$', description: `a page size (a whole number; at most ${MAX_LIMIT} are returned)` } as const;
+/**
+ * A whole number in a query string. Queries arrive as strings: the API turns decimal
+ * digits into a number before validation (src/api/app.ts, queryIntegers), so the schema,
+ * and /openapi.json with it, says integer, and "1e3", "0x10" or "1.5" are refused.
+ */
+export function queryInteger(description: string, minimum: number, maximum: number) {
+  return { type: 'integer', minimum, maximum, description } as const;
+}
+
+/** Query page size. */
+export const pageSize = queryInteger(`a page size, 1 to ${MAX_LIMIT}`, 1, MAX_LIMIT);
 
 /** A body that may be empty (`{}` or none) and has no fields. */
 export const noFields = { type: 'object', additionalProperties: false, properties: {} } as const;
-
-/** Query integers arrive as strings; they are checked by pattern and converted in the handler. */
-export const integerString = { type: 'string', pattern: '^[0-9]{1,9}$' } as const;
-
-export const errorSchema = {
-  type: 'object',
-  properties: {
-    error: { type: 'string' },
-    code: { type: 'string' },
-    message: { type: 'string' },
-    issues: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
-  },
-} as const;
-
-export const releaseSchema = {
-  type: 'object',
-  properties: {
-    app: { type: 'string' },
-    revision: { type: 'integer' },
-    version: { type: 'string' },
-    reason: { type: 'string', enum: ['deploy', 'rollback'] },
-    actor: { type: 'string' },
-    createdAt: { type: 'string' },
-  },
-} as const;
 
 declare module 'fastify' {
   interface FastifySchema {
     /** One line for /openapi.json. */
     summary?: string;
+    /** Left out of /openapi.json (the status page's HTML, assets and forms). */
+    hide?: boolean;
+    /** More for /openapi.json, where one line is not enough. */
+    description?: string;
+    /** The operation's name in /openapi.json (what a generated client calls it): a camelCase verb phrase. */
+    operationId?: string;
   }
 }

@@ -43,7 +43,8 @@ let current: { req: IncomingMessage; res: ServerResponse; route: string | undefi
 before(async () => {
   process.on('uncaughtException', onStray);
   process.on('unhandledRejection', onStray);
-  api = makeApi({ hosts: DEFAULT_HOSTS });
+  // A config file that reloads cleanly (and declares no app), so POST /v1/reload can be accepted too.
+  api = makeApi({ hosts: DEFAULT_HOSTS, configFile: { path: '/etc/berth/berth.yml', declares: () => false, reload: () => ({ apps: {}, undeclared: [], restartRequired: [] }) } });
   api.app.addHook('onRequest', async (request, reply) => {
     current = { req: request.raw, res: reply.raw, route: request.routeOptions.url, method: request.method };
   });
@@ -186,6 +187,12 @@ test(`fuzz: ${CASES} seeded requests over every route; no 5xx, JSON errors, reje
       assert.ok(appName.test(body.name), `an accepted app name fits the grammar: ${got()}`);
       assert.equal(body.name, r.app, `the app created is the one named in the path: ${got()}`);
       apps.add(body.name);
+    }
+    if (r.method === 'DELETE' && route === '/v1/apps/:app') {
+      // What the controller does next (teardown, then the record goes), done at once; the app
+      // is made again so later requests still find one to roll back, restart or delete.
+      api.store.apps.deleteApp(r.app!, 'controller');
+      await seedApp(api, r.app!, ['v1', 'v2']);
     }
     return status;
   };

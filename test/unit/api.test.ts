@@ -98,7 +98,11 @@ describe('system routes', () => {
       const op = doc.paths[path]?.[method] as Json | undefined;
       assert.ok(op, `${method.toUpperCase()} ${path} is missing from /openapi.json`);
       assert.equal(typeof op.summary, 'string', `${method} ${path} has a summary`);
-      assert.ok(op.responses['4XX'].content['application/json'].schema.properties.message, `${method} ${path} documents the error body`);
+      assert.match(op.operationId, /^[a-z][A-Za-z]+$/, `${method} ${path} has a camelCase operationId`);
+      const statuses = Object.keys(op.responses);
+      assert.ok(statuses.some((s) => s.startsWith('2')), `${method} ${path} documents a success body`);
+      assert.equal(op.responses['500'].content['application/json'].schema.$ref, '#/components/schemas/Error', `${method} ${path} documents the error body`);
+      if (!OPEN_ROUTES.has(path)) assert.ok(statuses.includes('401'), `${method} ${path} documents 401`);
       if (path.includes('{app}')) {
         const p = (op.parameters as Json[]).find((x) => x.name === 'app');
         assert.equal(p?.in, 'path');
@@ -118,7 +122,21 @@ describe('system routes', () => {
     const query = (doc.paths['/v1/apps/{app}/releases'].get.parameters as Json[]).filter((p) => p.in === 'query').map((p) => p.name);
     assert.deepEqual(query.sort(), ['before', 'limit']);
     const eventsQuery = (doc.paths['/v1/apps/{app}/events'].get.parameters as Json[]).filter((p) => p.in === 'query').map((p) => p.name);
-    assert.deepEqual(eventsQuery.sort(), ['after', 'limit']);
+    assert.deepEqual(eventsQuery.sort(), ['after', 'limit', 'tail']);
+    // Query integers are integers, with bounds.
+    const limit = (doc.paths['/v1/apps/{app}/releases'].get.parameters as Json[]).find((p) => p.name === 'limit');
+    assert.deepEqual([limit?.schema.type, limit?.schema.minimum, limit?.schema.maximum], ['integer', 1, 1000]);
+    // The event stream: its media type, the header it resumes from, the 503 of a full house.
+    const events = doc.paths['/v1/apps/{app}/events'].get;
+    assert.ok(events.responses['200'].content['text/event-stream'].schema.description.includes('Last-Event-ID'));
+    assert.ok(events.responses['200'].content['application/json'].schema.properties.events);
+    assert.ok(doc.components.schemas.Error.properties.message);
+    assert.ok((events.parameters as Json[]).some((p) => p.in === 'header' && p.name === 'last-event-id'));
+    assert.ok(events.responses['503']);
+    // A host's errors: 502 when it fails, 504 when it does not answer in time.
+    assert.deepEqual(['502', '504'].filter((s) => doc.paths['/v1/apps/{app}/exec'].post.responses[s]), ['502', '504']);
+    const ids = (await openapiOps(api)).map((o) => o.op.operationId as string);
+    assert.equal(new Set(ids).size, ids.length, `operationIds are unique: ${ids.join(', ')}`);
   });
 
   test('an unknown route is a JSON 404 naming it', async () => {
@@ -830,12 +848,17 @@ const MALFORMED: Malformed[] = [
   { name: 'malformed percent-encoding in the path', method: 'GET', url: '/v1/apps/w%ZZeb', status: 400, code: 'BAD_URL', message: /not a valid url component/ },
   { name: 'unknown app', method: 'POST', url: '/v1/apps/nope/releases', payload: { version: 'v2' }, status: 404, code: 'NOT_FOUND', message: /^app "nope" not found$/ },
   // query strings
-  { name: 'limit=abc', method: 'GET', url: `${REL}?limit=abc`, status: 400, message: /^querystring\.limit: expected a page size.*got "abc"$/ },
-  { name: 'limit=-1', method: 'GET', url: `${REL}?limit=-1`, status: 400, message: /querystring\.limit: expected a page size.*got "-1"$/ },
-  { name: 'limit given twice', method: 'GET', url: `${REL}?limit=1&limit=2`, status: 400, message: /^querystring\.limit: expected string, got a list$/ },
-  { name: 'before=1e3', method: 'GET', url: `${REL}?before=1e3`, status: 400, message: /querystring\.before: expected a revision.*got "1e3"/ },
+  { name: 'limit=abc', method: 'GET', url: `${REL}?limit=abc`, status: 400, message: /^querystring\.limit: expected integer, got "abc"$/ },
+  { name: 'limit=-1', method: 'GET', url: `${REL}?limit=-1`, status: 400, message: /^querystring\.limit: must be >= 1, got -1$/ },
+  { name: 'limit=0', method: 'GET', url: `${REL}?limit=0`, status: 400, message: /^querystring\.limit: must be >= 1, got 0$/ },
+  { name: 'limit over the maximum', method: 'GET', url: `${REL}?limit=1001`, status: 400, message: /^querystring\.limit: must be <= 1000, got 1001$/ },
+  { name: 'limit in hex', method: 'GET', url: `${REL}?limit=0x10`, status: 400, message: /^querystring\.limit: expected integer, got "0x10"$/ },
+  { name: 'limit with a space', method: 'GET', url: `${REL}?limit=%201`, status: 400, message: /^querystring\.limit: expected integer, got " 1"$/ },
+  { name: 'limit given twice', method: 'GET', url: `${REL}?limit=1&limit=2`, status: 400, message: /^querystring\.limit: expected integer, got a list$/ },
+  { name: 'before=1e3', method: 'GET', url: `${REL}?before=1e3`, status: 400, message: /^querystring\.before: expected integer, got "1e3"$/ },
   { name: 'unknown query parameter', method: 'GET', url: `${REL}?page=2`, status: 400, message: /^querystring: unknown property "page" \(allowed: limit, before\)$/ },
-  { name: 'events after=xyz', method: 'GET', url: '/v1/apps/web/events?after=xyz', status: 400, message: /querystring\.after: expected an event id.*got "xyz"/ },
+  { name: 'events after=xyz', method: 'GET', url: '/v1/apps/web/events?after=xyz', status: 400, message: /^querystring\.after: expected integer, got "xyz"$/ },
+  { name: 'events after a 16-digit id', method: 'GET', url: `/v1/apps/web/events?after=${'9'.repeat(16)}`, status: 400, message: /^querystring\.after: expected integer, got "9{16}"$/ },
   { name: 'events of an unknown app', method: 'GET', url: '/v1/apps/nope/events', status: 404, message: /app "nope" not found/ },
   // rollback, pause
   { name: 'rollback with a bad version', method: 'POST', url: '/v1/apps/web/rollback', payload: { version: 'v1 && curl x' }, status: 400, message: /body\.version: expected an image tag/ },

@@ -5,7 +5,10 @@
  *    PromQL names exists in berth's registry;
  *  - deploy/grafana/berth-dashboard.json: parses, is wired to a datasource variable,
  *    and every expression (panels and variables) names only existing series;
- *  - deploy/systemd/berth.service: the directives the daemon relies on.
+ *  - deploy/systemd/berth.service: the directives the daemon relies on;
+ *  - package.json, package-lock.json and the Dockerfile: `npm ci` on this Node warns
+ *    about no engine, every locked package supports every Node line "engines" names,
+ *    and the image builds on one of those lines that is not past its end of life.
  * Those checks always run. On top, when the tools are installed: promtool check
  * config / check rules / test rules / check metrics (and the dashboard's PromQL
  * through promtool's parser), systemd-analyze verify / security. Each run prints
@@ -19,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, describe, test, type TestContext } from 'node:test';
+import semver from 'semver';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { BerthMetrics, PHASES } from '../../src/metrics/registry.js';
@@ -610,5 +614,57 @@ describe('deploy/systemd/berth.service', () => {
       assert.ok(m, r.out.slice(-500));
       assert.ok(Number(m[1]) <= 2.0, `exposure ${m[1]} (systemd-analyze security --offline=true deploy/systemd/berth.service)`);
     });
+  });
+});
+
+describe('packaging: package.json, package-lock.json and the Dockerfile', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Json;
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as Json;
+  const engines = pkg.engines.node as string;
+  /** The first release of each Node line "engines" names (20.10.0, 22.0.0, ...). */
+  const lines = engines.split('||').map((part) => semver.minVersion(part)!.version);
+  /** End of life of the LTS lines (the Node.js release schedule); a line past it fails the image check. */
+  const END_OF_LIFE: Record<number, string> = { 20: '2026-04-30', 22: '2027-04-30', 24: '2028-04-30', 26: '2029-04-30' };
+
+  test('npm ci on this Node warns about no engine (EBADENGINE), and this Node is one "engines" names', () => {
+    assert.ok(semver.satisfies(process.version, engines), `${process.version} satisfies ${engines}`);
+    // A dry run of the lockfile, offline, in a copy: reads package*.json only, writes nothing here.
+    const dir = mkdtempSync(join(tmpdir(), 'berth-npm-ci-'));
+    try {
+      for (const f of ['package.json', 'package-lock.json']) writeFileSync(join(dir, f), readFileSync(join(ROOT, f)));
+      const r = spawnSync('npm', ['ci', '--dry-run', '--offline', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+      const out = `${r.stdout}${r.stderr}`;
+      assert.equal(r.status, 0, out.slice(-2000));
+      assert.doesNotMatch(out, /EBADENGINE/, out.slice(0, 2000));
+      assert.match(out, /added \d+ packages/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('every locked package supports every Node line "engines" names', () => {
+    assert.deepEqual(lines.map((v) => semver.major(v)), [20, 22, 24, 26]);
+    const unsupported: string[] = [];
+    for (const [path, entry] of Object.entries(lock.packages as Record<string, Json>)) {
+      const range = entry.engines?.node as string | undefined;
+      if (!path || !range) continue;
+      for (const v of lines) if (!semver.satisfies(v, range)) unsupported.push(`${path.replace(/^.*node_modules\//, '')}@${entry.version} needs node ${range}, not ${v}`);
+    }
+    assert.deepEqual(unsupported, []);
+  });
+
+  test('the Dockerfile builds both stages on one Node LTS line "engines" names, not past its end of life', () => {
+    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    const image = /^ARG NODE_IMAGE=node:(\d+)-bookworm-slim$/m.exec(dockerfile);
+    assert.ok(image, 'ARG NODE_IMAGE=node:<major>-bookworm-slim');
+    const major = Number(image[1]);
+    assert.ok(semver.satisfies(`${major}.0.0`, engines), `node ${major} satisfies ${engines}`);
+    assert.ok(END_OF_LIFE[major], `node ${major} is an LTS line`);
+    assert.ok(new Date() < new Date(END_OF_LIFE[major]!), `node ${major} reached its end of life on ${END_OF_LIFE[major]}`);
+    // The native module is compiled in the build stage for the Node that runs it: both stages on the same image.
+    assert.deepEqual([...dockerfile.matchAll(/^FROM (\S+) AS (\w+)$/gm)].map((m) => [m[1], m[2]]), [
+      ['${NODE_IMAGE}', 'build'],
+      ['${NODE_IMAGE}', 'runtime'],
+    ]);
   });
 });

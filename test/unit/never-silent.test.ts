@@ -93,8 +93,8 @@ describe('never silent', () => {
     const r = await berth('hosts');
     assert.equal(r.code, 0, r.stderr);
     const [head, row, ...more] = r.stdout.trimEnd().split('\n');
-    assert.match(head!, /^HOST\s+STATE\s+DOCKER\s+CHECKED\s+LAST ERROR$/);
-    assert.match(row!, /^local\s+down\s+-\s+(\d+[smhd] ago)\s+docker version: docker daemon not reachable \(ENOENT\)/);
+    assert.match(head!, /^HOST\s+STATE\s+DOCKER\s+PROXY\s+CHECKED\s+LAST ERROR$/);
+    assert.match(row!, /^local\s+down\s+-\s+-\s+(\d+[smhd] ago)\s+docker version: docker daemon not reachable \(ENOENT\)/);
     assert.deepEqual(more, []);
     const json = JSON.parse((await berth('hosts', '--json')).stdout) as { hosts: Array<{ host: string; up: boolean; lastError: string }> };
     assert.equal(json.hosts.length, 1);

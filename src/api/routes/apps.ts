@@ -6,7 +6,21 @@ import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.j
 import type { AppStatus } from '../../domain/release.js';
 import { DEFAULT_RELEASES_LIMIT, MAX_LIMIT, type StoredApp } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
-import { appParams, noFields, pageSize, version } from '../schemas.js';
+import {
+  appDeletingSchema,
+  appListSchema,
+  appSchema,
+  appWriteSchema,
+  errorSchema,
+  notFound,
+  pausedSchema,
+  releaseCreatedSchema,
+  releaseListSchema,
+  restartSchema,
+  rollbackCreatedSchema,
+  rollbackUnchangedSchema,
+} from '../responses.js';
+import { appParams, noFields, pageSize, queryInteger, version } from '../schemas.js';
 
 type AppReq = FastifyRequest<{ Params: { app: string } }>;
 
@@ -87,11 +101,11 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
   const read = guard.read as never;
   const write = guard.write as never;
 
-  app.get('/v1/apps', { onRequest: read, schema: { summary: 'List apps with their status' } }, async () => ({
+  app.get('/v1/apps', { onRequest: read, schema: { operationId: 'listApps', summary: 'List apps with their status', response: { 200: appListSchema } } }, async () => ({
     apps: deps.store.apps.listApps().map((a) => appView(deps, a)),
   }));
 
-  app.get('/v1/apps/:app', { onRequest: read, schema: { summary: 'Spec, desired release, status and per-host view of one app', params: appParams } }, async (req: AppReq) =>
+  app.get('/v1/apps/:app', { onRequest: read, schema: { operationId: 'getApp', summary: 'Spec, desired release, status and per-host view of one app', params: appParams, response: { 200: appSchema, ...notFound } } }, async (req: AppReq) =>
     appView(deps, mustGetApp(deps, req.params.app)),
   );
 
@@ -100,9 +114,13 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     {
       onRequest: write,
       schema: {
+        operationId: 'putApp',
         summary: 'Create or update an app spec (same shape as an app in berth.yml)',
+        description:
+          '422 names every problem of the document (issues, each with its key path), a route another app already takes included; 409 for an app the config file declares (APP_MANAGED_BY_FILE) or one being deleted (APP_DELETING).',
         params: appParams,
         body: { type: 'object', description: 'The app document: image, hosts, port, healthcheck, rollout, hooks, retain_containers, stop_timeout, proxy, env, secrets' },
+        response: { 200: appWriteSchema, 201: appWriteSchema, 409: errorSchema, 422: errorSchema },
       },
     },
     async (req: AppReq, reply) => {
@@ -125,6 +143,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     {
       onRequest: write,
       schema: {
+        operationId: 'createRelease',
         summary: 'Ask for a version: creates the next release revision (202); the controller rolls it out. 200 with unchanged: true when that version and the app spec are already desired',
         params: appParams,
         body: {
@@ -136,6 +155,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
             expectedRevision: { type: 'integer', minimum: 0, description: 'Optimistic concurrency: the newest revision you saw (0 = none); 409 when another release came first' },
           },
         },
+        response: { 200: releaseCreatedSchema, 202: releaseCreatedSchema, ...notFound, 409: errorSchema },
       },
     },
     async (req: FastifyRequest<{ Params: { app: string }; Body: { version: string; expectedRevision?: number } }>, reply) => {
@@ -160,6 +180,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     {
       onRequest: read,
       schema: {
+        operationId: 'listReleases',
         summary: 'Release history, newest first',
         params: appParams,
         querystring: {
@@ -167,16 +188,17 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
           additionalProperties: false,
           properties: {
             limit: pageSize,
-            before: { type: 'string', pattern: '^[0-9]{1,9}$', description: 'a revision number: only releases older than it are listed' },
+            before: queryInteger('a revision number: only releases older than it are listed', 0, Number.MAX_SAFE_INTEGER),
           },
         },
+        response: { 200: releaseListSchema, ...notFound },
       },
     },
-    async (req: FastifyRequest<{ Params: { app: string }; Querystring: { limit?: string; before?: string } }>) => {
+    async (req: FastifyRequest<{ Params: { app: string }; Querystring: { limit?: number; before?: number } }>) => {
       const app = mustGetApp(deps, req.params.app);
       const releases = deps.store.releases.listReleases(app.name, {
-        limit: Math.min(Number(req.query.limit ?? DEFAULT_RELEASES_LIMIT) || DEFAULT_RELEASES_LIMIT, MAX_LIMIT),
-        ...(req.query.before ? { before: Number(req.query.before) } : {}),
+        limit: req.query.limit ?? DEFAULT_RELEASES_LIMIT,
+        ...(req.query.before !== undefined ? { before: req.query.before } : {}),
       });
       return { releases: releases.map(({ spec: _spec, ...r }) => r) };
     },
@@ -187,9 +209,11 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     {
       onRequest: write,
       schema: {
+        operationId: 'rollbackApp',
         summary: 'Roll back to the previous version, or to a named one, as a new revision (202); 200 with unchanged: true when the named version is already desired',
         params: appParams,
         body: { type: 'object', additionalProperties: false, properties: { version } },
+        response: { 200: rollbackUnchangedSchema, 202: rollbackCreatedSchema, ...notFound, 409: errorSchema },
       },
     },
     async (req: FastifyRequest<{ Params: { app: string }; Body: { version?: string } | undefined }>, reply) => {
@@ -219,9 +243,11 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     {
       onRequest: write,
       schema: {
+        operationId: 'restartApp',
         summary: 'New containers of the desired version on every host, through the health-gated rollout: a new revision (202) whose spec carries restartedAt',
         params: appParams,
         body: noFields,
+        response: { 202: restartSchema, ...notFound, 409: errorSchema },
       },
     },
     async (req: FastifyRequest<{ Params: { app: string } }>, reply) => {
@@ -240,8 +266,10 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     {
       onRequest: write,
       schema: {
+        operationId: 'deleteApp',
         summary: "Delete an app created through the API (202): the controller takes its routes off every host's proxy (draining them), removes its containers, then its record; its events stay. 409 for an app the config file declares",
         params: appParams,
+        response: { 202: appDeletingSchema, ...notFound, 409: errorSchema },
       },
     },
     async (req: AppReq, reply) => {
@@ -258,7 +286,13 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       `/v1/apps/:app/${action}`,
       {
         onRequest: write,
-          schema: { summary: paused ? 'Hold the rollout between steps' : 'Let the rollout go on', params: appParams, body: noFields },
+        schema: {
+          operationId: paused ? 'pauseApp' : 'resumeApp',
+          summary: paused ? 'Hold the rollout between steps' : 'Let the rollout go on',
+          params: appParams,
+          body: noFields,
+          response: { 200: pausedSchema, ...notFound },
+        },
       },
       async (req: AppReq) => {
         mustGetApp(deps, req.params.app);

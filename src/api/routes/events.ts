@@ -2,11 +2,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { BerthEvent } from '../../domain/release.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
-import { errorBody } from '../errors.js';
-import { appParams, pageSize } from '../schemas.js';
+import { errorBody, UnprocessableError } from '../errors.js';
+import { errorSchema, eventPageSchema, notFound } from '../responses.js';
+import { appParams, pageSize, queryInteger } from '../schemas.js';
 import { mustGetApp } from './apps.js';
 
-type EventsReq = FastifyRequest<{ Params: { app: string }; Querystring: { after?: string; limit?: string } }>;
+type EventsReq = FastifyRequest<{ Params: { app: string }; Querystring: { after?: number; limit?: number; tail?: number } }>;
 
 /** Bounds of the live SSE streams (README.md, "HTTP API"); every field has a default. */
 export interface EventStreamLimits {
@@ -35,6 +36,18 @@ const RETRY_AFTER_S = 5;
 function sseFrame(e: BerthEvent): string {
   return `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
 }
+
+const SSE_EXAMPLE: BerthEvent = { id: 42, app: 'web', host: 'h1', revision: 5, type: 'HostUpdated', message: 'h1 serves v2', actor: 'controller', createdAt: '2026-11-29T08:00:00.000Z' };
+
+/** How the stream is framed, for /openapi.json (a generator cannot type a stream: it gets a string). */
+const SSE_DESCRIPTION = [
+  'With Accept: text/event-stream the answer is a Server-Sent Events stream that stays open:',
+  'first the events after Last-Event-ID (or ?after=, else all) in order, then each new event as it is recorded.',
+  'Each event is one frame: `id: <event id>`, `event: <event type>`, `data: <the event as JSON, the Event schema of the JSON page>`, then a blank line;',
+  `a comment line \`: keepalive\` comes every ${EVENT_STREAM_DEFAULTS.heartbeatMs / 1000} s. Reconnect with Last-Event-ID set to the last id received to resume without gaps or repeats.`,
+  `Beyond api.max_event_streams open streams the answer is 503 (TOO_MANY_STREAMS) with Retry-After: ${RETRY_AFTER_S}.`,
+  `A client that does not read is disconnected once ${EVENT_STREAM_DEFAULTS.maxQueuedEvents} live events wait for it or its socket has not drained for ${EVENT_STREAM_DEFAULTS.drainTimeoutMs / 1000} s.`,
+].join(' ');
 
 /**
  * Live events as Server-Sent Events. Resumes after `Last-Event-ID` (or ?after=).
@@ -171,15 +184,38 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
     {
       onRequest: guard.read as never,
       schema: {
+        operationId: 'listEvents',
         summary: 'Audit events of the app, oldest first after ?after=ID; with Accept: text/event-stream, a live SSE stream (Last-Event-ID resumes)',
+        description: SSE_DESCRIPTION,
         params: appParams,
         querystring: {
           type: 'object',
           additionalProperties: false,
           properties: {
-            after: { type: 'string', pattern: '^[0-9]{1,12}$', description: 'an event id: only events newer than it are listed' },
+            after: queryInteger('an event id: only events newer than it are listed (a stream replays them first)', 0, Number.MAX_SAFE_INTEGER),
             limit: pageSize,
+            tail: { ...pageSize, description: `a count: the newest N events (at most ${MAX_LIMIT}), oldest first; not with after` },
           },
+        },
+        headers: {
+          type: 'object',
+          properties: {
+            'last-event-id': {
+              type: 'string',
+              description: 'The id of the last event a stream delivered (EventSource sends it when it reconnects): the stream resumes after it; wins over ?after=; anything but digits is ignored',
+            },
+          },
+        },
+        response: {
+          200: {
+            description: 'A page of events (JSON), or with Accept: text/event-stream a live stream of them',
+            content: {
+              'application/json': { schema: eventPageSchema },
+              'text/event-stream': { schema: { type: 'string', description: SSE_DESCRIPTION, examples: [sseFrame(SSE_EXAMPLE)] } },
+            },
+          },
+          ...notFound,
+          503: errorSchema,
         },
       },
     },
@@ -187,7 +223,7 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
       // A deleted app's events stay readable (the audit trail outlives it, src/store/apps.ts deleteApp).
       const appName = deps.store.apps.getApp(req.params.app) || deps.store.events.listEvents(req.params.app, { limit: 1 }).length > 0 ? req.params.app : mustGetApp(deps, req.params.app).name;
       const lastEventId = req.headers['last-event-id'];
-      const afterId = Number(typeof lastEventId === 'string' && /^[0-9]{1,12}$/.test(lastEventId) ? lastEventId : (req.query.after ?? 0));
+      const afterId = typeof lastEventId === 'string' && /^[0-9]{1,15}$/.test(lastEventId) ? Number(lastEventId) : (req.query.after ?? 0);
       if ((req.headers.accept ?? '').includes('text/event-stream')) {
         if (open.size >= limits.maxStreams) {
           req.log.warn({ open: open.size, max: limits.maxStreams }, 'event stream refused: too many open streams');
@@ -198,7 +234,12 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
         }
         return stream(deps, appName, afterId, reply, limits, open);
       }
-      const limit = Math.min(Number(req.query.limit ?? DEFAULT_LIMIT) || DEFAULT_LIMIT, MAX_LIMIT);
+      // The newest events (the status page's timeline), then a live stream from the last one's id.
+      if (req.query.tail !== undefined) {
+        if (req.query.after !== undefined) throw new UnprocessableError('querystring: tail (the newest N events) and after (events after an id) cannot be combined');
+        return { events: deps.store.events.pageEvents(appName, { limit: req.query.tail }).reverse(), next: null };
+      }
+      const limit = req.query.limit ?? DEFAULT_LIMIT;
       const events = deps.store.events.listEvents(appName, { afterId, limit });
       return { events, next: events.length === limit ? events[events.length - 1]!.id : null };
     },

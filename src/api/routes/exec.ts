@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { HOST_NAME_PATTERN } from '../../domain/naming.js';
 import type { ApiDeps } from '../context.js';
+import { errorSchema, execResultSchema, notFound } from '../responses.js';
 import { appParams } from '../schemas.js';
 import { mustGetApp } from './apps.js';
 
@@ -15,7 +16,10 @@ export function execRoutes(app: FastifyInstance, deps: ApiDeps, guard: { write: 
     {
       preHandler: guard.write as never,
       schema: {
+        operationId: 'execInApp',
         summary: "Run a one-off command in a container of the app's current release (waits for it)",
+        description:
+          '409 when the app has no release yet or the host does not run it; 502 when the host answered with an error or cannot be reached, 504 when it did not answer in time (code HOST_*, message naming the host).',
         params: appParams,
         body: {
           type: 'object',
@@ -26,6 +30,7 @@ export function execRoutes(app: FastifyInstance, deps: ApiDeps, guard: { write: 
             host: { type: 'string', pattern: HOST_NAME_PATTERN },
           },
         },
+        response: { 200: execResultSchema, ...notFound, 409: errorSchema, 502: errorSchema, 504: errorSchema },
       },
     },
     async (req: FastifyRequest<{ Params: { app: string }; Body: { command: string; host?: string } }>) => {

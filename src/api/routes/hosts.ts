@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ProxyStatus } from '../../proxy/traffic.js';
 import type { ApiDeps } from '../context.js';
+import { hostListSchema } from '../responses.js';
 
 /** How long GET /v1/hosts waits for a host's proxy status before answering without it. */
 const PROXY_STATUS_TIMEOUT_MS = 2_000;
@@ -8,7 +9,7 @@ const PROXY_STATUS_TIMEOUT_MS = 2_000;
 export function hostRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: unknown }): void {
   app.get(
     '/v1/hosts',
-    { onRequest: guard.read as never, schema: { summary: "Reachability, Docker version, last error and the proxy's state of every host" } },
+    { onRequest: guard.read as never, schema: { operationId: 'listHosts', summary: "Reachability, Docker version, last error and the proxy's state of every host", response: { 200: hostListSchema } } },
     async () => {
       const seen = new Map(deps.store.hostsStatus.list().map((h) => [h.host, h]));
       const hosts = deps.hostNames().map((name) => seen.get(name) ?? { host: name, up: false, dockerVersion: null, lastError: 'not checked yet', checkedAt: null });

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiDeps } from '../context.js';
+import { maintenanceSchema, notFound } from '../responses.js';
 import { appParams, noFields } from '../schemas.js';
 import { actorOf, mustGetApp } from './apps.js';
 
@@ -12,6 +13,7 @@ export function maintenanceRoutes(app: FastifyInstance, deps: ApiDeps, guard: { 
     {
       preHandler: guard.write as never,
       schema: {
+        operationId: 'startMaintenance',
         summary: "Put the app in maintenance: its proxies answer 503 with the message (needs a proxy route)",
         params: appParams,
         body: {
@@ -19,6 +21,7 @@ export function maintenanceRoutes(app: FastifyInstance, deps: ApiDeps, guard: { 
           additionalProperties: false,
           properties: { message: { type: 'string', minLength: 1, maxLength: 500, pattern: '^[^\\u0000-\\u001f]*$' } },
         },
+        response: { 200: maintenanceSchema, ...notFound },
       },
     },
     async (req: FastifyRequest<{ Params: { app: string }; Body: { message?: string } | undefined }>) => {
@@ -34,7 +37,7 @@ export function maintenanceRoutes(app: FastifyInstance, deps: ApiDeps, guard: { 
     {
       preHandler: guard.write as never,
       // No fields: a body (if any) must be `{}`, like pause/resume; anything else is a 400 and nothing is written.
-      schema: { summary: 'End maintenance: the proxies route traffic to the app again', params: appParams, body: noFields },
+      schema: { operationId: 'endMaintenance', summary: 'End maintenance: the proxies route traffic to the app again', params: appParams, body: noFields, response: { 200: maintenanceSchema, ...notFound } },
     },
     async (req: FastifyRequest<{ Params: { app: string } }>) => {
       mustGetApp(deps, req.params.app);

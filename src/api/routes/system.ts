@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ApiDeps } from '../context.js';
 import { errorBody } from '../errors.js';
+import { errorSchema, healthSchema, metricsText, readySchema } from '../responses.js';
 
 /**
  * Liveness, readiness and the Prometheus scrape: open, never behind the token, and
@@ -8,9 +9,9 @@ import { errorBody } from '../errors.js';
  */
 export function systemRoutes(app: FastifyInstance, deps: ApiDeps): void {
   const quiet = { logLevel: 'warn' as const };
-  app.get('/healthz', { ...quiet, schema: { summary: 'Liveness: the process answers' } }, async () => ({ status: 'ok', version: deps.version }));
+  app.get('/healthz', { ...quiet, schema: { operationId: 'getHealth', summary: 'Liveness: the process answers', response: { 200: healthSchema } } }, async () => ({ status: 'ok', version: deps.version }));
 
-  app.get('/readyz', { ...quiet, schema: { summary: 'Readiness: database open and reconcile loop running' } }, async (_req, reply) => {
+  app.get('/readyz', { ...quiet, schema: { operationId: 'getReadiness', summary: 'Readiness: database open and reconcile loop running', response: { 200: readySchema, 503: errorSchema } } }, async (_req, reply) => {
     const db = deps.store.ping();
     const loop = deps.controller.isRunning();
     if (db && loop) return { status: 'ready' };
@@ -18,7 +19,7 @@ export function systemRoutes(app: FastifyInstance, deps: ApiDeps): void {
     return reply.status(503).send(errorBody(503, 'NOT_READY', why));
   });
 
-  app.get('/metrics', { ...quiet, schema: { summary: 'Prometheus metrics (text exposition format)' } }, async (_req, reply) => {
+  app.get('/metrics', { ...quiet, schema: { operationId: 'getMetrics', summary: 'Prometheus metrics (text exposition format)', response: { 200: metricsText } } }, async (_req, reply) => {
     const text = await deps.metrics.text();
     return reply.type(deps.metrics.registry.contentType).send(text);
   });
