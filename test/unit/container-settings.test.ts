@@ -181,7 +181,11 @@ describe('PUT through the API', () => {
     }
     const allowed = makeApi({ appPolicy: () => ({ allowHostAccess: true }) });
     try {
-      assert.equal((await allowed.call({ method: 'PUT', url: '/v1/apps/web', payload: { ...base, privileged: true } })).statusCode, 201);
+      const doc = { ...base, privileged: true, cmd: ['bin/jobs'], volumes: ['v:/data:ro'], memory: 67108864, cpus: 0.5, labels: { a: 'b' }, logging: { driver: 'local', options: {} }, stop_signal: 'SIGINT', user: 'app', extra_hosts: ['x:10.0.0.1'] };
+      assert.equal((await allowed.call({ method: 'PUT', url: '/v1/apps/web', payload: doc })).statusCode, 201);
+      // GET answers every setting (a response schema that lacked one would drop it silently).
+      const { spec } = JSON.parse((await allowed.call({ method: 'GET', url: '/v1/apps/web' })).body) as Json;
+      for (const [key, value] of Object.entries(doc)) assert.deepEqual(spec[key], value, key);
     } finally {
       await allowed.close();
     }
