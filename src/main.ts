@@ -139,7 +139,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       const plan = planReload(running, next, stored);
       checkSecrets(plan.apps, secrets);
       const apps = syncConfigApps(store, plan.apps, log);
-      running = { ...running, apps: next.apps };
+      running = { ...running, apps: next.apps, allowHostAccess: next.allowHostAccess };
       for (const [name, change] of Object.entries(apps)) if (change !== 'unchanged') controller.enqueue(name);
       for (const name of plan.undeclared) log.warn({ app: name }, 'app no longer declared in the config file: it keeps running, managed through the API (berth remove deletes it)');
       for (const section of plan.restartRequired) log.warn({ section }, 'config section changed: it applies at the next start of berth');
@@ -156,6 +156,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       auth: { token, openReads: exposure.openReads },
       hostNames: () => Object.keys(config.hosts),
       configFile,
+      appPolicy: () => ({ allowHostAccess: running.allowHostAccess }),
       proxyStatus: (host) => traffic.status(host),
       version: BERTH_VERSION,
       eventStreams: { maxStreams: config.api.maxEventStreams },

@@ -2,6 +2,7 @@ import { ConflictError } from '../domain/errors.js';
 import type { Logger } from 'pino';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { ProxyStatus } from '../proxy/traffic.js';
+import type { AppPolicy } from '../config/container.js';
 import type { AppSecretFiles } from '../secrets/app-secrets.js';
 import type { Store, UpsertChange } from '../store/index.js';
 import type { EventStreamLimits } from './routes/events.js';
@@ -59,6 +60,8 @@ export interface ApiDeps {
   auth: { token: string | null; openReads: boolean };
   /** Host names declared in the config (apps may only use these). */
   hostNames(): string[];
+  /** What the config file allows apps (allow_host_access); absent: nothing beyond the defaults. */
+  appPolicy?(): AppPolicy;
   /** The host's proxy as it runs now (GET /v1/hosts); absent when the daemon runs no proxy (benchmarks). Rejects when the host does not answer. */
   proxyStatus?(host: string): Promise<ProxyStatus>;
   configFile: ConfigFileHandle;

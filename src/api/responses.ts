@@ -79,6 +79,18 @@ const appDocumentSchema = {
     },
     env: { type: 'object', additionalProperties: text },
     secrets: strings,
+    // Container settings (src/config/container.ts): each only when the app sets it.
+    cmd: strings,
+    entrypoint: strings,
+    volumes: strings,
+    memory: { type: 'integer', description: 'bytes' },
+    cpus: { type: 'number' },
+    labels: { type: 'object', additionalProperties: text },
+    logging: { type: 'object', required: ['driver', 'options'], additionalProperties: false, properties: { driver: text, options: { type: 'object', additionalProperties: text } } },
+    stop_signal: text,
+    user: text,
+    extra_hosts: strings,
+    privileged: { type: 'boolean' },
   },
 } as const;
 

@@ -34,6 +34,18 @@ export interface AppDocument {
   proxy?: { port?: number; host?: string; path_prefix?: string; drain_timeout: string; tls?: true | { certificate: string; private_key: string } };
   env: Record<string, string>;
   secrets: string[];
+  cmd?: string[];
+  entrypoint?: string[];
+  volumes?: string[];
+  /** Bytes. */
+  memory?: number;
+  cpus?: number;
+  labels?: Record<string, string>;
+  logging?: { driver: string; options: Record<string, string> };
+  stop_signal?: string;
+  user?: string;
+  extra_hosts?: string[];
+  privileged?: boolean;
 }
 
 export function appDocument(spec: AppSpec): AppDocument {
@@ -64,6 +76,20 @@ export function appDocument(spec: AppSpec): AppDocument {
     env: Object.fromEntries(Object.entries(spec.env)),
     secrets: [...spec.secrets],
   };
+  const c = spec.container;
+  if (c) {
+    if (c.cmd) doc.cmd = [...c.cmd];
+    if (c.entrypoint) doc.entrypoint = [...c.entrypoint];
+    if (c.volumes) doc.volumes = c.volumes.map((v) => `${v.source}:${v.target}${v.readOnly ? ':ro' : ''}`);
+    if (c.memoryBytes !== undefined) doc.memory = c.memoryBytes;
+    if (c.cpus !== undefined) doc.cpus = c.cpus;
+    if (c.labels) doc.labels = { ...c.labels };
+    if (c.logging) doc.logging = { driver: c.logging.driver, options: { ...c.logging.options } };
+    if (c.stopSignal) doc.stop_signal = c.stopSignal;
+    if (c.user) doc.user = c.user;
+    if (c.extraHosts) doc.extra_hosts = [...c.extraHosts];
+    if (c.privileged) doc.privileged = true;
+  }
   if (spec.proxy) {
     doc.proxy = { drain_timeout: formatDuration(spec.proxy.drainTimeoutMs) };
     if (spec.proxy.port !== null) doc.proxy.port = spec.proxy.port;

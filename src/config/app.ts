@@ -32,6 +32,7 @@ import {
   type Fields,
   type Read,
 } from './reader.js';
+import { CONTAINER_KEYS, readContainerSettings, type AppPolicy } from './container.js';
 import { readDuration, readHttpPath, readImageRepository, readPathPrefix, readRouteHost } from './values.js';
 
 const APP_KEYS = [
@@ -47,6 +48,7 @@ const APP_KEYS = [
   'proxy',
   'env',
   'secrets',
+  ...CONTAINER_KEYS,
 ] as const;
 const HEALTHCHECK_KEYS = ['path', 'port', 'interval', 'timeout', 'max_attempts', 'min_healthy'] as const;
 const ROLLOUT_KEYS = ['parallelism', 'delay', 'on_failure', 'max_failure_ratio', 'progress_deadline'] as const;
@@ -72,15 +74,16 @@ export function validateAppDocument(
   doc: unknown,
   knownHosts: readonly string[],
   pathPrefix: string = keyPath('apps', name),
+  policy: AppPolicy = { allowHostAccess: false },
 ): AppSpec {
   const issues = new Issues();
-  const spec = readApp(name, doc, knownHosts, pathPrefix, issues);
+  const spec = readApp(name, doc, knownHosts, pathPrefix, issues, policy);
   if (!issues.empty) throw new ConfigError(issues.list);
   return spec;
 }
 
 /** Like validateAppDocument, but records issues instead of throwing (the config validator collects across apps). */
-export function readApp(name: string, doc: unknown, knownHosts: readonly string[], path: string, issues: Issues): AppSpec {
+export function readApp(name: string, doc: unknown, knownHosts: readonly string[], path: string, issues: Issues, policy: AppPolicy): AppSpec {
   if (!isAppName(name)) {
     issues.add(path, 'invalid app name: expected lowercase letters, digits and "-", starting with a letter, at most 63 characters');
   }
@@ -98,7 +101,8 @@ export function readApp(name: string, doc: unknown, knownHosts: readonly string[
   const proxy = f.has('proxy') ? readProxyRoute(f.raw('proxy'), f.at('proxy'), f.issues) : null;
   const env = readEnv(f);
   const secrets = f.get('secrets', readSecrets(env), []);
-  return { name, image, hosts, port, healthcheck, rollout, hooks, retainContainers, ...(historyLimit !== undefined ? { historyLimit } : {}), stopTimeoutMs, proxy, env, secrets };
+  const container = readContainerSettings(f, policy);
+  return { name, image, hosts, port, healthcheck, rollout, hooks, retainContainers, ...(historyLimit !== undefined ? { historyLimit } : {}), stopTimeoutMs, proxy, env, secrets, ...(container ? { container } : {}) };
 }
 
 function readHostList(knownHosts: readonly string[]): Read<string[]> {

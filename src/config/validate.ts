@@ -23,13 +23,14 @@ export interface ValidateOptions {
   baseDir?: string;
 }
 
-const TOP_KEYS = ['hosts', 'proxy', 'acme', 'api', 'controller', 'apps'] as const;
+const TOP_KEYS = ['allow_host_access', 'hosts', 'proxy', 'acme', 'api', 'controller', 'apps'] as const;
 
 /** The whole config document -> BerthConfig. An empty document (null) is an empty config with defaults. */
 export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {}): BerthConfig {
   const ctx: PathContext = { homeDir: opts.homeDir ?? homedir(), baseDir: opts.baseDir ?? process.cwd() };
   const issues = new Issues();
   const top = readMap(doc, '', issues, TOP_KEYS);
+  const allowHostAccess = top.get('allow_host_access', readBoolean, false);
 
   const hosts: Array<[string, HostSpec]> = readEntries(top.raw('hosts'), 'hosts', issues).map(([name, hostDoc]) => [
     name,
@@ -47,7 +48,7 @@ export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {})
   for (const [name, appDoc] of readEntries(top.raw('apps'), 'apps', issues)) {
     const path = keyPath('apps', name);
     const before = issues.list.length;
-    const app = readApp(name, appDoc, knownHosts, path, issues);
+    const app = readApp(name, appDoc, knownHosts, path, issues, { allowHostAccess });
     apps.push(app);
     if (issues.list.length !== before) continue;
     // Reported on the later app, naming the earlier one (routes.ts has the rules).
@@ -56,6 +57,7 @@ export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {})
   }
 
   const config: BerthConfig = {
+    allowHostAccess,
     hosts: Object.fromEntries(hosts),
     proxy: readProxy(top, issues),
     acme: readAcme(top, issues, ctx),

@@ -76,6 +76,43 @@ export interface AcmeConfig {
   caCertificate: string | null;
 }
 
+/** A volume of an app container: a named Docker volume or an absolute host path, mounted at `target`. */
+export interface VolumeSpec {
+  /** A volume name (`uploads`) or an absolute host path (`/srv/web/config`). */
+  source: string;
+  /** Absolute path inside the container. */
+  target: string;
+  readOnly: boolean;
+}
+
+/**
+ * How the app's containers run besides image, port and env (Kamal's names where Kamal has
+ * one). Every key is optional; a spec without any has no `container` at all, so the
+ * config hash of apps that set none stays what it was before these existed.
+ */
+export interface ContainerSettings {
+  /** Replaces the image's CMD (exec form). */
+  cmd?: string[];
+  /** Replaces the image's ENTRYPOINT (exec form). */
+  entrypoint?: string[];
+  volumes?: VolumeSpec[];
+  /** Memory limit in bytes. */
+  memoryBytes?: number;
+  /** CPU limit in CPUs (0.5 = half of one). */
+  cpus?: number;
+  /** Extra container labels; `berth.*` is berth's own. */
+  labels?: Record<string, string>;
+  logging?: { driver: string; options: Record<string, string> };
+  /** The signal `docker stop` sends first (`SIGQUIT` for nginx, say). */
+  stopSignal?: string;
+  /** `user` or `user:group` (names or ids). */
+  user?: string;
+  /** `name:address` lines added to the container's /etc/hosts. */
+  extraHosts?: string[];
+  /** Full access to the host's devices; refused unless the config allows host access. */
+  privileged?: boolean;
+}
+
 export interface AppSpec {
   name: string;
   /** Image repository without tag, e.g. `10.77.0.1:5000/app`. */
@@ -96,6 +133,8 @@ export interface AppSpec {
   env: Record<string, string>;
   /** Names of variables whose values are read from the app's secrets file (src/secrets/app-secrets.ts); values never stored. */
   secrets: string[];
+  /** Absent when the app sets none of these. */
+  container?: ContainerSettings;
   /**
    * Set by `berth restart` on a release's spec, never by config or `PUT`: part of the
    * container config hash, so that release replaces every container with the same
@@ -133,6 +172,12 @@ export interface ApiConfig {
 }
 
 export interface BerthConfig {
+  /**
+   * `allow_host_access`: apps may run privileged or mount the host's root, the Docker
+   * socket or system directories. Off by default: with it, anyone holding the API token
+   * owns every host. Only the config file can set it.
+   */
+  allowHostAccess: boolean;
   hosts: Record<string, HostSpec>;
   proxy: { image: string };
   acme: AcmeConfig;

@@ -21,9 +21,17 @@ export function containerConfigHash(spec: AppSpec, secretValues: Readonly<Record
     secrets: [...spec.secrets].sort(),
   };
   if (spec.secrets.length > 0) relevant.secretValues = secretValuesDigest(spec.name, spec.secrets, secretValues);
-  // Only when set: every other spec hashes as before restarts existed.
+  // Only when set: every other spec hashes as before restarts (and container settings) existed.
   if (spec.restartedAt !== undefined) relevant.restartedAt = spec.restartedAt;
+  if (spec.container !== undefined) relevant.container = canonical(spec.container);
   return createHash('sha256').update(JSON.stringify(relevant)).digest('hex').slice(0, 16);
+}
+
+/** `value` with every map's keys sorted: the hash must not depend on the order keys were written in. */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]));
+  return value;
 }
 
 /** Domain separation: this digest is no other use of sha256 over the same bytes. */

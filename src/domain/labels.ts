@@ -1,3 +1,6 @@
+/** Every label berth sets starts with this; an app's own labels may not. */
+export const LABEL_PREFIX = 'berth.';
+
 /** Container labels: the ownership contract (docs/design.md, "The loop", container labels). */
 export const LABELS = {
   managed: 'berth.managed',

@@ -68,6 +68,14 @@ export interface CreateContainerOptions {
   restartPolicy?: 'no' | 'unless-stopped';
   /** The user the process runs as (`root` for a proxy that binds low ports and owns its socket directory). */
   user?: string;
+  /** Named volumes (created on first use) and host paths. */
+  volumes?: Array<{ source: string; target: string; readOnly: boolean }>;
+  memoryBytes?: number;
+  cpus?: number;
+  logging?: { driver: string; options: Record<string, string> };
+  stopSignal?: string;
+  extraHosts?: string[];
+  privileged?: boolean;
 }
 
 export interface HttpResult {

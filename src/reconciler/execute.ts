@@ -3,7 +3,7 @@ import { BerthError, HOST_ERROR_CODES, HostError, isHostDown, type ErrorCode } f
 import { LABELS, NETWORK_NAME } from '../domain/labels.js';
 import { imageReference } from '../domain/naming.js';
 import type { Redactor } from '../domain/secrets.js';
-import type { HostDriver, RunOnceResult } from '../hosts/host-driver.js';
+import type { CreateContainerOptions, HostDriver, RunOnceResult } from '../hosts/host-driver.js';
 import type { TrafficSwitch, Upstream } from '../proxy/traffic.js';
 import { waitHealthy } from './health.js';
 import type { Action, ActionResult, DesiredRelease, HostUpdateAction } from './types.js';
@@ -76,8 +76,36 @@ function containerEnv(ctx: ExecContext): Record<string, string> {
   return { ...spec.env, ...ctx.secretValues(spec.secrets) };
 }
 
+/** How every container of the release runs, app or one-off (volumes, user, limits, /etc/hosts): not cmd, entrypoint, stop signal, labels or logging, which are the app container's. */
+function sharedSettings(ctx: ExecContext): Partial<CreateContainerOptions> {
+  const c = ctx.desired.spec.container;
+  if (!c) return {};
+  return {
+    ...(c.volumes ? { volumes: c.volumes } : {}),
+    ...(c.user ? { user: c.user } : {}),
+    ...(c.memoryBytes !== undefined ? { memoryBytes: c.memoryBytes } : {}),
+    ...(c.cpus !== undefined ? { cpus: c.cpus } : {}),
+    ...(c.extraHosts ? { extraHosts: c.extraHosts } : {}),
+    ...(c.privileged ? { privileged: true } : {}),
+  };
+}
+
+/** The app container's own settings on top of the shared ones. */
+function appSettings(ctx: ExecContext): Partial<CreateContainerOptions> {
+  const c = ctx.desired.spec.container;
+  return {
+    ...sharedSettings(ctx),
+    ...(c?.cmd ? { cmd: c.cmd } : {}),
+    ...(c?.entrypoint ? { entrypoint: c.entrypoint } : {}),
+    ...(c?.stopSignal ? { stopSignal: c.stopSignal } : {}),
+    ...(c?.logging ? { logging: c.logging } : {}),
+  };
+}
+
 function labels(ctx: ExecContext, role: 'app' | 'hook'): Record<string, string> {
   return {
+    // The app's own labels first: berth's (validated never to collide) always win.
+    ...(role === 'app' ? ctx.desired.spec.container?.labels : {}),
     [LABELS.managed]: 'true',
     [LABELS.app]: ctx.app,
     [LABELS.revision]: String(ctx.desired.revision),
@@ -117,6 +145,7 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
     }
     const create = () =>
       driver.createContainer({
+        ...appSettings(ctx),
         name: a.containerName,
         image: imageOf(ctx),
         env: containerEnv(ctx),
@@ -196,6 +225,7 @@ export async function runOneOff(ctx: ExecContext, host: string, name: string, co
     await ensureImage(driver, imageOf(ctx));
     await driver.ensureNetwork(NETWORK_NAME);
     const result = await driver.runOnce({
+      ...sharedSettings(ctx),
       name,
       image: imageOf(ctx),
       cmd: ['sh', '-c', command],

@@ -59,6 +59,8 @@ export interface TestApiOptions {
   proxyStatus?: ApiDeps['proxyStatus'];
   /** Apps' secrets files (default: none has one). */
   secrets?: AppSecretFiles;
+  /** What the config file allows apps (default: nothing beyond the defaults). */
+  appPolicy?: ApiDeps['appPolicy'];
 }
 
 export const DEFAULT_HOSTS = ['h1', 'h2', 'h3'];
@@ -85,6 +87,7 @@ export function makeApi(opts: TestApiOptions = {}): TestApi {
     auth: { token: opts.token === undefined ? TOKEN : opts.token, openReads: opts.openReads ?? false },
     hostNames: () => hosts,
     configFile: opts.configFile ?? NO_CONFIG_FILE,
+    ...(opts.appPolicy ? { appPolicy: opts.appPolicy } : {}),
     ...(opts.proxyStatus ? { proxyStatus: opts.proxyStatus } : {}),
     version: '0.0.0-test',
     ...(opts.eventStreams ? { eventStreams: opts.eventStreams } : {}),

@@ -466,6 +466,8 @@ const BERTH_ONLY: Array<[string, (path: string, value: unknown, node: Node) => b
   ["an app's host not declared under hosts", (p) => p === 'apps.web.hosts' || p === 'hosts'],
   ['a secret also set in env', (p) => p === 'apps.web.secrets'],
   ['an IPv6 address checked in full', (p, v) => p.endsWith('.address') && typeof v === 'string' && v.includes('::')],
+  ['a memory size with a unit (a string) below 6m', (p, v) => p === 'apps.web.memory' && typeof v === 'string'],
+  ['host access the config does not allow (allow_host_access)', (p) => p === 'apps.web.privileged'],
 ];
 
 describe('differential sweep: berth and the schema agree on every key for a pool of values', () => {

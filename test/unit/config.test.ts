@@ -888,6 +888,7 @@ const WEB: AppSpec = {
 test('the full example parses to the expected config', () => {
   const config = validateConfigDocument(parseYaml(FULL_EXAMPLE), OPTS);
   const expected: BerthConfig = {
+    allowHostAccess: false,
     hosts: {
       h1: {
         name: 'h1',
@@ -951,6 +952,7 @@ describe('defaults', () => {
   test('an empty document is an empty config with defaults', () => {
     for (const doc of [null, undefined, {}]) {
       assert.deepEqual(validateConfigDocument(doc, OPTS), {
+        allowHostAccess: false,
         hosts: {},
         proxy: { image: 'haproxy:2.6' },
         acme: { directory: 'https://acme-v02.api.letsencrypt.org/directory', email: null, renewBeforeMs: 30 * 86_400_000, caCertificate: null },

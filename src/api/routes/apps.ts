@@ -143,7 +143,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
     async (req: AppReq, reply) => {
       refuseFileApp(deps, req.params.app, 'change');
       refuseDeleting(deps.store.apps.getApp(req.params.app));
-      const spec = validateAppDocument(req.params.app, req.body, deps.hostNames(), 'body');
+      const spec = validateAppDocument(req.params.app, req.body, deps.hostNames(), 'body', deps.appPolicy?.() ?? { allowHostAccess: false });
       // Every secret it names is in its file already: the first rollout would fail on it otherwise.
       const missing = missingSecretIssues(spec, deps.secrets, 'body');
       if (missing.length > 0) throw new ConfigError(missing);
