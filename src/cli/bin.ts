@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import type { AppStatus, BerthEvent } from '../domain/release.js';
-import { BerthError } from '../domain/errors.js';
+import { BerthError, ConfigError } from '../domain/errors.js';
 import { MAX_LIMIT } from '../store/limits.js';
 import { formatDuration, parseDuration } from '../config/duration.js';
 import { parseArgs as nodeParseArgs } from 'node:util';
@@ -13,6 +13,7 @@ const HELP = `berth ${BERTH_VERSION} — reconciling zero-downtime deploys for D
 
 Usage:
   berth daemon                          run the controller (BERTH_CONFIG, BERTH_DB, BERTH_LISTEN, BERTH_TOKEN)
+  berth check-config FILE               validate a config file completely without connecting to any host
   berth deploy APP VERSION [--wait [--timeout D]]
                                         ask for VERSION; --wait follows the rollout host by host
   berth status [APP]                    phase, revisions, per-host view; maintenance, pause, last failure
@@ -59,6 +60,11 @@ const WAIT_HELP = `
   Exit: 0 complete; 1 failed, rolled back or paused (or an API error); 2 usage; 3 --timeout passed first.`;
 const COMMANDS: Record<string, CommandSpec> = {
   daemon: { usage: 'berth daemon    run the controller (BERTH_CONFIG, BERTH_DB, BERTH_LISTEN, BERTH_TOKEN)', args: { required: [], optional: [] }, options: {} },
+  'check-config': {
+    usage: 'berth check-config FILE [--json]\n  validates a config file completely, connecting to nothing: exit 0, or every issue with its key path and exit 1 (for CI pipelines)',
+    args: { required: ['FILE'], optional: [] },
+    options: JSON_OPT,
+  },
   deploy: {
     usage: `berth deploy APP VERSION [--wait [--timeout D]] [--json]\n  ask for VERSION as a new revision${WAIT_HELP}`,
     args: { required: ['APP', 'VERSION'], optional: [] },
@@ -329,6 +335,22 @@ async function waitGone(client: BerthClient, app: string, timeoutMs: number): Pr
   }
 }
 
+/** `berth check-config FILE`: the daemon's own loader (YAML, every key, route conflicts), no host contacted. */
+async function checkConfig(file: string, json: boolean): Promise<number> {
+  const { loadConfig } = await import('../config/load.js');
+  try {
+    const config = loadConfig(file);
+    const summary = { file, ok: true, hosts: Object.keys(config.hosts).length, apps: Object.keys(config.apps).length };
+    console.log(json ? JSON.stringify(summary) : `${file}: valid (${summary.hosts} host${summary.hosts === 1 ? '' : 's'}, ${summary.apps} app${summary.apps === 1 ? '' : 's'})`);
+    return EXIT.ok;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    if (json) console.log(JSON.stringify({ file, ok: false, issues: err.issues }));
+    else for (const issue of err.issues) console.error(`${file}: ${issue.path}: ${issue.message}`);
+    return EXIT.failed;
+  }
+}
+
 /** `--timeout D` in ms (undefined without it); a bad or zero duration is a usage mistake. */
 function waitTimeout(command: string, value: string | undefined, wait: boolean): number | undefined {
   if (value === undefined) return undefined;
@@ -388,6 +410,7 @@ async function main(argv: string[]): Promise<number> {
     await runDaemon();
     return -1;
   }
+  if (command === 'check-config') return checkConfig(rest[0]!, json);
   const client = new BerthClient();
   const needApp = () => encodeURIComponent(rest[0]!);
   switch (command) {
