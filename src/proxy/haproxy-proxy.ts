@@ -199,7 +199,7 @@ export class HaproxyProxy implements TrafficSwitch {
    */
   private async start(host: string, wanted: HostRoute[]): Promise<ProxyState> {
     const d = this.driver(host);
-    const files = this.files(host, renderProxy(wanted, [], new Map(), ADMIN_SOCKET, this.certificateNames(host)));
+    const files = this.files(host, (names) => renderProxy(wanted, [], new Map(), ADMIN_SOCKET, names));
     let existing = await this.proxyContainer(host);
     if (existing && existing.version !== this.o.image) {
       const migrated = existing.running ? await this.migrate(host, wanted, existing) : null;
@@ -257,7 +257,7 @@ export class HaproxyProxy implements TrafficSwitch {
       wanted,
       caddyAdminSocket: `${this.socketDir(host)}/${CADDY_ADMIN_SOCKET_NAME}`,
       createProxy: (name, slots, maintenance) =>
-        this.createProxy(host, name, this.files(host, renderProxy(wanted, slots, maintenance, `${STATE_DIR_IN_CONTAINER}/${MIGRATION_STATS_SOCKET_NAME}`, this.certificateNames(host)))),
+        this.createProxy(host, name, this.files(host, (names) => renderProxy(wanted, slots, maintenance, `${STATE_DIR_IN_CONTAINER}/${MIGRATION_STATS_SOCKET_NAME}`, names))),
       waitReady: (routes, timeoutMs) => this.waitReady(host, routes ? wanted : null, timeoutMs),
       reload: (state) => this.reconfigure(host, wanted, state),
     };
@@ -306,7 +306,7 @@ export class HaproxyProxy implements TrafficSwitch {
       const message = state.maintenance.get(backendName(r.app));
       if (message !== undefined) maintenance.set(r.app, message);
     }
-    await this.driver(host).putFiles(container.id, this.files(host, renderProxy(wanted, state.slots, maintenance, ADMIN_SOCKET, this.certificateNames(host))));
+    await this.driver(host).putFiles(container.id, this.files(host, (names) => renderProxy(wanted, state.slots, maintenance, ADMIN_SOCKET, names)));
     // The master re-executes itself: the answer is the socket closing.
     await this.driver(host).unixCommand(this.masterSocket(host), 'reload', RUNTIME_TIMEOUT_MS);
     this.o.log.info({ host, routes: wanted.map((r) => `${r.app} ${routeKey(r.route)}`) }, 'proxy routes changed: reloaded');
@@ -449,7 +449,7 @@ export class HaproxyProxy implements TrafficSwitch {
       if (changed.length === 0) return [];
       const container = await this.proxyContainer(host);
       if (!container) throw new ProxyError('PROXY_NOT_READY', host, 'proxy container vanished while installing certificates');
-      await this.driver(host).putFiles(container.id, [...changed.map(certificateFile), certListFile(this.certificateNames(host))]);
+      await this.driver(host).putFiles(container.id, [...changed.map(certificateFile), certListFile(wanted.map((c) => c.hostName))]);
       for (const cert of changed) await this.loadCertificate(host, cert, loaded.has(certFile(cert.hostName)));
       this.o.log.info({ host, hostNames: changed.map((c) => c.hostName) }, 'certificates installed');
       return changed.map((c) => c.hostName);
@@ -482,19 +482,21 @@ export class HaproxyProxy implements TrafficSwitch {
     });
   }
 
-  private certificateNames(host: string): string[] {
-    return this.o.certificatesOn(host).map((c) => c.hostName);
-  }
-
-  /** Every file of a (re)started or reloaded proxy: config, maps, and the certificates it should serve. */
-  private files(host: string, f: ReturnType<typeof renderProxy>): Array<{ path: string; content: string; mode?: number }> {
+  /**
+   * Every file of a (re)started or reloaded proxy: config and maps rendered for the host
+   * names of the certificates it should serve, and those certificates (read once, so the
+   * config and the files it names always agree).
+   */
+  private files(host: string, render: (certificateNames: string[]) => ReturnType<typeof renderProxy>): Array<{ path: string; content: string; mode?: number }> {
+    const certificates = this.o.certificatesOn(host);
+    const f = render(certificates.map((c) => c.hostName));
     return [
       { path: CONFIG_PATH, content: f.config },
       { path: MAINTENANCE_MAP, content: f.maintenanceMap },
       { path: ROUTES_MAP, content: f.routesMap },
       { path: ACME_MAP, content: '' },
       { path: CERT_LIST, content: f.certList },
-      ...this.o.certificatesOn(host).map(certificateFile),
+      ...certificates.map(certificateFile),
     ];
   }
 }
