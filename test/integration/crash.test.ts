@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
+import { waitUntil } from '../support/bed-app.js';
 import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
 import { bedSkipReason } from '../support/testbed.js';
 
@@ -13,16 +14,6 @@ const skip = bedSkipReason();
 const APP = 'crash';
 
 type AppView = { status: AppStatus | null; desired: { revision: number } | null };
-
-async function waitUntil<T>(what: string, fn: () => Promise<T | null>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== null) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('controller crash mid-rollout', { skip, concurrency: false }, () => {
   let daemon: BedDaemon;
@@ -46,13 +37,13 @@ describe('controller crash mid-rollout', { skip, concurrency: false }, () => {
       const { body } = await daemon.request<AppView>('GET', `/v1/apps/${APP}`).catch(() => ({ body: null }));
       const s = body?.status;
       return s && s.observedRevision === revision && (s.phase === 'Complete' || s.phase === 'RolledBack') ? s : null;
-    }, 90_000);
+    }, 90_000, 50);
 
   const sawEvent = (revision: number, type: string, host?: string) =>
     waitUntil(`${type}${host ? ` on ${host}` : ''}`, async () => {
       const { body } = await daemon.request<{ events: BerthEvent[] }>('GET', `/v1/apps/${APP}/events?limit=1000`);
       return body.events.find((e) => e.revision === revision && e.type === type && (!host || e.host === host)) ?? null;
-    });
+    }, 60_000, 50);
 
   async function assertFleet(version: string, revision: number): Promise<void> {
     for (const [host, d] of daemon.drivers) {
