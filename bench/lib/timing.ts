@@ -114,6 +114,9 @@ export class TimedDriver implements HostDriver {
   ensureNetwork(name: string): Promise<void> {
     return this.t('ensureNetwork', () => this.inner.ensureNetwork(name));
   }
+  connectNetwork(id: string, network: string): Promise<void> {
+    return this.t('connectNetwork', () => this.inner.connectNetwork(id, network), () => id.slice(0, 12));
+  }
   createContainer(opts: CreateContainerOptions): Promise<string> {
     return this.t('createContainer', () => this.inner.createContainer(opts), () => opts.name);
   }

@@ -114,6 +114,7 @@ export const HOST_OPERATIONS = [
   'has_image',
   'pull',
   'ensure_network',
+  'connect_network',
   'create',
   'start',
   'stop',
@@ -155,6 +156,8 @@ export interface HostDriver {
   hasImage(ref: string): Promise<boolean>;
   pullImage(ref: string): Promise<void>;
   ensureNetwork(name: string): Promise<void>;
+  /** Attaches a running container to a network it is not on (Docker's network connect); already on it is fine. */
+  connectNetwork(id: string, network: string): Promise<void>;
   /** Creates the container; when one of that name exists, returns the existing id (adopt after a crash). */
   createContainer(opts: CreateContainerOptions): Promise<string>;
   startContainer(id: string): Promise<void>;

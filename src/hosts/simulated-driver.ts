@@ -47,6 +47,7 @@ export type SimulatedOp =
   | 'hasImage'
   | 'pullImage'
   | 'ensureNetwork'
+  | 'connectNetwork'
   | 'createContainer'
   | 'startContainer'
   | 'stopContainer'
@@ -68,6 +69,7 @@ export const DEFAULT_SIMULATED_LATENCY_MS: Readonly<Record<SimulatedOp, number>>
   hasImage: 2,
   pullImage: 50,
   ensureNetwork: 2,
+  connectNetwork: 2,
   createContainer: 5,
   startContainer: 20,
   stopContainer: 20,
@@ -245,6 +247,13 @@ export class SimulatedHostDriver implements HostDriver {
   ensureNetwork(name: string): Promise<void> {
     return this.call('ensureNetwork', {}, () => {
       this.networks.add(name);
+    });
+  }
+
+  /** The simulation has one network that every container is on: only the container is checked. */
+  connectNetwork(id: string, network: string): Promise<void> {
+    return this.call('connectNetwork', { containerId: id, app: this.appOf(id) }, () => {
+      this.mustGet(id, `connect to ${network}`);
     });
   }
 

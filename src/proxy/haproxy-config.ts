@@ -197,6 +197,10 @@ export function renderProxy(routes: HostRoute[], slots: Slot[], maintenance: Map
     // On a reload the old worker answers each idle keep-alive connection's next request
     // with `Connection: close` instead of closing it under the client (docs/design.md).
     '    option idle-close-on-response',
+    // Never re-send or re-route a request: HAProxy's default (`retries 3` on a failed
+    // connect, 1 s apart) would hide a switch to a container that is not listening yet
+    // as a second of latency instead of an error, and no test could see it.
+    '    retries 0',
     ...Object.entries(TIMEOUTS).map(([k, v]) => `    timeout ${k} ${v}`),
     '',
     ...ports.flatMap((port) => frontend(port, routes.filter((r) => portOf(r.route) === port))),

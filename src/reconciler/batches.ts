@@ -1,8 +1,12 @@
 import type { Parallelism } from '../domain/app-spec.js';
 
-/** Hosts per batch: a count, or a percentage of the fleet rounded up; never below 1. */
+/**
+ * Hosts per batch: a count, or a percentage of the fleet rounded down (at most that share
+ * of the hosts takes an unproven version at once: "67%" of 3 hosts is 2, where rounding
+ * up made it all 3, no rolling at all); never below 1.
+ */
 export function batchSize(parallelism: Parallelism, hostCount: number): number {
-  const n = parallelism.kind === 'count' ? parallelism.value : Math.ceil((parallelism.value * hostCount) / 100);
+  const n = parallelism.kind === 'count' ? parallelism.value : Math.floor((parallelism.value * hostCount) / 100);
   return Math.max(1, Math.min(n, Math.max(hostCount, 1)));
 }
 

@@ -195,7 +195,15 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
 }
 
 async function upstreamOf(driver: HostDriver, id: string, port: number): Promise<Upstream> {
-  const c = await driver.inspectContainer(id);
+  let c = await driver.inspectContainer(id);
+  if (c?.running && !c.ip) {
+    // Running but off the app network (the network removed by hand, or the container
+    // disconnected): attach it again. Replacing it instead would remove a container that
+    // served until a moment ago, and its replacement would need the same network anyway.
+    await driver.ensureNetwork(NETWORK_NAME);
+    await driver.connectNetwork(id, NETWORK_NAME);
+    c = await driver.inspectContainer(id);
+  }
   if (!c?.running || !c.ip) throw new StepError('start', 'CONTAINER_NOT_RUNNING', `container ${id.slice(0, 12)} is not running`);
   return { containerId: id, ip: c.ip, port };
 }

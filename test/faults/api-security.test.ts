@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import type { InjectOptions } from 'fastify';
 import { applyEnv, loadConfig } from '../../src/config/load.js';
@@ -25,6 +25,7 @@ import { SEED_DEFAULTS } from '../../src/domain/app-spec.js';
 import { appDoc, makeApi, type TestApi } from '../support/api.js';
 import { DAEMON_CONFIG, daemonSandbox, freePort, killDaemon, waitReady, type DaemonChild } from '../support/daemon.js';
 import { operationsOf, type ApiOperation } from '../support/fuzz.js';
+import { testbedRequired } from '../support/testbed.js';
 
 const TOKEN = 'security-test-token-Q7x2mN4p9vKq';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -192,6 +193,15 @@ describe('(a) every mutating route refuses a missing, wrong or almost-right toke
   });
 });
 
+/**
+ * A check this machine cannot make (it lacks what the check needs): a visible skip with
+ * the reason, never a silent pass; under BERTH_TESTBED_REQUIRED=1 (CI) a failure.
+ */
+function cannotCheck(t: TestContext, reason: string): void {
+  if (testbedRequired()) assert.fail(`${reason}; BERTH_TESTBED_REQUIRED=1 makes this check mandatory`);
+  t.skip(reason);
+}
+
 describe('(b) the API listens on loopback by default', () => {
   test('the default listen address is 127.0.0.1:7373, in the seed defaults and in a config without api', () => {
     assert.equal(SEED_DEFAULTS.listen, '127.0.0.1:7373');
@@ -207,10 +217,7 @@ describe('(b) the API listens on loopback by default', () => {
     const port = Number(new URL(d.url).port);
     assert.equal(await connects('127.0.0.1', port), true, 'reachable on loopback');
     const outside = outsideAddresses();
-    if (outside.length === 0) {
-      t.diagnostic('NOTE: this machine has no non-loopback address; the reachability sub-check is skipped');
-      return;
-    }
+    if (outside.length === 0) return cannotCheck(t, 'this machine has no non-loopback address to probe');
     let checked = 0;
     for (const address of outside) {
       if (!(await reachableWhenListening(address))) {
@@ -231,17 +238,16 @@ describe('(b) the API listens on loopback by default', () => {
       srv.once('error', () => resolve(false));
       srv.listen(7373, '127.0.0.1', () => srv.close(() => resolve(true)));
     });
-    if (!free) {
-      t.diagnostic('NOTE: 127.0.0.1:7373 is in use on this machine; the default-listen daemon check is skipped');
-      return;
-    }
+    if (!free) return cannotCheck(t, '127.0.0.1:7373 is in use on this machine');
     const d = await sandbox.spawn({ config: sandbox.writeConfig('default.yml', DAEMON_CONFIG), db: join(sandbox.path, 'b2', 'berth.db'), port: 7373, env: { BERTH_LISTEN: '' } });
     await waitReady(d);
     assert.match(d.output(), /"listen":"127\.0\.0\.1:7373"/, 'the daemon says where it listens');
-    for (const address of outsideAddresses()) {
+    const outside = outsideAddresses();
+    for (const address of outside) {
       if (await reachableWhenListening(address)) assert.equal(await connects(address, 7373), false, `reachable on ${hostPort(address, 7373)}`);
     }
     await killDaemon(d);
+    if (outside.length === 0) cannotCheck(t, 'this machine has no non-loopback address to probe');
   });
 });
 
@@ -315,9 +321,8 @@ describe('(c) reads need the token unless open_reads; open_reads serves loopback
     const write = await fetch(`http://127.0.0.1:${port}/v1/apps/web/pause`, { method: 'POST' });
     assert.equal(write.status, 401, 'and cannot write without it');
     if (outside.length === 0) {
-      t.diagnostic('NOTE: no non-loopback IPv4 address on this machine; the remote-client half is skipped');
       await killDaemon(d);
-      return;
+      return cannotCheck(t, 'no non-loopback IPv4 address on this machine for the remote-client half');
     }
     for (const address of outside) {
       const remote = await fetch(`http://${address}:${port}/v1/apps`);

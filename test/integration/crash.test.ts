@@ -43,7 +43,7 @@ describe('controller crash mid-rollout', { skip, concurrency: false }, () => {
     waitUntil(`${type}${host ? ` on ${host}` : ''}`, async () => {
       const { body } = await daemon.request<{ events: BerthEvent[] }>('GET', `/v1/apps/${APP}/events?limit=1000`);
       return body.events.find((e) => e.revision === revision && e.type === type && (!host || e.host === host)) ?? null;
-    });
+    }, { timeoutMs: 60_000, pollMs: 50 });
 
   async function assertFleet(version: string, revision: number): Promise<void> {
     for (const [host, d] of daemon.drivers) {

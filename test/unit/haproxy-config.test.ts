@@ -44,6 +44,12 @@ describe('HAProxy config (pure)', () => {
     assert.equal(check.status, 0, `${check.stdout}${check.stderr}\n${files.config}`);
   });
 
+  it('the proxy never re-sends or re-routes a request: retries 0, no retry-on, no redispatch', () => {
+    const defaults = files.config.slice(files.config.indexOf('defaults'), files.config.indexOf('frontend ')).split('\n').map((l) => l.trim());
+    assert.ok(defaults.includes('retries 0'), defaults.join('\n'));
+    assert.doesNotMatch(files.config, /retry-on|redispatch/);
+  });
+
   it('one frontend per port; exact hosts before wildcards, longer paths first, whole path segments; a hostless route is the default', () => {
     const fe80 = files.config.slice(files.config.indexOf('frontend fe_80'), files.config.indexOf('frontend fe_8080'));
     const uses = fe80.split('\n').filter((l) => l.includes('use_backend') || l.includes('default_backend')).map((l) => l.trim());

@@ -107,8 +107,10 @@ describe('plan: rolling update', () => {
     [{ kind: 'count', value: 1 }, ['updateHost:h1']],
     [{ kind: 'count', value: 2 }, ['updateHost:h1', 'updateHost:h2']],
     [{ kind: 'count', value: 5 }, ['updateHost:h1', 'updateHost:h2', 'updateHost:h3']],
-    [{ kind: 'percent', value: 50 }, ['updateHost:h1', 'updateHost:h2']],
+    [{ kind: 'percent', value: 67 }, ['updateHost:h1', 'updateHost:h2']],
+    [{ kind: 'percent', value: 50 }, ['updateHost:h1']],
     [{ kind: 'percent', value: 10 }, ['updateHost:h1']],
+    [{ kind: 'percent', value: 100 }, ['updateHost:h1', 'updateHost:h2', 'updateHost:h3']],
   ] as const) {
     it(`parallelism ${parallelism.value}${parallelism.kind === 'percent' ? '%' : ''} puts ${expected.length} host(s) in flight`, () => {
       const spec = makeSpec({ rollout: { ...makeSpec().rollout, parallelism } });

@@ -221,6 +221,18 @@ export class DockerHostDriver implements HostDriver {
     return run;
   }
 
+  connectNetwork(id: string, network: string): Promise<void> {
+    return this.call('connect_network', `connect container ${short(id)} to network ${network}`, async (signal) => {
+      try {
+        await this.dial({ method: 'POST', path: `/networks/${encodeURIComponent(network)}/connect`, body: { Container: id }, ok: [200], signal });
+      } catch (e) {
+        // Docker answers 403 "endpoint with name X already exists in network Y" when it is on it.
+        if (dockerStatus(e) === 403 && /already exists/i.test(dockerMessage(e))) return;
+        throw e;
+      }
+    });
+  }
+
   createContainer(o: CreateContainerOptions): Promise<string> {
     return this.call('create', `create container ${o.name}`, (signal) => this.create(o, signal));
   }
