@@ -54,7 +54,7 @@ describe('container settings on real hosts', { skip, concurrency: false }, () =>
   async function inspect(host: string, format: string): Promise<string> {
     const [c] = (await d.drivers.get(host)!.listContainers({ app: APP })).filter((x) => x.running && x.role === 'app');
     assert.ok(c, `${host}: a running container`);
-    return testbedCommand('exec', host, 'docker', 'inspect', '--format', format, c.id).trim();
+    return testbedCommand('exec', host, 'inspect', '--format', format, c.id).trim();
   }
 
   before(async () => {
@@ -81,7 +81,7 @@ describe('container settings on real hosts', { skip, concurrency: false }, () =>
     await d?.close();
     for (const host of ['h1', 'h2', 'h3']) {
       try {
-        testbedCommand('exec', host, 'docker', 'volume', 'rm', '-f', VOLUME);
+        testbedCommand('exec', host, 'volume', 'rm', '-f', VOLUME);
       } catch {
         /* the bed may be gone; its down removes volumes too */
       }
