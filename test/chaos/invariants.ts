@@ -6,6 +6,7 @@
  */
 import { PROXY_CONTAINER_NAME } from '../../src/domain/labels.js';
 import { PROXY_APP_LABEL } from '../../src/proxy/haproxy-proxy.js';
+import type { BedDaemon } from '../support/bed-daemon.js';
 import { APPS, HOOK_APP, RETAIN, SECRET_NAME, appTarget, getServed, sleep, type AppView, type ChaosApp, type ChaosEvent, type World } from './world.js';
 
 export class InvariantError extends Error {
@@ -18,23 +19,43 @@ async function views(w: World): Promise<Record<ChaosApp, AppView>> {
   return out;
 }
 
+type Release = { revision: number; version: string; reason: string };
+
+/**
+ * The release the fleet must serve once settled: the desired one, converged; or, when the
+ * desired release is a rollback whose rollout failed (`rollback {}` picks the newest
+ * other version, which may be a broken one, and a failed rollback is not rolled back
+ * again: plan.ts), the stable release the status still observes, with the app Failed.
+ * A string says why it is not settled yet.
+ */
+async function target(w: World, app: ChaosApp, v: AppView): Promise<Release | string> {
+  const { desired, status } = v;
+  if (!desired) return `${app}: no release`;
+  if (status?.observedRevision === desired.revision && ['Complete', 'RolledBack'].includes(status.phase ?? '')) return desired;
+  if (status?.phase === 'Failed' && desired.reason === 'rollback' && status.observedRevision !== null) {
+    const stable = (await w.daemon.request<{ releases: Release[] }>('GET', `/v1/apps/${app}/releases?before=${status.observedRevision + 1}&limit=1`)).body.releases[0];
+    if (stable) return stable;
+  }
+  return `${app}: status r${status?.observedRevision} ${status?.phase}, desired r${desired.revision} ${desired.version}`;
+}
+
 /** Why the fleet has not converged yet ('' once it has). */
 async function notConverged(w: World): Promise<string> {
   const all = await views(w);
   for (const app of APPS) {
-    const { desired, status, paused, maintenance } = all[app];
-    if (!desired) return `${app}: no release`;
+    const { status, paused, maintenance } = all[app];
     if (paused || maintenance !== null) return `${app}: paused ${paused}, maintenance ${maintenance}`;
-    if (status?.observedRevision !== desired.revision || !['Complete', 'RolledBack'].includes(status.phase ?? '')) {
-      return `${app}: status r${status?.observedRevision} ${status?.phase}, desired r${desired.revision} ${desired.version}`;
-    }
-    const off = status.hosts.filter((h) => h.version !== desired.version || h.health !== 'healthy');
-    if (status.hosts.length !== w.hosts.length || off.length > 0) return `${app}: status hosts ${JSON.stringify(status.hosts.map((h) => `${h.host}:${h.version}:${h.health}`))}`;
+    const want = await target(w, app, all[app]);
+    if (typeof want === 'string') return want;
+    // A failed rollback's status keeps the failed attempt's health per host (seen: `h1:v1:unhealthy` while h1 served
+    // v1): then the version must match, and the hosts and proxies below say whether it serves.
+    const off = status!.hosts.filter((h) => h.version !== want.version || (want.revision === all[app].desired!.revision && h.health !== 'healthy'));
+    if (status!.hosts.length !== w.hosts.length || off.length > 0) return `${app}: status hosts ${JSON.stringify(status!.hosts.map((h) => `${h.host}:${h.version}:${h.health}`))}, want ${want.version}`;
     for (const host of w.hosts) {
       const running = (await w.daemon.drivers.get(host)!.listContainers({ app })).filter((c) => c.role === 'app' && c.running);
-      if (running.length !== 1 || running[0]!.version !== desired.version) return `${app}@${host}: running ${running.map((c) => `${c.name}:${c.version}`).join(' ') || 'nothing'}`;
+      if (running.length !== 1 || running[0]!.version !== want.version) return `${app}@${host}: running ${running.map((c) => `${c.name}:${c.version}`).join(' ') || 'nothing'}, want ${want.version}`;
       const served = await getServed(appTarget(w.bed, app, host));
-      if (served !== `200 ${desired.version}`) return `${app}@${host}: proxy answers ${served}, want ${desired.version}`;
+      if (served !== `200 ${want.version}`) return `${app}@${host}: proxy answers ${served}, want ${want.version}`;
     }
   }
   return '';
@@ -53,11 +74,11 @@ export async function settle(w: World, boundMs: number): Promise<number> {
 }
 
 /** Every event of `app` so far (paged through ?after=). */
-export async function allEvents(w: World, app: string): Promise<ChaosEvent[]> {
+export async function allEvents(daemon: BedDaemon, app: string): Promise<ChaosEvent[]> {
   const out: ChaosEvent[] = [];
   let after = 0;
   for (;;) {
-    const page = (await w.daemon.request<{ events: ChaosEvent[]; next: number | null }>('GET', `/v1/apps/${app}/events?after=${after}&limit=1000`)).body;
+    const page = (await daemon.request<{ events: ChaosEvent[]; next: number | null }>('GET', `/v1/apps/${app}/events?after=${after}&limit=1000`)).body;
     out.push(...page.events);
     if (page.next === null) return out;
     after = page.next;
@@ -86,12 +107,15 @@ export async function violations(w: World): Promise<string[]> {
   let hookOutputs = 0;
   for (const app of APPS) {
     const { desired, status } = all[app];
+    const want = await target(w, app, all[app]);
+    if (typeof want === 'string') throw new InvariantError(`settled, then not: ${want}`);
     const releases = (await w.daemon.request<{ releases: Array<{ revision: number; version: string; reason: string }> }>('GET', `/v1/apps/${app}/releases?limit=1000`)).body.releases;
-    const events = await allEvents(w, app);
+    const events = await allEvents(w.daemon, app);
     texts.push([`${app} history`, JSON.stringify(releases)], [`${app} events`, JSON.stringify(events)]);
     // History, status, events and metrics agree.
     if (releases[0]?.revision !== desired!.revision || releases[0]?.version !== desired!.version) bad.push(`${app}: history head r${releases[0]?.revision} ${releases[0]?.version}, desired r${desired!.revision} ${desired!.version}`);
-    if (!events.some((e) => e.type === 'RolloutComplete' && e.revision === desired!.revision)) bad.push(`${app}: no RolloutComplete event for the converged r${desired!.revision}`);
+    if (!events.some((e) => e.type === 'RolloutComplete' && e.revision === want.revision)) bad.push(`${app}: no RolloutComplete event for the converged r${want.revision}`);
+    if (want.revision !== desired!.revision && !events.some((e) => e.type === 'RolloutFailed' && e.revision === desired!.revision)) bad.push(`${app}: r${desired!.revision} Failed without a RolloutFailed event`);
     const gauge = (name: string) => series(metrics, name).find((s) => s.labels.app === app)?.value;
     if (gauge('berth_release_desired_revision') !== desired!.revision) bad.push(`${app}: berth_release_desired_revision ${gauge('berth_release_desired_revision')}, desired r${desired!.revision}`);
     if (gauge('berth_release_observed_revision') !== status!.observedRevision) bad.push(`${app}: berth_release_observed_revision ${gauge('berth_release_observed_revision')}, status r${status!.observedRevision}`);

@@ -13,7 +13,7 @@ import { startBedDaemonApps, type BedDaemon } from '../support/bed-daemon.js';
 import { startLoad, summarizeFailures, type LoadFailure, type LoadRun } from '../support/load.js';
 import { requireTestbed, testbedCommandAsync } from '../support/testbed.js';
 import { drawOp } from './ops.js';
-import { InvariantError, settle, violations } from './invariants.js';
+import { InvariantError, allEvents, settle, violations } from './invariants.js';
 import { judgeFailures, type FaultWindow } from './windows.js';
 import { APPS, SECRET_NAME, chaosApps, loadTargets, type World } from './world.js';
 
@@ -48,9 +48,19 @@ export function replayCommand(ops: number, seed: number): string {
 
 export class ChaosFailure extends Error {
   readonly code = 'CHAOS_FAILED';
-  constructor(message: string, readonly seed: number, readonly ops: number) {
-    super(`${message}\nseed ${seed}; replay: ${replayCommand(ops, seed)}`);
+  constructor(readonly bare: string, readonly seed: number, readonly ops: number) {
+    super(`${bare}\nseed ${seed}; replay: ${replayCommand(ops, seed)}`);
   }
+}
+
+/** The last events of each app, for a failure's story. */
+async function recentEvents(daemon: BedDaemon): Promise<string> {
+  const lines: string[] = [];
+  for (const app of APPS) {
+    const events = await allEvents(daemon, app);
+    lines.push(`last events of ${app}:`, ...events.slice(-25).map((e) => `  ${e.createdAt.slice(11, 23)} r${e.revision ?? '-'} ${e.host ?? '-'} ${e.type}: ${e.message.slice(0, 160)}`));
+  }
+  return lines.join('\n');
 }
 
 /** Counts the pre_deploy hook's calls (the hook's container reaches the bridge address). */
@@ -147,8 +157,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
       durationMs: Date.now() - t0,
     };
   } catch (e) {
-    if (e instanceof ChaosFailure) throw e;
-    throw fail(e instanceof InvariantError ? e.message : String((e as Error).stack ?? e));
+    const story = daemon ? await recentEvents(daemon).catch((err: Error) => `(no events: ${err.message})`) : '';
+    if (e instanceof ChaosFailure) throw new ChaosFailure(`${e.bare}\n${story}`, o.seed, o.ops);
+    throw fail(`${e instanceof InvariantError ? e.message : String((e as Error).stack ?? e)}\n${story}`);
   } finally {
     await load?.stop().catch(() => undefined);
     for (const h of hosts) await testbedCommandAsync('netup', h).catch(() => undefined);
