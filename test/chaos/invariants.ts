@@ -32,7 +32,9 @@ async function target(w: World, app: ChaosApp, v: AppView): Promise<Release | st
   const { desired, status } = v;
   if (!desired) return `${app}: no release`;
   if (status?.observedRevision === desired.revision && ['Complete', 'RolledBack'].includes(status.phase ?? '')) return desired;
-  if (status?.phase === 'Failed' && desired.reason === 'rollback' && status.observedRevision !== null) {
+  // Failed must be the desired rollback's own failure, not the one before it still shown (its rollback just created).
+  const failedItself = async () => (await allEvents(w.daemon, app)).some((e) => e.type === 'RolloutFailed' && e.revision === desired.revision);
+  if (status?.phase === 'Failed' && desired.reason === 'rollback' && status.observedRevision !== null && (await failedItself())) {
     const stable = (await w.daemon.request<{ releases: Release[] }>('GET', `/v1/apps/${app}/releases?before=${status.observedRevision + 1}&limit=1`)).body.releases[0];
     if (stable) return stable;
   }
