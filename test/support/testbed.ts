@@ -5,7 +5,7 @@
  *   const bed = loadTestbed();            // null when absent
  *   test('...', { skip: bedSkipReason() }, async () => { ... });
  */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostSpec } from '../../src/domain/app-spec.js';
@@ -141,6 +141,21 @@ export function testbedCommand(...args: string[]): string {
   const res = spawnSync('bash', [script, ...args], { encoding: 'utf8', env: { ...process.env, BERTH_TESTBED_DIR: testbedDir() } });
   if (res.status !== 0) throw new Error(`testbed ${args.join(' ')} failed (${res.status}): ${res.stderr || res.stdout}`);
   return `${res.stdout}${res.stderr}`;
+}
+
+/**
+ * testbedCommand without blocking the event loop: for a process that also runs load (a
+ * spawnSync of a dockerd restart would stop its clients for the whole restart, so they
+ * would see nothing of it).
+ */
+export function testbedCommandAsync(...args: string[]): Promise<string> {
+  const script = new URL('../hosts/testbed', import.meta.url).pathname;
+  return new Promise((resolve, reject) => {
+    execFile('bash', [script, ...args], { encoding: 'utf8', env: { ...process.env, BERTH_TESTBED_DIR: testbedDir() } }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`testbed ${args.join(' ')} failed (${err.code ?? err.signal}): ${stderr || stdout}`));
+      else resolve(`${stdout}${stderr}`);
+    });
+  });
 }
 
 /** `image:tag` of the bed's test app. */
