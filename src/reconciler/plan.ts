@@ -41,6 +41,12 @@ interface HostView {
   targetServing: boolean;
   /** A pending host whose last start failed for a passing reason: not tried again before this (Unix ms). */
   retryAt: number | null;
+  /**
+   * The running container that carries the host's traffic besides the target: the one the
+   * proxy routes to, or (no proxy route) the newest running one. What a failed rollout
+   * leaves serving on the host (cleanupActions).
+   */
+  keeper: ObservedContainer | null;
 }
 
 export function newRecord(revision: number, now: number): RolloutRecord {
@@ -91,7 +97,7 @@ function routedTo(obs: HostObservation & { reachable: true }, desired: DesiredRe
 
 function viewHost(host: string, obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
   if (!obs || !obs.reachable) {
-    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', targetServing: false, retryAt: null };
+    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', targetServing: false, retryAt: null, keeper: null };
   }
   const apps = obs.containers.filter((c) => c.role === 'app');
   const target = pickTarget(apps, desired);
@@ -103,7 +109,10 @@ function viewHost(host: string, obs: HostObservation | undefined, desired: Desir
   else if (target?.running && state?.step === 'switched' && state.containerId === target.id && routedTo(obs, desired, target)) cls = 'updated';
   const targetServing = !!target?.running && (desired.spec.proxy ? routedTo(obs, desired, target) : othersRunning.length === 0);
   const error = state?.step === 'failed' ? state.message : state?.step === 'retrying' ? `retrying (attempt ${state.attempts + 1}): ${state.message}` : null;
-  return { host, cls, target, othersRunning, stopped, error, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null };
+  const keeper = desired.spec.proxy
+    ? (othersRunning.find((c) => c.ip !== null && obs.route?.upstream === `${c.ip}:${desired.spec.port}`) ?? null)
+    : ([...othersRunning].sort((a, b) => b.createdAt - a.createdAt)[0] ?? null);
+  return { host, cls, target, othersRunning, stopped, error, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null, keeper };
 }
 
 /** Stopped containers past the newest `retain` (the target never counts: it is in use). */
@@ -114,13 +123,20 @@ function prunable(view: HostView, retain: number): string[] {
     .map((c) => c.id);
 }
 
-function cleanupActions(views: HostView[], retain: number, busy: Set<string>): Action[] {
+function cleanupActions(views: HostView[], retain: number, busy: Set<string>, failed: boolean): Action[] {
   const actions: Action[] = [];
   for (const v of views) {
     if (v.cls === 'unreachable' || busy.has(v.host)) continue;
     // Old containers stop only once the host's traffic is on a healthy new one.
     if (v.cls === 'updated' && v.othersRunning.length > 0) {
       actions.push({ type: 'retire', host: v.host, containerIds: v.othersRunning.map((c) => c.id) });
+    }
+    // A failed rollout moves nothing any more: a host it caught between switch and retire
+    // (a release superseded mid-step) keeps the container its traffic is on, and the others
+    // stop, or they would run beside it until the next release.
+    if (failed && v.cls !== 'updated' && v.keeper) {
+      const extra = v.othersRunning.filter((c) => c.id !== v.keeper!.id);
+      if (extra.length > 0) actions.push({ type: 'retire', host: v.host, containerIds: extra.map((c) => c.id) });
     }
     if (v.cls === 'failed' && v.target && !v.targetServing) {
       actions.push({ type: 'remove', host: v.host, containerIds: [v.target.id], why: 'failed' });
@@ -327,7 +343,7 @@ export function plan(input: PlanInput): Plan {
   if (rollback) {
     events.push({ type: 'RollbackStarted', message: `rolling the fleet back to revision ${rollback.toRevision} (${rollback.toVersion})` });
   }
-  if (!input.paused) actions.push(...cleanupActions(views, spec.retainContainers, busy));
+  if (!input.paused) actions.push(...cleanupActions(views, spec.retainContainers, busy, record.state === 'failed'));
   if (spec.proxy) actions.push(...maintenanceActions(input, busy));
 
   const status = statusView(input, desired, record, views);

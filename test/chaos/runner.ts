@@ -93,7 +93,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   let load: LoadRun | undefined;
   const hosts = bed.hosts.slice(0, 3).map((h) => h.name);
   try {
-    daemon = await startBedDaemonApps(chaosApps(witness.url), { bed, env: { [SECRET_NAME]: secret } });
+    daemon = await startBedDaemonApps(chaosApps(witness.url), { bed, secrets: Object.fromEntries(APPS.map((app) => [app, { [SECRET_NAME]: secret }])) });
     let loadStart = Date.now();
     const windows: FaultWindow[] = [];
     const w: World = {

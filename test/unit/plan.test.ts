@@ -460,7 +460,7 @@ describe('plan: a failed rollback that superseded a release mid-switch (chaos se
   // one when r4, a rollback onto a broken version, superseded it; r4 failed on h1 and a
   // failed rollback is not rolled back again. Nothing then stops h1's old container:
   // two running containers of the app on h1 until the next release.
-  it('retires the container the proxy no longer routes to', { todo: 'open: a failed record plans no retire (plan.ts cleanupActions needs cls updated)' }, () => {
+  it('retires the container the host no longer serves from (no proxy: all but the newest running)', () => {
     const desired = makeDesired(4, 'broken', makeSpec(), 'rollback');
     const serving = makeContainer(3, 'v1', { createdAt: 3 });
     const old = makeContainer(2, 'v1', { createdAt: 2 });
@@ -473,6 +473,19 @@ describe('plan: a failed rollback that superseded a release mid-switch (chaos se
       hosts: { h1: { step: 'failed', reason: 'HealthCheckFailed', message: 'never healthy', at: NOW - 1000 } },
     };
     const p = plan(input({ desired, stable: { revision: 2, version: 'v1' }, record: rec, observed: observe({ h1: [serving, old], h2: [makeContainer(2, 'v1')], h3: [makeContainer(2, 'v1')] }) }));
-    assert.ok(p.actions.some((a) => a.type === 'retire' && a.host === 'h1'), `actions: ${JSON.stringify(p.actions)}`);
+    assert.deepEqual(p.actions.filter((a) => a.type === 'retire'), [{ type: 'retire', host: 'h1', containerIds: [old.id] }], `actions: ${JSON.stringify(p.actions)}`);
+  });
+
+  it('with a proxy route: keeps the container the route is on, retires the other; a host with one running container is left alone', () => {
+    const spec = makeSpec({ proxy: { port: 80, host: null, pathPrefix: null, drainTimeoutMs: 1000 } });
+    const desired = makeDesired(4, 'broken', spec, 'rollback');
+    const routed = makeContainer(2, 'v1', { createdAt: 2 });
+    const newer = makeContainer(3, 'v1', { createdAt: 3 });
+    const h2 = makeContainer(2, 'v1');
+    const rec: RolloutRecord = { ...newRecord(4, NOW - 10_000), state: 'failed', failure: { reason: 'HealthCheckFailed', message: 'h1' }, finishedAt: NOW - 1000, hosts: {} };
+    const upstream: Record<string, string | null> = { h1: `${routed.ip}:3000`, h2: `${h2.ip}:3000`, h3: null };
+    const observed = observe({ h1: [routed, newer], h2: [h2], h3: [] }).map((o) => (o.reachable ? { ...o, route: { upstream: upstream[o.host] ?? null, maintenance: null } } : o));
+    const p = plan(input({ desired, stable: { revision: 2, version: 'v1' }, record: rec, observed }));
+    assert.deepEqual(p.actions.filter((a) => a.type === 'retire'), [{ type: 'retire', host: 'h1', containerIds: [newer.id] }]);
   });
 });
