@@ -75,10 +75,12 @@ describe('container settings on real hosts', { skip, concurrency: false }, () =>
       stop_signal: 'SIGINT',
     });
     addrs = d.bed.hosts.slice(0, 3).map((h) => h.address);
+    // startBedDaemon removed the app's old containers; nothing of an earlier run stays in the volume.
+    removeVolume();
   });
 
-  after(async () => {
-    await d?.close();
+  /** The named volume off every host (a run cut short may have left it, with its data). */
+  const removeVolume = () => {
     for (const host of ['h1', 'h2', 'h3']) {
       try {
         testbedCommand('exec', host, 'volume', 'rm', '-f', VOLUME);
@@ -86,6 +88,11 @@ describe('container settings on real hosts', { skip, concurrency: false }, () =>
         /* the bed may be gone; its down removes volumes too */
       }
     }
+  };
+
+  after(async () => {
+    await d?.close();
+    removeVolume();
     if (bindDir) rmSync(bindDir, { recursive: true, force: true });
   });
 
