@@ -41,6 +41,16 @@ function cleanEnv(extra: Record<string, string>): Record<string, string> {
   return { ...env, ...extra };
 }
 
+/**
+ * `node --import tsx src/cli/bin.ts ARGS...`, as [file, argv]; with `netns` (a test host's
+ * network namespace, e.g. `berth-h1`) run inside it, so that "this machine" is that host:
+ * its loopback, its Docker's container networks, its proxy's ports.
+ */
+function berthCommand(args: string[], netns?: string): [string, string[]] {
+  const node = [process.execPath, '--import', 'tsx', BIN, ...args];
+  return netns ? ['nsenter', [`--net=/run/netns/${netns}`, '--', ...node]] : [node[0]!, node.slice(1)];
+}
+
 export function tempDir(prefix = 'berth-api-test-'): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
@@ -80,10 +90,13 @@ export interface DaemonOptions {
   token?: string;
   /** More environment (BERTH_LOG_LEVEL, ...; apps' secrets are files: secrets.ts); the caller's BERTH_* variables are never passed on. */
   env?: Record<string, string>;
+  /** Runs in this network namespace (a test host's, `berth-h1`): its url is then reachable only from there. */
+  netns?: string;
 }
 
 export function spawnDaemon(o: DaemonOptions): DaemonChild {
-  const proc = spawn(process.execPath, ['--import', 'tsx', BIN, 'daemon'], {
+  const [file, argv] = berthCommand(['daemon'], o.netns);
+  const proc = spawn(file, argv, {
     cwd: ROOT,
     env: cleanEnv({
       BERTH_CONFIG: o.config,
@@ -190,16 +203,24 @@ export interface CliResult {
   code: number | null;
   stdout: string;
   stderr: string;
+  /** stdout as it arrived: each chunk with the milliseconds since the start (what "live" output means). */
+  stdoutChunks: Array<{ atMs: number; text: string }>;
 }
 
-/** Runs `berth ARGS...` as a user would, with only the given BERTH_* variables set. */
-export function runCli(args: string[], env: Record<string, string>, timeoutMs = 15_000): Promise<CliResult> {
+/** Runs `berth ARGS...` as a user would, with only the given BERTH_* variables set (in `netns`, if given). */
+export function runCli(args: string[], env: Record<string, string>, timeoutMs = 15_000, opts: { netns?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', BIN, ...args], { cwd: ROOT, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const [file, argv] = berthCommand(args, opts.netns);
+    const proc = spawn(file, argv, { cwd: ROOT, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(proc);
+    const t0 = performance.now();
     let stdout = '';
     let stderr = '';
-    proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    const stdoutChunks: CliResult['stdoutChunks'] = [];
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      stdoutChunks.push({ atMs: performance.now() - t0, text: d });
+    });
     proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
@@ -209,7 +230,7 @@ export function runCli(args: string[], env: Record<string, string>, timeoutMs = 
     proc.once('close', (code) => {
       clearTimeout(timer);
       children.delete(proc);
-      resolve({ code, stdout, stderr });
+      resolve({ code, stdout, stderr, stdoutChunks });
     });
   });
 }

@@ -28,7 +28,14 @@ export interface Testbed {
   bridge: { name?: string; address?: string };
   registry: string;
   /** `proxy`: the Caddy image (the old per-host proxy, kept for migration tests); `haproxy`: the HAProxy image. */
-  images: { app: string; tags: string[]; proxy: string; haproxy: string };
+  images: {
+    app: string;
+    tags: string[];
+    proxy: string;
+    haproxy: string;
+    /** Docker Hub names the hosts pull from the bed's registry (their registry mirror): deploy/berth.yml's images. Absent on a bed from before. */
+    mirrored?: string[];
+  };
   clientKey: string;
   knownHosts: string;
   hosts: TestbedHost[];
@@ -64,6 +71,7 @@ export function loadTestbed(dir = testbedDir()): Testbed | null {
       tags: Array.isArray(images.tags) ? images.tags.map((t, i) => asString(t, `images.tags[${i}]`)) : [],
       proxy: asString(images.proxy, 'images.proxy'),
       haproxy: asString(images.haproxy, 'images.haproxy'),
+      ...(Array.isArray(images.mirrored) ? { mirrored: images.mirrored.map((t, i) => asString(t, `images.mirrored[${i}]`)) } : {}),
     },
     clientKey: asString(raw.clientKey, 'clientKey'),
     knownHosts: asString(raw.knownHosts, 'knownHosts'),
