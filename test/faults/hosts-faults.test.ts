@@ -15,6 +15,14 @@ import { bedSkipReason, requireTestbed, testbedCommand, type Testbed } from '../
 const skip = bedSkipReason();
 const APP = 'flt';
 const PORT = 8090;
+/** The app's YAML keys in the daemon's config file. */
+const SPEC = {
+  healthcheck: { interval: '500ms', max_attempts: 6 },
+  rollout: { parallelism: 1 },
+  retain_containers: 3,
+  stop_timeout: '5s',
+  proxy: { port: PORT, drain_timeout: '10s' },
+};
 const VERSIONS = ['v1', 'v2', 'v3'];
 
 type AppView = { status: AppStatus | null; desired: { revision: number } | null };
@@ -73,17 +81,7 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
   before(async () => {
     bed = requireTestbed();
     testbedCommand('live-restore', 'on');
-    daemon = await startBedDaemon(
-      APP,
-      {
-        healthcheck: { interval: '500ms', max_attempts: 6 },
-        rollout: { parallelism: 1 },
-        retain_containers: 3,
-        stop_timeout: '5s',
-        proxy: { port: PORT, drain_timeout: '10s' },
-      },
-      { bed },
-    );
+    daemon = await startBedDaemon(APP, SPEC, { bed });
     const first = await deploy('v1');
     next = 1;
     await waitConverged(first.revision);
@@ -182,9 +180,11 @@ describe('faults on real hosts, under load', { skip, concurrency: false }, () =>
   it('a version that is healthy, then unhealthy inside the min_healthy soak, is never promoted', async () => {
     const current = (await daemon.request<AppView>('GET', `/v1/apps/${APP}`)).body;
     const servingVersion = (await fetch(`${url('h1')}/`).then((r) => r.text())).trim();
-    const spec = (await daemon.request<{ spec: Record<string, unknown> }>('GET', `/v1/apps/${APP}`)).body.spec;
-    const put = await daemon.request('PUT', `/v1/apps/${APP}`, { ...spec, healthcheck: { ...(spec.healthcheck as object), min_healthy: '6s' } });
-    assert.equal(put.status, 200);
+    // The app is the config file's: the operator edits the file and reloads.
+    daemon.rewriteConfig({ [APP]: { ...SPEC, healthcheck: { ...SPEC.healthcheck, min_healthy: '6s' } } });
+    const reload = await daemon.request<{ apps: Record<string, string> }>('POST', '/v1/reload', {});
+    assert.equal(reload.status, 200, JSON.stringify(reload.body));
+    assert.equal(reload.body.apps[APP], 'updated');
     const traffic = load(['h1', 'h2', 'h3']);
     try {
       const { revision } = await deploy('flappy');

@@ -178,7 +178,7 @@ describe('acknowledged releases survive kill -9 during a burst', () => {
 describe('the data directory and the one-daemon lock, with real daemons', () => {
   const mode = (p: string) => (statSync(p).mode & 0o777).toString(8);
 
-  test('under umask 022 the data directory is 0700 and every file berth creates in it 0600 (database, WAL, SHM, lock, token)', { timeout: 60_000 }, async () => {
+  test('under umask 022 the data directory is 0700 and every file berth creates in it 0600 (database, WAL, SHM, lock, token), the secrets directory 0700', { timeout: 60_000 }, async () => {
     const data = join(dir.path, 'perm-data');
     const file = join(data, 'berth.db');
     const umask = process.umask(0o022); // what `npm start` usually runs under; the daemon inherits it
@@ -201,7 +201,8 @@ describe('the data directory and the one-daemon lock, with real daemons', () => 
     assert.equal(mode(data), '700', 'data directory');
     const files = readdirSync(data).sort();
     for (const f of ['berth.db', 'berth.db-shm', 'berth.db-wal', 'berth.db.lock', 'token']) assert.ok(files.includes(f), `${f} exists (${files.join(', ')})`);
-    assert.deepEqual(files.map((f) => `${f} ${mode(join(data, f))}`), files.map((f) => `${f} 600`));
+    // Files 0600; the apps' secrets directory 0700 (its files are the operator's, refused when looser).
+    assert.deepEqual(files.map((f) => `${f} ${mode(join(data, f))}`), files.map((f) => `${f} ${f === 'secrets' ? '700' : '600'}`));
     await killDaemon(d);
   });
 

@@ -46,24 +46,33 @@ describe('rollout settings on 3 real hosts, through a real daemon', { skip, conc
   let daemon: BedDaemon;
   let recorder: Awaited<ReturnType<typeof hookRecorder>>;
   const apps = {} as Record<AppName, BedApp>;
+  /** The apps' YAML keys in the daemon's config file, as changed so far. */
+  let specs: Record<string, Record<string, unknown>>;
+
+  /** The operator edits one app in the config file and reloads (the file's apps are not PUT-able). */
+  async function reconfigure(name: AppName, spec: Record<string, unknown>): Promise<void> {
+    specs = { ...specs, [name]: spec };
+    daemon.rewriteConfig(specs);
+    const res = await daemon.request<{ apps: Record<string, string> }>('POST', '/v1/reload', {});
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.apps[name], 'updated');
+  }
 
   before(async () => {
     bed = requireTestbed();
     recorder = await hookRecorder(bed.bridge.address ?? '10.77.0.1');
     const hook = `wget -q -O /dev/null ${recorder.url}/start/$VERSION && sleep 4 && wget -q -O /dev/null ${recorder.url}/end/$VERSION`;
-    daemon = await startBedDaemonApps(
-      {
-        pz: { ...common, proxy: proxy(PORTS.pz), rollout: { parallelism: 1, on_failure: 'pause' } },
-        ct: { ...common, proxy: proxy(PORTS.ct), rollout: { parallelism: 1, on_failure: 'continue', max_failure_ratio: 0.34 } },
-        // progress_deadline is set once v1 serves (a deadline of seconds would fail the first rollout).
-        dl: { ...common, proxy: proxy(PORTS.dl), healthcheck: { interval: '500ms', max_attempts: 30 }, env: { BOOT_DELAY: '4' }, rollout: { parallelism: 1 } },
-        st: { ...common, proxy: proxy(PORTS.st), rollout: { parallelism: 1, delay: '2s' }, hooks: { post_deploy: ['echo post-deploy $VERSION'] } },
-        pc: { ...common, proxy: proxy(PORTS.pc), rollout: { parallelism: '67%' } },
-        hk: { ...common, proxy: proxy(PORTS.hk), rollout: { parallelism: 3 }, hooks: { pre_deploy: [hook], timeout: '60s' } },
-        pr: { ...common, proxy: proxy(PORTS.pr), retain_containers: 1, rollout: { parallelism: 3 } },
-      },
-      { bed },
-    );
+    specs = {
+      pz: { ...common, proxy: proxy(PORTS.pz), rollout: { parallelism: 1, on_failure: 'pause' } },
+      ct: { ...common, proxy: proxy(PORTS.ct), rollout: { parallelism: 1, on_failure: 'continue', max_failure_ratio: 0.34 } },
+      // progress_deadline is set once v1 serves (a deadline of seconds would fail the first rollout).
+      dl: { ...common, proxy: proxy(PORTS.dl), healthcheck: { interval: '500ms', max_attempts: 30 }, env: { BOOT_DELAY: '4' }, rollout: { parallelism: 1 } },
+      st: { ...common, proxy: proxy(PORTS.st), rollout: { parallelism: 1, delay: '2s' }, hooks: { post_deploy: ['echo post-deploy $VERSION'] } },
+      pc: { ...common, proxy: proxy(PORTS.pc), rollout: { parallelism: '67%' } },
+      hk: { ...common, proxy: proxy(PORTS.hk), rollout: { parallelism: 3 }, hooks: { pre_deploy: [hook], timeout: '60s' } },
+      pr: { ...common, proxy: proxy(PORTS.pr), retain_containers: 1, rollout: { parallelism: 3 } },
+    };
+    daemon = await startBedDaemonApps(specs, { bed });
     for (const name of Object.keys(PORTS) as AppName[]) apps[name] = bedApp(daemon, name, { proxyPort: PORTS[name] });
     const first = await Promise.all(Object.values(apps).map(async (a) => [a, await a.deploy('v1')] as const));
     for (const [a, r] of first) assert.equal((await a.settled(r, 90_000)).status?.phase, 'Complete', `${a.name} v1`);
@@ -120,8 +129,7 @@ describe('rollout settings on 3 real hosts, through a real daemon', { skip, conc
     assert.deepEqual(await ct.served(), { h1: 'v2', h2: 'v2', h3: 'v1' });
     assert.equal(ofRevision(await ct.events(), tolerated, 'RolloutFailed').length, 0);
 
-    const { spec } = (await daemon.request<{ spec: Record<string, Record<string, unknown>> }>('GET', '/v1/apps/ct')).body;
-    assert.equal((await daemon.request('PUT', '/v1/apps/ct', { ...spec, rollout: { ...spec.rollout, max_failure_ratio: 0.2 } })).status, 200);
+    await reconfigure('ct', { ...specs.ct, rollout: { ...(specs.ct!.rollout as object), max_failure_ratio: 0.2 } });
     const exceeded = await ct.deploy(SPOTTY);
     const w = await ct.settled(exceeded);
     assert.equal(w.status?.phase, 'Failed', await ct.story(exceeded));
@@ -134,8 +142,7 @@ describe('rollout settings on 3 real hosts, through a real daemon', { skip, conc
 
   it('progress_deadline: a version that boots slower than the deadline fails the release and the fleet rolls back to v1', async () => {
     const dl = apps.dl;
-    const { spec } = (await daemon.request<{ spec: Record<string, Record<string, unknown>> }>('GET', '/v1/apps/dl')).body;
-    assert.equal((await daemon.request('PUT', '/v1/apps/dl', { ...spec, rollout: { ...spec.rollout, progress_deadline: '3s' } })).status, 200);
+    await reconfigure('dl', { ...specs.dl, rollout: { ...(specs.dl!.rollout as object), progress_deadline: '3s' } });
     const slow = await dl.deploy('slowboot');
     const v = await dl.settled(slow);
     const events = await dl.events();
