@@ -87,9 +87,18 @@ function repairSuite(APPS: string[], clientsPerTarget: number): void {
       const proxy = (await d.listContainers({ app: PROXY_APP_LABEL })).find((c) => c.name === PROXY_CONTAINER_NAME);
       assert.ok(proxy, `${host} runs the proxy`);
       await d.removeContainer(proxy.id);
-      const attached = testbedCommand('exec', host, 'network', 'inspect', NETWORK_NAME, '-f', '{{range $id, $c := .Containers}}{{$id}} {{end}}').trim().split(/\s+/).filter(Boolean);
-      for (const id of attached) testbedCommand('exec', host, 'network', 'disconnect', '-f', NETWORK_NAME, id);
-      testbedCommand('exec', host, 'network', 'rm', NETWORK_NAME);
+      // Mid-rollout berth may attach a new container between the disconnects and the rm
+      // ("has active endpoints"): as an operator would, disconnect what is attached and try again.
+      for (let attempt = 1; ; attempt++) {
+        const attached = testbedCommand('exec', host, 'network', 'inspect', NETWORK_NAME, '-f', '{{range $id, $c := .Containers}}{{$id}} {{end}}').trim().split(/\s+/).filter(Boolean);
+        for (const id of attached) testbedCommand('exec', host, 'network', 'disconnect', '-f', NETWORK_NAME, id);
+        try {
+          testbedCommand('exec', host, 'network', 'rm', NETWORK_NAME);
+          return;
+        } catch (err) {
+          if (attempt >= 5 || !/active endpoints/.test((err as Error).message)) throw err;
+        }
+      }
     }
 
     const load = () =>
