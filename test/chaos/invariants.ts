@@ -4,10 +4,11 @@
  * check what must hold once it has: no duplicate or orphan container, hooks ran exactly
  * once per release, history/status/events/metrics agree, the secret appears nowhere.
  */
+import type { BerthEvent } from '../../src/domain/release.js';
 import { PROXY_CONTAINER_NAME } from '../../src/domain/labels.js';
 import { PROXY_APP_LABEL } from '../../src/proxy/haproxy-proxy.js';
 import type { BedDaemon } from '../support/bed-daemon.js';
-import { APPS, HOOK_APP, RETAIN, SECRET_NAME, appTarget, getServed, sleep, type AppView, type ChaosApp, type ChaosEvent, type World } from './world.js';
+import { APPS, HOOK_APP, RETAIN, SECRET_NAME, appTarget, getServed, sleep, type AppView, type ChaosApp, type World } from './world.js';
 
 export class InvariantError extends Error {
   readonly code = 'CHAOS_INVARIANT';
@@ -76,11 +77,11 @@ export async function settle(w: World, boundMs: number): Promise<number> {
 }
 
 /** Every event of `app` so far (paged through ?after=). */
-export async function allEvents(daemon: BedDaemon, app: string): Promise<ChaosEvent[]> {
-  const out: ChaosEvent[] = [];
+export async function allEvents(daemon: BedDaemon, app: string): Promise<BerthEvent[]> {
+  const out: BerthEvent[] = [];
   let after = 0;
   for (;;) {
-    const page = (await daemon.request<{ events: ChaosEvent[]; next: number | null }>('GET', `/v1/apps/${app}/events?after=${after}&limit=1000`)).body;
+    const page = (await daemon.request<{ events: BerthEvent[]; next: number | null }>('GET', `/v1/apps/${app}/events?after=${after}&limit=1000`)).body;
     out.push(...page.events);
     if (page.next === null) return out;
     after = page.next;

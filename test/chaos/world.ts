@@ -27,16 +27,6 @@ export interface AppView {
   status: AppStatus | null;
 }
 
-export interface ChaosEvent {
-  id: number;
-  app: string | null;
-  host: string | null;
-  revision: number | null;
-  type: string;
-  message: string;
-  createdAt: string;
-}
-
 export interface World {
   bed: Testbed;
   daemon: BedDaemon;
