@@ -15,6 +15,14 @@ const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
  * the process_* / nodejs_* metrics of prom-client's collectDefaultMetrics. Label values are app names, host
  * names, phases and small enums only: never revisions or container ids.
  */
+export interface RolloutGauges {
+  desiredRevision: number;
+  observedRevision: number | null;
+  phase: AppPhase | null;
+  hostsTotal: number;
+  hostsUpdated: number;
+}
+
 export class BerthMetrics {
   readonly registry = new Registry();
 
@@ -128,6 +136,15 @@ export class BerthMetrics {
     this.buildInfo.set({ version }, 1);
     // prom-client's standard process_* / nodejs_* names, unprefixed: what stock Node.js dashboards query.
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The per-app rollout gauges, set after every pass (and at start from the stored status). */
+  setRollout(app: string, r: RolloutGauges): void {
+    this.desiredRevision.set({ app }, r.desiredRevision);
+    if (r.observedRevision !== null) this.observedRevision.set({ app }, r.observedRevision);
+    this.rolloutHosts.set({ app }, r.hostsTotal);
+    this.rolloutHostsUpdated.set({ app }, r.hostsUpdated);
+    this.setPhase(app, r.phase);
   }
 
   setPhase(app: string, phase: AppPhase | null): void {

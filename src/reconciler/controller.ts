@@ -62,6 +62,7 @@ export class Controller {
 
   start(): void {
     this.running = true;
+    this.seedRolloutGauges();
     for (const [host, driver] of this.o.drivers) {
       this.unwatch.push(
         driver.watchEvents((e) => {
@@ -75,6 +76,17 @@ export class Controller {
     this.resync();
     this.resyncTimer = setInterval(() => this.resync(), this.o.resyncIntervalMs);
     this.resyncTimer.unref();
+  }
+
+  /** A scrape between a restart and an app's first pass sees the last recorded status, not an app without series. */
+  private seedRolloutGauges(): void {
+    const { store, metrics } = this.o;
+    for (const status of store.status.listStatus()) {
+      const desired = store.releases.latestSummary(status.app);
+      if (!desired) continue;
+      const hostsUpdated = status.hosts.filter((h) => h.revision === desired.revision && h.health === 'healthy').length;
+      metrics.setRollout(status.app, { desiredRevision: desired.revision, observedRevision: status.observedRevision, phase: status.phase, hostsTotal: status.hosts.length, hostsUpdated });
+    }
   }
 
   isRunning(): boolean {

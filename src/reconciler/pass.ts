@@ -146,11 +146,7 @@ function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Pla
     metrics.rollbacksTotal.inc({ app, reason: p.rollback.reason });
     log.warn({ app, revision: rollbackRevision, toRevision: p.rollback.toRevision, version: p.rollback.toVersion, reason: p.rollback.reason }, 'automatic rollback');
   }
-  metrics.desiredRevision.set({ app }, desired.revision);
-  if (observedRevision !== null) metrics.observedRevision.set({ app }, observedRevision);
-  metrics.rolloutHosts.set({ app }, s.hostsTotal);
-  metrics.rolloutHostsUpdated.set({ app }, s.hostsUpdated);
-  metrics.setPhase(app, s.phase);
+  metrics.setRollout(app, { desiredRevision: desired.revision, observedRevision, phase: s.phase, hostsTotal: s.hostsTotal, hostsUpdated: s.hostsUpdated });
 }
 
 /** The rollout duration metric and log line, when a record turns final. */

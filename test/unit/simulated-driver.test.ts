@@ -181,4 +181,27 @@ describe('Controller over simulated hosts (planner/controller behaviour, not dep
     assert.ok(events.includes('RolloutComplete@1') && events.includes('RolloutComplete@2'), events.join(' '));
     assert.ok(!events.some((e) => e.startsWith('RolloutFailed') || e.startsWith('RollbackStarted')), events.join(' '));
   });
+
+  test('a restarted controller serves the stored rollout gauges before its first pass', async () => {
+    const drivers = simulatedFleet(2, { prefix: 'h', latencyMs: { listContainers: 1 } });
+    store = openStore(':memory:');
+    store.apps.upsertApp(makeSpec({ name: 'web', image: IMAGE, hosts: ['h1', 'h2'] }), 'test');
+    store.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'test' });
+    controller = new Controller({ store, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: quiet, resyncIntervalMs: 60_000, secrets: NO_SECRETS });
+    controller.start();
+    await waitFor(store, (s) => s.phase === 'Complete' && s.observedRevision === 1);
+    await controller.stop();
+
+    // The new daemon's hosts answer slowly: no pass of it can have finished when it is scraped.
+    const slow = simulatedFleet(2, { prefix: 'h', latencyMs: { listContainers: 2_000 } });
+    const metrics = new BerthMetrics('test', { processMetrics: false });
+    controller = new Controller({ store, drivers: slow, traffic: directTraffic, metrics, log: quiet, resyncIntervalMs: 60_000, secrets: NO_SECRETS });
+    controller.start();
+    const text = await metrics.text();
+    assert.match(text, /^berth_release_desired_revision\{app="web"\} 1$/m);
+    assert.match(text, /^berth_release_observed_revision\{app="web"\} 1$/m);
+    assert.match(text, /^berth_rollout_phase\{app="web",phase="Complete"\} 1$/m);
+    assert.match(text, /^berth_rollout_hosts_updated\{app="web"\} 2$/m);
+    assert.equal(store.status.readStatus('web')?.observedRevision, 1);
+  });
 });
