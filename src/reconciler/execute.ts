@@ -130,7 +130,6 @@ async function ensureImage(driver: HostDriver, ref: string): Promise<void> {
 /** Start-first on one host: target running -> healthy -> traffic switched. */
 async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string> {
   const driver = ctx.driver(a.host);
-  const { spec } = ctx.desired;
   ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}` });
   const id = await at('start', async () => {
     if (a.existingContainerId) {
@@ -177,21 +176,27 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
     return created;
   });
   ctx.emit({ type: 'ContainerStarted', host: a.host, message: `started ${a.containerName} (${ctx.desired.version})${a.existingContainerId ? ' reusing a retained container' : ''}` });
+  await healthyThenSwitch(ctx, a.host, id, a.containerName);
+  return id;
+}
 
+/** A running container proven healthy, then the host's traffic moved onto it. */
+async function healthyThenSwitch(ctx: ExecContext, host: string, id: string, name: string): Promise<void> {
+  const driver = ctx.driver(host);
+  const { spec } = ctx.desired;
   const upstream = await at('start', async () => upstreamOf(driver, id, spec.port));
   const outcome = await waitHealthy(driver, upstream.ip, spec.healthcheck, {
     onAttempt: (ok, detail) => {
-      ctx.onHealthAttempt(a.host, ok);
-      if (!ok) ctx.emit({ type: 'HealthCheckAttemptFailed', host: a.host, message: detail });
+      ctx.onHealthAttempt(host, ok);
+      if (!ok) ctx.emit({ type: 'HealthCheckAttemptFailed', host, message: detail });
     },
   });
   if (!outcome.ok) {
     throw new StepError('health', 'HEALTH_CHECK_FAILED', `never healthy after ${outcome.attempts} attempts: ${outcome.lastError}`);
   }
-  ctx.emit({ type: 'HealthCheckPassed', host: a.host, message: `healthy after ${outcome.attempts} attempt(s)` });
-  await at('switch', () => ctx.traffic.switchTo(a.host, ctx.app, spec.proxy, upstream));
-  ctx.emit({ type: 'TrafficSwitched', host: a.host, message: `traffic on ${a.host} now goes to ${a.containerName}` });
-  return id;
+  ctx.emit({ type: 'HealthCheckPassed', host, message: `healthy after ${outcome.attempts} attempt(s)` });
+  await at('switch', () => ctx.traffic.switchTo(host, ctx.app, spec.proxy, upstream));
+  ctx.emit({ type: 'TrafficSwitched', host, message: `traffic on ${host} now goes to ${name}` });
 }
 
 async function upstreamOf(driver: HostDriver, id: string, port: number): Promise<Upstream> {
@@ -280,6 +285,10 @@ async function executeOne(ctx: ExecContext, action: Action): Promise<ActionResul
       case 'remove':
         for (const id of action.containerIds) await ctx.driver(action.host).removeContainer(id);
         ctx.emit({ type: action.why === 'prune' ? 'ContainersPruned' : 'FailedContainerRemoved', host: action.host, message: `removed ${action.containerIds.length} container(s)` });
+        return { action, ok: true };
+      case 'restoreTraffic':
+        ctx.emit({ type: 'RouteLost', host: action.host, message: `the proxy on ${action.host} routes ${ctx.app} nowhere: putting its traffic back on ${action.containerName}` });
+        await healthyThenSwitch(ctx, action.host, action.containerId, action.containerName);
         return { action, ok: true };
       case 'maintenance':
         await ctx.traffic.setMaintenance(action.host, ctx.app, ctx.desired.spec.proxy!, action.message);

@@ -9,11 +9,19 @@ import { observeFleet } from './observe.js';
 import { plan } from './plan.js';
 import { applyResults } from './results.js';
 import { tearDownApp } from './teardown.js';
-import type { DesiredRelease, HostObservation, Plan } from './types.js';
+import type { ActionResult, DesiredRelease, HostObservation, Plan } from './types.js';
 
 export interface PassDeps extends ReconcilerDeps {
   reachability: HostReachability;
 }
+
+/**
+ * A failed step the rollout record does not hold (retire, remove, maintenance, a traffic
+ * restore) is planned again by the next pass: not sooner than this, or a step that keeps
+ * failing (a proxy not answering yet) would be retried in a tight loop.
+ */
+const UNTRACKED_STEP_RETRY_MS = 1_000;
+const untrackedFailure = (r: ActionResult) => !r.ok && !r.unreachable && r.action.type !== 'updateHost' && r.action.type !== 'pull' && r.action.type !== 'hook';
 
 const FINAL_STATES: ReadonlySet<RolloutRecord['state']> = new Set(['complete', 'failed']);
 
@@ -58,7 +66,7 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
     const next = applyResults(p.record!, results, deps.now());
     store.status.recordStep(app, { rollout: { revision: next.revision, state: next } });
     observeFinish(deps, app, desired, p.record!, next);
-    again = 0;
+    again = results.some(untrackedFailure) ? UNTRACKED_STEP_RETRY_MS : 0;
   }
   pruneHistory(deps, app, wanted.historyLimit, observed);
   metrics.reconcileTotal.inc({ app, result: passResult(p) });
@@ -135,6 +143,7 @@ function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Pla
         if (!target) throw new BerthError('ROLLBACK_TARGET_MISSING', `release ${p.rollback.toRevision} of ${app} is gone`);
         rollbackRevision = store.releases.createRelease({ app, version: target.version, spec: target.spec, reason: 'rollback', actor: 'controller' }).revision;
       }
+      if (p.record?.state === 'complete') store.releases.markCompleted(app, p.record.revision, new Date(p.record.finishedAt ?? deps.now()));
       store.status.recordStep(app, {
         status,
         rollout: p.record ? { revision: p.record.revision, state: p.record } : null,

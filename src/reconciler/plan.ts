@@ -147,6 +147,26 @@ function cleanupActions(views: HostView[], retain: number, busy: Set<string>, fa
   return actions;
 }
 
+/**
+ * A host whose proxy routes the app nowhere (the proxy recreated by hand, or after a crash)
+ * while the rollout is not moving it: a failed or paused rollout, or a host waiting for a
+ * later batch. Its traffic goes back on the container still running there (the stable
+ * release's, else the newest), which served it before. A host the rollout updates gets its
+ * route from that update (nextRolloutStep), and an updated host is re-updated there too.
+ */
+function restoreTrafficActions(input: PlanInput, views: HostView[], busy: Set<string>): Action[] {
+  const actions: Action[] = [];
+  const byHost = new Map(input.observed.map((o) => [o.host, o]));
+  for (const v of views) {
+    const obs = byHost.get(v.host);
+    if (!obs?.reachable || obs.route?.upstream !== null || v.cls === 'updated' || busy.has(v.host)) continue;
+    const running = [...v.othersRunning].sort((a, b) => b.revision - a.revision || b.createdAt - a.createdAt);
+    const serve = running.find((c) => c.revision === input.stable?.revision) ?? running[0];
+    if (serve) actions.push({ type: 'restoreTraffic', host: v.host, containerId: serve.id, containerName: serve.name });
+  }
+  return actions;
+}
+
 /** Maintenance follows the app's flag on every host whose proxy already routes the app. */
 function maintenanceActions(input: PlanInput, busy: Set<string>): Action[] {
   return input.observed.flatMap((o): Action[] =>
@@ -344,7 +364,7 @@ export function plan(input: PlanInput): Plan {
     events.push({ type: 'RollbackStarted', message: `rolling the fleet back to revision ${rollback.toRevision} (${rollback.toVersion})` });
   }
   if (!input.paused) actions.push(...cleanupActions(views, spec.retainContainers, busy, record.state === 'failed'));
-  if (spec.proxy) actions.push(...maintenanceActions(input, busy));
+  if (spec.proxy) actions.push(...restoreTrafficActions(input, views, busy), ...maintenanceActions(input, busy));
 
   const status = statusView(input, desired, record, views);
   return { actions, record, status, events, requeueAfterMs, ...(pause ? { pauseApp: true as const } : {}), ...(rollback ? { rollback } : {}) };

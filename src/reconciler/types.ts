@@ -64,7 +64,9 @@ export type Action =
   /** Remove containers: old ones past retain_containers, or a new one that failed. */
   | { type: 'remove'; host: string; containerIds: string[]; why: 'prune' | 'failed' }
   /** Turn the app's maintenance page on (message) or off (null) on one host's proxy. */
-  | { type: 'maintenance'; host: string; message: string | null };
+  | { type: 'maintenance'; host: string; message: string | null }
+  /** Put the host's traffic back on a running container its proxy lost the route to (health-checked first). */
+  | { type: 'restoreTraffic'; host: string; containerId: string; containerName: string };
 
 /** A failed release that touched hosts goes back to the last release the fleet converged on. */
 export interface RollbackDecision {

@@ -57,6 +57,7 @@ export class ReleasesRepo {
   private readonly latestSummaryStmt: Database.Statement;
   private readonly byVersion: Database.Statement;
   private readonly rollbackTargetStmt: Database.Statement;
+  private readonly complete: Database.Statement;
   private readonly rollbackTargetRevision: Database.Statement;
   private readonly pruneBoundary: Database.Statement;
   private readonly pruneCandidates: Database.Statement;
@@ -82,11 +83,13 @@ export class ReleasesRepo {
     this.byVersion = db.prepare(`${WITH_SPEC} WHERE r.app = ? AND r.version = ? ORDER BY r.revision DESC LIMIT 1`);
     // Walks the primary key from the newest revision down (NOT INDEXED keeps the planner off
     // releases_app_version, which would read every release of the app and sort them) and
-    // stops at the first release of another version: the rows it passes are the newest
-    // version's own, which retention keeps few (restarts, redeploys). One spec is read.
+    // stops at the first completed release of another version: the rows it passes are at
+    // most the app's history_limit. One spec is read.
     const rollbackTarget = `FROM releases r NOT INDEXED
-       WHERE r.app = @app AND r.version <> (SELECT version FROM releases WHERE app = @app ORDER BY revision DESC LIMIT 1)
+       WHERE r.app = @app AND r.completed_at IS NOT NULL
+         AND r.version <> (SELECT version FROM releases WHERE app = @app ORDER BY revision DESC LIMIT 1)
        ORDER BY r.revision DESC LIMIT 1`;
+    this.complete = db.prepare('UPDATE releases SET completed_at = ? WHERE app = ? AND revision = ? AND completed_at IS NULL');
     this.rollbackTargetStmt = db.prepare(`SELECT ${SUMMARY}, (SELECT spec FROM specs WHERE digest = r.spec_digest) AS spec ${rollbackTarget}`);
     this.rollbackTargetRevision = db.prepare(`SELECT r.revision ${rollbackTarget}`).pluck();
     this.pruneBoundary = db.prepare('SELECT revision FROM releases WHERE app = ? ORDER BY revision DESC LIMIT 1 OFFSET ?').pluck();
@@ -211,7 +214,16 @@ export class ReleasesRepo {
     return row ? toRelease(row) : null;
   }
 
-  /** Where `rollback {}` goes: the newest release of another version than the newest release's, or null. */
+  /** Records that the rollout of the release completed (the first time only): a `rollback {}` may go back to it. */
+  markCompleted(app: string, revision: number, at: Date): void {
+    this.complete.run(at.toISOString(), app, revision);
+  }
+
+  /**
+   * Where `rollback {}` goes: the newest release of another version than the newest
+   * release's whose rollout completed, or null. A version that never served the fleet (its
+   * rollout failed) is not the previous release.
+   */
   rollbackTarget(app: string): Release | null {
     const row = this.rollbackTargetStmt.get({ app }) as ReleaseRow | undefined;
     return row ? toRelease(row) : null;

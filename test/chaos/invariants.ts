@@ -24,9 +24,9 @@ type Release = { revision: number; version: string; reason: string };
 
 /**
  * The release the fleet must serve once settled: the desired one, converged; or, when the
- * desired release is a rollback whose rollout failed (`rollback {}` picks the newest
- * other version, which may be a broken one, and a failed rollback is not rolled back
- * again: plan.ts), the stable release the status still observes, with the app Failed.
+ * desired release is a rollback whose rollout failed (a named version, or one that
+ * completed once and fails now; a failed rollback is not rolled back again: plan.ts),
+ * the stable release the status still observes, with the app Failed.
  * A string says why it is not settled yet.
  */
 async function target(w: World, app: ChaosApp, v: AppView): Promise<Release | string> {

@@ -502,10 +502,23 @@ describe('rollback', () => {
     assert.deepEqual(history.map((r) => [r.revision, r.version, r.reason]), [[3, 'v1', 'rollback'], [2, 'v2', 'deploy'], [1, 'v1', 'deploy']]);
     assert.match(api.store.events.listEvents('web').at(-1)!.message, /rollback to version v1/);
 
-    // Rolling back again goes to the version before the current one (v2), like `kubectl rollout undo`.
+    // Rolling back again goes to the version before the current one (v2, once its rollout completed), like `kubectl rollout undo`.
+    api.store.releases.markCompleted('web', 2, new Date());
     const again = json(await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} }));
     assert.equal(again.version, 'v2');
     assert.equal(again.revision, 4);
+  });
+
+  test('{} skips versions whose rollout never completed (a broken deploy is not "the previous release")', async () => {
+    await seedApp(api, 'web', ['v1', 'v2']);
+    for (const version of ['broken', 'v3']) await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version } });
+    // v3 (r4) is desired and did not complete; broken (r3) failed: back to v2.
+    let res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} });
+    assert.equal(res.statusCode, 202, res.body);
+    assert.deepEqual([json(res).version, json(res).revision], ['v2', 5]);
+    // Only v2 ever completed besides v1, and v2 is now desired: v1.
+    res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} });
+    assert.deepEqual([res.statusCode, json(res).version], [202, 'v1']);
   });
 
   test('without a body it rolls back to the previous version too (curl -X POST)', async () => {
@@ -548,7 +561,7 @@ describe('rollback', () => {
     before = snapshotDb(api.store);
     res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} });
     assert.equal(res.statusCode, 409);
-    assert.match(json(res).message, /no earlier version than v1 to roll back to/);
+    assert.match(json(res).message, /no earlier version than v1 whose rollout completed; name the version to roll back to/);
     res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: { version: 'v0' } });
     assert.equal(res.statusCode, 404);
     assert.match(json(res).message, /release with version "v0" of app "web" not found/);

@@ -118,8 +118,12 @@ describe('berth CLI', () => {
     assert.deepEqual(json.releases.map((r) => r.revision), [3, 2, 1]);
   });
 
-  test('rollback: to the previous version, or --to a named one, as new revisions', async () => {
-    assert.equal(ok(await berth('rollback', 'web')), 'web: revision 4 rolls back to v2\n');
+  test('rollback: --to a named version as new revisions; without --to, only to a version whose rollout completed', async () => {
+    // This daemon's hosts never answer: no release of web ever completed a rollout.
+    const none = await berth('rollback', 'web');
+    assert.equal(none.code, 1);
+    assert.equal(none.stderr, 'berth: app "web" has no earlier version than v3 whose rollout completed; name the version to roll back to (HTTP 409 CONFLICT)\n');
+    assert.equal(ok(await berth('rollback', 'web', '--to', 'v2')), 'web: revision 4 rolls back to v2\n');
     assert.equal(ok(await berth('rollback', 'web', '--to', 'v1')), 'web: revision 5 rolls back to v1\n');
     assert.equal(ok(await berth('rollback', 'web', '--to=v3')), 'web: revision 6 rolls back to v3\n');
     const history = ok(await berth('history', 'web'));

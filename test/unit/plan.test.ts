@@ -489,3 +489,69 @@ describe('plan: a failed rollback that superseded a release mid-switch (chaos se
     assert.deepEqual(p.actions.filter((a) => a.type === 'retire'), [{ type: 'retire', host: 'h1', containerIds: [newer.id] }]);
   });
 });
+
+describe('plan: a proxy that lost the route while the rollout does not move the host (chaos seed 906313, op 28)', () => {
+  // A failed rollback (broken) left every host on r11 (v2); the proxy on h1 was then
+  // recreated without the route, and nothing put h1's traffic back: 503 until the next release.
+  const spec = makeSpec({ proxy: { port: 80, host: null, pathPrefix: null, drainTimeoutMs: 1000 } });
+  const routedTo = (c: ObservedContainer) => ({ upstream: `${c.ip}:3000`, maintenance: null });
+  const lost = { upstream: null, maintenance: null };
+  const failedRecord = (revision: number): RolloutRecord => ({
+    ...newRecord(revision, NOW - 10_000),
+    state: 'failed',
+    failure: { reason: 'HealthCheckFailed', message: 'h1: never healthy' },
+    finishedAt: NOW - 1000,
+    hosts: {},
+  });
+  const withRoutes = (byHost: Record<string, ObservedContainer[]>, routes: Record<string, { upstream: string | null; maintenance: null }>): HostObservation[] =>
+    observe(byHost).map((o) => (o.reachable ? { ...o, route: routes[o.host]! } : o));
+
+  const cases: Array<{ name: string; state: 'failed' | 'paused' | 'active-later-batch' | 'paused-by-operator' }> = [
+    { name: 'a failed rollout', state: 'failed' },
+    { name: 'a rollout paused by on_failure: pause (the app paused with it)', state: 'paused' },
+    { name: 'an app the operator paused', state: 'paused-by-operator' },
+    { name: 'a host waiting for a later batch', state: 'active-later-batch' },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: the route goes back on the running container of the stable release`, () => {
+      const desired = makeDesired(12, 'broken', spec, 'rollback');
+      const stable = makeContainer(11, 'v2', { createdAt: 11 });
+      const older = makeContainer(6, 'v2', { createdAt: 6 });
+      const h2 = makeContainer(11, 'v2');
+      const h3 = makeContainer(11, 'v2');
+      const rec = c.state === 'active-later-batch' ? { ...newRecord(12, NOW - 1000), pulled: ['h1', 'h2', 'h3'] } : c.state === 'paused' ? { ...failedRecord(12), state: 'paused' as const, finishedAt: null } : failedRecord(12);
+      // A later batch: h2 is the one being updated, h1 waits for the next batch.
+      const hosts = c.state === 'active-later-batch' ? { h2: [h2], h1: [stable, older], h3: [h3] } : { h1: [stable, older], h2: [h2], h3: [h3] };
+      const observed = withRoutes(hosts, { h1: lost, h2: routedTo(h2), h3: routedTo(h3) });
+      const p = plan(input({ desired: { ...desired, spec: { ...spec, hosts: Object.keys(hosts) } }, stable: { revision: 11, version: 'v2' }, record: rec, observed, paused: c.state === 'paused-by-operator' || c.state === 'paused' }));
+      const restores = p.actions.filter((a) => a.type === 'restoreTraffic');
+      assert.deepEqual(restores, [{ type: 'restoreTraffic', host: 'h1', containerId: stable.id, containerName: 'web-r11' }], `actions: ${JSON.stringify(p.actions)}`);
+    });
+  }
+
+  it('without a running container of the stable release: the newest running one', () => {
+    const desired = makeDesired(12, 'broken', spec, 'rollback');
+    const a = makeContainer(9, 'v1', { createdAt: 9 });
+    const b = makeContainer(10, 'v3', { createdAt: 10 });
+    const p = plan(input({ desired, stable: { revision: 11, version: 'v2' }, record: failedRecord(12), observed: withRoutes({ h1: [a, b], h2: [], h3: [] }, { h1: lost, h2: lost, h3: lost }) }));
+    assert.deepEqual(p.actions.filter((x) => x.type === 'restoreTraffic'), [{ type: 'restoreTraffic', host: 'h1', containerId: b.id, containerName: 'web-r10' }]);
+  });
+
+  it('never onto the failed target, a stopped container, or a host whose route is on something', () => {
+    const desired = makeDesired(12, 'broken', spec, 'rollback');
+    const failedTarget = { ...makeContainer(12, 'broken', { spec }), configHash: desired.configHash };
+    const stopped = makeContainer(11, 'v2', { running: false });
+    const routed = makeContainer(11, 'v2');
+    const rec = { ...failedRecord(12), hosts: { h1: { step: 'failed' as const, reason: 'HealthCheckFailed' as const, message: 'never healthy', at: NOW - 1000 } } };
+    const p = plan(input({ desired, stable: { revision: 11, version: 'v2' }, record: rec, observed: withRoutes({ h1: [failedTarget, stopped], h2: [routed], h3: [] }, { h1: lost, h2: routedTo(routed), h3: lost }) }));
+    assert.deepEqual(p.actions.filter((x) => x.type === 'restoreTraffic'), [], JSON.stringify(p.actions));
+  });
+
+  it('a complete rollout re-updates the host itself (its target gets the route), no restore', () => {
+    const desired = makeDesired(2, 'v2', spec);
+    const cs = { h1: makeContainer(2, 'v2', { spec }), h2: makeContainer(2, 'v2', { spec }), h3: makeContainer(2, 'v2', { spec }) };
+    const rec = record({ state: 'complete', hosts: Object.fromEntries(Object.entries(cs).map(([h, x]) => [h, { step: 'switched' as const, containerId: x.id, at: NOW }])) });
+    const p = plan(input({ desired, record: rec, observed: withRoutes({ h1: [cs.h1, makeContainer(1, 'v1', { spec })], h2: [cs.h2], h3: [cs.h3] }, { h1: lost, h2: routedTo(cs.h2), h3: routedTo(cs.h3) }) }));
+    assert.deepEqual(types(p.actions), ['updateHost:h1']);
+  });
+});

@@ -877,6 +877,32 @@ describe('history', () => {
     s.close();
   });
 
+  test('migration 0007: releases that completed before it are marked, from their RolloutComplete event or the converged status', () => {
+    const file = join(tempDir(), 'v6.db');
+    const db = databaseAt(6, file);
+    const a = JSON.stringify(spec('web'));
+    db.prepare("INSERT INTO apps (name, spec, created_at, updated_at) VALUES ('web', ?, 't0', 't0')").run(a);
+    db.prepare("INSERT INTO specs (digest, spec) VALUES ('d', ?)").run(a);
+    const insert = db.prepare("INSERT INTO releases (app, revision, version, spec_digest, reason, actor, created_at) VALUES ('web', ?, ?, 'd', 'deploy', 'a', 't')");
+    for (const [revision, version] of [[1, 'v1'], [2, 'v2'], [3, 'broken'], [4, 'v3']] as const) insert.run(revision, version);
+    const event = db.prepare("INSERT INTO events (app, host, revision, type, message, actor, created_at) VALUES ('web', NULL, ?, ?, 'm', 'controller', ?)");
+    event.run(1, 'RolloutComplete', '2025-01-01T00:00:01.000Z');
+    event.run(1, 'RolloutComplete', '2025-01-01T00:00:09.000Z');
+    event.run(3, 'RolloutFailed', '2025-01-01T00:00:03.000Z');
+    db.prepare("INSERT INTO status (app, phase, observed_revision, conditions, hosts, updated_at) VALUES ('web', 'Failed', 2, '[]', '[]', '2025-01-01T00:00:02.000Z')").run();
+    db.close();
+
+    const s = openStore(file);
+    assert.deepEqual(s.db.prepare('SELECT revision, completed_at AS at FROM releases ORDER BY revision').all(), [
+      { revision: 1, at: '2025-01-01T00:00:01.000Z' },
+      { revision: 2, at: '2025-01-01T00:00:02.000Z' },
+      { revision: 3, at: null },
+      { revision: 4, at: null },
+    ]);
+    assert.equal(s.releases.rollbackTarget('web')?.revision, 2, 'v3 desired, broken never completed: v2');
+    s.close();
+  });
+
   interface RetentionCase {
     name: string;
     /** Release i + 1 is of versions[i]. */
@@ -888,6 +914,8 @@ describe('history', () => {
     rolloutRevision?: number;
     keep?: number[];
     kept: number[];
+    /** Revisions whose rollout completed (default: all). */
+    completed?: number[];
   }
   const v = (n: number) => Array.from({ length: n }, (_, i) => `v${i + 1}`);
   const RETENTION: RetentionCase[] = [
@@ -895,6 +923,7 @@ describe('history', () => {
     { name: 'over the limit: the oldest go', versions: v(6), limit: 3, kept: [4, 5, 6] },
     { name: 'limit 1: the desired release and the rollback target stay', versions: v(5), limit: 1, kept: [4, 5] },
     { name: 'the rollback target stays however old (restarts of the desired version since)', versions: ['v1', 'v2', 'v2', 'v2', 'v2'], limit: 2, kept: [1, 4, 5] },
+    { name: 'the rollback target is the newest completed release: newer failed ones may go', versions: v(5), completed: [1, 2], limit: 1, kept: [2, 5] },
     { name: 'the converged revision (automatic rollback target) stays', versions: v(6), limit: 2, observedRevision: 2, kept: [2, 5, 6] },
     { name: 'a revision a host still serves stays', versions: v(6), limit: 2, hostRevisions: [1, 3], kept: [1, 3, 5, 6] },
     { name: "the rollout record's revision stays", versions: v(6), limit: 2, rolloutRevision: 2, kept: [2, 5, 6] },
@@ -908,6 +937,8 @@ describe('history', () => {
       s.apps.upsertApp(spec('web'), 'a');
       // Each release its own spec, so what goes takes its spec row with it.
       c.versions.forEach((version, i) => s.releases.createRelease({ app: 'web', version, reason: 'deploy', actor: 'a', spec: spec('web', { port: 3000 + i }) }));
+      // Every release rolled out unless the case says which did.
+      for (const revision of c.completed ?? c.versions.map((_, i) => i + 1)) s.releases.markCompleted('web', revision, new Date());
       if (c.observedRevision !== undefined || c.hostRevisions) {
         s.status.writeStatus({
           app: 'web',
@@ -936,6 +967,8 @@ describe('history', () => {
     s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' });
     assert.equal(s.releases.rollbackTarget('web'), null, 'only one version');
     s.releases.createRelease({ app: 'web', version: 'v2', reason: 'deploy', actor: 'a', spec: spec('web', { port: 4000 }) });
+    assert.equal(s.releases.rollbackTarget('web'), null, 'v1 never completed a rollout');
+    s.releases.markCompleted('web', 1, new Date());
     // 1,200 more releases of v2 (restarts, each its own spec): the target is beyond any page of releases.
     s.transaction(() => {
       for (let i = 0; i < 1200; i++) s.releases.createRelease({ app: 'web', version: 'v2', reason: 'deploy', actor: 'a', spec: spec('web', { port: 5000 + i }) });

@@ -232,11 +232,11 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       const current = deps.store.releases.latestRelease(app.name);
       if (!current) throw new ConflictError(`app "${app.name}" has no release to roll back from`);
       const wanted = req.body?.version;
-      // Without a version: the newest release of another version (one indexed lookup, however long the history).
+      // Without a version: the newest completed release of another version (a walk of at most history_limit rows, one spec read).
       const target = wanted ? deps.store.releases.findLatestByVersion(app.name, wanted) : deps.store.releases.rollbackTarget(app.name);
       if (!target) {
         if (wanted) throw new NotFoundError(`release with version "${wanted}" of app "${app.name}"`);
-        throw new ConflictError(`app "${app.name}" has no earlier version than ${current.version} to roll back to`);
+        throw new ConflictError(`app "${app.name}" has no earlier version than ${current.version} whose rollout completed; name the version to roll back to`);
       }
       // The named version (with its spec) already desired: 200 with the current revision, nothing written.
       const { release, unchanged } = deps.store.releases.createReleaseUnlessCurrent({ app: app.name, version: target.version, spec: target.spec, reason: 'rollback', actor: actorOf(req) });
