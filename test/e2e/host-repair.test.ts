@@ -206,6 +206,25 @@ function repairSuite(APPS: string[], clientsPerTarget: number): void {
         assert.deepEqual(before[h]!.map((c) => c.split(':')[0]).filter((id) => !ids.has(id)), [], `${h}: no container removed`);
       }
     });
+
+    it('after a failed rollout (a rollback onto a broken version, not rolled back again): the route comes back on the release still serving', async () => {
+      const [failing] = APPS;
+      const revision = f.store.releases.createRelease({ app: failing!, version: 'broken', reason: 'rollback', actor: 'test' }).revision;
+      f.controller.enqueue(failing!);
+      const deadline = Date.now() + 60_000;
+      while (f.store.status.getRollout(failing!)?.state.state !== 'failed' || f.store.status.getRollout(failing!)?.revision !== revision) {
+        assert.ok(Date.now() < deadline, `r${revision} of ${failing} did not fail: ${JSON.stringify(f.store.status.readStatus(failing!)?.conditions)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await f.controller.idle();
+      await serving([...addrs.keys()], 'v2', 20_000);
+      // No new release: the failed one stays desired, and every app's traffic comes back on v2.
+      await underLoad('h3', async () => {}, async () => {});
+      await serving([...addrs.keys()], 'v2', 20_000);
+      assert.equal(f.store.releases.latestRelease(failing!)?.revision, revision, 'no new release');
+      const restored = f.store.events.listEvents(failing!, { limit: 1000 }).filter((e) => e.type === 'RouteLost' && e.host === 'h3');
+      assert.equal(restored.length, 1, 'one RouteLost event on h3 for the failed app');
+    });
   });
 }
 
