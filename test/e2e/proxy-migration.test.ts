@@ -166,14 +166,13 @@ describe('migration from the Caddy proxy', { skip, concurrency: false }, () => {
     await left.close();
   });
 
+  // Cleaned up whatever happened: a controller left running would go on reconciling h3 under the next case.
   it('a host running the old Caddy proxy is migrated to HAProxy during a deploy, under load, with no failed request', async () => {
-    await migrateUnderLoad({ crash: false });
-    await cleanup();
+    await migrateUnderLoad({ crash: false }).finally(cleanup);
   });
 
   it('berth dies with HAProxy started beside Caddy: the next berth finishes the migration, with no failed request', async () => {
-    await migrateUnderLoad({ crash: true });
-    await cleanup();
+    await migrateUnderLoad({ crash: true }).finally(cleanup);
   });
 
   /**
@@ -340,7 +339,11 @@ describe('migration from the Caddy proxy', { skip, concurrency: false }, () => {
     console.log(
       `# proxies on h3: HAProxy (${MIGRATION_CONTAINER_NAME}) started, Caddy exited ${(caddyDie - nextStart).toFixed(0)} ms later (both listening), renamed ${(renamed - caddyDie).toFixed(0)} ms after that; fresh-connection probes every 20 ms: last Caddy answer at ${lastCaddy ?? '-'} ms, first HAProxy answer at ${firstHaproxy ?? '-'} ms, refused ${probes((w) => w === 'refused').length}, 5xx ${probes((w) => /^5/.test(w)).length}, other errors ${probes((w) => w.startsWith('error')).length} of ${seen.length}`,
     );
-    for (const f of report.failures.slice(0, 10)) console.log(`#   ${f.at} ms ${f.kind}: ${f.what}`);
+    const since = (t: number, at: number) => (Number.isNaN(t) ? '-' : `${(at - t).toFixed(0)}`);
+    for (const f of report.failures.slice(0, 10)) {
+      const at = loadStart + f.at;
+      console.log(`#   ${f.at} ms ${f.kind}: ${f.what} (ms after HAProxy's start ${since(nextStart, at)}, Caddy's SIGTERM ${since(caddyKill, at)}, its exit ${since(caddyDie, at)}, the rename and reload ${since(renamed, at)})`);
+    }
     // Caddy's SIGTERM is Go's Server.Shutdown: it closes the idle keep-alive connections at
     // once, and a request a client sends on one just then dies with it (an HTTP/1.1 race no
     // server-side change of Caddy avoids: docs/design.md). Only that is told apart: a reset on a
