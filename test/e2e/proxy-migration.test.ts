@@ -353,7 +353,7 @@ describe('migration from the Caddy proxy', { skip, concurrency: false }, () => {
     // cause is not established (HAProxy closes no idle connection: idle-close-on-response, and
     // its reloads are held to zero failures by shared-proxy and crash-shared-proxy).
     // From 100 ms before Docker's `kill` event: dockerd records it after containerd delivered
-    // the signal, and Caddy acts on it at once (a reset seen 0.4 ms before the event's time).
+    // the signal, and Caddy acts on it at once (a reset seen less than 1 ms before the event's time).
     const idleCloseRace = (f: (typeof report.failures)[number]) => f.kind === 'reset' && f.reusedSocket && loadStart + f.at >= caddyKill - 100 && loadStart + f.at <= caddyDie + 2500;
     const races = report.failures.filter(idleCloseRace);
     // Before HAProxy starts, Caddy serves alone, as the old berth left it: its failures are the
