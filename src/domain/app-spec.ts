@@ -171,6 +171,26 @@ export interface ApiConfig {
   maxEventStreams?: number;
 }
 
+/**
+ * Credentials sent with every pull of an image from one registry (`registries:`, keyed by
+ * the registry host as image references name it: src/domain/naming.ts, registryOf).
+ */
+export interface RegistrySpec {
+  username: string;
+  /** The name of the variable holding the password in the registries secrets file (src/secrets/registry-credentials.ts); never the value. */
+  password: string;
+}
+
+/** What a pull sends to the registry of its image (X-Registry-Auth): a RegistrySpec with its password read. */
+export interface RegistryAuth {
+  /** The registries key that matched (`ghcr.io`). */
+  registry: string;
+  username: string;
+  password: string;
+  /** RegistrySpec.password: what a redacted password reads as (`[redacted:GHCR_TOKEN]`). */
+  passwordName: string;
+}
+
 export interface BerthConfig {
   /**
    * `allow_host_access`: apps may run privileged or mount the host's root, the Docker
@@ -184,6 +204,8 @@ export interface BerthConfig {
   apps: Record<string, AppSpec>;
   api: ApiConfig;
   controller: { resyncIntervalMs: number };
+  /** By registry host (`ghcr.io`, `10.77.0.1:5001`). */
+  registries: Record<string, RegistrySpec>;
 }
 
 export const SEED_DEFAULTS = {
