@@ -26,6 +26,8 @@ export interface DialArgs {
   ok: number[];
   stream?: boolean;
   signal: AbortSignal;
+  /** Registry credentials, sent as the X-Registry-Auth header (a pull): never in the URL. */
+  authconfig?: { username: string; password: string; serveraddress: string };
 }
 
 /** A raw API call. Query and body are kept apart (dockerode would also put the body in the URL). */
@@ -40,6 +42,7 @@ export function dial<T>(modem: DockerModem, a: DialArgs): Promise<T> {
         path: `${a.path}?`,
         options: { _query: a.query ?? {}, _body: a.body ?? {} },
         ...(a.file ? { file: a.file, headers: { 'Content-Type': 'application/x-tar' } } : {}),
+        ...(a.authconfig ? { authconfig: a.authconfig } : {}),
         statusCodes,
         isStream: a.stream === true,
         abortSignal: a.signal,
