@@ -39,6 +39,11 @@ export interface Testbed {
   clientKey: string;
   knownHosts: string;
   hosts: TestbedHost[];
+  /**
+   * The private registry: the registry's images again, behind htpasswd auth (a new password
+   * at every `up`). Absent on a bed from before it: `testbed down; testbed up 3`.
+   */
+  privateRegistry?: { address: string; username: string; password: string };
 }
 
 export function testbedDir(): string {
@@ -73,6 +78,7 @@ export function loadTestbed(dir = testbedDir()): Testbed | null {
       haproxy: asString(images.haproxy, 'images.haproxy'),
       ...(Array.isArray(images.mirrored) ? { mirrored: images.mirrored.map((t, i) => asString(t, `images.mirrored[${i}]`)) } : {}),
     },
+    ...(raw.privateRegistry ? { privateRegistry: privateRegistryOf(raw.privateRegistry as Record<string, unknown>) } : {}),
     clientKey: asString(raw.clientKey, 'clientKey'),
     knownHosts: asString(raw.knownHosts, 'knownHosts'),
     hosts: hosts.map((h: Record<string, unknown>, i) => ({
@@ -85,6 +91,14 @@ export function loadTestbed(dir = testbedDir()): Testbed | null {
       dockerSocket: asString(h.dockerSocket, `hosts[${i}].dockerSocket`),
       stateDir: asString(h.stateDir, `hosts[${i}].stateDir`),
     })),
+  };
+}
+
+function privateRegistryOf(raw: Record<string, unknown>): NonNullable<Testbed['privateRegistry']> {
+  return {
+    address: asString(raw.address, 'privateRegistry.address'),
+    username: asString(raw.username, 'privateRegistry.username'),
+    password: asString(raw.password, 'privateRegistry.password'),
   };
 }
 
