@@ -366,16 +366,20 @@ describe('berth CLI', () => {
   test('check-config: a valid file exits 0 with what it holds; an invalid one lists every issue with its key path and exits 1; nothing is contacted', async () => {
     assert.equal(ok(await berth('check-config', join(ROOT, 'deploy', 'berth.yml'))), `${join(ROOT, 'deploy', 'berth.yml')}: valid (1 host, 1 app)\n`);
     const bad = join(dir.path, 'bad.yml');
-    writeFileSync(bad, 'hosts:\n  h1: { address: 10.0.0.1 }\napps:\n  web: { image: x, hosts: [h9], port: 99999, replicas: 2 }\n');
+    writeFileSync(bad, 'hosts:\n  h1: { address: 10.0.0.1 }\nregistries:\n  ghcr: { username: u }\napps:\n  web: { image: x, hosts: [h9], port: 99999, replicas: 2 }\n');
     const r = await berth('check-config', bad);
     assert.equal(r.code, 1);
     const lines = r.stderr.trim().split('\n');
-    for (const path of ['hosts.h1', 'apps.web.replicas', 'apps.web.hosts[0]', 'apps.web.port']) {
+    for (const path of ['hosts.h1', 'registries.ghcr', 'registries.ghcr.password', 'apps.web.replicas', 'apps.web.hosts[0]', 'apps.web.port']) {
       assert.ok(lines.some((l) => l.startsWith(`${bad}: ${path}: `)), `${path} in:\n${r.stderr}`);
     }
     const json = JSON.parse((await berth('check-config', bad, '--json')).stdout) as { ok: boolean; issues: Array<{ path: string }> };
     assert.equal(json.ok, false);
     assert.ok(json.issues.length >= 4);
     assert.equal((await berth('check-config')).code, 2, 'FILE is required');
+    // Registry passwords are names of lines of a file next to the daemon's database: not read here.
+    const withRegistry = join(dir.path, 'registry.yml');
+    writeFileSync(withRegistry, 'registries:\n  ghcr.io: { username: ci-bot, password: GHCR_TOKEN }\n');
+    assert.equal(ok(await berth('check-config', withRegistry)), `${withRegistry}: valid (0 hosts, 0 apps)\n`);
   });
 });
