@@ -193,7 +193,7 @@ export class DockerHostDriver implements HostDriver {
         if (err !== null) throw this.pullFailed(ref, err, auth);
         if (typeof o.status === 'string') status = o.status;
       });
-      this.log.debug({ image: ref, status }, 'image pulled');
+      this.log.debug({ image: ref, status, ...(auth ? { registry: auth.registry, user: auth.username } : {}) }, 'image pulled');
     };
     return this.call('pull', `pull ${ref}`, pull, this.pullTimeoutMs);
   }
