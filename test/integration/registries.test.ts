@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { bedApp, type BedApp } from '../support/bed-app.js';
 import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
 import { bedSkipReason, requireTestbed, testbedCommand, type Testbed } from '../support/testbed.js';
+import { waitUntil } from '../support/wait.js';
 
 /**
  * A private registry (the bed's second registry, htpasswd auth: docs/testbed.md) through a
@@ -82,7 +83,12 @@ describe('a private registry on the test hosts', { skip, concurrency: false }, (
     const before = await running();
     d.writeRegistryPasswords({ [PASSWORD_NAME]: WRONG });
     const revision = await app.deploy('v2');
-    const view = await app.settled(revision);
+    // The release's own end (the status of v1 is Complete, of a release not yet picked up too).
+    await waitUntil(`revision ${revision} to fail`, async () => ((await app.events()).some((e) => e.type === 'RolloutFailed' && e.revision === revision) ? true : null), {
+      timeoutMs: 60_000,
+      describe: () => app.story(revision),
+    });
+    const view = await app.view();
     const story = await app.story(revision);
     assert.equal(view.status?.phase, 'Failed', story);
     const progressing = view.status?.conditions.find((c) => c.type === 'Progressing');
@@ -127,8 +133,11 @@ describe('a private registry on the test hosts', { skip, concurrency: false }, (
     assert.equal(exec.status, 200, JSON.stringify(exec.body));
     assert.equal(exec.body.outputTail.trim(), 'v2');
     const revision = await app.deploy('v3');
-    const view = await app.settled(revision);
-    assert.equal(view.status?.phase, 'Complete', await app.story(revision));
+    // Not app.settled: until the controller picks v3 up, the status is still v2's Failed.
+    await waitUntil(`revision ${revision} complete`, async () => {
+      const s = (await app.view()).status;
+      return s?.phase === 'Complete' && s.observedRevision === revision ? true : null;
+    }, { timeoutMs: 60_000, describe: () => app.story(revision) });
     assert.deepEqual(await app.served(), { h1: 'v3', h2: 'v3', h3: 'v3' });
     assert.equal(d.output().match(/berth is running/g)?.length, 1, 'berth was not restarted');
   });
