@@ -160,6 +160,9 @@ const noController: ControllerHandle = {
   enqueue: () => undefined,
   isRunning: () => true,
   exec: () => Promise.reject(new Error('no hosts in this bench')),
+  logs: () => {
+    throw new Error('no hosts in this bench');
+  },
 };
 
 async function measureRequests(store: Store, label: string): Promise<RequestResult[]> {

@@ -192,6 +192,28 @@ export const eventPageSchema = exact({
   next: { type: ['integer', 'null'], description: 'pass as ?after= for the next page; null on the last one' },
 });
 
+/** src/domain/logs.ts, AppLogLine: the data of a log stream's `line` frame. */
+export const logLineSchema = exact({
+  host: text,
+  container: { type: 'string', description: "the container's name, e.g. web-r4" },
+  stream: { type: 'string', enum: ['stdout', 'stderr'] },
+  time: { ...orNull(text), description: "Docker's timestamp (RFC 3339, nanoseconds, UTC)" },
+  text: { type: 'string', description: 'the line without its newline, secret values redacted; a line over 16 KiB is cut there and ends in …' },
+});
+
+/** src/domain/logs.ts, AppLogHostState: the data of a log stream's `host` frame. */
+export const logHostStateSchema = exact({
+  host: text,
+  state: {
+    type: 'string',
+    enum: ['attached', 'detached', 'none', 'error'],
+    description: "attached: the container's lines follow; detached: it stopped (a followed stream goes on with the app's next container); none: no container of the app there; error: the host could not be read (the other hosts go on)",
+  },
+  container: orNull(text),
+  message: text,
+  code: { ...orNull(text), description: 'for error: its stable code (HOST_UNREACHABLE, ...)' },
+});
+
 /** src/proxy/traffic.ts, ProxyStatus. */
 const proxyStatusSchema = exact(
   {
@@ -238,6 +260,8 @@ export const namedSchemas: ReadonlyMap<object, string> = new Map<object, string>
   [releaseSchema, 'Release'],
   [eventSchema, 'Event'],
   [execResultSchema, 'ExecResult'],
+  [logLineSchema, 'LogLine'],
+  [logHostStateSchema, 'LogHostState'],
 ]);
 
 /** The answer of a route whose app (or the release named) does not exist. */

@@ -5,6 +5,7 @@ import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
 import type { AppSecretFiles } from '../secrets/app-secrets.js';
 import type { Store } from '../store/index.js';
+import { openAppLogs, type AppLogs, type AppLogsRequest } from './app-logs.js';
 import { execInApp, type ExecOutcome } from './one-off.js';
 import { reconcilePass, type PassDeps } from './pass.js';
 import { WorkQueue } from './queue.js';
@@ -111,6 +112,11 @@ export class Controller {
   /** `berth exec` for the API (one-off.ts). */
   exec(app: string, command: string, host?: string): Promise<ExecOutcome> {
     return execInApp(this.deps, app, command, host);
+  }
+
+  /** `berth logs` for the API (app-logs.ts). */
+  logs(app: string, req: AppLogsRequest): AppLogs {
+    return openAppLogs(this.deps, app, req);
   }
 
   /** Stops taking work, lets the pass in flight finish, closes every host connection. */
