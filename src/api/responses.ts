@@ -113,6 +113,7 @@ const appStatusSchema = exact(
         containerId: orNull(text),
         health: { type: 'string', enum: ['healthy', 'unhealthy', 'unknown'] },
         lastError: orNull(text),
+        lastLogs: { ...orNull(strings), description: 'the last log lines of the container that failed on this host in the current rollout, secret values redacted; null when none did' },
       }),
     },
     updatedAt: timestamp,
@@ -130,7 +131,22 @@ export const appSchema = exact({
   spec: appDocumentSchema,
   desired: orNull(exact({ revision: integer, version: text, reason: releaseReason, actor: text, createdAt: timestamp }, 'The newest release; null before the first')),
   status: orNull(appStatusSchema),
-  lastFailure: orNull(exact({ reason: text, message: text, revision: orNull(integer), at: timestamp }, 'The newest rollout failure with its message (a health check carries the last probe answer)')),
+  lastFailure: orNull(
+    exact(
+      {
+        reason: text,
+        message: text,
+        revision: orNull(integer),
+        at: timestamp,
+        logs: {
+          type: 'array',
+          description: 'per host, the last log lines of the container of that revision that failed there (its health check, or it stopped running), secret values redacted',
+          items: exact({ host: text, lines: strings }),
+        },
+      },
+      'The newest rollout failure with its message (a health check carries the last probe answer) and the failed containers\' last log lines',
+    ),
+  ),
   updatedAt: timestamp,
 });
 

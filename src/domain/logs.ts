@@ -39,3 +39,20 @@ export const MAX_LOG_TAIL = 10_000;
 
 /** Lines of a container that failed its health check kept in its failure event and the app's status. */
 export const FAILURE_LOG_LINES = 50;
+/** A failed container's line is cut to this in its event and the status: 50 of them keep the rollout record small. */
+export const FAILURE_LOG_LINE_CHARS = 500;
+
+/**
+ * The event that carries the last lines of a container that failed (src/reconciler/execute.ts):
+ * its message is one line saying whose they are, then the lines (each one line: no newline).
+ */
+export const FAILURE_LOGS_EVENT = 'FailedContainerLogs';
+
+export function failureLogsMessage(about: string, lines: readonly string[]): string {
+  return [about, ...lines].join('\n');
+}
+
+/** The lines of a FAILURE_LOGS_EVENT's message. */
+export function failureLogLines(message: string): string[] {
+  return message.split('\n').slice(1);
+}

@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
 import { BerthError, HOST_ERROR_CODES, HostError, isHostDown, type ErrorCode } from '../domain/errors.js';
 import { LABELS, NETWORK_NAME } from '../domain/labels.js';
+import { FAILURE_LOG_LINE_CHARS, FAILURE_LOG_LINES, FAILURE_LOGS_EVENT, failureLogsMessage } from '../domain/logs.js';
 import { imageReference } from '../domain/naming.js';
 import type { Redactor } from '../domain/secrets.js';
 import type { CreateContainerOptions, HostDriver, RunOnceResult } from '../hosts/host-driver.js';
+import { withDeadline } from '../hosts/host-errors.js';
 import type { TrafficSwitch, Upstream } from '../proxy/traffic.js';
 import { waitHealthy } from './health.js';
 import type { Action, ActionResult, DesiredRelease, HostUpdateAction } from './types.js';
@@ -31,6 +33,9 @@ export interface ExecContext {
 }
 
 export class StepError extends BerthError {
+  /** The last log lines of the container that failed (redacted), when they could be read. */
+  logs: string[] | null = null;
+
   constructor(
     readonly stage: 'pull' | 'start' | 'health' | 'switch' | 'other',
     code: ErrorCode,
@@ -47,7 +52,35 @@ function failure(ctx: ExecContext, action: Action, err: unknown): ActionResult {
   const unreachable = isHostDown(err);
   // The message goes into the rollout record, status, events and the log.
   const message = ctx.redact(err instanceof Error ? err.message : String(err));
-  return { action, ok: false, stage, code, message, unreachable };
+  const logs = err instanceof StepError ? err.logs : null;
+  return { action, ok: false, stage, code, message, unreachable, ...(logs ? { logs } : {}) };
+}
+
+/** How long reading a failed container's last lines may hold up its host's step. */
+const FAILURE_LOGS_TIMEOUT_MS = 5_000;
+
+/**
+ * The last FAILURE_LOG_LINES lines of a container that never became healthy (or is not
+ * running), each redacted and cut to FAILURE_LOG_LINE_CHARS, read before the container is
+ * removed, and said in a FAILURE_LOGS_EVENT; null when they cannot be read in time (the
+ * step fails as it would have).
+ */
+async function failedContainerLogs(ctx: ExecContext, host: string, id: string, name: string, err: StepError): Promise<string[] | null> {
+  const about = `${name} (${ctx.desired.version}) ${err.stage === 'health' ? 'failed its health check' : 'is not running'}`;
+  try {
+    const lines = await withDeadline(host, `read the last log lines of ${name}`, FAILURE_LOGS_TIMEOUT_MS, async (signal) => {
+      const stream = await ctx.driver(host).containerLogs(id, { tail: FAILURE_LOG_LINES, follow: false });
+      signal.addEventListener('abort', () => stream.close(), { once: true });
+      const out: string[] = [];
+      for await (const line of stream) out.push(ctx.redact(line.text).slice(0, FAILURE_LOG_LINE_CHARS));
+      return out.slice(-FAILURE_LOG_LINES);
+    });
+    ctx.emit({ type: FAILURE_LOGS_EVENT, host, message: failureLogsMessage(lines.length > 0 ? `${about}; its last ${lines.length} log lines:` : `${about}; it wrote no log line`, lines) });
+    return lines;
+  } catch (e) {
+    ctx.log.warn({ app: ctx.app, host, container: name, err: ctx.redact(e instanceof Error ? e.message : String(e)) }, 'could not read the log of a failed container');
+    return null;
+  }
 }
 
 /**
@@ -176,7 +209,13 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
     return created;
   });
   ctx.emit({ type: 'ContainerStarted', host: a.host, message: `started ${a.containerName} (${ctx.desired.version})${a.existingContainerId ? ' reusing a retained container' : ''}` });
-  await healthyThenSwitch(ctx, a.host, id, a.containerName);
+  try {
+    await healthyThenSwitch(ctx, a.host, id, a.containerName);
+  } catch (err) {
+    // The container's own fault: its last words go with the failure, before the planner removes it.
+    if (err instanceof StepError && (err.stage === 'health' || err.code === 'CONTAINER_NOT_RUNNING')) err.logs = await failedContainerLogs(ctx, a.host, id, a.containerName, err);
+    throw err;
+  }
   return id;
 }
 

@@ -31,6 +31,8 @@ interface HostView {
   othersRunning: ObservedContainer[];
   stopped: ObservedContainer[];
   error: string | null;
+  /** The last log lines of the container that failed here (the record keeps them after it is removed). */
+  logs: string[] | null;
   /**
    * The target runs and may carry the host's traffic: the proxy route is on it, or (no
    * proxy route) it is the host's only running app container. A failed host's target
@@ -97,7 +99,7 @@ function routedTo(obs: HostObservation & { reachable: true }, desired: DesiredRe
 
 function viewHost(host: string, obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
   if (!obs || !obs.reachable) {
-    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', targetServing: false, retryAt: null, keeper: null };
+    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', logs: null, targetServing: false, retryAt: null, keeper: null };
   }
   const apps = obs.containers.filter((c) => c.role === 'app');
   const target = pickTarget(apps, desired);
@@ -112,7 +114,8 @@ function viewHost(host: string, obs: HostObservation | undefined, desired: Desir
   const keeper = desired.spec.proxy
     ? (othersRunning.find((c) => c.ip !== null && obs.route?.upstream === `${c.ip}:${desired.spec.port}`) ?? null)
     : ([...othersRunning].sort((a, b) => b.createdAt - a.createdAt)[0] ?? null);
-  return { host, cls, target, othersRunning, stopped, error, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null, keeper };
+  const logs = state?.step === 'failed' ? (state.logs ?? null) : null;
+  return { host, cls, target, othersRunning, stopped, error, logs, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null, keeper };
 }
 
 /** Stopped containers past the newest `retain` (the target never counts: it is in use). */
@@ -250,6 +253,7 @@ function statusView(input: PlanInput, desired: DesiredRelease, record: RolloutRe
       containerId: serving?.id ?? null,
       health: v.cls === 'updated' ? ('healthy' as const) : v.cls === 'failed' ? ('unhealthy' as const) : ('unknown' as const),
       lastError: obs && !obs.reachable ? obs.error : v.error,
+      lastLogs: v.logs,
     };
   });
   return {

@@ -117,4 +117,6 @@ export type ActionResult =
       message: string;
       /** The host stopped answering: not the release's fault, retried when it returns. */
       unreachable: boolean;
+      /** The last log lines of the container that failed (health check, not running), redacted. */
+      logs?: string[];
     };

@@ -36,7 +36,8 @@ function toStatus(r: StatusRow): AppStatus {
     phase: r.phase,
     observedRevision: r.observed_revision,
     conditions: parseJson<Condition[]>(r.conditions, `conditions of app ${r.app}`),
-    hosts: parseJson<HostStatus[]>(r.hosts, `host status of app ${r.app}`),
+    // A status written before lastLogs existed has none.
+    hosts: parseJson<HostStatus[]>(r.hosts, `host status of app ${r.app}`).map((h) => ({ ...h, lastLogs: h.lastLogs ?? null })),
     updatedAt: r.updated_at,
   };
 }

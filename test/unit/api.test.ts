@@ -313,7 +313,7 @@ describe('apps', () => {
       phase: 'Progressing',
       observedRevision: 1,
       conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReleaseCreated', message: 'revision 2 (v2) on 0/2 hosts', lastTransitionTime: new Date().toISOString() }],
-      hosts: [{ host: 'h1', version: 'v1', revision: 1, containerId: 'abc', health: 'healthy', lastError: null }],
+      hosts: [{ host: 'h1', version: 'v1', revision: 1, containerId: 'abc', health: 'healthy', lastError: null, lastLogs: null }],
       updatedAt: new Date().toISOString(),
     });
     const withStatus = json(await api.call({ method: 'GET', url: '/v1/apps/web' }));

@@ -798,7 +798,7 @@ function status(app: string, observedRevision: number, phase: AppStatus['phase']
       { type: 'Progressing', status: 'True', reason: 'NewReleaseCreated', message: 'rolling', lastTransitionTime: '2025-01-01T00:00:00.000Z' },
     ],
     hosts: [
-      { host: 'h1', version: 'v1', revision: observedRevision, containerId: 'abc', health: 'healthy', lastError: null },
+      { host: 'h1', version: 'v1', revision: observedRevision, containerId: 'abc', health: 'healthy', lastError: null, lastLogs: null },
     ],
     updatedAt: '2025-01-01T00:00:01.000Z',
   };
@@ -945,7 +945,7 @@ describe('history', () => {
           phase: 'Complete',
           observedRevision: c.observedRevision ?? null,
           conditions: [],
-          hosts: (c.hostRevisions ?? []).map((revision, i) => ({ host: `h${i + 1}`, version: `v${revision}`, revision, containerId: `c${i}`, health: 'healthy', lastError: null })),
+          hosts: (c.hostRevisions ?? []).map((revision, i) => ({ host: `h${i + 1}`, version: `v${revision}`, revision, containerId: `c${i}`, health: 'healthy', lastError: null, lastLogs: null })),
           updatedAt: '',
         });
       }
