@@ -104,7 +104,7 @@ export interface LogLine {
  * with `follow` every new line as it is written, until the container stops or the stream is closed.
  */
 export interface LogOptions {
-  tail: number | 'all';
+  tail: number;
   sinceMs?: number;
   follow: boolean;
 }

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError, HOST_ERROR_CODES, HostError, NotFoundError } from '../domain/errors.js';
-import type { AppLogItem } from '../domain/logs.js';
+import { MAX_LOG_TAIL, type AppLogItem } from '../domain/logs.js';
 import type { Redactor } from '../domain/secrets.js';
 import { driverFor, type HostDriver, type LogOptions, type LogStream, type ObservedContainer } from '../hosts/host-driver.js';
 import { backoffMs } from '../hosts/host-errors.js';
@@ -109,10 +109,14 @@ async function* hostItems(f: Feed, host: string): AsyncGenerator<AppLogItem> {
       if (!c) {
         yield* state({ state: 'none', container: null, message: `no ${read ? 'running ' : ''}container of ${f.app} on ${host}`, code: null });
       } else if (read?.id !== c.id || c.running) {
-        // The same container again (it was restarted): only what it wrote since its last line read.
-        const opts: LogOptions = read?.id === c.id
-          ? { tail: 'all', ...(read.lastMs !== null ? { sinceMs: read.lastMs + 1 } : {}), follow: req.follow }
-          : { tail: req.tail, ...(req.sinceMs !== undefined ? { sinceMs: req.sinceMs } : {}), follow: req.follow };
+        const opts: LogOptions =
+          read === null
+            ? { tail: req.tail, ...(req.sinceMs !== undefined ? { sinceMs: req.sinceMs } : {}), follow: req.follow }
+            : read.id === c.id
+              ? // The same container again (it was restarted): what it wrote after the last line read.
+                { tail: MAX_LOG_TAIL, ...(read.lastMs !== null ? { sinceMs: read.lastMs + 1 } : {}), follow: true }
+              : // The host's next container (a rollout's): from its first line, booting included.
+                { tail: MAX_LOG_TAIL, sinceMs: Math.max(c.createdAt, req.sinceMs ?? 0), follow: true };
         stream = await driver.containerLogs(c.id, opts);
         read = { id: c.id, lastMs: null };
         idle = 0;

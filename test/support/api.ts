@@ -35,6 +35,8 @@ export class RecordingController implements ControllerHandle {
   logsError: Error | null = null;
   /** Logs the API has not closed yet. */
   openLogs = 0;
+  /** Items the API has read from every logs stream so far. */
+  logsTaken = 0;
   private readonly followers = new Set<(item: AppLogItem) => void>();
   running = true;
   /** Sends `item` to every followed logs stream. */
@@ -53,10 +55,14 @@ export class RecordingController implements ControllerHandle {
     };
     if (req.follow) this.followers.add(follower);
     this.openLogs += 1;
+    const taken = () => (this.logsTaken += 1);
     async function* items(): AsyncGenerator<AppLogItem> {
       while (!closed) {
         const next = queue.shift();
-        if (next) yield next;
+        if (next) {
+          taken();
+          yield next;
+        }
         else if (!req.follow) return;
         else await new Promise<void>((resolve) => (wake = resolve));
       }
