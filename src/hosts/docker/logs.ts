@@ -11,7 +11,10 @@ import { DockerLogDemuxer } from './framing.js';
 
 /** Docker's timestamp before each line (RFC 3339, nanoseconds, UTC) and the space after it. */
 const TIMESTAMP = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)) /;
-/** Room for that timestamp on top of a line's own bytes before the line counts as too long. */
+/**
+ * Room for that timestamp (36 bytes at most) on top of a line's own bytes: what is dropped
+ * past it always leaves more than MAX_LOG_LINE_BYTES to cut, so the cut is marked.
+ */
 const TIMESTAMP_ROOM_BYTES = 40;
 /** What a line cut at MAX_LOG_LINE_BYTES ends in. */
 const CUT_MARK = '…';
@@ -29,11 +32,10 @@ export function logsQuery(opts: LogOptions): Record<string, string | number | bo
   };
 }
 
-/** Bytes of one stream until its next newline; what passes MAX_LOG_LINE_BYTES is dropped, not held. */
+/** Bytes of one stream until its next newline; what passes MAX_LOG_LINE_BYTES (and its timestamp) is dropped, not held. */
 class LineSplitter {
   private parts: Buffer[] = [];
   private size = 0;
-  private cut = false;
 
   constructor(private readonly stream: LogLine['stream']) {}
 
@@ -52,13 +54,11 @@ class LineSplitter {
 
   /** A last line without its newline, at the end of the stream. */
   end(): LogLine[] {
-    return this.size > 0 || this.cut ? [this.take()] : [];
+    return this.size > 0 ? [this.take()] : [];
   }
 
   private add(bytes: Buffer): void {
-    const room = MAX_LOG_LINE_BYTES + TIMESTAMP_ROOM_BYTES - this.size;
-    if (bytes.length > room) this.cut = true;
-    const kept = bytes.subarray(0, Math.max(0, room));
+    const kept = bytes.subarray(0, Math.max(0, MAX_LOG_LINE_BYTES + TIMESTAMP_ROOM_BYTES - this.size));
     if (kept.length === 0) return;
     this.parts.push(kept);
     this.size += kept.length;
@@ -66,19 +66,16 @@ class LineSplitter {
 
   private take(): LogLine {
     let raw = Buffer.concat(this.parts, this.size).toString('utf8');
-    let cut = this.cut;
     this.parts = [];
     this.size = 0;
-    this.cut = false;
     const m = TIMESTAMP.exec(raw);
     if (m) raw = raw.slice(m[0].length);
     if (raw.endsWith('\r')) raw = raw.slice(0, -1);
     if (Buffer.byteLength(raw) > MAX_LOG_LINE_BYTES) {
-      // Cut at a character boundary: a decoded string never splits a UTF-8 sequence.
-      raw = Buffer.from(raw).subarray(0, MAX_LOG_LINE_BYTES).toString('utf8').replace(/\uFFFD$/, '');
-      cut = true;
+      // Cut at a character boundary (a sequence the cut splits decodes as U+FFFD, dropped).
+      raw = Buffer.from(raw).subarray(0, MAX_LOG_LINE_BYTES).toString('utf8').replace(/\uFFFD$/, '') + CUT_MARK;
     }
-    return { stream: this.stream, time: m ? m[1]! : null, text: cut ? raw + CUT_MARK : raw };
+    return { stream: this.stream, time: m ? m[1]! : null, text: raw };
   }
 }
 
