@@ -198,7 +198,9 @@ class PrintingHost extends SimulatedHostDriver {
   boot: (image: string) => { lines: string[]; exits?: boolean } = () => ({ lines: [] });
 
   constructor(name: string, opts: Partial<SimulatedHostOptions> = {}) {
-    super({ name, latencyMs: { listContainers: 0, startContainer: 0, stopContainer: 0, createContainer: 0 }, images: ['img:v0', 'img:v1', 'img:v2', 'img:v3'], ...opts });
+    // Each container is created a millisecond after the one before: "newest" is never a tie.
+    let clock = Date.now();
+    super({ name, latencyMs: { listContainers: 0, startContainer: 0, stopContainer: 0, createContainer: 0 }, images: ['img:v0', 'img:v1', 'img:v2', 'img:v3'], now: () => (clock += 1), ...opts });
   }
 
   override async startContainer(id: string): Promise<void> {
@@ -316,7 +318,7 @@ describe("an app's logs from its hosts", () => {
     setup();
     const ids = new Map<string, string>();
     for (const [name, h] of hosts) ids.set(name, await h.run('web', 1, 'v1'));
-    // An older, stopped container of the app is not the one read.
+    // A newer, stopped container of the app (a failed one, say) is not the one read.
     const old = await host('h1').run('web', 0, 'v0');
     await host('h1').stopContainer(old, 0);
     host('h1').print(old, 'old container');
