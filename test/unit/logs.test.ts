@@ -329,6 +329,10 @@ describe("an app's logs from its hosts", () => {
     host('h1').print(ids.get('h1')!, 'h1 third: MIIBOgIBAAJBAKj34GkxFhD9', at(3));
     host('h2').print(ids.get('h2')!, 'h2 fourth', at(4));
     host('h3').setReachable(false);
+    // Mid-rollout on h2: a newer container runs beside the one the status says serves; the serving one is read.
+    const booting = await host('h2').run('web', 2, 'v2');
+    host('h2').print(booting, 'booting r2');
+    store.status.writeStatus({ app: 'web', phase: 'Progressing', observedRevision: 1, conditions: [], updatedAt: '', hosts: [{ host: 'h2', version: 'v1', revision: 1, containerId: ids.get('h2')!, health: 'unknown', lastError: null, lastLogs: null }] });
 
     const got = await collect(logs({ tail: 100, follow: false }).items);
     assert.deepEqual(texts(got), ['h1 h1 first, password [redacted:DB_PASSWORD]', 'h2 h2 second', 'h1 h1 third: [redacted:CERT]', 'h2 h2 fourth']);
