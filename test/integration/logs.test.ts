@@ -80,8 +80,11 @@ describe('logs on the test hosts', { skip, concurrency: false }, () => {
     assert.equal(failed.length, 1, `one host tried broken before the rollback: ${JSON.stringify(failed)}`);
     assert.match(failed[0]!.message, /^logs-r2 \(broken\) failed its health check; its last \d+ log lines:\nboot marker-broken secret=\[redacted:LOG_SECRET\]$/m);
 
-    const v = await view();
-    assert.equal(v.status?.phase, 'RolledBack');
+    // --wait ends at the failure; the rollback it started runs on.
+    const v = await waitUntil('the rollback', async () => {
+      const now = await view();
+      return now.status?.phase === 'RolledBack' ? now : null;
+    });
     assert.equal(v.lastFailure?.reason, 'RolloutFailed');
     assert.deepEqual(v.lastFailure?.logs.map((l) => [l.host, l.lines.includes('boot marker-broken secret=[redacted:LOG_SECRET]')]), [[failed[0]!.host, true]]);
 
