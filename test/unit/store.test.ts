@@ -1003,6 +1003,15 @@ describe('status', () => {
     s.close();
   });
 
+  test('a host status written before lastLogs existed reads with lastLogs null', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    s.status.writeStatus(status('web', 1));
+    s.db.prepare('UPDATE status SET hosts = ? WHERE app = ?').run(JSON.stringify([{ host: 'h1', version: 'v1', revision: 1, containerId: 'c1', health: 'healthy', lastError: null }]), 'web');
+    assert.deepEqual(s.status.readStatus('web')?.hosts, [{ host: 'h1', version: 'v1', revision: 1, containerId: 'c1', health: 'healthy', lastError: null, lastLogs: null }]);
+    s.close();
+  });
+
   test('rollout record: put, get, replace, delete', () => {
     const s = memStore();
     s.apps.upsertApp(spec('web'), 'a');
@@ -1036,7 +1045,7 @@ describe('status', () => {
         hosts: {
           h1: { step: 'switched', containerId: 'c0ffee', at: 1_700_000_001_000 },
           h2: { step: 'failed', reason: 'HealthCheckFailed', message: 'GET /health: 503', at: 1_700_000_002_000 },
-          h3: { step: 'failed', reason: 'StartFailed', message: 'exit 1', at: 1_700_000_003_000 },
+          h3: { step: 'failed', reason: 'StartFailed', message: 'exit 1', at: 1_700_000_003_000, logs: ['booting', 'fatal: no config'] },
         },
         failure: { reason: 'HealthCheckFailed', message: 'h2: GET /health: 503' },
         finishedAt: 1_700_000_004_000,
@@ -1080,6 +1089,7 @@ describe('status', () => {
       ['a fractional batch', 4, JSON.stringify({ ...good, batch: 0.5 }), /^batch/],
       ['a host step the planner never writes', 4, JSON.stringify({ ...good, hosts: { h1: { step: 'started', at: 1 } } }), /^hosts\.h1\.step "started"/],
       ['a host failure without a message', 4, JSON.stringify({ ...good, hosts: { h1: { step: 'failed', reason: 'StartFailed', at: 1 } } }), /^hosts\.h1\.message/],
+      ['a host failure whose logs are not lines', 4, JSON.stringify({ ...good, hosts: { h1: { step: 'failed', reason: 'StartFailed', message: 'x', at: 1, logs: 'boom' } } }), /^hosts\.h1\.logs is not a list of lines/],
       ['a failure without a message', 4, JSON.stringify({ ...good, state: 'failed', failure: { reason: 'X' } }), /^failure/],
       ['finishedAt a string', 4, JSON.stringify({ ...good, finishedAt: 'yesterday' }), /^finishedAt/],
       ['another revision than its row', 5, JSON.stringify(good), /^revision: 4, but the row is revision 5/],
