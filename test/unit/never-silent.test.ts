@@ -163,6 +163,7 @@ describe('lastFailure in the app view', () => {
       const logs = (host: string, revision: number, ...lines: string[]) =>
         api.store.events.appendEvent({ app: 'web', host, revision, type: FAILURE_LOGS_EVENT, message: failureLogsMessage(`web-r${revision} (v${revision}) failed its health check`, lines) });
       logs('h1', 1, 'an older release');
+      logs('h3', 1, 'an older release, a host that did not fail this time');
       logs('h1', 2, 'first try');
       logs('h1', 2, 'booting', 'db: connection refused');
       logs('h2', 2);
