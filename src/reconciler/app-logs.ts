@@ -87,8 +87,14 @@ async function pickContainer(driver: HostDriver, app: string, serving: string | 
 /** One host's items: its container's lines, and its state whenever that changes. */
 async function* hostItems(f: Feed, host: string): AsyncGenerator<AppLogItem> {
   const { deps, req, signal } = f;
-  /** The container last read and the time of its last line: a restarted one resumes after it. */
-  let read = null as { id: string; lastMs: number | null } | null;
+  /**
+   * The container last read and Docker's timestamp of its last line: read again (it restarted,
+   * or its log ended while it ran on), it resumes after that line. Docker writes its timestamps
+   * at a fixed width (nanoseconds), so they compare as text.
+   */
+  let read = null as { id: string; last: string | null } | null;
+  /** A followed log just ended (its container stopped, or its host's Docker restarted): said once the next look shows which. */
+  let ended: string | null = null;
   let idle = 0;
   let lastState = '';
   const state = (s: Omit<Extract<AppLogItem, { type: 'host' }>, 'type' | 'host'>): AppLogItem[] => {
@@ -108,6 +114,10 @@ async function* hostItems(f: Feed, host: string): AsyncGenerator<AppLogItem> {
       const serving = deps.store.status.readStatus(f.app)?.hosts.find((h) => h.host === host)?.containerId ?? null;
       // Once a container was read, a followed host waits for a running one: not an older, retained one.
       const c = await pickContainer(driver, f.app, serving, read !== null);
+      if (ended !== null && (c?.id !== read?.id || !c?.running)) {
+        yield* state({ state: 'detached', container: ended, message: `${ended} stopped; following the next container of ${f.app} on ${host}`, code: null });
+      }
+      ended = null;
       if (!c) {
         yield* state({ state: 'none', container: null, message: `no ${read ? 'running ' : ''}container of ${f.app} on ${host}`, code: null });
       } else if (read?.id !== c.id || c.running) {
@@ -115,20 +125,25 @@ async function* hostItems(f: Feed, host: string): AsyncGenerator<AppLogItem> {
           read === null
             ? { tail: req.tail, ...(req.sinceMs !== undefined ? { sinceMs: req.sinceMs } : {}), follow: req.follow }
             : read.id === c.id
-              ? // The same container again (it was restarted): what it wrote after the last line read.
-                { tail: MAX_LOG_TAIL, ...(read.lastMs !== null ? { sinceMs: read.lastMs + 1 } : {}), follow: true }
+              ? // The same container again: from the millisecond of the last line read (lines up to it are skipped below).
+                { tail: MAX_LOG_TAIL, ...(read.last !== null ? { sinceMs: Date.parse(read.last) } : {}), follow: true }
               : // The host's next container (a rollout's): from its first line, booting included.
                 { tail: MAX_LOG_TAIL, sinceMs: Math.max(c.createdAt, req.sinceMs ?? 0), follow: true };
         stream = await driver.containerLogs(c.id, opts);
-        read = { id: c.id, lastMs: null };
+        const after = read?.id === c.id ? read.last : null;
+        read = { id: c.id, last: after };
         idle = 0;
         yield* state({ state: 'attached', container: c.name, message: `${c.name} (${c.version}${c.running ? '' : `, ${c.state}`})`, code: null });
         for await (const line of stream) {
-          if (line.time !== null) read.lastMs = Date.parse(line.time);
+          if (line.time !== null) {
+            if (after !== null && line.time <= after) continue;
+            read.last = line.time;
+          }
           yield { type: 'line', host, container: c.name, stream: line.stream, time: line.time, text: f.redact(line.text) };
         }
         if (req.follow && c.running && !signal.aborted) {
-          yield* state({ state: 'detached', container: c.name, message: `${c.name} stopped; following the next container of ${f.app} on ${host}`, code: null });
+          // Look again at once: a rollout's next container already runs.
+          ended = c.name;
           continue;
         }
       }

@@ -219,6 +219,13 @@ class PrintingHost extends SimulatedHostDriver {
     for (const w of this.waiting) w();
   }
 
+  /** Ends every open log stream while the containers run on (dockerd restarting under live-restore). */
+  cutStreams(): void {
+    this.cut += 1;
+    for (const w of this.waiting) w();
+  }
+  private cut = 0;
+
   override async stopContainer(id: string, timeoutMs: number): Promise<void> {
     await super.stopContainer(id, timeoutMs);
     for (const w of this.waiting) w();
@@ -236,6 +243,8 @@ class PrintingHost extends SimulatedHostDriver {
     let wake = () => {};
     const self = this;
     const running = () => this.containers().some((c) => c.id === id && c.state === 'running');
+    const cutAt = this.cut;
+    const cut = () => this.cut !== cutAt;
     this.open += 1;
     async function* read(): AsyncGenerator<LogLine> {
       const waiter = () => wake();
@@ -243,7 +252,7 @@ class PrintingHost extends SimulatedHostDriver {
       try {
         while (!closed) {
           if (at < lines.length) yield lines[at++]!;
-          else if (!opts.follow || !running()) return;
+          else if (!opts.follow || !running() || cut()) return;
           else await new Promise<void>((r) => (wake = r));
         }
       } finally {
@@ -377,6 +386,30 @@ describe("an app's logs from its hosts", () => {
     await new Promise((r) => setTimeout(r, 50));
     for (const h of hosts.values()) assert.equal(h.open, 0, `${h.name}: its stream is closed`);
     assert.equal((await it.next()).done, true);
+  });
+
+  test('followed: a log that ends while its container runs on (Docker restarted) or that restarts goes on after its last line, repeating none', async () => {
+    setup(['h1']);
+    const id = await host('h1').run('web', 1, 'v1');
+    host('h1').print(id, 'before', new Date(Date.now() - 10).toISOString());
+    const l = logs({ tail: 10, follow: true });
+    const it = l.items[Symbol.asyncIterator]();
+    const got: AppLogItem[] = [];
+    await readUntil(it, got, (g) => texts(g).includes('h1 before'));
+    host('h1').cutStreams();
+    await new Promise((r) => setTimeout(r, 20));
+    host('h1').print(id, 'after the cut');
+    await readUntil(it, got, (g) => texts(g).includes('h1 after the cut'));
+    assert.deepEqual(
+      got.flatMap((i) => (i.type === 'host' ? [i.state] : [])),
+      ['attached', 'attached'],
+      'a log that ended while its container runs is read again, not said to have stopped',
+    );
+    await host('h1').stopContainer(id, 0);
+    await host('h1').startContainer(id);
+    host('h1').print(id, 'after the restart');
+    await readUntil(it, got, (g) => texts(g).includes('h1 after the restart'), 5_000);
+    assert.deepEqual(texts(got), ['h1 before', 'h1 after the cut', 'h1 after the restart']);
   });
 
   test('refused before any host is read: a host the app does not run on, an app whose secrets cannot be read', async () => {
