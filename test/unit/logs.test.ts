@@ -398,7 +398,9 @@ describe("an app's logs from its hosts", () => {
     await readUntil(it, got, (g) => texts(g).includes('h1 before'));
     host('h1').cutStreams();
     await new Promise((r) => setTimeout(r, 20));
-    host('h1').print(id, 'after the cut');
+    // Simulated timestamps are milliseconds (Docker's are nanoseconds): each line its own.
+    const later = (ms: number) => new Date(Date.now() + ms).toISOString();
+    host('h1').print(id, 'after the cut', later(5));
     await readUntil(it, got, (g) => texts(g).includes('h1 after the cut'));
     assert.deepEqual(
       got.flatMap((i) => (i.type === 'host' ? [i.state] : [])),
@@ -407,7 +409,7 @@ describe("an app's logs from its hosts", () => {
     );
     await host('h1').stopContainer(id, 0);
     await host('h1').startContainer(id);
-    host('h1').print(id, 'after the restart');
+    host('h1').print(id, 'after the restart', later(10));
     await readUntil(it, got, (g) => texts(g).includes('h1 after the restart'), 5_000);
     assert.deepEqual(texts(got), ['h1 before', 'h1 after the cut', 'h1 after the restart']);
   });
