@@ -27,11 +27,7 @@ const HEARTBEAT = ': keepalive\n\n';
 export class LiveStreams {
   private readonly open = new Set<LiveStream>();
 
-  constructor(readonly limits: LiveStreamLimits) {}
-
-  get size(): number {
-    return this.open.size;
-  }
+  constructor(private readonly limits: LiveStreamLimits) {}
 
   /**
    * A new stream on `reply` (the SSE head is sent at once), or null when every slot is
