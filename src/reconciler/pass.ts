@@ -136,7 +136,10 @@ function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Pla
     canonicalJson(storedRecord) === canonicalJson(p.record);
   let rollbackRevision: number | null = null;
   if (!unchanged) {
-    store.transaction(() => {
+    // A rollback release or a pause is a decision, made once: fsync'd like the API's writes.
+    // The rest (status, record, events) is observed state, recomputed if a power loss takes it.
+    const commit = p.pauseApp || p.rollback ? store.transaction.bind(store) : store.observedTransaction.bind(store);
+    commit(() => {
       if (p.pauseApp) store.apps.setPaused(app, true, 'controller');
       if (p.rollback) {
         const target = store.releases.getRelease(app, p.rollback.toRevision);
