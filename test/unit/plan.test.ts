@@ -673,6 +673,15 @@ describe('plan: rollout.strategy recreate (a host never runs two containers of t
     });
   }
 
+  it('with a proxy route and retain_containers 0: the pass that reverts neither prunes the old container nor removes the failed one under it', () => {
+    const spec = makeSpec({ ...proxied, retainContainers: 0 });
+    const old = makeContainer(1, 'v1', { running: false, spec });
+    const failedNew = makeContainer(2, 'v2', { spec });
+    const observed: HostObservation[] = [{ host: 'h1', reachable: true, containers: [old, failedNew], route: { upstream: null, maintenance: null } }];
+    const p = plan(input({ desired: makeDesired(2, 'v2', { ...spec, hosts: ['h1'] }), record: failedRecord, observed }));
+    assert.deepEqual(p.actions, [{ type: 'revertHost', host: 'h1', containerId: old.id, containerName: 'web-r1', stopFirst: [failedNew.id] }]);
+  });
+
   it('the host goes back to the stable release\'s container, not to a newer stopped one', () => {
     const stable = makeContainer(1, 'v1', { running: false, createdAt: 1 });
     const newer = makeContainer(0, 'v0', { running: false, createdAt: 5 });
