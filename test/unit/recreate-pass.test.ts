@@ -32,7 +32,7 @@ interface Harness {
   release(version: string, opts?: { spec?: AppSpec; reason?: 'deploy' | 'rollback' }): Promise<AppStatus>;
   /** The versions of the app's running containers, per host. */
   running(): Record<string, string[]>;
-  /** Each start of an app container as `host:version`, and those that found another one running on their host. */
+  /** Each start of a stopped or created app container as `host:version`, and those that found another one running on their host. */
   starts: string[];
   violations: string[];
 }
@@ -52,6 +52,7 @@ function harness(): Harness {
       if (call.op !== 'startContainer' || call.app !== APP) return;
       const all = appContainers(call.host);
       const starting = all.find((c) => c.id === call.containerId);
+      if (starting?.state === 'running') return; // Docker's 304: a re-probe of a running container starts nothing
       starts.push(`${call.host}:${starting?.labels[LABELS.version]}`);
       const beside = all.filter((c) => c.state === 'running' && c.id !== call.containerId);
       if (beside.length > 0) violations.push(`${call.host}: ${starting?.name} started beside ${beside.map((c) => c.name).join(', ')}`);
