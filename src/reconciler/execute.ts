@@ -135,7 +135,8 @@ async function ensureImage(driver: HostDriver, ref: string): Promise<void> {
  */
 async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string> {
   const driver = ctx.driver(a.host);
-  ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}${a.stopFirst ? ' (recreate: the old container stops first)' : ''}` });
+  const stopping = a.stopFirst?.length ? ` (recreate: ${a.stopFirst.length} running container(s) stop first)` : '';
+  ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}${stopping}` });
   let toStop = a.stopFirst ?? [];
   const start = async (id: string) => {
     await retire(ctx, a.host, toStop, 'withdraw');
