@@ -160,6 +160,7 @@ describe('rollout.strategy recreate on real hosts: never two running', { skip, c
 
   // Before each test (node:test's beforeEach would also run for skipped ones).
   const begin = async () => {
+    sampler.violations.length = 0;
     since = Date.now();
     runningAtStart = await runningIds();
   };
@@ -176,6 +177,8 @@ describe('rollout.strategy recreate on real hosts: never two running', { skip, c
         const stopped = events.findIndex((e) => e.host === host && e.type === 'ContainerStopped');
         const started = events.findIndex((e) => e.host === host && e.type === 'ContainerStarted');
         assert.ok(stopped !== -1 && stopped < started, `${a} on ${host}: the old container stopped (${stopped}) before the new one started (${started})\n${await apps[a].story(r[a])}`);
+        const switched = events.find((e) => e.host === host && e.type === 'TrafficSwitched');
+        console.log(`# ${a} on ${host}: without the app for ${Date.parse(switched!.createdAt) - Date.parse(events[stopped]!.createdAt)} ms (stopped -> switched)`);
       }
     }
     assertNeverTwo('deploy v2');
