@@ -1,3 +1,4 @@
+import { rollbackSpec } from '../domain/app-spec.js';
 import type { AppStatus } from '../domain/release.js';
 import type { RolloutRecord } from '../domain/rollout.js';
 import { BerthError } from '../domain/errors.js';
@@ -144,7 +145,7 @@ function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Pla
       if (p.rollback) {
         const target = store.releases.getRelease(app, p.rollback.toRevision);
         if (!target) throw new BerthError('ROLLBACK_TARGET_MISSING', `release ${p.rollback.toRevision} of ${app} is gone`);
-        rollbackRevision = store.releases.createRelease({ app, version: target.version, spec: target.spec, reason: 'rollback', actor: 'controller' }).revision;
+        rollbackRevision = store.releases.createRelease({ app, version: target.version, spec: rollbackSpec(target.spec, desired.spec), reason: 'rollback', actor: 'controller' }).revision;
       }
       if (p.record?.state === 'complete') store.releases.markCompleted(app, p.record.revision, new Date(p.record.finishedAt ?? deps.now()));
       store.status.recordStep(app, {
