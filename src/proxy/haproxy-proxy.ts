@@ -26,12 +26,22 @@ import {
   type Slot,
 } from './haproxy-config.js';
 import { CADDY_ADMIN_SOCKET_NAME, MIGRATION_STATS_SOCKET_NAME, finishLeftovers, migrateFromCaddy, type MigrationContext } from './caddy-migration.js';
+import { Slots } from './slots.js';
 import type { ProxyStatus, RouteState, TrafficSwitch, Upstream } from './traffic.js';
 
 /** The proxy's `berth.app` label: not a valid app name, so it never collides with one. */
 export const PROXY_APP_LABEL = '_proxy';
 /** One runtime API exchange: local to the host, answered in well under a millisecond there (docs/design.md). */
 const RUNTIME_TIMEOUT_MS = 5_000;
+/**
+ * Master CLI connections berth holds open at once per host. HAProxy's master CLI serves 10
+ * (hard-coded); past them a connection waits for a slot or is refused (EAGAIN: 4 of 15
+ * concurrent `@1 show stat` on the test bed), and over SSH such an exchange hung past its
+ * 5 s deadline, which marked the host unreachable (the chaos run, seeds 906313 and
+ * 20261129). A pass reads 3 answers at once and several apps' passes share a host; 4 keep
+ * room for an operator's own `socat` and for another berth taking over.
+ */
+const MASTER_CLI_SLOTS = 4;
 /** A proxy just started or reloaded answers within ~100 ms here; this bounds a slow host. */
 const READY_TIMEOUT_MS = 15_000;
 const READY_POLL_MS = 100;
@@ -84,6 +94,7 @@ interface ProxyState {
  */
 export class HaproxyProxy implements TrafficSwitch {
   private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly cliSlots = new Map<string, Slots>();
   /** Hosts whose proxy containers were checked for a migration an earlier berth left half done (caddy-migration.ts). */
   private readonly settled = new Set<string>();
   /** The last `status` read per host: GET /v1/hosts (polled by `deploy --wait`) must not cost runtime calls each time. */
@@ -132,7 +143,14 @@ export class HaproxyProxy implements TrafficSwitch {
 
   /** One command on the master CLI; complete at its answer's blank line, not at the (later) close. */
   private exchange(host: string, line: string): Promise<string> {
-    return this.driver(host).unixCommand(this.masterSocket(host), line, RUNTIME_TIMEOUT_MS, { doneWhen: (received) => countAnswers(received) >= 1 });
+    return this.masterCli(host, line, { doneWhen: (received) => countAnswers(received) >= 1 });
+  }
+
+  /** Every connection to a host's master CLI goes through here: at most MASTER_CLI_SLOTS at once. */
+  private masterCli(host: string, line: string, opts: { doneWhen?: (received: string) => boolean } = {}): Promise<string> {
+    let slots = this.cliSlots.get(host);
+    if (!slots) this.cliSlots.set(host, (slots = new Slots(MASTER_CLI_SLOTS)));
+    return slots.run(() => this.driver(host).unixCommand(this.masterSocket(host), line, RUNTIME_TIMEOUT_MS, opts));
   }
 
   /** The proxy as it runs now, or null when its runtime API does not answer. */
@@ -308,7 +326,7 @@ export class HaproxyProxy implements TrafficSwitch {
     }
     await this.driver(host).putFiles(container.id, this.files(host, (names) => renderProxy(wanted, state.slots, maintenance, ADMIN_SOCKET, names)));
     // The master re-executes itself: the answer is the socket closing.
-    await this.driver(host).unixCommand(this.masterSocket(host), 'reload', RUNTIME_TIMEOUT_MS);
+    await this.masterCli(host, 'reload');
     this.o.log.info({ host, routes: wanted.map((r) => `${r.app} ${routeKey(r.route)}`) }, 'proxy routes changed: reloaded');
     return this.waitReady(host, wanted);
   }
