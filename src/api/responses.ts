@@ -61,6 +61,7 @@ const appDocumentSchema = {
       on_failure: text,
       max_failure_ratio: { type: 'number' },
       progress_deadline: text,
+      strategy: { type: 'string', enum: ['start-first', 'recreate'] },
     }),
     hooks: exact({ pre_deploy: strings, post_deploy: strings, timeout: text }),
     retain_containers: integer,

@@ -96,7 +96,7 @@ export function execContext(deps: ReconcilerDeps, app: string, desired: DesiredR
     // Their messages (hook output, health details) pass the redactor first.
     emit: (e) => {
       const message = redact(e.message);
-      store.events.appendEvent({ app, type: e.type, message, host: e.host ?? null, revision: desired.revision, actor: 'controller' });
+      store.observedTransaction(() => store.events.appendEvent({ app, type: e.type, message, host: e.host ?? null, revision: desired.revision, actor: 'controller' }));
       log.info({ app, host: e.host, revision: desired.revision, event: e.type }, message);
     },
     onHealthAttempt: (host, ok) => metrics.healthChecksTotal.inc({ app, host, result: ok ? 'pass' : 'fail' }),

@@ -137,9 +137,11 @@ export class Controller {
   private recordHostChange(host: string, up: boolean, error: string | null): void {
     const apps = this.o.store.apps.listApps().filter((a) => a.spec.hosts.includes(host));
     const message = up ? `host ${host} answers again` : `host ${host} is unreachable: ${error ?? 'no answer'}`;
-    for (const app of apps) {
-      this.o.store.events.appendEvent({ app: app.name, type: up ? 'HostRecovered' : 'HostUnreachable', message, host, revision: null, actor: 'controller' });
-    }
+    this.o.store.observedTransaction(() => {
+      for (const app of apps) {
+        this.o.store.events.appendEvent({ app: app.name, type: up ? 'HostRecovered' : 'HostUnreachable', message, host, revision: null, actor: 'controller' });
+      }
+    });
   }
 
   private enqueueHostApps(host: string): void {

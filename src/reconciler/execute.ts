@@ -160,14 +160,26 @@ async function ensureImage(driver: HostDriver, ref: string): Promise<void> {
   if (!(await driver.hasImage(ref))) await driver.pullImage(ref);
 }
 
-/** Start-first on one host: target running -> healthy -> traffic switched. */
+/**
+ * One host: target running -> healthy -> traffic switched. With `stopFirst` (recreate) the
+ * old containers are drained and stopped right before the target's first start: after the
+ * pull and the create, so the host's downtime is the new container's boot, and a release
+ * that cannot even create its container (a secret missing) has stopped nothing.
+ */
 async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string> {
   const driver = ctx.driver(a.host);
-  ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}` });
+  const stopping = a.stopFirst?.length ? ` (recreate: ${a.stopFirst.length} running container(s) stop first)` : '';
+  ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}${stopping}` });
+  let toStop = a.stopFirst ?? [];
+  const start = async (id: string) => {
+    await retire(ctx, a.host, toStop, 'withdraw');
+    toStop = [];
+    await driver.startContainer(id);
+  };
   const id = await at('start', async () => {
     if (a.existingContainerId) {
       try {
-        await driver.startContainer(a.existingContainerId);
+        await start(a.existingContainerId);
         return a.existingContainerId;
       } catch (err) {
         if (!(err instanceof HostError && err.code === HOST_ERROR_CODES.staleTask)) throw err;
@@ -190,12 +202,12 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
     let created: string | null = null;
     try {
       created = await create();
-      await driver.startContainer(created);
+      await start(created);
     } catch (err) {
       if (created && err instanceof HostError && err.code === HOST_ERROR_CODES.staleTask) {
         await driver.removeContainer(created);
         created = await create();
-        await driver.startContainer(created);
+        await start(created);
         return created;
       }
       // Image and network are looked up only when create (image) or start (network)
@@ -204,7 +216,7 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
       await at('pull', () => ensureImage(driver, imageOf(ctx)));
       await driver.ensureNetwork(NETWORK_NAME);
       created ??= await create();
-      await driver.startContainer(created);
+      await start(created);
     }
     return created;
   });
@@ -252,13 +264,17 @@ async function upstreamOf(driver: HostDriver, id: string, port: number): Promise
   return { containerId: id, ip: c.ip, port };
 }
 
-async function retire(ctx: ExecContext, host: string, ids: string[]): Promise<void> {
+/**
+ * Drains, then stops containers. `drain` for the ones the traffic has already left (a
+ * switch moved it); `withdraw` for ones it may still be on (recreate: nothing replaces them yet).
+ */
+async function retire(ctx: ExecContext, host: string, ids: string[], how: 'drain' | 'withdraw'): Promise<void> {
   const driver = ctx.driver(host);
   const { spec } = ctx.desired;
   await Promise.all(
     ids.map(async (id) => {
       const c = await driver.inspectContainer(id);
-      if (c?.ip) await ctx.traffic.drain(host, ctx.app, spec.proxy, { containerId: id, ip: c.ip, port: spec.port }, spec.proxy?.drainTimeoutMs ?? 0);
+      if (c?.ip) await ctx.traffic[how](host, ctx.app, spec.proxy, { containerId: id, ip: c.ip, port: spec.port }, spec.proxy?.drainTimeoutMs ?? 0);
       await driver.stopContainer(id, spec.stopTimeoutMs);
       ctx.emit({ type: 'ContainerStopped', host, message: `stopped ${c?.name ?? id.slice(0, 12)} (${c?.version ?? '?'})` });
     }),
@@ -319,7 +335,7 @@ async function executeOne(ctx: ExecContext, action: Action): Promise<ActionResul
       case 'updateHost':
         return { action, ok: true, containerId: await updateHost(ctx, action) };
       case 'retire':
-        await retire(ctx, action.host, action.containerIds);
+        await retire(ctx, action.host, action.containerIds, 'drain');
         return { action, ok: true };
       case 'remove':
         for (const id of action.containerIds) await ctx.driver(action.host).removeContainer(id);
@@ -327,6 +343,12 @@ async function executeOne(ctx: ExecContext, action: Action): Promise<ActionResul
         return { action, ok: true };
       case 'restoreTraffic':
         ctx.emit({ type: 'RouteLost', host: action.host, message: `the proxy on ${action.host} routes ${ctx.app} nowhere: putting its traffic back on ${action.containerName}` });
+        await healthyThenSwitch(ctx, action.host, action.containerId, action.containerName);
+        return { action, ok: true };
+      case 'revertHost':
+        await retire(ctx, action.host, action.stopFirst, 'withdraw');
+        await ctx.driver(action.host).startContainer(action.containerId);
+        ctx.emit({ type: 'HostReverted', host: action.host, message: `the new container on ${action.host} failed: started ${action.containerName} again` });
         await healthyThenSwitch(ctx, action.host, action.containerId, action.containerName);
         return { action, ok: true };
       case 'maintenance':

@@ -170,6 +170,25 @@ function restoreTrafficActions(input: PlanInput, views: HostView[], busy: Set<st
   return actions;
 }
 
+/**
+ * rollout.strategy: recreate stopped a failed host's old container before its new one
+ * failed, so nothing of the app runs there but, perhaps, the failed one. Whatever on_failure
+ * says (and while paused too, as a lost route is restored), the host goes back on the
+ * container it ran before, which start-first never stopped: the stable release's, else the
+ * newest stopped one; the failed one stops first. A host with nothing to go back to (its
+ * first release) stays as it is.
+ */
+function revertActions(input: PlanInput, views: HostView[], busy: Set<string>): Action[] {
+  const actions: Action[] = [];
+  for (const v of views) {
+    if (v.cls !== 'failed' || v.othersRunning.length > 0 || busy.has(v.host)) continue;
+    const previous = [...v.stopped].sort((a, b) => b.createdAt - a.createdAt || b.revision - a.revision);
+    const back = previous.find((c) => c.revision === input.stable?.revision) ?? previous[0];
+    if (back) actions.push({ type: 'revertHost', host: v.host, containerId: back.id, containerName: back.name, stopFirst: v.target?.running ? [v.target.id] : [] });
+  }
+  return actions;
+}
+
 /** Maintenance follows the app's flag on every host whose proxy already routes the app. */
 function maintenanceActions(input: PlanInput, busy: Set<string>): Action[] {
   return input.observed.flatMap((o): Action[] =>
@@ -363,6 +382,12 @@ export function plan(input: PlanInput): Plan {
     views = spec.hosts.map((h) => viewHost(h, byHost.get(h), desired, record!));
   }
 
+  if (spec.rollout.strategy === 'recreate') {
+    const reverts = revertActions(input, views, busy);
+    actions.push(...reverts);
+    for (const a of reverts) busy.add(a.host);
+  }
+
   const rollback = rollbackDecision(input, desired, record);
   if (rollback) {
     events.push({ type: 'RollbackStarted', message: `rolling the fleet back to revision ${rollback.toRevision} (${rollback.toVersion})` });
@@ -431,6 +456,9 @@ function nextRolloutStep(
     existingContainerId: v.target?.id ?? null,
     containerName: newContainerName(input.app, desired, v),
     pull: !v.target && !next.pulled.includes(v.host),
+    // Whatever runs now, as observed (not as recorded): after a crash anywhere in a step, the
+    // new container still never starts beside an old one.
+    ...(spec.rollout.strategy === 'recreate' ? { stopFirst: v.othersRunning.map((c) => c.id) } : {}),
   }));
   // Later batches' hosts pull while the first batch boots (its hosts pull inside updateHost).
   for (const v of toPull) if (!pending.includes(v)) actions.push({ type: 'pull', host: v.host });

@@ -512,6 +512,18 @@ describe('rollback', () => {
     assert.equal(again.revision, 4);
   });
 
+  test('the rollback release keeps the rollout strategy of the release it replaces: an app made recreate goes back without two running', async () => {
+    await seedApp(api, 'web', ['v1']);
+    await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc({ port: 4000, rollout: { strategy: 'recreate' } }) });
+    await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2' } });
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} });
+    assert.equal(res.statusCode, 202, res.body);
+    const r1 = api.store.releases.getRelease('web', 1)!;
+    assert.deepEqual(api.store.releases.getRelease('web', 3)!.spec, { ...r1.spec, rollout: { ...r1.spec.rollout, strategy: 'recreate' } });
+    const doc = json(await api.call({ method: 'GET', url: '/v1/apps/web' }));
+    assert.equal((doc.spec as { rollout: { strategy: string } }).rollout.strategy, 'recreate', 'GET shows the key');
+  });
+
   test('{} skips versions whose rollout never completed (a broken deploy is not "the previous release")', async () => {
     await seedApp(api, 'web', ['v1', 'v2']);
     for (const version of ['broken', 'v3']) await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version } });

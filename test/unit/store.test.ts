@@ -986,6 +986,53 @@ describe('history', () => {
   });
 });
 
+describe('observed writes (synchronous=NORMAL)', () => {
+  const SYNC = { NORMAL: 1, FULL: 2 };
+  const sync = (s: Store) => s.db.pragma('synchronous', { simple: true });
+
+  test('commit without an fsync, then FULL again for every other write, also after a throw', () => {
+    const s = openStore(join(tempDir(), 'b.db'));
+    assert.equal(sync(s), SYNC.FULL, 'the API\'s writes are fsync\'d');
+    assert.equal(s.observedTransaction(() => sync(s)), SYNC.NORMAL);
+    assert.equal(sync(s), SYNC.FULL);
+    assert.throws(() => s.observedTransaction(() => { throw new Error('boom'); }), /boom/);
+    assert.equal(sync(s), SYNC.FULL);
+    s.close();
+  });
+
+  test('inside a transaction it joins it, with its durability: a step that creates a rollback release is fsync\'d', () => {
+    const s = openStore(join(tempDir(), 'b.db'));
+    s.apps.upsertApp(spec('web'), 'a');
+    const seen = s.transaction(() => {
+      s.releases.createRelease({ app: 'web', version: 'v1', reason: 'rollback', actor: 'controller' });
+      return s.status.recordStep('web', { events: [{ type: 'RollbackStarted', message: 'm', host: null, revision: 1, actor: 'controller' }] }) && sync(s);
+    });
+    assert.equal(seen, SYNC.FULL);
+    assert.equal(s.events.listEvents('web', { limit: 10 }).at(-1)?.type, 'RollbackStarted');
+    s.close();
+  });
+
+  test('what the controller records is observed: recordStep and host status commit without an fsync', () => {
+    const s = openStore(join(tempDir(), 'b.db'));
+    s.apps.upsertApp(spec('web'), 'a');
+    const modes: number[] = [];
+    const pragma = s.db.pragma.bind(s.db);
+    const spy = mock.method(s.db, 'pragma', (src: string, o?: Database.PragmaOptions) => {
+      if (src.startsWith('synchronous =')) modes.push(src.endsWith('NORMAL') ? SYNC.NORMAL : SYNC.FULL);
+      return pragma(src, o);
+    });
+    try {
+      s.status.recordStep('web', { events: [{ type: 'X', message: 'm', host: null, revision: null, actor: 'controller' }] });
+      s.hostsStatus.upsert({ host: 'h1', up: true, lastError: null });
+      s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' });
+    } finally {
+      spy.mock.restore();
+    }
+    assert.deepEqual(modes, [SYNC.NORMAL, SYNC.FULL, SYNC.NORMAL, SYNC.FULL], 'two observed writes, each back to FULL; the release touches nothing');
+    s.close();
+  });
+});
+
 describe('status', () => {
   test('write/read round trip; unknown app is NotFound', () => {
     const s = memStore();

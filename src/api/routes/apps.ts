@@ -4,6 +4,7 @@ import { validateAppDocument } from '../../config/app.js';
 import { routeConflicts } from '../../config/routes.js';
 import { missingSecretIssues } from '../../secrets/app-secrets.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
+import { rollbackSpec } from '../../domain/app-spec.js';
 import { FAILURE_LOGS_EVENT, failureLogLines } from '../../domain/logs.js';
 import type { AppStatus } from '../../domain/release.js';
 import { DEFAULT_RELEASES_LIMIT, MAX_APPS_LIMIT, clampLimit, type StoredApp } from '../../store/index.js';
@@ -251,7 +252,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
         throw new ConflictError(`app "${app.name}" has no earlier version than ${current.version} whose rollout completed; name the version to roll back to`);
       }
       // The named version (with its spec) already desired: 200 with the current revision, nothing written.
-      const { release, unchanged } = deps.store.releases.createReleaseUnlessCurrent({ app: app.name, version: target.version, spec: target.spec, reason: 'rollback', actor: actorOf(req) });
+      const { release, unchanged } = deps.store.releases.createReleaseUnlessCurrent({ app: app.name, version: target.version, spec: rollbackSpec(target.spec, current.spec), reason: 'rollback', actor: actorOf(req) });
       if (unchanged) return reply.status(200).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, unchanged });
       deps.metrics.rollbacksTotal.inc({ app: app.name, reason: 'manual' });
       deps.controller.enqueue(app.name);
