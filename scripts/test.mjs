@@ -64,10 +64,12 @@ if (layers.some(needsBed)) {
 
 if (!failed && selected.length > 0) {
   console.error(`[berth] running ${selected.length} test files`);
-  // One runner invocation so its closing summary counts the whole suite.
+  // One runner invocation so its closing summary counts the whole suite. --test-force-exit:
+  // a file whose failed test left a handle open (a controller still running) ends when its
+  // tests have, instead of holding the suite until CI's time limit (seen once).
   const res = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...selected.map((t) => relative(root, t))],
+    ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', '--test-reporter=spec', ...selected.map((t) => relative(root, t))],
     { cwd: root, stdio: 'inherit' },
   );
   if (res.status !== 0) failed = true;

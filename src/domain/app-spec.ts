@@ -17,6 +17,14 @@ export type Parallelism = { kind: 'count'; value: number } | { kind: 'percent'; 
 
 export type FailurePolicy = 'rollback' | 'pause' | 'continue';
 
+/**
+ * How a host changes containers: `start-first` boots the new one beside the old and moves
+ * the traffic (no downtime); `recreate` drains and stops the old one before the new one
+ * starts, so the host never runs two (a database accessory, a scheduler that must never run
+ * twice), at the price of downtime on that host until the new one is healthy.
+ */
+export type RolloutStrategy = 'start-first' | 'recreate';
+
 export interface RolloutSpec {
   parallelism: Parallelism;
   delayMs: number;
@@ -24,6 +32,11 @@ export interface RolloutSpec {
   /** With on_failure=continue: the share of failed hosts (0..1) above which the rollout fails. */
   maxFailureRatio: number;
   progressDeadlineMs: number;
+  /**
+   * Absent = `start-first`. Set only for `recreate` (the validator leaves the default out),
+   * so specs stored before the key existed, and specs that do not set it, compare equal.
+   */
+  strategy?: RolloutStrategy;
 }
 
 export interface HooksSpec {
@@ -141,6 +154,20 @@ export interface AppSpec {
    * version, health-gated like any rollout (Kubernetes' restartedAt annotation).
    */
   restartedAt?: string;
+}
+
+/**
+ * The spec of a rollback release: the target release's (image settings, env, container
+ * settings: what a rollback restores) with the rollout strategy of the release it replaces,
+ * as Kubernetes' `rollout undo` restores a Deployment's pod template but not its strategy.
+ * The containers a rollback stops are the current release's: an app made `recreate` because
+ * two of it must never run stays `recreate` on its way back to a release from before.
+ */
+export function rollbackSpec(target: AppSpec, current: AppSpec): AppSpec {
+  const rollout: RolloutSpec = { ...target.rollout };
+  delete rollout.strategy;
+  if (current.rollout.strategy) rollout.strategy = current.rollout.strategy;
+  return { ...target, rollout };
 }
 
 /** What route checks and per-host proxy configs read of an app (the store reads only this much of each spec). */

@@ -26,12 +26,22 @@ import {
   type Slot,
 } from './haproxy-config.js';
 import { CADDY_ADMIN_SOCKET_NAME, MIGRATION_STATS_SOCKET_NAME, finishLeftovers, migrateFromCaddy, type MigrationContext } from './caddy-migration.js';
+import { Slots } from './slots.js';
 import type { ProxyStatus, RouteState, TrafficSwitch, Upstream } from './traffic.js';
 
 /** The proxy's `berth.app` label: not a valid app name, so it never collides with one. */
 export const PROXY_APP_LABEL = '_proxy';
 /** One runtime API exchange: local to the host, answered in well under a millisecond there (docs/design.md). */
 const RUNTIME_TIMEOUT_MS = 5_000;
+/**
+ * Master CLI connections berth holds open at once per host. HAProxy's master CLI serves 10
+ * (hard-coded); past them a connection waits for a slot or is refused (EAGAIN: 4 of 15
+ * concurrent `@1 show stat` on the test bed), and over SSH such an exchange hung past its
+ * 5 s deadline, which marked the host unreachable (the chaos run, seeds 906313 and
+ * 20261129). A pass reads 3 answers at once and several apps' passes share a host; 4 keep
+ * room for an operator's own `socat` and for another berth taking over.
+ */
+const MASTER_CLI_SLOTS = 4;
 /** A proxy just started or reloaded answers within ~100 ms here; this bounds a slow host. */
 const READY_TIMEOUT_MS = 15_000;
 const READY_POLL_MS = 100;
@@ -84,6 +94,7 @@ interface ProxyState {
  */
 export class HaproxyProxy implements TrafficSwitch {
   private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly cliSlots = new Map<string, Slots>();
   /** Hosts whose proxy containers were checked for a migration an earlier berth left half done (caddy-migration.ts). */
   private readonly settled = new Set<string>();
   /** The last `status` read per host: GET /v1/hosts (polled by `deploy --wait`) must not cost runtime calls each time. */
@@ -132,7 +143,14 @@ export class HaproxyProxy implements TrafficSwitch {
 
   /** One command on the master CLI; complete at its answer's blank line, not at the (later) close. */
   private exchange(host: string, line: string): Promise<string> {
-    return this.driver(host).unixCommand(this.masterSocket(host), line, RUNTIME_TIMEOUT_MS, { doneWhen: (received) => countAnswers(received) >= 1 });
+    return this.masterCli(host, line, { doneWhen: (received) => countAnswers(received) >= 1 });
+  }
+
+  /** Every connection to a host's master CLI goes through here: at most MASTER_CLI_SLOTS at once. */
+  private masterCli(host: string, line: string, opts: { doneWhen?: (received: string) => boolean } = {}): Promise<string> {
+    let slots = this.cliSlots.get(host);
+    if (!slots) this.cliSlots.set(host, (slots = new Slots(MASTER_CLI_SLOTS)));
+    return slots.run(() => this.driver(host).unixCommand(this.masterSocket(host), line, RUNTIME_TIMEOUT_MS, opts));
   }
 
   /** The proxy as it runs now, or null when its runtime API does not answer. */
@@ -308,7 +326,7 @@ export class HaproxyProxy implements TrafficSwitch {
     }
     await this.driver(host).putFiles(container.id, this.files(host, (names) => renderProxy(wanted, state.slots, maintenance, ADMIN_SOCKET, names)));
     // The master re-executes itself: the answer is the socket closing.
-    await this.driver(host).unixCommand(this.masterSocket(host), 'reload', RUNTIME_TIMEOUT_MS);
+    await this.masterCli(host, 'reload');
     this.o.log.info({ host, routes: wanted.map((r) => `${r.app} ${routeKey(r.route)}`) }, 'proxy routes changed: reloaded');
     return this.waitReady(host, wanted);
   }
@@ -337,7 +355,7 @@ export class HaproxyProxy implements TrafficSwitch {
   async drain(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream, timeoutMs: number): Promise<void> {
     if (!route) return;
     const addr = `${upstream.ip}:${upstream.port}`;
-    const slotOf = async () => (await this.readSlots(host))?.find((s) => s.backend === backendName(app) && s.addr === addr);
+    const slotOf = () => this.slotOf(host, app, addr);
     const deadline = Date.now() + timeoutMs;
     let inFlight = 0;
     let oldWorkers = 0;
@@ -356,6 +374,25 @@ export class HaproxyProxy implements TrafficSwitch {
       const slot = await slotOf();
       if (slot && slot.state === 'drain') await this.runtime(host, [`set server ${slot.backend}/${slot.server} state maint`]);
     });
+  }
+
+  /**
+   * rollout.strategy: recreate. `upstream` may be the server the app's traffic is on, and
+   * nothing takes its place: it goes to drain first (new requests get HAProxy's 503 "no server
+   * is available" until the new container is switched in), then it is drained as above.
+   */
+  async withdraw(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream, timeoutMs: number): Promise<void> {
+    if (!route) return;
+    await this.serial(host, async () => {
+      const slot = await this.slotOf(host, app, `${upstream.ip}:${upstream.port}`);
+      if (slot?.state === 'ready') await this.runtime(host, [`set server ${slot.backend}/${slot.server} state drain`]);
+    });
+    await this.drain(host, app, route, upstream, timeoutMs);
+  }
+
+  /** The app's server slot holding `addr` (`ip:port`), if any. */
+  private async slotOf(host: string, app: string, addr: string): Promise<Slot | undefined> {
+    return (await this.readSlots(host))?.find((s) => s.backend === backendName(app) && s.addr === addr);
   }
 
   /**

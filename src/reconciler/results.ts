@@ -43,6 +43,7 @@ export function applyResults(record: RolloutRecord, results: ActionResult[], now
           reason: r.stage === 'health' ? 'HealthCheckFailed' : 'StartFailed',
           message: attempts > 1 ? `${r.message} (after ${attempts} attempts)` : r.message,
           at: now,
+          ...(r.logs ? { logs: r.logs } : {}),
         };
       }
     }

@@ -205,6 +205,11 @@ describe('malformed configs: every one rejected with the exact issue', () => {
       errors: ['apps.web.rollout.on_failure: expected one of rollback, pause, continue, got "explode"'],
     },
     {
+      name: 'strategy not a strategy',
+      yaml: web('    rollout: { strategy: blue-green }\n'),
+      errors: ['apps.web.rollout.strategy: expected one of start-first, recreate, got "blue-green"'],
+    },
+    {
       name: 'max_failure_ratio above 1',
       yaml: web('    rollout: { max_failure_ratio: 1.5 }\n'),
       errors: ['apps.web.rollout.max_failure_ratio: expected a number from 0 to 1, got 1.5'],
@@ -1127,6 +1132,15 @@ describe('app documents from the API', () => {
     assert.equal(appDocument(limited).history_limit, 20);
     assert.equal('history_limit' in appDocument(WEB), false);
     assert.deepEqual(validateAppDocument('web', appDocument(limited), known), limited);
+    // rollout.strategy: the document always says it; the spec holds only recreate, so an app
+    // that says start-first is the same spec as one from before the key existed.
+    assert.equal(doc.rollout.strategy, 'start-first');
+    const strategy = (value: string) => validateAppDocument('web', { image: 'web', hosts: ['h1'], rollout: { strategy: value } }, known).rollout.strategy;
+    assert.equal(strategy('start-first'), undefined);
+    assert.equal(strategy('recreate'), 'recreate');
+    const recreate: AppSpec = { ...WEB, rollout: { ...WEB.rollout, strategy: 'recreate' } };
+    assert.equal(appDocument(recreate).rollout.strategy, 'recreate');
+    assert.deepEqual(validateAppDocument('web', JSON.parse(JSON.stringify(appDocument(recreate))), known), recreate);
   });
 });
 

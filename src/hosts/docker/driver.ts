@@ -19,6 +19,8 @@ import {
   type HostInfo,
   type HostOperation,
   type HttpResult,
+  type LogOptions,
+  type LogStream,
   type ObservedContainer,
   type RunOnceOptions,
   type RunOnceResult,
@@ -30,6 +32,7 @@ import { unixCommand } from '../unix-command.js';
 import { createBody, fromInspect, fromListed, type RawInspect, type RawListed } from './container-json.js';
 import { DEFAULT_RESUBSCRIBE_BACKOFF_MAX_MS, DockerEventWatcher, type EventsHost } from './events.js';
 import { dial, jsonLines, type DialArgs } from './framing.js';
+import { logLines, logsQuery } from './logs.js';
 import { runOneOff, type OneOffHost } from './run-once.js';
 import { localTransport, sshTransport, type Transport, type TransportOptions } from './transport.js';
 
@@ -430,6 +433,14 @@ export class DockerHostDriver implements HostDriver {
 
   runOnce(o: RunOnceOptions): Promise<RunOnceResult> {
     return this.call('run_once', `run once ${o.name}`, () => runOneOff(this.oneOffHost, o), o.timeoutMs + RUN_ONCE_EXTRA_CALLS * this.timeoutMs);
+  }
+
+  containerLogs(id: string, opts: LogOptions): Promise<LogStream> {
+    const what = `logs of container ${short(id)}`;
+    return this.call('logs', what, async (signal) => {
+      const res = await this.dial<Readable>({ method: 'GET', path: `/containers/${encodeURIComponent(id)}/logs`, query: logsQuery(opts), ok: [200], stream: true, signal });
+      return logLines(res, this.name, what);
+    });
   }
 
   watchEvents(onEvent: (e: DockerEvent) => void): () => void {
