@@ -65,7 +65,10 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
     const results = await executeActions(execContext(deps, app, desired, wanted.secrets), p.actions);
     for (const r of results) if (!r.ok && r.unreachable) deps.reachability.report(r.action.host, false, r.message);
     const next = applyResults(p.record!, results, deps.now());
-    store.status.recordStep(app, { rollout: { revision: next.revision, state: next } });
+    // A failed pull or hook ends the release here, not in the planner: its RolloutFailed event is written here too.
+    const failedNow = next.state === 'failed' && p.record!.state !== 'failed' && next.failure !== null;
+    const events = failedNow ? [{ type: 'RolloutFailed', message: next.failure!.message, host: null, revision: desired.revision, actor: 'controller' }] : [];
+    store.status.recordStep(app, { rollout: { revision: next.revision, state: next }, events });
     observeFinish(deps, app, desired, p.record!, next);
     again = results.some(untrackedFailure) ? UNTRACKED_STEP_RETRY_MS : 0;
   }
