@@ -405,6 +405,27 @@ describe('applyResults', () => {
     assert.match(r.hosts.h1?.step === 'failed' ? r.hosts.h1.message : '', /after 5 attempts/);
   });
 
+  it('repair after completion never fails a host (its serving container would be removed): retried, backing off to 30 s, whatever failed', () => {
+    const done = record({ state: 'complete', finishedAt: NOW - 1000 });
+    const failures = [
+      { stage: 'switch' as const, code: 'PROXY_NOT_READY' as const },
+      { stage: 'health' as const, code: 'HEALTH_CHECK_FAILED' as const },
+      { stage: 'start' as const, code: 'CONTAINER_NOT_RUNNING' as const },
+      { stage: 'pull' as const, code: 'IMAGE_PULL_FAILED' as const },
+    ];
+    for (const f of failures) {
+      let r = done;
+      const delays: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const at = NOW + 100_000 * (i + 1);
+        r = applyResults(r, [{ action: upd, ok: false, ...f, message: 'x', unreachable: false }], at);
+        delays.push(r.hosts.h1?.step === 'retrying' ? r.hosts.h1.notBefore - at : -1);
+      }
+      assert.equal(r.state, 'complete', f.code);
+      assert.deepEqual(delays, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000], f.code);
+    }
+  });
+
   it("a start failure that is the release's own fails the host at once (the container exits, a secret is missing)", () => {
     for (const code of ['CONTAINER_NOT_RUNNING', 'SECRET_MISSING'] as const) {
       const r = applyResults(record(), [{ action: upd, ok: false, stage: 'start', code, message: 'x', unreachable: false }], NOW);
