@@ -250,8 +250,10 @@ describe('rollout settings on 3 real hosts, through a real daemon', { skip, conc
       if (ok) kept = Object.fromEntries(HOSTS.map((h) => [h, cs[h]!.find((c) => c.version === 'v2')!.id]));
       return ok ? true : null;
     }, { timeoutMs: 20_000, pollMs: 200 });
-    const pruned = (await pr.events()).filter((e) => e.type === 'ContainersPruned');
-    assert.deepEqual([...new Set(hostsOf(pruned))].sort(), HOSTS, 'pruned on every host');
+    // The event follows the removal's answer: a listing can see the container gone first (seen on h3 in CI).
+    const prunedOn = async () => [...new Set(hostsOf((await pr.events()).filter((e) => e.type === 'ContainersPruned')))].sort();
+    await waitUntil('a ContainersPruned event on every host', async () => ((await prunedOn()).length === HOSTS.length ? true : null), { timeoutMs: 5_000, pollMs: 100 }).catch(() => undefined);
+    assert.deepEqual(await prunedOn(), HOSTS, 'pruned on every host');
 
     const res = await daemon.request<{ revision: number }>('POST', '/v1/apps/pr/rollback', { version: 'v2' });
     assert.equal(res.status, 202);
