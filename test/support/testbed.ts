@@ -157,10 +157,14 @@ export function localSpecFor(h: TestbedHost): HostSpec {
   return spec;
 }
 
+function runTestbed(args: string[]) {
+  const script = new URL('../hosts/testbed', import.meta.url).pathname;
+  return spawnSync('bash', [script, ...args], { encoding: 'utf8', env: { ...process.env, BERTH_TESTBED_DIR: testbedDir() } });
+}
+
 /** Runs `test/hosts/testbed ARGS...` (e.g. netdown h3); throws on failure. */
 export function testbedCommand(...args: string[]): string {
-  const script = new URL('../hosts/testbed', import.meta.url).pathname;
-  const res = spawnSync('bash', [script, ...args], { encoding: 'utf8', env: { ...process.env, BERTH_TESTBED_DIR: testbedDir() } });
+  const res = runTestbed(args);
   if (res.status !== 0) throw new Error(`testbed ${args.join(' ')} failed (${res.status}): ${res.stderr || res.stdout}`);
   return `${res.stdout}${res.stderr}`;
 }
@@ -178,6 +182,22 @@ export function testbedCommandAsync(...args: string[]): Promise<string> {
       else resolve(`${stdout}${stderr}`);
     });
   });
+}
+
+/**
+ * What each host's `berth` network holds, for a failure message: every endpoint's
+ * container and address, and the bridge routes of the host's namespace. A health check
+ * refused on a container that runs (CI5: every new container on h2 refused, test after
+ * test) leaves this to tell an address two endpoints share from a container not listening.
+ */
+export function bedNetworkView(bed: Testbed): string {
+  return bed.hosts
+    .map((h) => {
+      const endpoints = runTestbed(['exec', h.name, 'network', 'inspect', 'berth', '--format', '{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}']);
+      const routes = spawnSync('ip', ['-n', h.netns, '-4', 'route'], { encoding: 'utf8' });
+      return `${h.name} network berth: ${(endpoints.stdout || endpoints.stderr).trim()}\n${h.name} routes: ${(routes.stdout || routes.stderr).trim().replace(/\n/g, '; ')}`;
+    })
+    .join('\n');
 }
 
 /** `image:tag` of the bed's test app. */
