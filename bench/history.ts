@@ -124,7 +124,7 @@ function fillApp(store: Store, i: number, releases: number): void {
       phase: 'Complete',
       observedRevision: newest.revision,
       conditions: [{ type: 'Progressing', status: 'False', reason: 'Complete', message: `revision ${newest.revision} serves on 3/3 hosts`, lastTransitionTime: newest.createdAt }],
-      hosts: ['h1', 'h2', 'h3'].map((host, k) => ({ host, version: newest.version, revision: newest.revision, containerId: `c${i}-${k}`, health: 'healthy' as const, lastError: null })),
+      hosts: ['h1', 'h2', 'h3'].map((host, k) => ({ host, version: newest.version, revision: newest.revision, containerId: `c${i}-${k}`, health: 'healthy' as const, lastError: null, lastLogs: null })),
       updatedAt: '',
     });
   });
@@ -160,6 +160,9 @@ const noController: ControllerHandle = {
   enqueue: () => undefined,
   isRunning: () => true,
   exec: () => Promise.reject(new Error('no hosts in this bench')),
+  logs: () => {
+    throw new Error('no hosts in this bench');
+  },
 };
 
 async function measureRequests(store: Store, label: string): Promise<RequestResult[]> {

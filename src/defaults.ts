@@ -12,3 +12,10 @@ export function tokenFilePath(dbPath: string): string {
 export function secretsDirPath(dbPath: string): string {
   return join(dirname(resolve(dbPath)), 'secrets');
 }
+
+/** Registry passwords (`registries:`, src/secrets/registry-credentials.ts): one file for the daemon, next to the database. */
+export const REGISTRIES_FILE = 'registries.env';
+
+export function registriesFilePath(dbPath: string): string {
+  return join(dirname(resolve(dbPath)), REGISTRIES_FILE);
+}

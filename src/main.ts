@@ -20,8 +20,9 @@ import { AcmeIssuer } from './tls/acme-issuer.js';
 import { CertificateManager } from './tls/manager.js';
 import { openStore, type Store, type UpsertChange } from './store/index.js';
 import { BERTH_VERSION } from './version.js';
-import { DEFAULTS, secretsDirPath, tokenFilePath } from './defaults.js';
+import { DEFAULTS, registriesFilePath, secretsDirPath, tokenFilePath } from './defaults.js';
 import { AppSecretFiles, missingSecretIssues } from './secrets/app-secrets.js';
+import { RegistryCredentials } from './secrets/registry-credentials.js';
 import { ensurePrivateDir, octal } from './store/files.js';
 
 const SHUTDOWN_DEADLINE_MS = 25_000;
@@ -63,9 +64,13 @@ function openSecrets(dbPath: string, log: Logger): AppSecretFiles {
   return new AppSecretFiles(dir);
 }
 
-/** Every secret the file's apps name is in its app's file (at start and at a reload): a missing one is a config error, naming the file. */
-function checkSecrets(apps: Iterable<AppSpec>, secrets: AppSecretFiles): void {
+/**
+ * Every secret the file's apps name is in its app's file, and every registry password in the
+ * registries file (at start and at a reload): a missing one is a config error, naming the file.
+ */
+function checkSecrets(apps: Iterable<AppSpec>, registrySpecs: BerthConfig['registries'], secrets: AppSecretFiles, registries: RegistryCredentials): void {
   const issues = [...apps].flatMap((spec) => missingSecretIssues(spec, secrets, keyPath('apps', spec.name)));
+  issues.push(...registries.missingPasswordIssues(registrySpecs));
   if (issues.length > 0) throw new ConfigError(issues);
 }
 
@@ -101,7 +106,9 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
   });
   try {
     const secrets = openSecrets(dbPath, log);
-    checkSecrets(Object.values(config.apps), secrets);
+    // The running config's registries, read at every pull: a reload applies them to the next one.
+    const registries = new RegistryCredentials(registriesFilePath(dbPath), () => running.registries);
+    checkSecrets(Object.values(config.apps), config.registries, secrets, registries);
     syncConfigApps(store, Object.values(config.apps), log);
     const token = ensureToken(config, dbPath, log);
     // Plain HTTP off loopback, and open_reads only on loopback (src/config/api.ts).
@@ -111,7 +118,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
     const drivers = new Map<string, HostDriver>(
       Object.values(config.hosts).map((spec) => [
         spec.name,
-        createHostDriver(spec, log, { onOperation: metrics.hostOperationObserver(spec.name) }),
+        createHostDriver(spec, log, { onOperation: metrics.hostOperationObserver(spec.name), registryAuth: (ref) => registries.authFor(ref) }),
       ]),
     );
     const traffic = new HaproxyProxy({
@@ -137,13 +144,13 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       const next = applyEnv(loadConfig(configPath), env);
       const stored = new Map(store.apps.listApps().map((a) => [a.name, { spec: a.spec, deleting: a.deletingSince !== null }]));
       const plan = planReload(running, next, stored);
-      checkSecrets(plan.apps, secrets);
+      checkSecrets(plan.apps, next.registries, secrets, registries);
       const apps = syncConfigApps(store, plan.apps, log);
-      running = { ...running, apps: next.apps, allowHostAccess: next.allowHostAccess };
+      running = { ...running, apps: next.apps, allowHostAccess: next.allowHostAccess, registries: next.registries };
       for (const [name, change] of Object.entries(apps)) if (change !== 'unchanged') controller.enqueue(name);
       for (const name of plan.undeclared) log.warn({ app: name }, 'app no longer declared in the config file: it keeps running, managed through the API (berth remove deletes it)');
       for (const section of plan.restartRequired) log.warn({ section }, 'config section changed: it applies at the next start of berth');
-      log.info({ config: configPath, apps }, 'config reloaded');
+      log.info({ config: configPath, apps, registries: Object.keys(next.registries) }, 'config reloaded');
       return { apps, undeclared: plan.undeclared, restartRequired: plan.restartRequired };
     };
     const configFile: ConfigFileHandle = { path: resolve(configPath), declares: (name) => Object.hasOwn(running.apps, name), reload };

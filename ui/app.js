@@ -279,6 +279,11 @@ class AppState {
     this.failure.replaceChildren(
       h('p', {}, `${f.reason}${f.revision != null ? ` · revision ${f.revision}` : ''} · ${when(f.at)}`),
       h('pre', { class: 'probe-output', 'aria-label': `Failure message and probe output of ${this.name}` }, f.message),
+      // The failed containers' last log lines (secret values redacted by the daemon).
+      ...(f.logs ?? []).flatMap((l) => [
+        h('p', {}, l.lines.length > 0 ? `${l.host}: the last ${l.lines.length} log lines of its failed container` : `${l.host}: its failed container wrote no log line`),
+        ...(l.lines.length > 0 ? [h('pre', { class: 'failed-logs', 'aria-label': `Last log lines of ${this.name}'s failed container on ${l.host}` }, l.lines.join('\n'))] : []),
+      ]),
     );
   }
 

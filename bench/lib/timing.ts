@@ -11,6 +11,8 @@ import type {
   HostDriver,
   HostInfo,
   HttpResult,
+  LogOptions,
+  LogStream,
   ObservedContainer,
   RunOnceResult,
 } from '../../src/hosts/host-driver.js';
@@ -143,6 +145,9 @@ export class TimedDriver implements HostDriver {
   }
   runOnce(opts: Parameters<HostDriver['runOnce']>[0]): Promise<RunOnceResult> {
     return this.t('runOnce', () => this.inner.runOnce(opts));
+  }
+  containerLogs(id: string, opts: LogOptions): Promise<LogStream> {
+    return this.t('containerLogs', () => this.inner.containerLogs(id, opts), () => id.slice(0, 12));
   }
   watchEvents(onEvent: (e: DockerEvent) => void): () => void {
     return this.inner.watchEvents(onEvent);

@@ -3,15 +3,18 @@ import type { Logger } from 'pino';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { ProxyStatus } from '../proxy/traffic.js';
 import type { AppPolicy } from '../config/container.js';
+import type { AppLogs, AppLogsRequest } from '../reconciler/app-logs.js';
 import type { AppSecretFiles } from '../secrets/app-secrets.js';
 import type { Store, UpsertChange } from '../store/index.js';
 import type { EventStreamLimits } from './routes/events.js';
 
-/** What the controller offers the API: a nudge, a liveness answer and one-off commands. */
+/** What the controller offers the API: a nudge, a liveness answer, one-off commands and the apps' logs. */
 export interface ControllerHandle {
   enqueue(app: string): void;
   isRunning(): boolean;
   exec(app: string, command: string, host?: string): Promise<ExecResult>;
+  /** The app's container logs, merged from its hosts (src/reconciler/app-logs.ts); throws before any line when they cannot be had. */
+  logs(app: string, req: AppLogsRequest): AppLogs;
 }
 
 export interface ExecResult {

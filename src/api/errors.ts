@@ -14,6 +14,13 @@ export class UnprocessableError extends BerthError {
   }
 }
 
+/** A request its schema lets through whose value still means nothing (a `since` that is no duration or date): 400. */
+export class InvalidRequestError extends BerthError {
+  constructor(message: string) {
+    super('INVALID_REQUEST', message);
+  }
+}
+
 /** Body of every 4xx/5xx: a stable code and a message a person can act on. */
 export interface ErrorBody {
   error: string;
@@ -24,6 +31,7 @@ export interface ErrorBody {
 
 function statusOf(err: unknown): number {
   if (err instanceof ConfigError || err instanceof UnprocessableError) return 422;
+  if (err instanceof InvalidRequestError) return 400;
   if (err instanceof NotFoundError) return 404;
   // `berth exec` of an app whose secrets file lacks a value (or cannot be used): the app's state, said with the file.
   if (err instanceof ConflictError || err instanceof SecretMissingError || err instanceof SecretsFileError) return 409;

@@ -61,6 +61,7 @@ const appDocumentSchema = {
       on_failure: text,
       max_failure_ratio: { type: 'number' },
       progress_deadline: text,
+      strategy: { type: 'string', enum: ['start-first', 'recreate'] },
     }),
     hooks: exact({ pre_deploy: strings, post_deploy: strings, timeout: text }),
     retain_containers: integer,
@@ -113,6 +114,7 @@ const appStatusSchema = exact(
         containerId: orNull(text),
         health: { type: 'string', enum: ['healthy', 'unhealthy', 'unknown'] },
         lastError: orNull(text),
+        lastLogs: { ...orNull(strings), description: 'the last log lines of the container that failed on this host in the current rollout, secret values redacted; null when none did' },
       }),
     },
     updatedAt: timestamp,
@@ -130,7 +132,22 @@ export const appSchema = exact({
   spec: appDocumentSchema,
   desired: orNull(exact({ revision: integer, version: text, reason: releaseReason, actor: text, createdAt: timestamp }, 'The newest release; null before the first')),
   status: orNull(appStatusSchema),
-  lastFailure: orNull(exact({ reason: text, message: text, revision: orNull(integer), at: timestamp }, 'The newest rollout failure with its message (a health check carries the last probe answer)')),
+  lastFailure: orNull(
+    exact(
+      {
+        reason: text,
+        message: text,
+        revision: orNull(integer),
+        at: timestamp,
+        logs: {
+          type: 'array',
+          description: 'per host, the last log lines of the container of that revision that failed there (its health check, or it stopped running), secret values redacted',
+          items: exact({ host: text, lines: strings }),
+        },
+      },
+      'The newest rollout failure with its message (a health check carries the last probe answer) and the failed containers\' last log lines',
+    ),
+  ),
   updatedAt: timestamp,
 });
 
@@ -192,6 +209,28 @@ export const eventPageSchema = exact({
   next: { type: ['integer', 'null'], description: 'pass as ?after= for the next page; null on the last one' },
 });
 
+/** src/domain/logs.ts, AppLogLine: the data of a log stream's `line` frame. */
+export const logLineSchema = exact({
+  host: text,
+  container: { type: 'string', description: "the container's name, e.g. web-r4" },
+  stream: { type: 'string', enum: ['stdout', 'stderr'] },
+  time: { ...orNull(text), description: "Docker's timestamp (RFC 3339, nanoseconds, UTC)" },
+  text: { type: 'string', description: 'the line without its newline, secret values redacted; a line over 16 KiB is cut there and ends in …' },
+});
+
+/** src/domain/logs.ts, AppLogHostState: the data of a log stream's `host` frame. */
+export const logHostStateSchema = exact({
+  host: text,
+  state: {
+    type: 'string',
+    enum: ['attached', 'detached', 'none', 'error'],
+    description: "attached: the container's lines follow; detached: it stopped (a followed stream goes on with the app's next container); none: no container of the app there; error: the host could not be read (the other hosts go on)",
+  },
+  container: orNull(text),
+  message: text,
+  code: { ...orNull(text), description: 'for error: its stable code (HOST_UNREACHABLE, ...)' },
+});
+
 /** src/proxy/traffic.ts, ProxyStatus. */
 const proxyStatusSchema = exact(
   {
@@ -238,6 +277,8 @@ export const namedSchemas: ReadonlyMap<object, string> = new Map<object, string>
   [releaseSchema, 'Release'],
   [eventSchema, 'Event'],
   [execResultSchema, 'ExecResult'],
+  [logLineSchema, 'LogLine'],
+  [logHostStateSchema, 'LogHostState'],
 ]);
 
 /** The answer of a route whose app (or the release named) does not exist. */

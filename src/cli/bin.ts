@@ -2,7 +2,8 @@
 import type { AppStatus, BerthEvent } from '../domain/release.js';
 import { BerthError, ConfigError } from '../domain/errors.js';
 import { MAX_LIMIT } from '../store/limits.js';
-import { formatDuration, parseDuration } from '../config/duration.js';
+import { formatDuration, parseDuration, parseSince } from '../config/duration.js';
+import { DEFAULT_LOG_TAIL, MAX_LOG_TAIL } from '../domain/logs.js';
 import { parseArgs as nodeParseArgs } from 'node:util';
 import { BERTH_VERSION } from '../version.js';
 import { BerthClient } from './client.js';
@@ -31,6 +32,8 @@ Usage:
                                         proxies answer 503 with M / route traffic again
   berth history APP                     releases, newest first
   berth events APP [--follow]           audit events; --follow streams them live
+  berth logs APP [--host H] [--since D] [--tail N] [-f]
+                                        the app's container logs from every host, each line after its host
   berth -v | --version                  print the version
   berth --help | berth COMMAND --help   this help / one command's usage
 
@@ -108,6 +111,19 @@ const COMMANDS: Record<string, CommandSpec> = {
   live: { usage: 'berth live APP [--json]\n  proxies route traffic again', args: app1, options: JSON_OPT },
   history: { usage: 'berth history APP [--json]\n  releases, newest first', args: app1, options: JSON_OPT },
   events: { usage: 'berth events APP [--follow] [--json]\n  audit events; --follow streams them live', args: app1, options: { ...JSON_OPT, follow: { type: 'boolean' } } },
+  logs: {
+    usage: [
+      'berth logs APP [--host H] [--since D] [--tail N] [-f | --follow] [--json]',
+      "  the logs of the container serving APP on every host (or --host H), merged by time, each line after its host (secret values redacted)",
+      `  --since D: only lines after D, a duration before now (10m, 1h30m) or an RFC 3339 time (2026-11-29T09:30:00Z)`,
+      `  --tail N: lines per host first (0 to ${MAX_LOG_TAIL}, default ${DEFAULT_LOG_TAIL})`,
+      "  -f, --follow: then new lines as they are written, across the app's next containers, until interrupted",
+      '  A host that cannot be read is said on stderr; the others go on. Exit: 0; 1 when a host could not be read (without --follow) or an API error.',
+      '  --json: one JSON object per line: {"type":"line",host,container,stream,time,text} or {"type":"host",host,state,container,message,code}.',
+    ].join('\n'),
+    args: app1,
+    options: { ...JSON_OPT, host: { type: 'string' }, since: { type: 'string' }, tail: { type: 'string' }, follow: { type: 'boolean', short: 'f' } },
+  },
 };
 
 const HELP_OPTION: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' } };
@@ -188,7 +204,7 @@ function parseCommand(command: string, spec: CommandSpec, argv: string[]): Parse
   return { positional, values, rest: sep === -1 ? null : argv.slice(sep + 1) };
 }
 
-type Failure = { reason: string; message: string; revision: number | null; at: string };
+type Failure = { reason: string; message: string; revision: number | null; at: string; logs?: Array<{ host: string; lines: string[] }> };
 type AppView = {
   name: string;
   paused: boolean;
@@ -236,6 +252,14 @@ function printStatus(app: AppView): void {
   }
   const f = app.lastFailure;
   if (f) console.log(`  last failure: ${f.reason}${f.revision !== null ? ` (revision ${f.revision})` : ''} ${ago(f.at)}: ${f.message}`);
+  // A failed container's last words: the status's while its rollout is current, else the last failure's (rolled back since).
+  const logs = new Map<string, string[]>();
+  for (const h of s?.hosts ?? []) if (h.lastLogs) logs.set(h.host, h.lastLogs);
+  for (const l of f?.logs ?? []) if (!logs.has(l.host)) logs.set(l.host, l.lines);
+  for (const [host, lines] of logs) {
+    console.log(lines.length > 0 ? `  ${host}: the last ${lines.length} log lines of its failed container:` : `  ${host}: its failed container wrote no log line`);
+    for (const line of lines) console.log(`    | ${line}`);
+  }
 }
 
 function printEvent(e: BerthEvent): void {
@@ -512,6 +536,28 @@ async function main(argv: string[]): Promise<number> {
       const { releases } = await client.request<{ releases: Array<{ revision: number; version: string; reason: string; actor: string; createdAt: string }> }>('GET', `/v1/apps/${needApp()}/releases`);
       out({ releases }, () => console.log(table(['REV', 'VERSION', 'REASON', 'ACTOR', 'CREATED'], releases.map((r) => [r.revision, r.version, r.reason, r.actor, ago(r.createdAt)]))));
       return 0;
+    }
+    case 'logs': {
+      const since = flags.get('since');
+      if (since !== undefined && parseSince(since, Date.now()) === null) throw usage(`--since "${since}" is neither a duration like 10m nor an RFC 3339 time like 2026-11-29T09:30:00Z`, 'logs');
+      const tailArg = flags.get('tail');
+      const tail = tailArg === undefined ? undefined : /^\d{1,5}$/.test(tailArg) ? Number(tailArg) : NaN;
+      if (tail !== undefined && !(tail <= MAX_LOG_TAIL)) throw usage(`--tail "${tailArg}" is not a number of lines from 0 to ${MAX_LOG_TAIL}`, 'logs');
+      const host = flags.get('host');
+      let failed = false;
+      let width = 0;
+      await client.logs(
+        rest[0]!,
+        { follow: flags.has('follow'), ...(host !== undefined ? { host } : {}), ...(since !== undefined ? { since } : {}), ...(tail !== undefined ? { tail } : {}) },
+        (item) => {
+          if (item.type === 'host' && item.state === 'error') failed = true;
+          if (json) return console.log(JSON.stringify(item));
+          width = Math.max(width, item.host.length);
+          if (item.type === 'line') process.stdout.write(`${item.host.padEnd(width)} | ${item.text}\n`);
+          else console.error(`${item.host}: ${item.state}: ${item.message}`);
+        },
+      );
+      return failed ? EXIT.failed : EXIT.ok;
     }
     case 'events': {
       const app = needApp();

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { DEFAULTS, tokenFilePath } from '../defaults.js';
+import { MAX_LOG_TAIL, type AppLogItem } from '../domain/logs.js';
 import type { BerthEvent } from '../domain/release.js';
 import { ApiError } from './errors.js';
 
@@ -106,44 +107,110 @@ export class BerthClient {
   /** Follows the app's SSE stream from `afterId`; stops when `onEvent` returns true or the signal aborts. */
   async follow(app: string, afterId: number, onEvent: (e: BerthEvent) => boolean | void, signal?: AbortSignal): Promise<void> {
     let last = afterId;
-    // Until the first connection works, failing is an answer (wrong URL, daemon down,
-    // wrong token); after that, a dropped stream is the daemon restarting: reconnect.
+    await this.sse(
+      () => ({ path: `/v1/apps/${encodeURIComponent(app)}/events`, headers: { accept: 'text/event-stream', 'last-event-id': String(last) } }),
+      (frame) => {
+        const e = JSON.parse(frame.data) as BerthEvent;
+        last = e.id;
+        return onEvent(e);
+      },
+      { reconnect: true, ...(signal ? { signal } : {}) },
+    );
+  }
+
+  /**
+   * The app's logs (GET /v1/apps/:app/logs) with `query`, each item to `onItem`. Followed,
+   * a dropped stream (the daemon restarted) is asked again for what came after the newest
+   * line seen, and lines a host sent before are not repeated.
+   */
+  async logs(app: string, query: { host?: string; since?: string; tail?: number; follow: boolean }, onItem: (item: AppLogItem) => void, signal?: AbortSignal): Promise<void> {
+    /** Per host, the timestamp of the last line passed on (Docker's fixed-width RFC 3339: they sort as text). */
+    const seen = new Map<string, string>();
+    await this.sse(
+      () => {
+        const q = new URLSearchParams();
+        if (query.host !== undefined) q.set('host', query.host);
+        if (query.follow) q.set('follow', 'true');
+        const times = [...seen.values()].sort();
+        if (times.length > 0) {
+          // Again after a drop: everything since the host that is furthest behind; the rest is dropped below.
+          q.set('since', new Date(Date.parse(times[0]!)).toISOString());
+          q.set('tail', String(MAX_LOG_TAIL));
+        } else {
+          if (query.since !== undefined) q.set('since', query.since);
+          if (query.tail !== undefined) q.set('tail', String(query.tail));
+        }
+        return { path: `/v1/apps/${encodeURIComponent(app)}/logs?${q}`, headers: {} };
+      },
+      (frame) => {
+        const item = { type: frame.event, ...JSON.parse(frame.data) } as AppLogItem;
+        if (item.type === 'line' && item.time !== null) {
+          const before = seen.get(item.host);
+          if (before !== undefined && item.time <= before) return;
+          seen.set(item.host, item.time);
+        }
+        onItem(item);
+      },
+      { reconnect: query.follow, ...(signal ? { signal } : {}) },
+    );
+  }
+
+  /**
+   * Reads an SSE route frame by frame. `open` says what to ask for at each connection.
+   * Until the first connection works, failing is an answer (wrong URL, daemon down, wrong
+   * token); after that, with `reconnect`, a dropped or ended stream is the daemon
+   * restarting: connect again after RECONNECT_DELAY_MS. Ends when `onFrame` returns
+   * true, the stream ends (without `reconnect`) or the signal aborts.
+   */
+  private async sse(open: () => { path: string; headers: Record<string, string> }, onFrame: (f: SseFrame) => boolean | void, opts: { reconnect: boolean; signal?: AbortSignal }): Promise<void> {
+    const { signal } = opts;
     let connected = false;
     while (!signal?.aborted) {
       try {
+        const { path, headers } = open();
         let res: Response;
         try {
-          res = await fetch(`${this.baseUrl}/v1/apps/${encodeURIComponent(app)}/events`, {
-            headers: this.headers({ accept: 'text/event-stream', 'last-event-id': String(last) }),
-            ...(signal ? { signal } : {}),
-          });
+          res = await fetch(this.baseUrl + path, { headers: this.headers(headers), ...(signal ? { signal } : {}) });
         } catch (err) {
           throw this.unreachable(err);
         }
         if (!res.ok || !res.body) throw this.failure(res, await res.text());
         connected = true;
-        const decoder = new TextDecoder();
-        let buf = '';
-        for await (const chunk of res.body) {
-          buf += decoder.decode(chunk as Uint8Array, { stream: true });
-          let sep: number;
-          while ((sep = buf.indexOf('\n\n')) !== -1) {
-            const frame = buf.slice(0, sep);
-            buf = buf.slice(sep + 2);
-            const data = frame.split('\n').find((l) => l.startsWith('data: '));
-            if (!data) continue;
-            const e = JSON.parse(data.slice(6)) as BerthEvent;
-            last = e.id;
-            if (onEvent(e) === true) return;
-          }
+        try {
+          for await (const frame of sseFrames(res.body)) if (onFrame(frame) === true) return;
+        } catch (err) {
+          if (signal?.aborted) return;
+          throw this.unreachable(err);
         }
+        if (!opts.reconnect) return;
       } catch (err) {
         if (signal?.aborted) return;
-        if (!connected) throw err;
+        if (!connected || !opts.reconnect) throw err;
         if (err instanceof ApiError && err.status >= 400 && err.status < 500) throw err;
       }
-      // The daemon restarted or the link dropped: reconnect and resume after the last id.
+      // The daemon restarted or the link dropped: connect again.
       await new Promise((r) => setTimeout(r, RECONNECT_DELAY_MS));
+    }
+  }
+}
+
+interface SseFrame {
+  event: string;
+  data: string;
+}
+
+/** The frames of a Server-Sent Events body that carry data (comments such as the keepalive are skipped). */
+async function* sseFrames(body: AsyncIterable<Uint8Array>): AsyncGenerator<SseFrame> {
+  const decoder = new TextDecoder();
+  let buf = '';
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let sep: number;
+    while ((sep = buf.indexOf('\n\n')) !== -1) {
+      const lines = buf.slice(0, sep).split('\n');
+      buf = buf.slice(sep + 2);
+      const data = lines.find((l) => l.startsWith('data: '));
+      if (data) yield { event: lines.find((l) => l.startsWith('event: '))?.slice(7) ?? 'message', data: data.slice(6) };
     }
   }
 }

@@ -25,6 +25,7 @@ export interface AppDocument {
     on_failure: string;
     max_failure_ratio: number;
     progress_deadline: string;
+    strategy: 'start-first' | 'recreate';
   };
   hooks: { pre_deploy: string[]; post_deploy: string[]; timeout: string };
   retain_containers: number;
@@ -68,6 +69,7 @@ export function appDocument(spec: AppSpec): AppDocument {
       on_failure: r.onFailure,
       max_failure_ratio: r.maxFailureRatio,
       progress_deadline: formatDuration(r.progressDeadlineMs),
+      strategy: r.strategy ?? 'start-first',
     },
     hooks: { pre_deploy: [...hooks.preDeploy], post_deploy: [...hooks.postDeploy], timeout: formatDuration(hooks.timeoutMs) },
     retain_containers: spec.retainContainers,

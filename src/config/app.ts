@@ -13,6 +13,7 @@ import {
   type Parallelism,
   type ProxyRouteSpec,
   type RolloutSpec,
+  type RolloutStrategy,
   type TlsSpec,
 } from '../domain/app-spec.js';
 import { ConfigError } from '../domain/errors.js';
@@ -51,11 +52,12 @@ const APP_KEYS = [
   ...CONTAINER_KEYS,
 ] as const;
 const HEALTHCHECK_KEYS = ['path', 'port', 'interval', 'timeout', 'max_attempts', 'min_healthy'] as const;
-const ROLLOUT_KEYS = ['parallelism', 'delay', 'on_failure', 'max_failure_ratio', 'progress_deadline'] as const;
+const ROLLOUT_KEYS = ['parallelism', 'delay', 'on_failure', 'max_failure_ratio', 'progress_deadline', 'strategy'] as const;
 const HOOKS_KEYS = ['pre_deploy', 'post_deploy', 'timeout'] as const;
 const PROXY_KEYS = ['port', 'host', 'path_prefix', 'drain_timeout', 'tls'] as const;
 const TLS_KEYS = ['certificate', 'private_key'] as const;
 const FAILURE_POLICIES: readonly FailurePolicy[] = ['rollback', 'pause', 'continue'];
+const STRATEGIES: readonly RolloutStrategy[] = ['start-first', 'recreate'];
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -164,12 +166,15 @@ const readRatio: Read<number> = check('a number from 0 to 1', (v) =>
 function readRollout(doc: unknown, path: string, issues: Issues): RolloutSpec {
   const d = SEED_DEFAULTS.rollout;
   const f = readMap(doc, path, issues, ROLLOUT_KEYS);
+  const strategy = f.get('strategy', readEnum(STRATEGIES), 'start-first');
   return {
     parallelism: f.get('parallelism', readParallelism, d.parallelism),
     delayMs: f.get('delay', readDuration(0, HOUR), d.delayMs),
     onFailure: f.get('on_failure', readEnum(FAILURE_POLICIES), d.onFailure),
     maxFailureRatio: f.get('max_failure_ratio', readRatio, d.maxFailureRatio),
     progressDeadlineMs: f.get('progress_deadline', readDuration(SECOND, 24 * HOUR), d.progressDeadlineMs),
+    // The default stays out of the spec: an app that says start-first is the app that says nothing.
+    ...(strategy === 'recreate' ? { strategy } : {}),
   };
 }
 

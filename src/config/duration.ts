@@ -60,3 +60,18 @@ export function formatDuration(ms: number): string {
   }
   return sign + out;
 }
+
+/** An RFC 3339 date-time with a zone (`2026-11-29T09:30:00Z`, `...T09:30:00.5+01:00`). */
+const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$/i;
+
+/**
+ * A point in time given as a duration before `now` (`10m`: ten minutes ago) or as an
+ * RFC 3339 date-time: Unix ms, or null when `s` is neither (`berth logs --since`).
+ */
+export function parseSince(s: string, now: number): number | null {
+  const ago = parseDuration(s);
+  if (ago !== null) return now - ago;
+  if (!RFC3339.test(s)) return null;
+  const t = Date.parse(s);
+  return Number.isFinite(t) ? t : null;
+}

@@ -3,9 +3,11 @@
  * in a running daemon, decided before anything is applied. Pure: the caller loads and
  * validates the new file and passes what the store holds.
  *
- * Apps are the file's live part: their specs are upserted, new ones created. The other
- * sections (hosts, api, proxy, controller, acme) are wired into connections, listeners and
- * loops at start: a change there is reported as needing a restart, never half applied.
+ * Apps are the file's live part: their specs are upserted, new ones created. So are
+ * registries (read at every pull), so an app and the registry it pulls from can come in one
+ * reload. The other sections (hosts, api, proxy, controller, acme) are wired into
+ * connections, listeners and loops at start: a change there is reported as needing a
+ * restart, never half applied.
  */
 import type { AppSpec, BerthConfig } from '../domain/app-spec.js';
 import { ConfigError, type ConfigIssue } from '../domain/errors.js';

@@ -6,11 +6,13 @@
  * a default is the worst kind of config bug.
  */
 import { homedir } from 'node:os';
-import { SEED_DEFAULTS, type AcmeConfig, type ApiConfig, type AppSpec, type BerthConfig, type HostSpec } from '../domain/app-spec.js';
+import { SEED_DEFAULTS, type AcmeConfig, type ApiConfig, type AppSpec, type BerthConfig, type HostSpec, type RegistrySpec } from '../domain/app-spec.js';
 import { ConfigError } from '../domain/errors.js';
+import { DOCKER_HUB, isEnvName, isRegistryHost } from '../domain/naming.js';
+import { REGISTRIES_FILE } from '../defaults.js';
 import { readApp } from './app.js';
 import { readHost, type PathContext } from './host.js';
-import { check, type Fields, Issues, isMap, keyPath, readBoolean, readEntries, readInteger, readMap } from './reader.js';
+import { check, type Fields, Issues, isMap, keyPath, readBoolean, readEntries, readInteger, readMap, type Read } from './reader.js';
 import { routeConflicts } from './routes.js';
 import { readDuration, readImageReference, readListen, readLocalPath, readToken } from './values.js';
 
@@ -23,7 +25,8 @@ export interface ValidateOptions {
   baseDir?: string;
 }
 
-const TOP_KEYS = ['allow_host_access', 'hosts', 'proxy', 'acme', 'api', 'controller', 'apps'] as const;
+const TOP_KEYS = ['allow_host_access', 'hosts', 'proxy', 'acme', 'api', 'controller', 'registries', 'apps'] as const;
+const REGISTRY_KEYS = ['username', 'password'] as const;
 
 /** The whole config document -> BerthConfig. An empty document (null) is an empty config with defaults. */
 export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {}): BerthConfig {
@@ -64,6 +67,7 @@ export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {})
     apps: Object.fromEntries(apps.map((a) => [a.name, a])),
     api: readApi(top, issues),
     controller: readController(top, issues),
+    registries: readRegistries(top, issues),
   };
   if (!issues.empty) throw new ConfigError(issues.list);
   return config;
@@ -125,3 +129,45 @@ function readController(top: Fields, issues: Issues): BerthConfig['controller'] 
   const d = SEED_DEFAULTS.resyncIntervalMs;
   return { resyncIntervalMs: f.get('resync_interval', readDuration(MIN_RESYNC_INTERVAL_MS, MAX_RESYNC_INTERVAL_MS), d) };
 }
+
+/** Where a bad registries key most likely went wrong, said after what a key must be. */
+function registryKeyHint(key: string): string {
+  if (key.includes('://')) return `: leave out the scheme (${key.slice(key.indexOf('://') + 3)})`;
+  if (key.includes('/')) return `: credentials are per registry, not per repository (${key.slice(0, key.indexOf('/'))})`;
+  if (key !== key.toLowerCase()) return `: write it in lowercase (${key.toLowerCase()})`;
+  return '';
+}
+
+/**
+ * `registries: {ghcr.io: {username, password}}`: credentials sent with every pull from that
+ * registry (src/hosts/docker/driver.ts). The password is the name of a line of the registries
+ * secrets file, read when a pull needs it (src/secrets/registry-credentials.ts).
+ */
+function readRegistries(top: Fields, issues: Issues): Record<string, RegistrySpec> {
+  const out: Array<[string, RegistrySpec]> = [];
+  for (const [host, doc] of readEntries(top.raw('registries'), 'registries', issues)) {
+    const path = keyPath('registries', host);
+    if (host === 'index.docker.io') {
+      issues.add(path, `Docker Hub is "${DOCKER_HUB}" here, as Docker names it`);
+    } else if (!isRegistryHost(host)) {
+      issues.add(path, `expected a registry host as image names start with it: lowercase, with a dot or a port, or localhost (ghcr.io, 10.0.0.5:5000)${registryKeyHint(host)}`);
+    }
+    const f = readMap(doc, path, issues, REGISTRY_KEYS);
+    out.push([host, { username: f.need('username', readRegistryUser, ''), password: f.need('password', readPasswordName, '') }]);
+  }
+  // fromEntries defines own properties: a key like `__proto__` (refused above) stays plain data.
+  return Object.fromEntries(out);
+}
+
+/** Basic auth sends `user:password`: a ":" in the user would move the split. */
+const readRegistryUser = check('a user name without blanks or ":"', (v) => (typeof v === 'string' && /^[^\s:]+$/.test(v) ? v : undefined));
+
+/**
+ * The NAME of the password's variable. A value that is not a name is not quoted in the
+ * message: it is most likely the password itself, written into the config by mistake.
+ */
+const readPasswordName: Read<string> = (value, path, issues) => {
+  if (typeof value === 'string' && isEnvName(value)) return value;
+  issues.add(path, `expected the name of the line of ${REGISTRIES_FILE} (next to berth's database) that holds the password, like GHCR_TOKEN: letters, digits and "_", not starting with a digit (value not shown)`);
+  return undefined;
+};

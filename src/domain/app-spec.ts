@@ -17,6 +17,14 @@ export type Parallelism = { kind: 'count'; value: number } | { kind: 'percent'; 
 
 export type FailurePolicy = 'rollback' | 'pause' | 'continue';
 
+/**
+ * How a host changes containers: `start-first` boots the new one beside the old and moves
+ * the traffic (no downtime); `recreate` drains and stops the old one before the new one
+ * starts, so the host never runs two (a database accessory, a scheduler that must never run
+ * twice), at the price of downtime on that host until the new one is healthy.
+ */
+export type RolloutStrategy = 'start-first' | 'recreate';
+
 export interface RolloutSpec {
   parallelism: Parallelism;
   delayMs: number;
@@ -24,6 +32,11 @@ export interface RolloutSpec {
   /** With on_failure=continue: the share of failed hosts (0..1) above which the rollout fails. */
   maxFailureRatio: number;
   progressDeadlineMs: number;
+  /**
+   * Absent = `start-first`. Set only for `recreate` (the validator leaves the default out),
+   * so specs stored before the key existed, and specs that do not set it, compare equal.
+   */
+  strategy?: RolloutStrategy;
 }
 
 export interface HooksSpec {
@@ -143,6 +156,20 @@ export interface AppSpec {
   restartedAt?: string;
 }
 
+/**
+ * The spec of a rollback release: the target release's (image settings, env, container
+ * settings: what a rollback restores) with the rollout strategy of the release it replaces,
+ * as Kubernetes' `rollout undo` restores a Deployment's pod template but not its strategy.
+ * The containers a rollback stops are the current release's: an app made `recreate` because
+ * two of it must never run stays `recreate` on its way back to a release from before.
+ */
+export function rollbackSpec(target: AppSpec, current: AppSpec): AppSpec {
+  const rollout: RolloutSpec = { ...target.rollout };
+  delete rollout.strategy;
+  if (current.rollout.strategy) rollout.strategy = current.rollout.strategy;
+  return { ...target, rollout };
+}
+
 /** What route checks and per-host proxy configs read of an app (the store reads only this much of each spec). */
 export type RoutedApp = Pick<AppSpec, 'name' | 'hosts' | 'proxy'>;
 
@@ -171,6 +198,26 @@ export interface ApiConfig {
   maxEventStreams?: number;
 }
 
+/**
+ * Credentials sent with every pull of an image from one registry (`registries:`, keyed by
+ * the registry host as image references name it: src/domain/naming.ts, registryOf).
+ */
+export interface RegistrySpec {
+  username: string;
+  /** The name of the variable holding the password in the registries secrets file (src/secrets/registry-credentials.ts); never the value. */
+  password: string;
+}
+
+/** What a pull sends to the registry of its image (X-Registry-Auth): a RegistrySpec with its password read. */
+export interface RegistryAuth {
+  /** The registries key that matched (`ghcr.io`). */
+  registry: string;
+  username: string;
+  password: string;
+  /** RegistrySpec.password: what a redacted password reads as (`[redacted:GHCR_TOKEN]`). */
+  passwordName: string;
+}
+
 export interface BerthConfig {
   /**
    * `allow_host_access`: apps may run privileged or mount the host's root, the Docker
@@ -184,6 +231,8 @@ export interface BerthConfig {
   apps: Record<string, AppSpec>;
   api: ApiConfig;
   controller: { resyncIntervalMs: number };
+  /** By registry host (`ghcr.io`, `10.77.0.1:5001`). */
+  registries: Record<string, RegistrySpec>;
 }
 
 export const SEED_DEFAULTS = {

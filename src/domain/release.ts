@@ -41,6 +41,8 @@ export interface HostStatus {
   containerId: string | null;
   health: 'healthy' | 'unhealthy' | 'unknown';
   lastError: string | null;
+  /** The last log lines of the container that failed on this host in the current rollout (secret values redacted); null when none did. */
+  lastLogs: string[] | null;
 }
 
 export interface AppStatus {

@@ -6,7 +6,8 @@
 
 export type HostRolloutState =
   | { step: 'switched'; containerId: string; at: number }
-  | { step: 'failed'; reason: 'HealthCheckFailed' | 'StartFailed'; message: string; at: number }
+  /** `logs`: the last lines of the container that failed, redacted (src/reconciler/execute.ts). */
+  | { step: 'failed'; reason: 'HealthCheckFailed' | 'StartFailed'; message: string; at: number; logs?: string[] }
   /** A start or switch failed for a reason that may pass (the proxy, Docker): tried again from `notBefore`. */
   | { step: 'retrying'; attempts: number; notBefore: number; message: string; at: number };
 
@@ -50,6 +51,7 @@ function hostProblem(h: unknown): string | null {
   if (h.step === 'switched') return typeof h.containerId === 'string' ? null : '.containerId is not a string';
   if (h.step === 'failed') {
     if (typeof h.reason !== 'string' || !HOST_FAILURE_REASONS.has(h.reason)) return `.reason ${JSON.stringify(h.reason)} is not a host failure reason`;
+    if (h.logs !== undefined && !(Array.isArray(h.logs) && h.logs.every((l) => typeof l === 'string'))) return '.logs is not a list of lines';
     return typeof h.message === 'string' ? null : '.message is not a string';
   }
   if (h.step === 'retrying') {

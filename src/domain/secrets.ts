@@ -58,8 +58,15 @@ interface Span {
 export function secretRedactor(secrets: Readonly<Record<string, string | undefined>>): Redactor {
   const namesByValue = new Map<string, string[]>();
   for (const [name, value] of Object.entries(secrets).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    if (value === undefined || value.length < MIN_REDACTED_LENGTH) continue;
-    namesByValue.set(value, [...(namesByValue.get(value) ?? []), name]);
+    if (value === undefined) continue;
+    // A value of several lines (a PEM key) is also looked for line by line: container
+    // logs are redacted one line at a time, and a tail may hold only some of its lines.
+    const lines = value.includes('\n') ? value.split(/\r?\n/) : [];
+    for (const v of [value, ...lines]) {
+      if (v.length < MIN_REDACTED_LENGTH) continue;
+      const names = namesByValue.get(v) ?? [];
+      if (!names.includes(name)) namesByValue.set(v, [...names, name]);
+    }
   }
   // Longest first: at one position the longer value wins, and its names come first in a marker.
   const values = [...namesByValue.entries()].sort(([a], [b]) => b.length - a.length);

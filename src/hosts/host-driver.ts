@@ -90,6 +90,40 @@ export interface RunOnceResult {
   timedOut: boolean;
 }
 
+/** One line a container wrote, as Docker keeps it. */
+export interface LogLine {
+  stream: 'stdout' | 'stderr';
+  /** When Docker received it: RFC 3339 with nanoseconds, UTC (Docker's own timestamp); null when it came without one. */
+  time: string | null;
+  /** The line without its newline; one longer than MAX_LOG_LINE_BYTES is cut there and ends in "…". */
+  text: string;
+}
+
+/**
+ * What `docker logs` is asked for: the last `tail` lines (after `sinceMs`, Unix ms), then
+ * with `follow` every new line as it is written, until the container stops or the stream is closed.
+ */
+export interface LogOptions {
+  tail: number;
+  sinceMs?: number;
+  follow: boolean;
+}
+
+/**
+ * A container's log lines, in the order written per stream (Docker interleaves the two in
+ * write order). Iterating reads them as the caller is ready (the host is not read ahead:
+ * backpressure reaches Docker); `close` ends it early. A failed read throws a HostError.
+ */
+export interface LogStream extends AsyncIterable<LogLine> {
+  close(): void;
+}
+
+/**
+ * A log line longer than this is cut (Docker's json-file driver splits a line at 16 KiB
+ * into parts; a part this long is cut at it): what one line may cost berth's memory.
+ */
+export const MAX_LOG_LINE_BYTES = 16 * 1024;
+
 export interface HostInfo {
   dockerVersion: string;
 }
@@ -126,6 +160,7 @@ export const HOST_OPERATIONS = [
   'put_files',
   'run_once',
   'events_subscribe',
+  'logs',
 ] as const;
 export type HostOperation = (typeof HOST_OPERATIONS)[number];
 
@@ -178,6 +213,8 @@ export interface HostDriver {
   unixCommand(socketPath: string, command: string, timeoutMs: number, opts?: { doneWhen?: (received: string) => boolean }): Promise<string>;
   /** A one-off container that runs `cmd` to completion, removed afterwards. */
   runOnce(opts: RunOnceOptions): Promise<RunOnceResult>;
+  /** The container's log lines (LogOptions); opening is bounded like any call, reading a followed stream is not. */
+  containerLogs(id: string, opts: LogOptions): Promise<LogStream>;
   /** Subscribes to container events of berth-managed containers; returns an unsubscribe function. */
   watchEvents(onEvent: (e: DockerEvent) => void): () => void;
   close(): Promise<void>;

@@ -21,12 +21,20 @@ export function dockerStatus(err: unknown): number | null {
 /** A raw (non-JSON) error body is cut here: enough for dockerd's one-line errors, no page of HTML from a proxy. */
 const DOCKER_MESSAGE_MAX_CHARS = 500;
 
+/**
+ * docker-modem's message for an error answer to a streamed call (a pull), whose body it keeps
+ * out of `json`: `(HTTP code 401) HTTP 401 - <the daemon's message> `.
+ */
+const MODEM_STREAM_ERROR = /^\(HTTP code \d+\) [^-]*- ([\s\S]*)$/;
+
 /** The daemon's own message (`{"message": "..."}`), else the error's. */
 export function dockerMessage(err: unknown): string {
   if (isDockerApiError(err)) {
     const j = err.json;
     if (j && typeof j === 'object' && 'message' in j && typeof j.message === 'string') return j.message;
     if (Buffer.isBuffer(j) && j.length > 0) return j.toString('utf8').trim().slice(0, DOCKER_MESSAGE_MAX_CHARS);
+    const streamed = MODEM_STREAM_ERROR.exec(err.message);
+    if (streamed) return streamed[1]!.trim().slice(0, DOCKER_MESSAGE_MAX_CHARS);
   }
   return err instanceof Error ? err.message.trim() : String(err);
 }

@@ -19,7 +19,8 @@
  * - `httpGet` reaches only a running container by its IP (`/health` 200, `/` the version);
  * - Docker events (create, start, die, stop, destroy) delivered asynchronously to watchers;
  * - a per-call deadline for `httpGet` / `runOnce` (their `timeoutMs`), and unreachability.
- * What it does not model: SSH encryption and channel setup, Docker's JSON encoding beyond
+ * What it does not model: a container's output (its log is empty: a followed one stays open
+ * until closed), SSH encryption and channel setup, Docker's JSON encoding beyond
  * a JSON round trip of listings, registry bandwidth, the CPU and memory of containers.
  */
 import { createHash } from 'node:crypto';
@@ -34,6 +35,9 @@ import {
   type HostDriver,
   type HostInfo,
   type HttpResult,
+  type LogLine,
+  type LogOptions,
+  type LogStream,
   type ObservedContainer,
   type RunOnceOptions,
   type RunOnceResult,
@@ -57,7 +61,8 @@ export type SimulatedOp =
   | 'httpGet'
   | 'unixCommand'
   | 'putFiles'
-  | 'runOnce';
+  | 'runOnce'
+  | 'containerLogs';
 
 /**
  * Default per-call latency (ms), roughly a Docker host on a LAN behind one multiplexed
@@ -80,6 +85,7 @@ export const DEFAULT_SIMULATED_LATENCY_MS: Readonly<Record<SimulatedOp, number>>
   unixCommand: 1,
   putFiles: 2,
   runOnce: 50,
+  containerLogs: 2,
 };
 
 /** What the `onCall` hook sees at the start of every call (before its latency). */
@@ -360,6 +366,20 @@ export class SimulatedHostDriver implements HostDriver {
       },
       opts.timeoutMs,
     );
+  }
+
+  /** Simulated containers print nothing: no line, and a followed log stays open until it is closed. */
+  containerLogs(id: string, opts: LogOptions): Promise<LogStream> {
+    return this.call('containerLogs', { containerId: id, app: this.appOf(id) }, (): LogStream => {
+      this.mustGet(id, 'logs');
+      let close = () => {};
+      const closed = new Promise<void>((resolve) => (close = resolve));
+      async function* lines(): AsyncGenerator<LogLine> {
+        if (opts.follow) await closed;
+      }
+      const it = lines();
+      return { [Symbol.asyncIterator]: () => it, close };
+    });
   }
 
   watchEvents(onEvent: (e: DockerEvent) => void): () => void {

@@ -355,7 +355,7 @@ export class HaproxyProxy implements TrafficSwitch {
   async drain(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream, timeoutMs: number): Promise<void> {
     if (!route) return;
     const addr = `${upstream.ip}:${upstream.port}`;
-    const slotOf = async () => (await this.readSlots(host))?.find((s) => s.backend === backendName(app) && s.addr === addr);
+    const slotOf = () => this.slotOf(host, app, addr);
     const deadline = Date.now() + timeoutMs;
     let inFlight = 0;
     let oldWorkers = 0;
@@ -374,6 +374,25 @@ export class HaproxyProxy implements TrafficSwitch {
       const slot = await slotOf();
       if (slot && slot.state === 'drain') await this.runtime(host, [`set server ${slot.backend}/${slot.server} state maint`]);
     });
+  }
+
+  /**
+   * rollout.strategy: recreate. `upstream` may be the server the app's traffic is on, and
+   * nothing takes its place: it goes to drain first (new requests get HAProxy's 503 "no server
+   * is available" until the new container is switched in), then it is drained as above.
+   */
+  async withdraw(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream, timeoutMs: number): Promise<void> {
+    if (!route) return;
+    await this.serial(host, async () => {
+      const slot = await this.slotOf(host, app, `${upstream.ip}:${upstream.port}`);
+      if (slot?.state === 'ready') await this.runtime(host, [`set server ${slot.backend}/${slot.server} state drain`]);
+    });
+    await this.drain(host, app, route, upstream, timeoutMs);
+  }
+
+  /** The app's server slot holding `addr` (`ip:port`), if any. */
+  private async slotOf(host: string, app: string, addr: string): Promise<Slot | undefined> {
+    return (await this.readSlots(host))?.find((s) => s.backend === backendName(app) && s.addr === addr);
   }
 
   /**

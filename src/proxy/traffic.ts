@@ -16,6 +16,11 @@ export interface TrafficSwitch {
   switchTo(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream): Promise<void>;
   /** Resolves when `upstream` has no in-flight request, or after `timeoutMs`. */
   drain(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream, timeoutMs: number): Promise<void>;
+  /**
+   * Like drain, for an `upstream` that may still be the one serving (rollout.strategy:
+   * recreate stops it before its replacement starts): it gets no new request from now on.
+   */
+  withdraw(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream, timeoutMs: number): Promise<void>;
   /** The app's route on the host's proxy now: where it sends traffic, and any maintenance message. */
   observeRoute(host: string, app: string, route: ProxyRouteSpec): Promise<RouteState>;
   /** Maintenance on (the proxy answers 503 with `message`) or off (null) for the app on `host`. */
@@ -50,6 +55,7 @@ export interface RouteState {
 export const directTraffic: TrafficSwitch = {
   async switchTo() {},
   async drain() {},
+  async withdraw() {},
   async observeRoute() {
     return { upstream: null, maintenance: null };
   },

@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
 import { SEED_DEFAULTS } from '../domain/app-spec.js';
 import { containerConfigHash } from '../domain/config-hash.js';
-import { ConfigError } from '../domain/errors.js';
-import { isReservedSecretName, reservedSecretMessage, secretRedactor } from '../domain/secrets.js';
+import type { AppSpec } from '../domain/app-spec.js';
+import { ConfigError, ConflictError } from '../domain/errors.js';
+import { isReservedSecretName, reservedSecretMessage, secretRedactor, type Redactor } from '../domain/secrets.js';
 import { driverFor, type HostDriver } from '../hosts/host-driver.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
@@ -59,11 +60,21 @@ export function readWanted(store: Store, app: string, secretFiles: AppSecretFile
   };
 }
 
+/** Cuts the values of the app's secrets, as read, out of text: every value set, reserved names included (never passed, but never shown either). */
+export function appRedactor(spec: AppSpec, secrets: AppSecretsRead): Redactor {
+  return secretRedactor(Object.fromEntries(spec.secrets.map((n) => [n, Object.hasOwn(secrets.values, n) ? secrets.values[n] : undefined])));
+}
+
+/** `host` when the app runs on it; a ConflictError naming the app's hosts otherwise (exec, logs). */
+export function mustRunOn(app: string, hosts: readonly string[], host: string): string {
+  if (!hosts.includes(host)) throw new ConflictError(`host "${host}" does not run app "${app}" (hosts: ${hosts.join(', ')})`);
+  return host;
+}
+
 /** The executor's view of one app's desired release: drivers, the values of `secrets` (Wanted.secrets: the read its hash covers), live step events, health metric. */
 export function execContext(deps: ReconcilerDeps, app: string, desired: DesiredRelease, secrets: AppSecretsRead): ExecContext {
   const { store, metrics, log } = deps;
-  // Every value of the app's secrets that is set, reserved names included (never passed, but never shown either).
-  const redact = secretRedactor(Object.fromEntries(desired.spec.secrets.map((n) => [n, Object.hasOwn(secrets.values, n) ? secrets.values[n] : undefined])));
+  const redact = appRedactor(desired.spec, secrets);
   return {
     app,
     desired,
@@ -85,7 +96,7 @@ export function execContext(deps: ReconcilerDeps, app: string, desired: DesiredR
     // Their messages (hook output, health details) pass the redactor first.
     emit: (e) => {
       const message = redact(e.message);
-      store.events.appendEvent({ app, type: e.type, message, host: e.host ?? null, revision: desired.revision, actor: 'controller' });
+      store.observedTransaction(() => store.events.appendEvent({ app, type: e.type, message, host: e.host ?? null, revision: desired.revision, actor: 'controller' }));
       log.info({ app, host: e.host, revision: desired.revision, event: e.type }, message);
     },
     onHealthAttempt: (host, ok) => metrics.healthChecksTotal.inc({ app, host, result: ok ? 'pass' : 'fail' }),

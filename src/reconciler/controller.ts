@@ -5,6 +5,7 @@ import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
 import type { AppSecretFiles } from '../secrets/app-secrets.js';
 import type { Store } from '../store/index.js';
+import { openAppLogs, type AppLogs, type AppLogsRequest } from './app-logs.js';
 import { execInApp, type ExecOutcome } from './one-off.js';
 import { reconcilePass, type PassDeps } from './pass.js';
 import { WorkQueue } from './queue.js';
@@ -113,6 +114,11 @@ export class Controller {
     return execInApp(this.deps, app, command, host);
   }
 
+  /** `berth logs` for the API (app-logs.ts). */
+  logs(app: string, req: AppLogsRequest): AppLogs {
+    return openAppLogs(this.deps, app, req);
+  }
+
   /** Stops taking work, lets the pass in flight finish, closes every host connection. */
   async stop(): Promise<void> {
     this.running = false;
@@ -131,9 +137,11 @@ export class Controller {
   private recordHostChange(host: string, up: boolean, error: string | null): void {
     const apps = this.o.store.apps.listApps().filter((a) => a.spec.hosts.includes(host));
     const message = up ? `host ${host} answers again` : `host ${host} is unreachable: ${error ?? 'no answer'}`;
-    for (const app of apps) {
-      this.o.store.events.appendEvent({ app: app.name, type: up ? 'HostRecovered' : 'HostUnreachable', message, host, revision: null, actor: 'controller' });
-    }
+    this.o.store.observedTransaction(() => {
+      for (const app of apps) {
+        this.o.store.events.appendEvent({ app: app.name, type: up ? 'HostRecovered' : 'HostUnreachable', message, host, revision: null, actor: 'controller' });
+      }
+    });
   }
 
   private enqueueHostApps(host: string): void {

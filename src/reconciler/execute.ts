@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
 import { BerthError, HOST_ERROR_CODES, HostError, isHostDown, type ErrorCode } from '../domain/errors.js';
 import { LABELS, NETWORK_NAME } from '../domain/labels.js';
+import { FAILURE_LOG_LINE_CHARS, FAILURE_LOG_LINES, FAILURE_LOGS_EVENT, failureLogsMessage } from '../domain/logs.js';
 import { imageReference } from '../domain/naming.js';
 import type { Redactor } from '../domain/secrets.js';
 import type { CreateContainerOptions, HostDriver, RunOnceResult } from '../hosts/host-driver.js';
+import { withDeadline } from '../hosts/host-errors.js';
 import type { TrafficSwitch, Upstream } from '../proxy/traffic.js';
 import { waitHealthy } from './health.js';
 import type { Action, ActionResult, DesiredRelease, HostUpdateAction } from './types.js';
@@ -31,6 +33,9 @@ export interface ExecContext {
 }
 
 export class StepError extends BerthError {
+  /** The last log lines of the container that failed (redacted), when they could be read. */
+  logs: string[] | null = null;
+
   constructor(
     readonly stage: 'pull' | 'start' | 'health' | 'switch' | 'other',
     code: ErrorCode,
@@ -47,7 +52,35 @@ function failure(ctx: ExecContext, action: Action, err: unknown): ActionResult {
   const unreachable = isHostDown(err);
   // The message goes into the rollout record, status, events and the log.
   const message = ctx.redact(err instanceof Error ? err.message : String(err));
-  return { action, ok: false, stage, code, message, unreachable };
+  const logs = err instanceof StepError ? err.logs : null;
+  return { action, ok: false, stage, code, message, unreachable, ...(logs ? { logs } : {}) };
+}
+
+/** How long reading a failed container's last lines may hold up its host's step. */
+const FAILURE_LOGS_TIMEOUT_MS = 5_000;
+
+/**
+ * The last FAILURE_LOG_LINES lines of a container that never became healthy (or is not
+ * running), each redacted and cut to FAILURE_LOG_LINE_CHARS, read before the container is
+ * removed, and said in a FAILURE_LOGS_EVENT; null when they cannot be read in time (the
+ * step fails as it would have).
+ */
+async function failedContainerLogs(ctx: ExecContext, host: string, id: string, name: string, err: StepError): Promise<string[] | null> {
+  const about = `${name} (${ctx.desired.version}) ${err.stage === 'health' ? 'failed its health check' : 'is not running'}`;
+  try {
+    const lines = await withDeadline(host, `read the last log lines of ${name}`, FAILURE_LOGS_TIMEOUT_MS, async (signal) => {
+      const stream = await ctx.driver(host).containerLogs(id, { tail: FAILURE_LOG_LINES, follow: false });
+      signal.addEventListener('abort', () => stream.close(), { once: true });
+      const out: string[] = [];
+      for await (const line of stream) out.push(ctx.redact(line.text).slice(0, FAILURE_LOG_LINE_CHARS));
+      return out.slice(-FAILURE_LOG_LINES);
+    });
+    ctx.emit({ type: FAILURE_LOGS_EVENT, host, message: failureLogsMessage(lines.length > 0 ? `${about}; its last ${lines.length} log lines:` : `${about}; it wrote no log line`, lines) });
+    return lines;
+  } catch (e) {
+    ctx.log.warn({ app: ctx.app, host, container: name, err: ctx.redact(e instanceof Error ? e.message : String(e)) }, 'could not read the log of a failed container');
+    return null;
+  }
 }
 
 /**
@@ -127,14 +160,26 @@ async function ensureImage(driver: HostDriver, ref: string): Promise<void> {
   if (!(await driver.hasImage(ref))) await driver.pullImage(ref);
 }
 
-/** Start-first on one host: target running -> healthy -> traffic switched. */
+/**
+ * One host: target running -> healthy -> traffic switched. With `stopFirst` (recreate) the
+ * old containers are drained and stopped right before the target's first start: after the
+ * pull and the create, so the host's downtime is the new container's boot, and a release
+ * that cannot even create its container (a secret missing) has stopped nothing.
+ */
 async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string> {
   const driver = ctx.driver(a.host);
-  ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}` });
+  const stopping = a.stopFirst?.length ? ` (recreate: ${a.stopFirst.length} running container(s) stop first)` : '';
+  ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}${stopping}` });
+  let toStop = a.stopFirst ?? [];
+  const start = async (id: string) => {
+    await retire(ctx, a.host, toStop, 'withdraw');
+    toStop = [];
+    await driver.startContainer(id);
+  };
   const id = await at('start', async () => {
     if (a.existingContainerId) {
       try {
-        await driver.startContainer(a.existingContainerId);
+        await start(a.existingContainerId);
         return a.existingContainerId;
       } catch (err) {
         if (!(err instanceof HostError && err.code === HOST_ERROR_CODES.staleTask)) throw err;
@@ -157,12 +202,12 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
     let created: string | null = null;
     try {
       created = await create();
-      await driver.startContainer(created);
+      await start(created);
     } catch (err) {
       if (created && err instanceof HostError && err.code === HOST_ERROR_CODES.staleTask) {
         await driver.removeContainer(created);
         created = await create();
-        await driver.startContainer(created);
+        await start(created);
         return created;
       }
       // Image and network are looked up only when create (image) or start (network)
@@ -171,12 +216,18 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
       await at('pull', () => ensureImage(driver, imageOf(ctx)));
       await driver.ensureNetwork(NETWORK_NAME);
       created ??= await create();
-      await driver.startContainer(created);
+      await start(created);
     }
     return created;
   });
   ctx.emit({ type: 'ContainerStarted', host: a.host, message: `started ${a.containerName} (${ctx.desired.version})${a.existingContainerId ? ' reusing a retained container' : ''}` });
-  await healthyThenSwitch(ctx, a.host, id, a.containerName);
+  try {
+    await healthyThenSwitch(ctx, a.host, id, a.containerName);
+  } catch (err) {
+    // The container's own fault: its last words go with the failure, before the planner removes it.
+    if (err instanceof StepError && (err.stage === 'health' || err.code === 'CONTAINER_NOT_RUNNING')) err.logs = await failedContainerLogs(ctx, a.host, id, a.containerName, err);
+    throw err;
+  }
   return id;
 }
 
@@ -213,13 +264,17 @@ async function upstreamOf(driver: HostDriver, id: string, port: number): Promise
   return { containerId: id, ip: c.ip, port };
 }
 
-async function retire(ctx: ExecContext, host: string, ids: string[]): Promise<void> {
+/**
+ * Drains, then stops containers. `drain` for the ones the traffic has already left (a
+ * switch moved it); `withdraw` for ones it may still be on (recreate: nothing replaces them yet).
+ */
+async function retire(ctx: ExecContext, host: string, ids: string[], how: 'drain' | 'withdraw'): Promise<void> {
   const driver = ctx.driver(host);
   const { spec } = ctx.desired;
   await Promise.all(
     ids.map(async (id) => {
       const c = await driver.inspectContainer(id);
-      if (c?.ip) await ctx.traffic.drain(host, ctx.app, spec.proxy, { containerId: id, ip: c.ip, port: spec.port }, spec.proxy?.drainTimeoutMs ?? 0);
+      if (c?.ip) await ctx.traffic[how](host, ctx.app, spec.proxy, { containerId: id, ip: c.ip, port: spec.port }, spec.proxy?.drainTimeoutMs ?? 0);
       await driver.stopContainer(id, spec.stopTimeoutMs);
       ctx.emit({ type: 'ContainerStopped', host, message: `stopped ${c?.name ?? id.slice(0, 12)} (${c?.version ?? '?'})` });
     }),
@@ -280,7 +335,7 @@ async function executeOne(ctx: ExecContext, action: Action): Promise<ActionResul
       case 'updateHost':
         return { action, ok: true, containerId: await updateHost(ctx, action) };
       case 'retire':
-        await retire(ctx, action.host, action.containerIds);
+        await retire(ctx, action.host, action.containerIds, 'drain');
         return { action, ok: true };
       case 'remove':
         for (const id of action.containerIds) await ctx.driver(action.host).removeContainer(id);
@@ -288,6 +343,12 @@ async function executeOne(ctx: ExecContext, action: Action): Promise<ActionResul
         return { action, ok: true };
       case 'restoreTraffic':
         ctx.emit({ type: 'RouteLost', host: action.host, message: `the proxy on ${action.host} routes ${ctx.app} nowhere: putting its traffic back on ${action.containerName}` });
+        await healthyThenSwitch(ctx, action.host, action.containerId, action.containerName);
+        return { action, ok: true };
+      case 'revertHost':
+        await retire(ctx, action.host, action.stopFirst, 'withdraw');
+        await ctx.driver(action.host).startContainer(action.containerId);
+        ctx.emit({ type: 'HostReverted', host: action.host, message: `the new container on ${action.host} failed: started ${action.containerName} again` });
         await healthyThenSwitch(ctx, action.host, action.containerId, action.containerName);
         return { action, ok: true };
       case 'maintenance':

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ConflictError, NotFoundError } from '../domain/errors.js';
 import type { RunOnceResult } from '../hosts/host-driver.js';
-import { execContext, readWanted, type ReconcilerDeps } from './context.js';
+import { execContext, mustRunOn, readWanted, type ReconcilerDeps } from './context.js';
 import { runOneOff } from './execute.js';
 
 export type ExecOutcome = RunOnceResult & { host: string; version: string };
@@ -24,8 +24,7 @@ export async function execInApp(deps: ReconcilerDeps, app: string, command: stri
   if (!wanted) throw new NotFoundError(`app "${app}"`);
   const { desired } = wanted;
   if (!desired) throw new ConflictError(`app "${app}" has no release yet: deploy one first`);
-  const target = host ?? desired.spec.hosts[0]!;
-  if (!desired.spec.hosts.includes(target)) throw new ConflictError(`host "${target}" does not run app "${app}" (hosts: ${desired.spec.hosts.join(', ')})`);
+  const target = mustRunOn(app, desired.spec.hosts, host ?? desired.spec.hosts[0]!);
   const ctx = execContext(deps, app, desired, wanted.secrets);
   ctx.emit({ type: 'ExecStarted', host: target, message: `exec on ${target} in ${desired.version}` });
   const result = await runOneOff(ctx, target, execContainerName(app), command);

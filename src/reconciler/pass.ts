@@ -1,3 +1,4 @@
+import { rollbackSpec } from '../domain/app-spec.js';
 import type { AppStatus } from '../domain/release.js';
 import type { RolloutRecord } from '../domain/rollout.js';
 import { BerthError } from '../domain/errors.js';
@@ -64,7 +65,10 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
     const results = await executeActions(execContext(deps, app, desired, wanted.secrets), p.actions);
     for (const r of results) if (!r.ok && r.unreachable) deps.reachability.report(r.action.host, false, r.message);
     const next = applyResults(p.record!, results, deps.now());
-    store.status.recordStep(app, { rollout: { revision: next.revision, state: next } });
+    // A failed pull or hook ends the release here, not in the planner: its RolloutFailed event is written here too.
+    const failedNow = next.state === 'failed' && p.record!.state !== 'failed' && next.failure !== null;
+    const events = failedNow ? [{ type: 'RolloutFailed', message: next.failure!.message, host: null, revision: desired.revision, actor: 'controller' }] : [];
+    store.status.recordStep(app, { rollout: { revision: next.revision, state: next }, events });
     observeFinish(deps, app, desired, p.record!, next);
     again = results.some(untrackedFailure) ? UNTRACKED_STEP_RETRY_MS : 0;
   }
@@ -136,12 +140,15 @@ function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Pla
     canonicalJson(storedRecord) === canonicalJson(p.record);
   let rollbackRevision: number | null = null;
   if (!unchanged) {
-    store.transaction(() => {
+    // A rollback release or a pause is a decision, made once: fsync'd like the API's writes.
+    // The rest (status, record, events) is observed state, recomputed if a power loss takes it.
+    const commit = p.pauseApp || p.rollback ? store.transaction.bind(store) : store.observedTransaction.bind(store);
+    commit(() => {
       if (p.pauseApp) store.apps.setPaused(app, true, 'controller');
       if (p.rollback) {
         const target = store.releases.getRelease(app, p.rollback.toRevision);
         if (!target) throw new BerthError('ROLLBACK_TARGET_MISSING', `release ${p.rollback.toRevision} of ${app} is gone`);
-        rollbackRevision = store.releases.createRelease({ app, version: target.version, spec: target.spec, reason: 'rollback', actor: 'controller' }).revision;
+        rollbackRevision = store.releases.createRelease({ app, version: target.version, spec: rollbackSpec(target.spec, desired.spec), reason: 'rollback', actor: 'controller' }).revision;
       }
       if (p.record?.state === 'complete') store.releases.markCompleted(app, p.record.revision, new Date(p.record.finishedAt ?? deps.now()));
       store.status.recordStep(app, {

@@ -31,6 +31,8 @@ interface HostView {
   othersRunning: ObservedContainer[];
   stopped: ObservedContainer[];
   error: string | null;
+  /** The last log lines of the container that failed here (the record keeps them after it is removed). */
+  logs: string[] | null;
   /**
    * The target runs and may carry the host's traffic: the proxy route is on it, or (no
    * proxy route) it is the host's only running app container. A failed host's target
@@ -97,7 +99,7 @@ function routedTo(obs: HostObservation & { reachable: true }, desired: DesiredRe
 
 function viewHost(host: string, obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
   if (!obs || !obs.reachable) {
-    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', targetServing: false, retryAt: null, keeper: null };
+    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', logs: null, targetServing: false, retryAt: null, keeper: null };
   }
   const apps = obs.containers.filter((c) => c.role === 'app');
   const target = pickTarget(apps, desired);
@@ -112,7 +114,8 @@ function viewHost(host: string, obs: HostObservation | undefined, desired: Desir
   const keeper = desired.spec.proxy
     ? (othersRunning.find((c) => c.ip !== null && obs.route?.upstream === `${c.ip}:${desired.spec.port}`) ?? null)
     : ([...othersRunning].sort((a, b) => b.createdAt - a.createdAt)[0] ?? null);
-  return { host, cls, target, othersRunning, stopped, error, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null, keeper };
+  const logs = state?.step === 'failed' ? (state.logs ?? null) : null;
+  return { host, cls, target, othersRunning, stopped, error, logs, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null, keeper };
 }
 
 /** Stopped containers past the newest `retain` (the target never counts: it is in use). */
@@ -163,6 +166,25 @@ function restoreTrafficActions(input: PlanInput, views: HostView[], busy: Set<st
     const running = [...v.othersRunning].sort((a, b) => b.revision - a.revision || b.createdAt - a.createdAt);
     const serve = running.find((c) => c.revision === input.stable?.revision) ?? running[0];
     if (serve) actions.push({ type: 'restoreTraffic', host: v.host, containerId: serve.id, containerName: serve.name });
+  }
+  return actions;
+}
+
+/**
+ * rollout.strategy: recreate stopped a failed host's old container before its new one
+ * failed, so nothing of the app runs there but, perhaps, the failed one. Whatever on_failure
+ * says (and while paused too, as a lost route is restored), the host goes back on the
+ * container it ran before, which start-first never stopped: the stable release's, else the
+ * newest stopped one; the failed one stops first. A host with nothing to go back to (its
+ * first release) stays as it is.
+ */
+function revertActions(input: PlanInput, views: HostView[], busy: Set<string>): Action[] {
+  const actions: Action[] = [];
+  for (const v of views) {
+    if (v.cls !== 'failed' || v.othersRunning.length > 0 || busy.has(v.host)) continue;
+    const previous = [...v.stopped].sort((a, b) => b.createdAt - a.createdAt || b.revision - a.revision);
+    const back = previous.find((c) => c.revision === input.stable?.revision) ?? previous[0];
+    if (back) actions.push({ type: 'revertHost', host: v.host, containerId: back.id, containerName: back.name, stopFirst: v.target?.running ? [v.target.id] : [] });
   }
   return actions;
 }
@@ -250,6 +272,7 @@ function statusView(input: PlanInput, desired: DesiredRelease, record: RolloutRe
       containerId: serving?.id ?? null,
       health: v.cls === 'updated' ? ('healthy' as const) : v.cls === 'failed' ? ('unhealthy' as const) : ('unknown' as const),
       lastError: obs && !obs.reachable ? obs.error : v.error,
+      lastLogs: v.logs,
     };
   });
   return {
@@ -359,6 +382,12 @@ export function plan(input: PlanInput): Plan {
     views = spec.hosts.map((h) => viewHost(h, byHost.get(h), desired, record!));
   }
 
+  if (spec.rollout.strategy === 'recreate') {
+    const reverts = revertActions(input, views, busy);
+    actions.push(...reverts);
+    for (const a of reverts) busy.add(a.host);
+  }
+
   const rollback = rollbackDecision(input, desired, record);
   if (rollback) {
     events.push({ type: 'RollbackStarted', message: `rolling the fleet back to revision ${rollback.toRevision} (${rollback.toVersion})` });
@@ -427,6 +456,9 @@ function nextRolloutStep(
     existingContainerId: v.target?.id ?? null,
     containerName: newContainerName(input.app, desired, v),
     pull: !v.target && !next.pulled.includes(v.host),
+    // Whatever runs now, as observed (not as recorded): after a crash anywhere in a step, the
+    // new container still never starts beside an old one.
+    ...(spec.rollout.strategy === 'recreate' ? { stopFirst: v.othersRunning.map((c) => c.id) } : {}),
   }));
   // Later batches' hosts pull while the first batch boots (its hosts pull inside updateHost).
   for (const v of toPull) if (!pending.includes(v)) actions.push({ type: 'pull', host: v.host });

@@ -10,6 +10,14 @@ import type { ActionResult } from './types.js';
  */
 const MAX_START_ATTEMPTS = 5;
 const START_RETRY_BASE_MS = 1_000;
+/**
+ * Repair after completion (a proxy recreated, a container removed by hand) re-updates a host
+ * of a release the whole fleet already ran: there is nothing to fail or roll back, and a
+ * host marked failed there would have its serving container removed and stay dark until
+ * the next release (seen: host-repair, 5 apps, 503 for a minute). It is retried, backing
+ * off to this (a container that keeps crashing: Kubernetes' CrashLoopBackOff).
+ */
+const REPAIR_RETRY_MAX_MS = 30_000;
 const RELEASE_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['CONTAINER_NOT_RUNNING', 'SECRET_MISSING', 'SECRETS_FILE_INVALID', 'HOST_NOT_CONFIGURED', 'IMAGE_NOT_FOUND', 'IMAGE_PULL_FAILED']);
 
 /**
@@ -28,6 +36,13 @@ export function applyResults(record: RolloutRecord, results: ActionResult[], now
     }
     // A host that stopped answering is not the release's fault: it is retried when it returns.
     if (r.unreachable) continue;
+    if (a.type === 'updateHost' && record.state === 'complete') {
+      const before = record.hosts[a.host];
+      const attempts = before?.step === 'retrying' ? before.attempts + 1 : 1;
+      const backoff = Math.min(START_RETRY_BASE_MS * 2 ** (attempts - 1), REPAIR_RETRY_MAX_MS);
+      next.hosts[a.host] = { step: 'retrying', attempts, notBefore: now + backoff, message: r.message, at: now };
+      continue;
+    }
     if (a.type === 'pull' || (a.type === 'updateHost' && r.stage === 'pull')) {
       next = { ...next, state: 'failed', failure: { reason: 'ImagePullFailed', message: `${a.host}: ${r.message}` }, finishedAt: now };
     } else if (a.type === 'hook') {
@@ -43,6 +58,7 @@ export function applyResults(record: RolloutRecord, results: ActionResult[], now
           reason: r.stage === 'health' ? 'HealthCheckFailed' : 'StartFailed',
           message: attempts > 1 ? `${r.message} (after ${attempts} attempts)` : r.message,
           at: now,
+          ...(r.logs ? { logs: r.logs } : {}),
         };
       }
     }

@@ -52,6 +52,12 @@ export interface HostUpdateAction {
   containerName: string;
   /** Pull before creating when the image may be missing. */
   pull: boolean;
+  /**
+   * rollout.strategy: recreate only: the host's other running app containers, drained and
+   * stopped once the target exists (pulled, created) and before it starts. start-first
+   * retires them after the switch instead (a `retire` of a later pass).
+   */
+  stopFirst?: string[];
 }
 
 /** Work on one host; the planner never gives one container two actions in a pass. */
@@ -66,7 +72,13 @@ export type Action =
   /** Turn the app's maintenance page on (message) or off (null) on one host's proxy. */
   | { type: 'maintenance'; host: string; message: string | null }
   /** Put the host's traffic back on a running container its proxy lost the route to (health-checked first). */
-  | { type: 'restoreTraffic'; host: string; containerId: string; containerName: string };
+  | { type: 'restoreTraffic'; host: string; containerId: string; containerName: string }
+  /**
+   * rollout.strategy: recreate, a host whose new container failed after the old one stopped:
+   * stop `stopFirst` (the failed one), then start the container the host ran before,
+   * health-check it and put the traffic back on it.
+   */
+  | { type: 'revertHost'; host: string; containerId: string; containerName: string; stopFirst: string[] };
 
 /** A failed release that touched hosts goes back to the last release the fleet converged on. */
 export interface RollbackDecision {
@@ -117,4 +129,6 @@ export type ActionResult =
       message: string;
       /** The host stopped answering: not the release's fault, retried when it returns. */
       unreachable: boolean;
+      /** The last log lines of the container that failed (health check, not running), redacted. */
+      logs?: string[];
     };

@@ -23,7 +23,7 @@ const SECRETS_FILE: ProtectedFileKind = { title: 'SECRETS FILE', noun: 'a secret
 /** PEM chains are a few KiB: a bigger file is a mistake, and the bound keeps every read cheap. */
 export const MAX_SECRETS_FILE_BYTES = 1024 * 1024;
 
-/** One read of an app's secrets file. */
+/** One read of a secrets file (an app's, or the registries file: registry-credentials.ts). */
 export interface AppSecretsRead {
   file: string;
   exists: boolean;
@@ -34,8 +34,7 @@ export interface AppSecretsRead {
 }
 
 export class AppSecretFiles {
-  /** The last read of each app's file, under a key that changes with any write, chmod or replacement. */
-  private readonly cache = new Map<string, { key: string; read: AppSecretsRead }>();
+  private readonly files = new SecretsFileCache();
 
   constructor(readonly dir: string) {}
 
@@ -46,20 +45,29 @@ export class AppSecretFiles {
   }
 
   read(app: string): AppSecretsRead {
-    const file = this.fileOf(app);
+    return this.files.read(this.fileOf(app));
+  }
+}
+
+/** Secrets files by path: one stat per read, the file itself re-read only when it changed. */
+export class SecretsFileCache {
+  /** The last read of each file, under a key that changes with any write, chmod or replacement. */
+  private readonly cache = new Map<string, { key: string; read: AppSecretsRead }>();
+
+  read(file: string): AppSecretsRead {
     let st: Stats;
     try {
       st = statSync(file);
     } catch (err) {
-      this.cache.delete(app);
+      this.cache.delete(file);
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { file, exists: false, values: {}, problem: null };
       return unusable(file, `cannot read ${file}: ${(err as Error).message}`);
     }
-    const hit = this.cache.get(app);
+    const hit = this.cache.get(file);
     if (hit?.key === changeKey(st)) return hit.read;
     const { key, read } = readOnce(file);
-    if (key === null) this.cache.delete(app);
-    else this.cache.set(app, { key, read });
+    if (key === null) this.cache.delete(file);
+    else this.cache.set(file, { key, read });
     return read;
   }
 }

@@ -59,6 +59,23 @@ export class StoreContext {
     return result;
   }
 
+  /**
+   * `write`, for what the controller observed and would observe again after a power loss
+   * (status, rollout records, step events, host status): committed without waiting for
+   * the disk (`synchronous=NORMAL`; in WAL mode the commit is atomic and survives a crash
+   * of berth, and the next `write`'s fsync makes it durable too). Inside another
+   * transaction it joins that one, and that one's durability. docs/design.md ("The store").
+   */
+  writeObserved<T>(fn: () => T): T {
+    if (this.depth > 0) return fn();
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return this.write(fn);
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+  }
+
   /** Queue an event for delivery once the current transaction commits. */
   afterCommit(event: BerthEvent): void {
     this.pending.push(event);

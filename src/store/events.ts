@@ -43,6 +43,7 @@ export class EventsRepo {
   private readonly maxAll: Database.Statement;
   private readonly maxApp: Database.Statement;
   private readonly newestTyped: Database.Statement;
+  private readonly typedOfRevision: Database.Statement;
 
   constructor(private readonly ctx: StoreContext) {
     const db = ctx.db;
@@ -59,6 +60,10 @@ export class EventsRepo {
     this.newestTyped = db.prepare(
       `SELECT ${COLUMNS} FROM (SELECT ${COLUMNS} FROM events WHERE app = ? ORDER BY id DESC LIMIT ?)
        WHERE type IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1`,
+    );
+    this.typedOfRevision = db.prepare(
+      `SELECT ${COLUMNS} FROM (SELECT ${COLUMNS} FROM events WHERE app = ? ORDER BY id DESC LIMIT ?)
+       WHERE type = ? AND revision = ? ORDER BY id ASC`,
     );
   }
 
@@ -104,6 +109,11 @@ export class EventsRepo {
   newestOfTypes(app: string, types: readonly string[], lookback: number): BerthEvent | null {
     const row = this.newestTyped.get(app, clampLimit(lookback), JSON.stringify(types)) as EventRow | undefined;
     return row ? toEvent(row) : null;
+  }
+
+  /** The app's events of `type` about `revision`, oldest first, among its newest `lookback` events. */
+  ofTypeAndRevision(app: string, type: string, revision: number, lookback: number): BerthEvent[] {
+    return (this.typedOfRevision.all(app, clampLimit(lookback), type, revision) as EventRow[]).map(toEvent);
   }
 
   /** The newest event id (0 when none): where a live stream that wants no backlog starts. */

@@ -46,7 +46,7 @@ export class HostsStatusRepo {
    * host still shows what it ran); pass null to clear it.
    */
   upsert(h: HostReachabilityInput): HostReachability {
-    return this.ctx.write(() => {
+    return this.ctx.writeObserved(() => {
       const previous = this.one.get(h.host) as HostRow | undefined;
       const row = this.upsertStmt.get({
         host: h.host,

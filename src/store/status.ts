@@ -36,7 +36,8 @@ function toStatus(r: StatusRow): AppStatus {
     phase: r.phase,
     observedRevision: r.observed_revision,
     conditions: parseJson<Condition[]>(r.conditions, `conditions of app ${r.app}`),
-    hosts: parseJson<HostStatus[]>(r.hosts, `host status of app ${r.app}`),
+    // A status written before lastLogs existed has none.
+    hosts: parseJson<HostStatus[]>(r.hosts, `host status of app ${r.app}`).map((h) => ({ ...h, lastLogs: h.lastLogs ?? null })),
     updatedAt: r.updated_at,
   };
 }
@@ -155,13 +156,14 @@ export class StatusRepo {
   /**
    * The reconciler's "record" step: status, rollout record and events of one
    * pass in ONE synchronous transaction, so a crash leaves all or none of them.
-   * Subscribers see the events after the commit.
+   * Observed state: committed without an fsync unless the caller's transaction holds a
+   * decision too (StoreContext.writeObserved). Subscribers see the events after the commit.
    */
   recordStep(app: string, step: RecordStep): RecordStepResult {
     if (step.status && step.status.app !== app) {
       throw new StoreError('INVALID_STEP', `recordStep for app ${app} got the status of app ${step.status.app}`);
     }
-    return this.ctx.write(() => {
+    return this.ctx.writeObserved(() => {
       if (step.status) this.writeStatus(step.status);
       if (step.rollout === null) this.deleteRollout(app);
       else if (step.rollout) this.putRollout(app, step.rollout.revision, step.rollout.state);

@@ -60,6 +60,11 @@ export class Store {
     return this.ctx.write(fn);
   }
 
+  /** A transaction of observed state only, committed without an fsync (StoreContext.writeObserved). */
+  observedTransaction<T>(fn: () => T): T {
+    return this.ctx.writeObserved(fn);
+  }
+
   get schemaVersion(): number {
     return schemaVersion(this.db);
   }

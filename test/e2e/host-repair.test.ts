@@ -68,7 +68,12 @@ function repairSuite(APPS: string[], clientsPerTarget: number): void {
       for (;;) {
         const seen = await Promise.all(hosts.flatMap((h) => APPS.map((app) => get(addrs.get(h)!, `${app}.test`))));
         if (seen.every((s) => (version ? s === `200 ${version}` : s.startsWith('200 ')))) return Date.now() - t0;
-        if (Date.now() - t0 > timeoutMs) throw new Error(`not every app serves ${version ?? 'something'} on ${hosts.join(', ')}: ${seen.join(', ')}`);
+        if (Date.now() - t0 > timeoutMs) {
+          // What the controller did about the apps that do not serve: the events say why.
+          const off = APPS.filter((_, i) => hosts.some((_h, j) => !seen[j * APPS.length + i]!.startsWith(version ? `200 ${version}` : '200 ')));
+          const story = off.map((app) => `${app}:\n  ${f.store.events.listEvents(app, { limit: 1000 }).slice(-12).map((e) => `${e.createdAt} r${e.revision ?? '-'} ${e.host ?? '-'} ${e.type}: ${e.message.slice(0, 160)}`).join('\n  ')}`);
+          throw new Error(`not every app serves ${version ?? 'something'} on ${hosts.join(', ')}: ${seen.join(', ')}\n${story.join('\n')}`);
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
     }

@@ -227,6 +227,7 @@ describe('migration from the Caddy proxy', { skip, concurrency: false }, () => {
         assert.ok(res.status < 300, `Caddy took the old berth's switch: ${res.status} ${res.body}`);
       },
       async drain() {},
+      async withdraw() {},
       async observeRoute(_host, app) {
         const res = await caddyAdmin(adminSocket, 'GET', `/id/berth-upstreams-${app}/upstreams`);
         const first = res.status === 200 ? (JSON.parse(res.body) as Array<{ dial: string }>)[0] : undefined;
@@ -265,6 +266,7 @@ describe('migration from the Caddy proxy', { skip, concurrency: false }, () => {
     const traffic: TrafficSwitch = {
       switchTo: (...a) => current.switchTo(...a),
       drain: (...a) => current.drain(...a),
+      withdraw: (...a) => current.withdraw(...a),
       observeRoute: (...a) => current.observeRoute(...a),
       setMaintenance: (...a) => current.setMaintenance(...a),
       removeRoute: (...a) => current.removeRoute(...a),

@@ -31,7 +31,7 @@ function skipReason(): string | false {
 interface AppView {
   desired: { revision: number; version: string } | null;
   status: { phase: string | null; observedRevision: number | null } | null;
-  lastFailure: { reason: string; message: string } | null;
+  lastFailure: { reason: string; message: string; logs: Array<{ host: string; lines: string[] }> } | null;
 }
 
 describe('the status page in chromium during a real 3-host rollout', { skip: skipReason(), concurrency: false }, () => {
@@ -154,6 +154,10 @@ describe('the status page in chromium during a real 3-host rollout', { skip: ski
     assert.match(failure.message, /404/, 'the probe answer (the broken image has no /health)');
     assert.match((await section().locator('.failure').textContent()) ?? '', new RegExp(failure.reason));
     assert.equal(await section().locator('.timeline-chart path.mark.fail').count() > 0, true, 'the failure is a cross on the timeline');
+    // The failed container's last log lines (the broken image prints none: said so).
+    assert.equal(failure.logs.length, 1, JSON.stringify(failure.logs));
+    const [{ host, lines }] = failure.logs as [{ host: string; lines: string[] }];
+    assert.match((await section().locator('.failure').textContent()) ?? '', new RegExp(lines.length > 0 ? `${host}: the last ${lines.length} log lines of its failed container` : `${host}: its failed container wrote no log line`));
     await shot('failure');
   });
 

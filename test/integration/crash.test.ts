@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
+import { appStory } from '../support/bed-app.js';
 import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
-import { bedSkipReason } from '../support/testbed.js';
+import { bedNetworkView, bedSkipReason } from '../support/testbed.js';
 import { waitUntil } from '../support/wait.js';
 
 /**
@@ -37,7 +38,8 @@ describe('controller crash mid-rollout', { skip, concurrency: false }, () => {
       const { body } = await daemon.request<AppView>('GET', `/v1/apps/${APP}`).catch(() => ({ body: null }));
       const s = body?.status;
       return s && s.observedRevision === revision && (s.phase === 'Complete' || s.phase === 'RolledBack') ? s : null;
-    }, { timeoutMs: 90_000 });
+    }, { timeoutMs: 90_000, describe: async () => `${await appStory(daemon, APP, revision)}\n${bedNetworkView(daemon.bed)}` });
+
 
   const sawEvent = (revision: number, type: string, host?: string) =>
     waitUntil(`${type}${host ? ` on ${host}` : ''}`, async () => {

@@ -9,7 +9,9 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import { pino } from 'pino';
 import { buildApp } from '../../src/api/app.js';
 import { NO_CONFIG_FILE, type ApiDeps, type ConfigFileHandle, type ControllerHandle, type ExecResult } from '../../src/api/context.js';
+import type { AppLogItem } from '../../src/domain/logs.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
+import type { AppLogs, AppLogsRequest } from '../../src/reconciler/app-logs.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import type { EventStreamLimits } from '../../src/api/routes/events.js';
 import type { AppSecretFiles } from '../../src/secrets/app-secrets.js';
@@ -19,11 +21,63 @@ import { NO_SECRETS } from './secrets.js';
 export { TOKEN };
 export const AUTH = { authorization: `Bearer ${TOKEN}` } as const;
 
-/** Records every enqueue and exec; `running` answers /readyz. Real execs are tested on the test hosts. */
+/**
+ * Records every enqueue, exec and logs request; `running` answers /readyz. Logs are scripted:
+ * `logItems` first, then (followed) what `pushLog` sends until the API closes them. Real execs
+ * and logs are tested on the test hosts.
+ */
 export class RecordingController implements ControllerHandle {
   readonly enqueued: string[] = [];
   readonly execs: Array<{ app: string; command: string; host?: string }> = [];
+  readonly logRequests: Array<{ app: string; req: AppLogsRequest }> = [];
+  logItems: AppLogItem[] = [];
+  /** Thrown by logs() before any item (an app whose secrets cannot be read, a host it does not run on). */
+  logsError: Error | null = null;
+  /** Logs the API has not closed yet. */
+  openLogs = 0;
+  /** Items the API has read from every logs stream so far. */
+  logsTaken = 0;
+  private readonly followers = new Set<(item: AppLogItem) => void>();
   running = true;
+  /** Sends `item` to every followed logs stream. */
+  pushLog(item: AppLogItem): void {
+    for (const f of this.followers) f(item);
+  }
+  logs(app: string, req: AppLogsRequest): AppLogs {
+    this.logRequests.push({ app, req });
+    if (this.logsError) throw this.logsError;
+    const queue = [...this.logItems];
+    let wake: (() => void) | null = null;
+    let closed = false;
+    const follower = (item: AppLogItem) => {
+      queue.push(item);
+      wake?.();
+    };
+    if (req.follow) this.followers.add(follower);
+    this.openLogs += 1;
+    const taken = () => (this.logsTaken += 1);
+    async function* items(): AsyncGenerator<AppLogItem> {
+      while (!closed) {
+        const next = queue.shift();
+        if (next) {
+          taken();
+          yield next;
+        }
+        else if (!req.follow) return;
+        else await new Promise<void>((resolve) => (wake = resolve));
+      }
+    }
+    return {
+      items: items(),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        this.openLogs -= 1;
+        this.followers.delete(follower);
+        wake?.();
+      },
+    };
+  }
   async exec(app: string, command: string, host?: string): Promise<ExecResult> {
     this.execs.push({ app, command, ...(host ? { host } : {}) });
     return { host: host ?? 'h1', version: 'v1', exitCode: 0, outputTail: '', timedOut: false };

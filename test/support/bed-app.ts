@@ -9,6 +9,7 @@
  */
 import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
 import type { ObservedContainer } from '../../src/hosts/host-driver.js';
+import { bedNetworkView } from './testbed.js';
 import { waitUntil } from './wait.js';
 import type { BedDaemon } from './bed-daemon.js';
 
@@ -41,18 +42,21 @@ export interface BedApp {
   served(): Promise<Record<string, string>>;
 }
 
+/** `revision's TYPE@host: message` lines of an app's events since `revision`, for assertion messages. */
+export async function appStory(daemon: BedDaemon, name: string, revision: number): Promise<string> {
+  return (await daemon.request<{ events: BerthEvent[] }>('GET', `/v1/apps/${name}/events?limit=1000`)).body.events
+    .filter((e) => (e.revision ?? 0) >= revision)
+    .map((e) => `r${e.revision} ${e.type}@${e.host ?? '-'}: ${e.message}`)
+    .join('\n');
+}
+
 export function bedApp(daemon: BedDaemon, name: string, opts: { proxyPort: number }): BedApp {
   const hosts = daemon.bed.hosts.slice(0, 3);
   const app: BedApp = {
     name,
     view: async () => (await daemon.request<AppView>('GET', `/v1/apps/${name}`)).body,
     events: async () => (await daemon.request<{ events: BerthEvent[] }>('GET', `/v1/apps/${name}/events?limit=1000`)).body.events,
-    async story(revision) {
-      return (await app.events())
-        .filter((e) => (e.revision ?? 0) >= revision)
-        .map((e) => `r${e.revision} ${e.type}@${e.host ?? '-'}: ${e.message}`)
-        .join('\n');
-    },
+    story: (revision) => appStory(daemon, name, revision),
     async deploy(version) {
       const res = await daemon.request<{ revision: number }>('POST', `/v1/apps/${name}/releases`, { version });
       if (res.status !== 202) throw new Error(`deploy ${name} ${version}: HTTP ${res.status} ${JSON.stringify(res.body)}`);
@@ -80,7 +84,7 @@ export function bedApp(daemon: BedDaemon, name: string, opts: { proxyPort: numbe
           { timeoutMs },
         );
       } catch (e) {
-        throw new Error(`${(e as Error).message}; status ${JSON.stringify((await app.view()).status)}\n${await app.story(revision)}`);
+        throw new Error(`${(e as Error).message}; status ${JSON.stringify((await app.view()).status)}\n${await app.story(revision)}\n${bedNetworkView(daemon.bed)}`);
       }
     },
     async containers() {

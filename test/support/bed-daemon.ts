@@ -13,10 +13,10 @@
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { HostDriver } from '../../src/hosts/host-driver.js';
-import { secretsDirPath } from '../../src/defaults.js';
+import { registriesFilePath, secretsDirPath } from '../../src/defaults.js';
 import { TOKEN, daemonSandbox, freePort, killDaemon, waitReady, type DaemonChild } from './daemon.js';
 import { clearApp, openBedDrivers } from './fleet.js';
-import { writeAppSecrets } from './secrets.js';
+import { writeAppSecrets, writeSecretsFile } from './secrets.js';
 import { requireTestbed, type Testbed } from './testbed.js';
 
 export interface BedDaemon {
@@ -32,6 +32,8 @@ export interface BedDaemon {
   kill9(): Promise<void>;
   /** (Re)writes `app`'s secrets file in the daemon's data directory, as an operator rotating a secret. */
   writeSecrets(app: string, values: Record<string, string>): void;
+  /** (Re)writes the registries file (registry passwords, `registries:`) in the daemon's data directory. */
+  writeRegistryPasswords(values: Record<string, string>): void;
   /**
    * Starts a new daemon process on the same database and port (the old one must be gone:
    * kill9 or stop first, or it is SIGTERMed here); with `config`, top-level config keys
@@ -57,6 +59,8 @@ export interface BedDaemonOptions {
   env?: Record<string, string>;
   /** Apps' secret values (app -> name -> value), written to their secrets files before the daemon starts. */
   secrets?: Record<string, Record<string, string>>;
+  /** The registries file's values (name -> password), written before the daemon starts. */
+  registryPasswords?: Record<string, string>;
   /** Top-level config keys besides hosts, proxy, controller and apps (e.g. `acme`). */
   config?: Record<string, unknown>;
 }
@@ -113,6 +117,8 @@ export async function startBedDaemonApps(apps: Record<string, Record<string, unk
   const db = join(sandbox.path, 'berth.db');
   const writeSecrets = (app: string, values: Record<string, string>) => void writeAppSecrets(secretsDirPath(db), app, values);
   for (const [app, values] of Object.entries(opts.secrets ?? {})) writeSecrets(app, values);
+  const writeRegistryPasswords = (values: Record<string, string>) => void writeSecretsFile(registriesFilePath(db), values);
+  if (opts.registryPasswords) writeRegistryPasswords(opts.registryPasswords);
   let current: DaemonChild | undefined;
   const launch = async () => {
     current = await sandbox.spawn({ config, db, port, env: { BERTH_LOG_LEVEL: 'info', ...opts.env } });
@@ -140,6 +146,7 @@ export async function startBedDaemonApps(apps: Record<string, Record<string, unk
     },
     kill9: () => killDaemon(current!),
     writeSecrets,
+    writeRegistryPasswords,
     async restart(again = {}) {
       if (current && current.proc.exitCode === null && current.proc.signalCode === null) {
         current.proc.kill('SIGTERM');

@@ -25,7 +25,11 @@ export function secretsFileText(values: Record<string, string>): string {
  */
 export function writeAppSecrets(dir: string, app: string, values: Record<string, string>, mode = 0o600): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const file = join(dir, `${app}.env`);
+  return writeSecretsFile(join(dir, `${app}.env`), values, mode);
+}
+
+/** Any secrets file (an app's, the registries file), written whole and renamed into place. Returns its path. */
+export function writeSecretsFile(file: string, values: Record<string, string>, mode = 0o600): string {
   const next = `${file}.${process.pid}.tmp`;
   writeFileSync(next, secretsFileText(values), { mode });
   renameSync(next, file);

@@ -39,6 +39,11 @@ export interface Testbed {
   clientKey: string;
   knownHosts: string;
   hosts: TestbedHost[];
+  /**
+   * The private registry: the registry's images again, behind htpasswd auth (a new password
+   * at every `up`). Absent on a bed from before it: `testbed down; testbed up 3`.
+   */
+  privateRegistry?: { address: string; username: string; password: string };
 }
 
 export function testbedDir(): string {
@@ -73,6 +78,7 @@ export function loadTestbed(dir = testbedDir()): Testbed | null {
       haproxy: asString(images.haproxy, 'images.haproxy'),
       ...(Array.isArray(images.mirrored) ? { mirrored: images.mirrored.map((t, i) => asString(t, `images.mirrored[${i}]`)) } : {}),
     },
+    ...(raw.privateRegistry ? { privateRegistry: privateRegistryOf(raw.privateRegistry as Record<string, unknown>) } : {}),
     clientKey: asString(raw.clientKey, 'clientKey'),
     knownHosts: asString(raw.knownHosts, 'knownHosts'),
     hosts: hosts.map((h: Record<string, unknown>, i) => ({
@@ -85,6 +91,14 @@ export function loadTestbed(dir = testbedDir()): Testbed | null {
       dockerSocket: asString(h.dockerSocket, `hosts[${i}].dockerSocket`),
       stateDir: asString(h.stateDir, `hosts[${i}].stateDir`),
     })),
+  };
+}
+
+function privateRegistryOf(raw: Record<string, unknown>): NonNullable<Testbed['privateRegistry']> {
+  return {
+    address: asString(raw.address, 'privateRegistry.address'),
+    username: asString(raw.username, 'privateRegistry.username'),
+    password: asString(raw.password, 'privateRegistry.password'),
   };
 }
 
@@ -143,10 +157,14 @@ export function localSpecFor(h: TestbedHost): HostSpec {
   return spec;
 }
 
+function runTestbed(args: string[]) {
+  const script = new URL('../hosts/testbed', import.meta.url).pathname;
+  return spawnSync('bash', [script, ...args], { encoding: 'utf8', env: { ...process.env, BERTH_TESTBED_DIR: testbedDir() } });
+}
+
 /** Runs `test/hosts/testbed ARGS...` (e.g. netdown h3); throws on failure. */
 export function testbedCommand(...args: string[]): string {
-  const script = new URL('../hosts/testbed', import.meta.url).pathname;
-  const res = spawnSync('bash', [script, ...args], { encoding: 'utf8', env: { ...process.env, BERTH_TESTBED_DIR: testbedDir() } });
+  const res = runTestbed(args);
   if (res.status !== 0) throw new Error(`testbed ${args.join(' ')} failed (${res.status}): ${res.stderr || res.stdout}`);
   return `${res.stdout}${res.stderr}`;
 }
@@ -164,6 +182,22 @@ export function testbedCommandAsync(...args: string[]): Promise<string> {
       else resolve(`${stdout}${stderr}`);
     });
   });
+}
+
+/**
+ * What each host's `berth` network holds, for a failure message: every endpoint's
+ * container and address, and the bridge routes of the host's namespace. A health check
+ * refused on a container that runs (CI5: every new container on h2 refused, test after
+ * test) leaves this to tell an address two endpoints share from a container not listening.
+ */
+export function bedNetworkView(bed: Testbed): string {
+  return bed.hosts
+    .map((h) => {
+      const endpoints = runTestbed(['exec', h.name, 'network', 'inspect', 'berth', '--format', '{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}']);
+      const routes = spawnSync('ip', ['-n', h.netns, '-4', 'route'], { encoding: 'utf8' });
+      return `${h.name} network berth: ${(endpoints.stdout || endpoints.stderr).trim()}\n${h.name} routes: ${(routes.stdout || routes.stderr).trim().replace(/\n/g, '; ')}`;
+    })
+    .join('\n');
 }
 
 /** `image:tag` of the bed's test app. */

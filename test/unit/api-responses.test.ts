@@ -14,6 +14,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { ConfigFileHandle, ReloadResult } from '../../src/api/context.js';
 import { ConfigError, ConflictError, HOST_ERROR_CODES, HostError } from '../../src/domain/errors.js';
+import type { AppLogItem } from '../../src/domain/logs.js';
 import { AUTH, appDoc, makeApi, seedApp, type TestApi } from '../support/api.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -104,11 +105,12 @@ before(async () => {
     observedRevision: 2,
     conditions: [{ type: 'Progressing', status: 'False', reason: 'HealthCheckFailed', message: 'h1: GET /health answered 500: boom', lastTransitionTime: now }],
     hosts: [
-      { host: 'h1', version: 'v2', revision: 2, containerId: 'c1', health: 'unhealthy', lastError: 'GET /health answered 500' },
-      { host: 'h2', version: null, revision: null, containerId: null, health: 'unknown', lastError: null },
+      { host: 'h1', version: 'v2', revision: 2, containerId: 'c1', health: 'unhealthy', lastError: 'GET /health answered 500', lastLogs: ['booting', 'db: connection refused'] },
+      { host: 'h2', version: null, revision: null, containerId: null, health: 'unknown', lastError: null, lastLogs: null },
     ],
     updatedAt: now,
   });
+  api.store.events.appendEvent({ app: 'web', host: 'h1', revision: 3, type: 'FailedContainerLogs', message: 'web-r3 (v3) failed its health check; its last 2 log lines:\nbooting\ndb: connection refused', actor: 'controller' });
   api.store.events.appendEvent({ app: 'web', host: 'h1', revision: 3, type: 'RolloutFailed', message: 'h1: health check failed', actor: 'controller' });
   api.store.hostsStatus.upsert({ host: 'h1', up: true, dockerVersion: '27.5.1', lastError: null });
   // h1 answers: GET /v1/hosts shows its proxy; h2 and h3 are not checked yet (proxy null).
@@ -201,9 +203,23 @@ function handlerCases(): Case[] {
     call('execInApp', 502, { payload: { command: 'true' } }, hostFails(HOST_ERROR_CODES.unreachable)),
     call('execInApp', 504, { payload: { command: 'true' } }, hostFails(HOST_ERROR_CODES.timeout)),
     call('listEvents', 200, { url: `${urlOf('listEvents')}?after=1&limit=3` }),
+    call('streamLogs', 200, { url: `${urlOf('streamLogs')}?tail=5&since=10m&host=h1` }, () => {
+      api.controller.logsError = null;
+      api.controller.logItems = LOG_ITEMS;
+    }),
+    call('streamLogs', 409, { url: `${urlOf('streamLogs')}?host=h3` }, () => {
+      api.controller.logsError = new ConflictError('host "h3" does not run app "web" (hosts: h1, h2)');
+    }),
     call('listHosts', 200),
   ];
 }
+
+/** What the scripted controller's logs send: a host attaching, a line, a host that cannot be read. */
+const LOG_ITEMS: AppLogItem[] = [
+  { type: 'host', host: 'h1', state: 'attached', container: 'web-r3', message: 'web-r3 (v3)', code: null },
+  { type: 'line', host: 'h1', container: 'web-r3', stream: 'stderr', time: '2026-11-29T09:31:54.745123456Z', text: 'listening' },
+  { type: 'host', host: 'h2', state: 'error', container: null, message: 'list containers: docker daemon not reachable', code: 'HOST_UNREACHABLE' },
+];
 
 /** Checks one answer against the document and counts its status as produced. */
 function check(c: Case, res: LightMyRequestResponse, captured: unknown): void {
@@ -277,6 +293,44 @@ test('the event stream: text/event-stream frames carry events of the documented 
   assert.equal(refused.headers['retry-after'], '5');
   aborter.abort();
   await reader.cancel().catch(() => {});
+});
+
+test('the log stream: line and host frames carry the documented LogLine and LogHostState; it takes the one stream slot events use too (503)', async () => {
+  api.controller.logsError = null;
+  api.controller.logItems = LOG_ITEMS;
+  if (!api.app.server.listening) await api.app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = api.app.server.address() as AddressInfo;
+  const aborter = new AbortController();
+  // The event stream of the test before may hold the slot until the server sees its close.
+  let res = await fetch(`http://127.0.0.1:${port}${urlOf('streamLogs')}?follow=true`, { headers: AUTH, signal: aborter.signal });
+  for (let i = 0; i < 100 && res.status === 503; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    res = await fetch(`http://127.0.0.1:${port}${urlOf('streamLogs')}?follow=true`, { headers: AUTH, signal: aborter.signal });
+  }
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+  const reader = res.body!.getReader();
+  let textRead = '';
+  while (textRead.split('\n\n').length <= LOG_ITEMS.length) textRead += new TextDecoder().decode((await reader.read()).value);
+  const frames = textRead.split('\n\n').slice(0, LOG_ITEMS.length).map((f) => /^event: (line|host)\ndata: (.*)$/.exec(f));
+  for (const [i, frame] of frames.entries()) {
+    assert.ok(frame, `frame ${i} as documented: ${JSON.stringify(textRead.slice(0, 300))}`);
+    const validate = ajv.compile(deref(named[frame[1] === 'line' ? 'LogLine' : 'LogHostState']) as Json);
+    const data = JSON.parse(frame[2]!) as Json;
+    assert.ok(validate(data), ajv.errorsText(validate.errors));
+    assert.deepEqual({ type: frame[1], ...data }, LOG_ITEMS[i]);
+  }
+
+  // Followed, the stream holds the one slot: another log stream and an event stream are refused.
+  const refused = await api.app.inject({ method: 'GET', url: urlOf('streamLogs'), headers: AUTH });
+  check({ op: 'streamLogs', status: 503, req: { method: 'GET', url: urlOf('streamLogs') } }, refused, sent);
+  assert.equal(refused.headers['retry-after'], '5');
+  assert.equal((await api.app.inject({ method: 'GET', url: urlOf('listEvents'), headers: { ...AUTH, accept: 'text/event-stream' } })).statusCode, 503);
+  assert.equal(api.controller.openLogs, 1, 'the refused request left no logs open');
+  aborter.abort();
+  await reader.cancel().catch(() => {});
+  for (let i = 0; i < 100 && api.controller.openLogs > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(api.controller.openLogs, 0, "the client's disconnect closed the logs");
 });
 
 test('every status the document lists for a route was produced above (500, documented everywhere, once)', () => {

@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { containerConfigHash } from '../../src/domain/config-hash.js';
 import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { ConflictError } from '../../src/domain/errors.js';
+import type { AppLogItem } from '../../src/domain/logs.js';
 import type { BerthEvent } from '../../src/domain/release.js';
 import { createHash } from 'node:crypto';
 import { makeSpec } from '../support/fixtures.js';
@@ -41,6 +43,7 @@ const DESIGN_ROUTES: Array<[string, string]> = [
   ['delete', '/v1/apps/{app}'],
   ['post', '/v1/reload'],
   ['get', '/v1/apps/{app}/events'],
+  ['get', '/v1/apps/{app}/logs'],
   ['get', '/v1/hosts'],
 ];
 /** Open by design: probes, the scrape and the API description. */
@@ -313,7 +316,7 @@ describe('apps', () => {
       phase: 'Progressing',
       observedRevision: 1,
       conditions: [{ type: 'Progressing', status: 'True', reason: 'NewReleaseCreated', message: 'revision 2 (v2) on 0/2 hosts', lastTransitionTime: new Date().toISOString() }],
-      hosts: [{ host: 'h1', version: 'v1', revision: 1, containerId: 'abc', health: 'healthy', lastError: null }],
+      hosts: [{ host: 'h1', version: 'v1', revision: 1, containerId: 'abc', health: 'healthy', lastError: null, lastLogs: null }],
       updatedAt: new Date().toISOString(),
     });
     const withStatus = json(await api.call({ method: 'GET', url: '/v1/apps/web' }));
@@ -509,6 +512,18 @@ describe('rollback', () => {
     assert.equal(again.revision, 4);
   });
 
+  test('the rollback release keeps the rollout strategy of the release it replaces: an app made recreate goes back without two running', async () => {
+    await seedApp(api, 'web', ['v1']);
+    await api.call({ method: 'PUT', url: '/v1/apps/web', payload: appDoc({ port: 4000, rollout: { strategy: 'recreate' } }) });
+    await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version: 'v2' } });
+    const res = await api.call({ method: 'POST', url: '/v1/apps/web/rollback', payload: {} });
+    assert.equal(res.statusCode, 202, res.body);
+    const r1 = api.store.releases.getRelease('web', 1)!;
+    assert.deepEqual(api.store.releases.getRelease('web', 3)!.spec, { ...r1.spec, rollout: { ...r1.spec.rollout, strategy: 'recreate' } });
+    const doc = json(await api.call({ method: 'GET', url: '/v1/apps/web' }));
+    assert.equal((doc.spec as { rollout: { strategy: string } }).rollout.strategy, 'recreate', 'GET shows the key');
+  });
+
   test('{} skips versions whose rollout never completed (a broken deploy is not "the previous release")', async () => {
     await seedApp(api, 'web', ['v1', 'v2']);
     for (const version of ['broken', 'v3']) await api.call({ method: 'POST', url: '/v1/apps/web/releases', payload: { version } });
@@ -676,6 +691,84 @@ describe('events', () => {
     const res = await api.app.inject({ method: 'GET', url: '/v1/apps/web/events', headers: { accept: 'text/event-stream' } });
     assert.equal(res.statusCode, 401);
     assert.match(String(res.headers['content-type']), /application\/json/);
+  });
+});
+
+describe('logs', () => {
+  const line = (host: string, text: string): AppLogItem => ({ type: 'line', host, container: 'web-r1', stream: 'stdout', time: '2026-11-29T09:00:00.000000000Z', text });
+
+  test('the query becomes the request to the controller: tail (default 100), since as a duration or a time, follow, host', async () => {
+    await seedApp(api, 'web', ['v1']);
+    api.controller.logItems = [line('h1', 'hello')];
+    const res = await api.call({ method: 'GET', url: '/v1/apps/web/logs' });
+    assert.equal(res.statusCode, 200);
+    assert.match(String(res.headers['content-type']), /^text\/event-stream/);
+    assert.equal(res.body, `event: line\ndata: ${JSON.stringify({ host: 'h1', container: 'web-r1', stream: 'stdout', time: '2026-11-29T09:00:00.000000000Z', text: 'hello' })}\n\n`);
+    const before = Date.now();
+    // A followed stream never ends by itself: this one is refused after its request is recorded.
+    api.controller.logsError = new ConflictError('refused after recording the request');
+    assert.equal((await api.call({ method: 'GET', url: '/v1/apps/web/logs?tail=0&since=10m&follow=1&host=h2' })).statusCode, 409);
+    api.controller.logsError = null;
+    await api.call({ method: 'GET', url: '/v1/apps/web/logs?tail=10000&since=2026-11-29T09:30:00.5%2B01:00&follow=false' });
+    const [plain, followed, dated] = api.controller.logRequests;
+    assert.deepEqual(plain, { app: 'web', req: { tail: 100, follow: false } });
+    assert.equal(followed!.req.follow, true);
+    assert.equal(followed!.req.tail, 0);
+    assert.equal(followed!.req.host, 'h2');
+    assert.ok(Math.abs(followed!.req.sinceMs! - (before - 600_000)) < 5_000, `10m ago: ${followed!.req.sinceMs}`);
+    assert.deepEqual(dated!.req, { tail: 10_000, follow: false, sinceMs: Date.parse('2026-11-29T08:30:00.500Z') });
+  });
+
+  test('a malformed query is a 400 naming the parameter, an unknown app a 404, no token a 401: no logs opened', async () => {
+    await seedApp(api, 'web', ['v1']);
+    const cases: Array<[string, number, RegExp]> = [
+      ['/v1/apps/web/logs?tail=10001', 400, /querystring\.tail/],
+      ['/v1/apps/web/logs?tail=-1', 400, /querystring\.tail/],
+      ['/v1/apps/web/logs?follow=yes', 400, /querystring\.follow/],
+      ['/v1/apps/web/logs?since=yesterday', 400, /querystring\.since: expected a duration like 10m or an RFC 3339 date-time/],
+      ['/v1/apps/web/logs?since=5s5s', 400, /querystring\.since/],
+      ['/v1/apps/web/logs?since=2026-13-45T99:00:00Z', 400, /querystring\.since/],
+      // Processes (roles) do not exist yet: the parameter is refused, not ignored.
+      ['/v1/apps/web/logs?process=web', 400, /process/],
+      ['/v1/apps/web/logs?host=no%20such', 400, /querystring\.host/],
+      ['/v1/apps/nope/logs', 404, /app "nope" not found/],
+    ];
+    for (const [url, status, message] of cases) {
+      const res = await api.call({ method: 'GET', url });
+      assert.equal(res.statusCode, status, `${url}: ${res.body}`);
+      assert.match(json(res).message, message, url);
+    }
+    assert.equal((await api.call({ method: 'GET', url: '/v1/apps/web/logs', auth: false })).statusCode, 401);
+    assert.deepEqual(api.controller.logRequests, []);
+  });
+
+  test("the controller's refusal (a host the app does not run on, unreadable secrets) is a JSON error, not a stream", async () => {
+    await seedApp(api, 'web', ['v1']);
+    api.controller.logsError = new ConflictError('host "h3" does not run app "web" (hosts: h1, h2)');
+    const res = await api.call({ method: 'GET', url: '/v1/apps/web/logs?host=h3' });
+    assert.equal(res.statusCode, 409);
+    assert.equal(json(res).code, 'CONFLICT');
+  });
+
+  test('followed: lines are sent as they come; closing the API ends the stream and closes the logs', async (t) => {
+    await seedApp(api, 'web', ['v1']);
+    api.controller.logItems = [{ type: 'host', host: 'h1', state: 'attached', container: 'web-r1', message: 'web-r1 (v1)', code: null }];
+    await api.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = api.app.server.address() as AddressInfo;
+    const client = sse(`http://127.0.0.1:${port}/v1/apps/web/logs?follow=true&tail=0`, AUTH);
+    t.after(() => client.close());
+    assert.equal((await client.response).statusCode, 200);
+    assert.deepEqual((await client.next(1)).map((f) => [f.event, JSON.parse(f.data).state]), [['host', 'attached']]);
+    api.controller.pushLog(line('h2', 'live'));
+    const [live] = await client.next(1);
+    assert.equal(live!.event, 'line');
+    assert.equal(JSON.parse(live!.data).text, 'live');
+    assert.equal(api.controller.openLogs, 1);
+    const t0 = Date.now();
+    await api.app.close();
+    assert.ok(Date.now() - t0 < 2000, 'close does not wait for the stream');
+    await client.ended;
+    assert.equal(api.controller.openLogs, 0);
   });
 });
 

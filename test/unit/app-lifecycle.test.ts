@@ -192,6 +192,15 @@ describe('planReload', () => {
       restart: ['proxy', 'controller'],
     },
     {
+      name: 'registries are applied live (read at every pull): added, changed or removed, no restart',
+      running: config({ web: app() }, { registries: { 'ghcr.io': { username: 'ci', password: 'GHCR_TOKEN' } } }),
+      next: config({ web: app() }, { registries: { 'ghcr.io': { username: 'bot', password: 'GHCR_TOKEN_2' }, '10.0.0.5:5000': { username: 'ci', password: 'LAN' } } }),
+      stored: stored([['web', {}]]),
+      apps: ['web'],
+      undeclared: [],
+      restart: [],
+    },
+    {
       name: 'an app on a host the running daemon lacks: refused, naming the key',
       running: config({ web: app() }),
       next: config({ web: app({ hosts: ['h1', 'h4'] }) }, { hosts: Object.fromEntries(['h1', 'h2', 'h3', 'h4'].map((h) => [h, { address: `10.0.0.${h.slice(1)}`, host_key: FP }])) }),

@@ -363,19 +363,119 @@ describe('berth CLI', () => {
     d.proc.kill('SIGTERM');
     assert.equal((await d.exit(5000)).code, 0);
   });
+  test('logs: a host that cannot be read is said on stderr with its reason, exit 1; --json gives one object per line', async () => {
+    const r = await berth('logs', 'web');
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^local: error: .*\/nonexistent\/docker\.sock/m);
+    const json = await berth('logs', 'web', '--json', '--tail', '5');
+    assert.equal(json.code, 1);
+    const [item] = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual([item!.type, item!.host, item!.state, item!.code], ['host', 'local', 'error', 'HOST_UNREACHABLE']);
+  });
+
+  test('logs: usage mistakes exit 2 with one line and send nothing; a host the app does not run on is the daemon\'s 409', async () => {
+    for (const [args, re] of [
+      [['--tail', 'lots'], /^berth: --tail "lots" is not a number of lines from 0 to 10000; see berth logs --help\n$/],
+      [['--tail', '10001'], /^berth: --tail "10001" is not a number/],
+      [['--since', 'yesterday'], /^berth: --since "yesterday" is neither a duration like 10m nor an RFC 3339 time/],
+      [['--process', 'web'], /^berth: unknown option --process for "logs"/],
+    ] as Array<[string[], RegExp]>) {
+      const r = await berth('logs', 'web', ...args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, re);
+    }
+    const other = await berth('logs', 'web', '--host', 'h9');
+    assert.equal(other.code, 1);
+    assert.equal(other.stderr, 'berth: host "h9" does not run app "web" (hosts: local) (HTTP 409 CONFLICT)\n');
+    assert.match(ok(await berth('logs', '--help')), /^Usage: berth logs APP \[--host H\] \[--since D\] \[--tail N\] \[-f \| --follow\] \[--json\]$/m);
+  });
+
+  test('logs -f: each line after its host, states on stderr; after a dropped stream it asks again from the newest line seen, repeating none', async (t) => {
+    const frame = (event: string, data: object) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+    const line = (host: string, time: string, text: string) => frame('line', { host, container: 'web-r1', stream: 'stdout', time, text });
+    const asked: string[] = [];
+    const server = http.createServer((req, res) => {
+      asked.push(req.url!);
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      if (asked.length === 1) {
+        res.write(frame('host', { host: 'h1', state: 'attached', container: 'web-r1', message: 'web-r1 (v1)', code: null }));
+        res.write(frame('host', { host: 'h22', state: 'attached', container: 'web-r1', message: 'web-r1 (v1)', code: null }));
+        res.write(line('h1', '2026-11-29T09:00:01.000000005Z', 'one'));
+        res.write(line('h22', '2026-11-29T09:00:02.000000000Z', 'two'));
+        res.end(); // the daemon restarts
+      } else {
+        res.write(line('h1', '2026-11-29T09:00:01.000000005Z', 'one'));
+        res.write(line('h22', '2026-11-29T09:00:02.000000000Z', 'two'));
+        res.write(line('h1', '2026-11-29T09:00:03.000000000Z', 'three'));
+        res.write(frame('host', { host: 'h22', state: 'error', container: null, message: 'list containers: no answer', code: 'HOST_TIMEOUT' }));
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const { port } = server.address() as AddressInfo;
+    const proc = spawn(process.execPath, ['--import', 'tsx', BIN, 'logs', 'web', '-f', '--tail', '3'], { cwd: ROOT, env: { ...process.env, ...env, BERTH_URL: `http://127.0.0.1:${port}` }, stdio: ['ignore', 'pipe', 'pipe'] });
+    t.after(() => void proc.kill('SIGKILL'));
+    let out = '';
+    let errOut = '';
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => (errOut += d));
+    const deadline = Date.now() + 10_000;
+    while (!errOut.includes('h22: error:')) {
+      assert.ok(Date.now() < deadline, `no end in sight: ${out} ${errOut}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(out, 'h1  | one\nh22 | two\nh1  | three\n');
+    assert.equal(errOut, 'h1: attached: web-r1 (v1)\nh22: attached: web-r1 (v1)\nh22: error: list containers: no answer\n');
+    assert.deepEqual(asked, ['/v1/apps/web/logs?follow=true&tail=3', '/v1/apps/web/logs?follow=true&since=2026-11-29T09%3A00%3A01.000Z&tail=10000']);
+  });
+
+  test("status APP shows the failed containers' last log lines: the status's, else the last failure's", async (t) => {
+    const view = {
+      name: 'web',
+      paused: false,
+      desired: { revision: 3, version: 'v1' },
+      status: {
+        app: 'web',
+        phase: 'Paused',
+        observedRevision: 1,
+        conditions: [],
+        hosts: [
+          { host: 'h1', version: 'v1', revision: 1, containerId: 'c1', health: 'unhealthy', lastError: 'never healthy', lastLogs: ['booting', 'db: refused'] },
+          { host: 'h2', version: 'v1', revision: 1, containerId: 'c2', health: 'healthy', lastError: null, lastLogs: null },
+        ],
+        updatedAt: new Date().toISOString(),
+      },
+      lastFailure: { reason: 'HealthCheckFailed', message: 'h1: never healthy', revision: 3, at: new Date().toISOString(), logs: [{ host: 'h1', lines: ['booting', 'db: refused'] }, { host: 'h3', lines: [] }] },
+    };
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(view));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const { port } = server.address() as AddressInfo;
+    const out = ok(await runCli(['status', 'web'], { ...env, BERTH_URL: `http://127.0.0.1:${port}` }));
+    assert.match(out, /last failure: HealthCheckFailed \(revision 3\) \d+s ago: h1: never healthy\n {2}h1: the last 2 log lines of its failed container:\n {4}\| booting\n {4}\| db: refused\n {2}h3: its failed container wrote no log line\n$/);
+  });
+
   test('check-config: a valid file exits 0 with what it holds; an invalid one lists every issue with its key path and exits 1; nothing is contacted', async () => {
     assert.equal(ok(await berth('check-config', join(ROOT, 'deploy', 'berth.yml'))), `${join(ROOT, 'deploy', 'berth.yml')}: valid (1 host, 1 app)\n`);
     const bad = join(dir.path, 'bad.yml');
-    writeFileSync(bad, 'hosts:\n  h1: { address: 10.0.0.1 }\napps:\n  web: { image: x, hosts: [h9], port: 99999, replicas: 2 }\n');
+    writeFileSync(bad, 'hosts:\n  h1: { address: 10.0.0.1 }\nregistries:\n  ghcr: { username: u }\napps:\n  web: { image: x, hosts: [h9], port: 99999, replicas: 2 }\n');
     const r = await berth('check-config', bad);
     assert.equal(r.code, 1);
     const lines = r.stderr.trim().split('\n');
-    for (const path of ['hosts.h1', 'apps.web.replicas', 'apps.web.hosts[0]', 'apps.web.port']) {
+    for (const path of ['hosts.h1', 'registries.ghcr', 'registries.ghcr.password', 'apps.web.replicas', 'apps.web.hosts[0]', 'apps.web.port']) {
       assert.ok(lines.some((l) => l.startsWith(`${bad}: ${path}: `)), `${path} in:\n${r.stderr}`);
     }
     const json = JSON.parse((await berth('check-config', bad, '--json')).stdout) as { ok: boolean; issues: Array<{ path: string }> };
     assert.equal(json.ok, false);
     assert.ok(json.issues.length >= 4);
     assert.equal((await berth('check-config')).code, 2, 'FILE is required');
+    // Registry passwords are names of lines of a file next to the daemon's database: not read here.
+    const withRegistry = join(dir.path, 'registry.yml');
+    writeFileSync(withRegistry, 'registries:\n  ghcr.io: { username: ci-bot, password: GHCR_TOKEN }\n');
+    assert.equal(ok(await berth('check-config', withRegistry)), `${withRegistry}: valid (0 hosts, 0 apps)\n`);
   });
 });

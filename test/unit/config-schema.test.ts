@@ -27,7 +27,7 @@ import { effectiveRoute } from '../../src/config/routes.js';
 import { validateConfigDocument } from '../../src/config/validate.js';
 import { SEED_DEFAULTS, type BerthConfig } from '../../src/domain/app-spec.js';
 import { ConfigError, type ConfigIssue } from '../../src/domain/errors.js';
-import { APP_NAME_PATTERN, ENV_NAME_PATTERN, HOST_NAME_PATTERN, IMAGE_REPOSITORY_PATTERN, VERSION_PATTERN } from '../../src/domain/naming.js';
+import { APP_NAME_PATTERN, ENV_NAME_PATTERN, HOST_NAME_PATTERN, IMAGE_REPOSITORY_PATTERN, REGISTRY_HOST_PATTERN, VERSION_PATTERN } from '../../src/domain/naming.js';
 import { DAEMON_CONFIG, ROOT, tempDir } from '../support/daemon.js';
 
 const SCHEMA_FILE = join(ROOT, 'deploy/berth.schema.json');
@@ -119,6 +119,7 @@ const BASE: Doc = {
   acme: { email: 'ops@example.com' },
   api: { listen: '127.0.0.1:7373' },
   controller: { resync_interval: '10s' },
+  registries: { 'ghcr.io': { username: 'ci-bot', password: 'GHCR_TOKEN' } },
   apps: {
     web: {
       image: 'registry.example.com/web',
@@ -171,7 +172,7 @@ function resolve(node: Node): Node {
 }
 
 /** Sample names for the maps whose keys are user-chosen (they exist in BASE). */
-const SAMPLE_KEY: Record<string, string> = { hosts: 'h1', apps: 'web', env: 'APP_ENV' };
+const SAMPLE_KEY: Record<string, string> = { hosts: 'h1', apps: 'web', env: 'APP_ENV', registries: 'ghcr.io' };
 
 interface Declared {
   path: string[];
@@ -361,6 +362,15 @@ const REFUSED: Refused[] = [
   refuse('empty hook command', app('hooks', 'pre_deploy', 0), '  '),
   refuse('hooks as a string', app('hooks', 'post_deploy'), 'bin/notify'),
   refuse('healthcheck as a list', app('healthcheck'), ['/health']),
+  refuse('registry key without a dot or a port (a Docker Hub account)', ['registries', 'ghcr'], { username: 'u', password: 'P' }),
+  refuse('registry key in capitals', ['registries', 'GHCR.io'], { username: 'u', password: 'P' }),
+  refuse('registry key with a scheme', ['registries', 'https://ghcr.io'], { username: 'u', password: 'P' }),
+  refuse('registry key with a repository', ['registries', 'ghcr.io/acme'], { username: 'u', password: 'P' }),
+  refuse('registry password written as the value', ['registries', 'ghcr.io', 'password'], 's3cret!'),
+  refuse('registry user with a ":"', ['registries', 'ghcr.io', 'username'], 'ci:bot'),
+  refuse('unknown registry key', ['registries', 'ghcr.io', 'token'], 'x'),
+  { name: 'registry without password', doc: without(['registries', 'ghcr.io', 'password']), at: ['registries', 'ghcr.io', 'password'] },
+  refuse('registry credentials as null', ['registries', 'ghcr.io'], null, { berth: ['registries', 'ghcr.io', 'username'], schema: ['registries', 'ghcr.io'] }),
 ];
 
 describe('invalid documents: refused by both, berth at the key path', () => {
@@ -426,6 +436,10 @@ const ACCEPTED: Array<[Path, unknown]> = [
   [app('rollout', 'on_failure'), null],
   [['api', 'token'], null],
   [['apps'], null],
+  [['registries'], null],
+  [['registries', 'localhost:5000'], { username: 'oauth2accesstoken', password: '_T' }],
+  [['registries', 'docker.io'], { username: 'ci.bot+robot@example.com', password: 'HUB' }],
+  [['registries', '10.77.0.1:5001'], { username: 'AWS', password: 'berth_lan' }],
 ];
 
 describe('values berth accepts: the schema accepts them too', () => {
@@ -516,6 +530,8 @@ describe('drift', () => {
     assert.equal(at('#/$defs/hostName'), HOST_NAME_PATTERN);
     assert.equal(at('#/$defs/app/properties/image'), IMAGE_REPOSITORY_PATTERN);
     assert.equal(at('#/$defs/app/properties/env/propertyNames'), ENV_NAME_PATTERN);
+    assert.equal(at('#/properties/registries/propertyNames'), REGISTRY_HOST_PATTERN);
+    assert.equal(at('#/$defs/registry/properties/password'), ENV_NAME_PATTERN);
     assert.equal(at('#/$defs/secretName'), ENV_NAME_PATTERN.replace('^', '^(?![Bb][Ee][Rr][Tt][Hh]_)'));
     // `repo`, `repo:tag` or `repo@sha256:...` (src/config/values.ts isImageReference): the tag is VERSION_PATTERN's first form.
     const tag = VERSION_PATTERN.slice('^(?:'.length, VERSION_PATTERN.indexOf('|'));

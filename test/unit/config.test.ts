@@ -205,6 +205,11 @@ describe('malformed configs: every one rejected with the exact issue', () => {
       errors: ['apps.web.rollout.on_failure: expected one of rollback, pause, continue, got "explode"'],
     },
     {
+      name: 'strategy not a strategy',
+      yaml: web('    rollout: { strategy: blue-green }\n'),
+      errors: ['apps.web.rollout.strategy: expected one of start-first, recreate, got "blue-green"'],
+    },
+    {
       name: 'max_failure_ratio above 1',
       yaml: web('    rollout: { max_failure_ratio: 1.5 }\n'),
       errors: ['apps.web.rollout.max_failure_ratio: expected a number from 0 to 1, got 1.5'],
@@ -455,6 +460,47 @@ describe('malformed configs: every one rejected with the exact issue', () => {
       name: 'resync_interval too short',
       yaml: 'controller: { resync_interval: 100ms }\n',
       errors: ['controller.resync_interval: expected a duration from 1s to 1h, got "100ms"'],
+    },
+    {
+      name: 'registry credentials without a password',
+      yaml: 'registries:\n  ghcr.io: { username: ci-bot }\n',
+      errors: ['registries["ghcr.io"].password: required'],
+    },
+    {
+      name: 'registry password written as the value itself: refused without echoing it',
+      yaml: 'registries:\n  ghcr.io: { username: ci-bot, password: "hunter2!" }\n',
+      errors: [
+        'registries["ghcr.io"].password: expected the name of the line of registries.env (next to berth\'s database) that holds the password, like GHCR_TOKEN: letters, digits and "_", not starting with a digit (value not shown)',
+      ],
+    },
+    {
+      name: 'registry user with a ":" (basic auth splits user:password at the first one)',
+      yaml: 'registries:\n  ghcr.io: { username: "ci:bot", password: GHCR_TOKEN }\n',
+      errors: ['registries["ghcr.io"].username: expected a user name without blanks or ":", got "ci:bot"'],
+    },
+    {
+      name: 'unknown registry key',
+      yaml: 'registries:\n  ghcr.io: { username: ci-bot, password: GHCR_TOKEN, token: x }\n',
+      errors: ['registries["ghcr.io"].token: unknown key'],
+    },
+    {
+      name: 'registries keyed by something that is not a registry host, each with its hint',
+      yaml: [
+        'registries:',
+        '  ghcr: { username: u, password: P }',
+        '  "https://ghcr.io": { username: u, password: P }',
+        '  ghcr.io/acme: { username: u, password: P }',
+        '  GHCR.io: { username: u, password: P }',
+        '  index.docker.io: { username: u, password: P }',
+        '',
+      ].join('\n'),
+      errors: [
+        'registries.ghcr: expected a registry host as image names start with it: lowercase, with a dot or a port, or localhost (ghcr.io, 10.0.0.5:5000)',
+        'registries["https://ghcr.io"]: expected a registry host as image names start with it: lowercase, with a dot or a port, or localhost (ghcr.io, 10.0.0.5:5000): leave out the scheme (ghcr.io)',
+        'registries["ghcr.io/acme"]: expected a registry host as image names start with it: lowercase, with a dot or a port, or localhost (ghcr.io, 10.0.0.5:5000): credentials are per registry, not per repository (ghcr.io)',
+        'registries["GHCR.io"]: expected a registry host as image names start with it: lowercase, with a dot or a port, or localhost (ghcr.io, 10.0.0.5:5000): write it in lowercase (ghcr.io)',
+        'registries["index.docker.io"]: Docker Hub is "docker.io" here, as Docker names it',
+      ],
     },
     {
       name: 'two apps claim the same proxy route on a shared host',
@@ -849,6 +895,8 @@ proxy: { image: caddy:2 }
 acme: { directory: "https://acme.internal/dir", email: ops@example.com, renew_before: 20d, ca_certificate: keys/acme-ca.pem }
 api: { listen: 127.0.0.1:7373, token: "s3cret-token-0123456789abcdefghijkl", open_reads: false }
 controller: { resync_interval: 10s }
+registries:
+  10.77.0.1:5000: { username: ci-bot, password: REGISTRY_PASSWORD }
 apps:
   web:
     image: 10.77.0.1:5000/web          # repository, no tag
@@ -944,6 +992,7 @@ test('the full example parses to the expected config', () => {
     apps: { web: WEB },
     api: { listen: '127.0.0.1:7373', token: 's3cret-token-0123456789abcdefghijkl', openReads: false },
     controller: { resyncIntervalMs: 10_000 },
+    registries: { '10.77.0.1:5000': { username: 'ci-bot', password: 'REGISTRY_PASSWORD' } },
   };
   assert.deepEqual(config, expected);
 });
@@ -959,6 +1008,7 @@ describe('defaults', () => {
         apps: {},
         api: { listen: '127.0.0.1:7373', token: null, openReads: false },
         controller: { resyncIntervalMs: 10_000 },
+        registries: {},
       });
     }
   });
@@ -1082,6 +1132,15 @@ describe('app documents from the API', () => {
     assert.equal(appDocument(limited).history_limit, 20);
     assert.equal('history_limit' in appDocument(WEB), false);
     assert.deepEqual(validateAppDocument('web', appDocument(limited), known), limited);
+    // rollout.strategy: the document always says it; the spec holds only recreate, so an app
+    // that says start-first is the same spec as one from before the key existed.
+    assert.equal(doc.rollout.strategy, 'start-first');
+    const strategy = (value: string) => validateAppDocument('web', { image: 'web', hosts: ['h1'], rollout: { strategy: value } }, known).rollout.strategy;
+    assert.equal(strategy('start-first'), undefined);
+    assert.equal(strategy('recreate'), 'recreate');
+    const recreate: AppSpec = { ...WEB, rollout: { ...WEB.rollout, strategy: 'recreate' } };
+    assert.equal(appDocument(recreate).rollout.strategy, 'recreate');
+    assert.deepEqual(validateAppDocument('web', JSON.parse(JSON.stringify(appDocument(recreate))), known), recreate);
   });
 });
 

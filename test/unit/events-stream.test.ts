@@ -72,13 +72,13 @@ async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promi
  * A client that sends the request and then never reads a byte. `closed` says the server cut it off
  * (seen on the server's side: a client that does not read does not notice the FIN either).
  */
-async function deafClient(api: StreamApi, headers: Record<string, string> = {}): Promise<{ socket: net.Socket; closed: () => boolean; server: net.Socket }> {
+async function deafClient(api: StreamApi, headers: Record<string, string> = {}, path = '/v1/apps/web/events'): Promise<{ socket: net.Socket; closed: () => boolean; server: net.Socket }> {
   const known = api.sockets.length;
   const socket = net.connect(api.port, '127.0.0.1');
   socket.on('error', () => {});
   cleanups.push(() => void socket.destroy());
   const lines = Object.entries({ ...STREAM, ...headers }).map(([k, v]) => `${k}: ${v}\r\n`);
-  socket.write(`GET /v1/apps/web/events HTTP/1.1\r\nhost: 127.0.0.1\r\n${lines.join('')}\r\n`);
+  socket.write(`GET ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\n${lines.join('')}\r\n`);
   socket.pause(); // no 'data' listener and paused: the kernel buffers fill, then the server's
   await until('the server accepted the connection', () => api.sockets.length > known);
   const server = api.sockets[known]!;
@@ -89,11 +89,11 @@ const BIG = 'x'.repeat(64 * 1024);
 const append = (api: StreamApi, message = BIG): BerthEvent => api.store.events.appendEvent({ app: 'web', type: 'Test', message });
 
 /** The stream's slow-consumer log lines (pino JSON). */
-function drops(api: StreamApi): Array<{ reason: string; queued: number; pendingBytes: number }> {
+function drops(api: StreamApi, kind = 'event'): Array<{ reason: string; queued: number; pendingBytes: number }> {
   return api
     .logs()
     .split('\n')
-    .filter((l) => l.includes('disconnecting a slow event stream'))
+    .filter((l) => l.includes(`disconnecting a slow ${kind} stream`))
     .map((l) => JSON.parse(l) as { reason: string; queued: number; pendingBytes: number });
 }
 
@@ -219,5 +219,33 @@ describe('event streams: replay of a backlog', () => {
     await sleep(200);
     assert.ok(api.pageCalls.length < 15, `pages read while the client reads nothing: ${api.pageCalls.length} of 30`);
     assert.ok(deaf.server.writableLength < 2 * 100 * (message.length + 300), `pending bytes ${deaf.server.writableLength}`);
+  });
+});
+
+describe('log streams: the same bounds', () => {
+  test('a log stream takes a slot of api.max_event_streams like an event stream', async () => {
+    const api = await streamApi({ maxStreams: 1 });
+    const events = sseClient(api.url, STREAM);
+    cleanups.push(() => events.close());
+    assert.equal((await events.response).statusCode, 200);
+    const refused = await fetch(`http://127.0.0.1:${api.port}/v1/apps/web/logs?follow=true`, { headers: AUTH });
+    assert.equal(refused.status, 503);
+    assert.equal(((await refused.json()) as { code: string }).code, 'TOO_MANY_STREAMS');
+    assert.equal(api.controller.openLogs, 0, 'the refused stream left no logs open');
+  });
+
+  test('a client that does not read: no line is asked of the hosts beyond what its socket takes, and it is cut off after the drain bound', async () => {
+    const api = await streamApi({ maxStreams: 1, drainTimeoutMs: 400 });
+    const big = 'z'.repeat(64 * 1024);
+    api.controller.logItems = Array.from({ length: 2000 }, (_, i) => ({ type: 'line', host: 'h1', container: 'web-r1', stream: 'stdout', time: null, text: `${i} ${big}` }));
+    const deaf = await deafClient(api, {}, '/v1/apps/web/logs?follow=true');
+    await until('the stream blocks', () => deaf.server.writableNeedDrain);
+    const taken = api.controller.logsTaken;
+    await sleep(150);
+    assert.equal(api.controller.logsTaken, taken, 'nothing more is read while the socket does not drain');
+    assert.ok(taken < 2000, `read ${taken} of 2000 lines`);
+    await until('the stuck client is disconnected', () => deaf.closed(), 5000);
+    assert.equal(drops(api, 'log')[0]!.reason, 'drain timeout');
+    await until('its logs are closed', () => api.controller.openLogs === 0);
   });
 });

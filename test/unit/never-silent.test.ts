@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { FAILURE_LOGS_EVENT, failureLogsMessage } from '../../src/domain/logs.js';
 import type { AppStatus } from '../../src/domain/release.js';
 import { appDoc, makeApi, seedApp } from '../support/api.js';
 import { BIN, DAEMON_CONFIG, ROOT, daemonSandbox, runCli, waitReady, type DaemonChild } from '../support/daemon.js';
@@ -138,7 +139,7 @@ describe('lastFailure in the app view', () => {
       api.store.events.appendEvent({ app: 'web', revision: 2, type: 'RollbackStarted', message: 'rolling the fleet back' });
       assert.deepEqual(
         { ...((await view()).lastFailure as object), at: 'x' },
-        { reason: 'RolloutFailed', message: 'h1: never healthy after 3 attempts: GET /health -> 503: db down', revision: 2, at: 'x' },
+        { reason: 'RolloutFailed', message: 'h1: never healthy after 3 attempts: GET /health -> 503: db down', revision: 2, at: 'x', logs: [] },
       );
       const status: AppStatus = {
         app: 'web',
@@ -149,7 +150,31 @@ describe('lastFailure in the app view', () => {
         updatedAt: '2026-01-01T00:00:00.000Z',
       };
       api.store.status.writeStatus(status);
-      assert.deepEqual((await view()).lastFailure, { reason: 'HookFailed', message: 'pre_deploy on h1: exit 1: no db', revision: 2, at: '2026-01-01T00:00:00.000Z' });
+      assert.deepEqual((await view()).lastFailure, { reason: 'HookFailed', message: 'pre_deploy on h1: exit 1: no db', revision: 2, at: '2026-01-01T00:00:00.000Z', logs: [] });
+    } finally {
+      await api.close();
+    }
+  });
+
+  test("the failed containers' last log lines: those of the failure's revision, the newest per host, after a rollback too", async () => {
+    const api = makeApi();
+    try {
+      await seedApp(api, 'web', ['v1', 'v2'], appDoc());
+      const logs = (host: string, revision: number, ...lines: string[]) =>
+        api.store.events.appendEvent({ app: 'web', host, revision, type: FAILURE_LOGS_EVENT, message: failureLogsMessage(`web-r${revision} (v${revision}) failed its health check`, lines) });
+      logs('h1', 1, 'an older release');
+      logs('h3', 1, 'an older release, a host that did not fail this time');
+      logs('h1', 2, 'first try');
+      logs('h1', 2, 'booting', 'db: connection refused');
+      logs('h2', 2);
+      api.store.events.appendEvent({ app: 'web', revision: 2, type: 'RolloutFailed', message: 'h1: never healthy' });
+      api.store.releases.createRelease({ app: 'web', version: 'v1', reason: 'rollback', actor: 'controller' });
+      const view = (await api.call({ method: 'GET', url: '/v1/apps/web' })).json() as { lastFailure: { revision: number; logs: unknown } };
+      assert.equal(view.lastFailure.revision, 2);
+      assert.deepEqual(view.lastFailure.logs, [
+        { host: 'h1', lines: ['booting', 'db: connection refused'] },
+        { host: 'h2', lines: [] },
+      ]);
     } finally {
       await api.close();
     }

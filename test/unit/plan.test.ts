@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ObservedContainer } from '../../src/hosts/host-driver.js';
 import { rolloutRecordProblem, type RolloutRecord } from '../../src/domain/rollout.js';
+import { rollbackSpec } from '../../src/domain/app-spec.js';
 import { newRecord, plan as planPure } from '../../src/reconciler/plan.js';
 import { applyResults as applyResultsPure } from '../../src/reconciler/results.js';
-import type { Action, ActionResult, HostObservation, Plan, PlanInput } from '../../src/reconciler/types.js';
+import type { Action, ActionResult, HostObservation, HostUpdateAction, Plan, PlanInput } from '../../src/reconciler/types.js';
 import { makeContainer, makeDesired, makeSpec, observeHosts as observe, planInput as input, PLAN_NOW } from '../support/fixtures.js';
 
 /**
@@ -404,6 +405,27 @@ describe('applyResults', () => {
     assert.match(r.hosts.h1?.step === 'failed' ? r.hosts.h1.message : '', /after 5 attempts/);
   });
 
+  it('repair after completion never fails a host (its serving container would be removed): retried, backing off to 30 s, whatever failed', () => {
+    const done = record({ state: 'complete', finishedAt: NOW - 1000 });
+    const failures = [
+      { stage: 'switch' as const, code: 'PROXY_NOT_READY' as const },
+      { stage: 'health' as const, code: 'HEALTH_CHECK_FAILED' as const },
+      { stage: 'start' as const, code: 'CONTAINER_NOT_RUNNING' as const },
+      { stage: 'pull' as const, code: 'IMAGE_PULL_FAILED' as const },
+    ];
+    for (const f of failures) {
+      let r = done;
+      const delays: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const at = NOW + 100_000 * (i + 1);
+        r = applyResults(r, [{ action: upd, ok: false, ...f, message: 'x', unreachable: false }], at);
+        delays.push(r.hosts.h1?.step === 'retrying' ? r.hosts.h1.notBefore - at : -1);
+      }
+      assert.equal(r.state, 'complete', f.code);
+      assert.deepEqual(delays, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000], f.code);
+    }
+  });
+
   it("a start failure that is the release's own fails the host at once (the container exits, a secret is missing)", () => {
     for (const code of ['CONTAINER_NOT_RUNNING', 'SECRET_MISSING'] as const) {
       const r = applyResults(record(), [{ action: upd, ok: false, stage: 'start', code, message: 'x', unreachable: false }], NOW);
@@ -553,5 +575,158 @@ describe('plan: a proxy that lost the route while the rollout does not move the 
     const rec = record({ state: 'complete', hosts: Object.fromEntries(Object.entries(cs).map(([h, x]) => [h, { step: 'switched' as const, containerId: x.id, at: NOW }])) });
     const p = plan(input({ desired, record: rec, observed: withRoutes({ h1: [cs.h1, makeContainer(1, 'v1', { spec })], h2: [cs.h2], h3: [cs.h3] }, { h1: lost, h2: routedTo(cs.h2), h3: routedTo(cs.h3) }) }));
     assert.deepEqual(types(p.actions), ['updateHost:h1']);
+  });
+});
+
+describe('plan: rollout.strategy recreate (a host never runs two containers of the app)', () => {
+  const recreate = makeSpec({ rollout: { ...makeSpec().rollout, strategy: 'recreate' } });
+  const proxied = makeSpec({ ...recreate, proxy: { port: 80, host: null, pathPrefix: null, drainTimeoutMs: 1000 } });
+  const desired = makeDesired(2, 'v2', recreate);
+  const withPolicy = (onFailure: 'rollback' | 'pause' | 'continue') => makeSpec({ rollout: { ...recreate.rollout, onFailure, maxFailureRatio: 0.34 } });
+
+  /**
+   * What recreate promises, on any plan: an action that starts a container on a host first
+   * stops every other app container observed running there.
+   */
+  function assertStartsAlone(p: Plan, observed: HostObservation[]): void {
+    for (const a of p.actions) {
+      if (a.type !== 'updateHost' && a.type !== 'revertHost') continue;
+      const obs = observed.find((o) => o.host === a.host);
+      const starts = a.type === 'updateHost' ? a.existingContainerId : a.containerId;
+      const running = obs?.reachable ? obs.containers.filter((c) => c.role === 'app' && c.running && c.id !== starts).map((c) => c.id) : [];
+      assert.deepEqual([...(a.stopFirst ?? [])].sort(), running.sort(), `${a.type} on ${a.host} stops what runs there first: ${JSON.stringify(a)}`);
+    }
+  }
+
+  it('a host stops its old container first (drained, in the same action), then starts the new one; later hosts pre-pull meanwhile', () => {
+    const old = makeContainer(1, 'v1');
+    const observed = observe({ h1: [old, makeContainer(0, 'v0', { running: false })], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] });
+    const p = plan(input({ desired, observed }));
+    assert.deepEqual(types(p.actions), ['pull:h2', 'pull:h3', 'updateHost:h1']);
+    assert.deepEqual(p.actions.find((a) => a.type === 'updateHost'), { type: 'updateHost', host: 'h1', existingContainerId: null, containerName: 'web-r2', pull: true, stopFirst: [old.id] });
+    assertStartsAlone(p, observed);
+    // start-first boots the new one beside the old: no stopFirst at all.
+    assert.ok(!('stopFirst' in plan(input({ observed })).actions.find((a) => a.type === 'updateHost')!));
+  });
+
+  it('hosts go in batches of `parallelism` (default 1: one host without the app at a time); a recreated host has nothing left to retire', () => {
+    const fresh = makeContainer(2, 'v2');
+    const observed = observe({ h1: [makeContainer(1, 'v1', { running: false }), fresh], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] });
+    const rec = record({ hosts: { h1: { step: 'switched', containerId: fresh.id, at: NOW } } });
+    const one = plan(input({ desired, record: rec, observed }));
+    assert.deepEqual(types(one.actions), ['updateHost:h2']);
+    assertStartsAlone(one, observed);
+    const two = makeDesired(2, 'v2', makeSpec({ rollout: { ...recreate.rollout, parallelism: { kind: 'count', value: 2 } } }));
+    const both = plan(input({ desired: two, record: record(), observed: observe({ h1: [makeContainer(1, 'v1')], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }) }));
+    assert.deepEqual(types(both.actions), ['updateHost:h1', 'updateHost:h2']);
+  });
+
+  // kill -9 of berth anywhere in a host's step: the next pass plans from what the host runs,
+  // with or without the record, and still stops whatever runs before anything starts.
+  const crashes: Array<{ name: string; h1: () => ObservedContainer[]; starts: number | null; stops: number[] }> = [
+    { name: 'after the create, before the old container stopped', h1: () => [makeContainer(1, 'v1'), makeContainer(2, 'v2', { running: false, state: 'created' })], starts: 1, stops: [0] },
+    { name: 'after the old one stopped, before the new one started', h1: () => [makeContainer(1, 'v1', { running: false }), makeContainer(2, 'v2', { running: false, state: 'created' })], starts: 1, stops: [] },
+    { name: 'during the health check', h1: () => [makeContainer(1, 'v1', { running: false }), makeContainer(2, 'v2')], starts: 1, stops: [] },
+    { name: 'before anything was created', h1: () => [makeContainer(1, 'v1')], starts: null, stops: [0] },
+    { name: 'a start-first release cut short before this one (two running)', h1: () => [makeContainer(0, 'v0'), makeContainer(1, 'v1')], starts: null, stops: [0, 1] },
+    { name: 'the new one running beside an old one (started by hand)', h1: () => [makeContainer(1, 'v1'), makeContainer(2, 'v2')], starts: 1, stops: [0] },
+  ];
+  for (const c of crashes) {
+    for (const rec of [record(), null]) {
+      it(`crash ${c.name}${rec ? '' : ', the record lost too'}: the next pass stops what runs before the new one starts`, () => {
+        const h1 = c.h1();
+        const observed = observe({ h1, h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] });
+        const p = plan(input({ desired, record: rec, observed }));
+        const update = p.actions.find((a): a is HostUpdateAction => a.type === 'updateHost' && a.host === 'h1');
+        assert.deepEqual(update && { existing: update.existingContainerId, stopFirst: update.stopFirst }, { existing: c.starts === null ? null : h1[c.starts]!.id, stopFirst: c.stops.map((i) => h1[i]!.id) });
+        assertStartsAlone(p, observed);
+      });
+    }
+  }
+
+  it('crash while the old container drained (the route on nothing): the host is updated again, its traffic is not put back on the old one', () => {
+    const old = makeContainer(1, 'v1', { spec: proxied });
+    const observed: HostObservation[] = [
+      { host: 'h1', reachable: true, containers: [old], route: { upstream: null, maintenance: null } },
+      ...observe({ h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] }).map((o) => ({ ...o, route: { upstream: null, maintenance: null } })),
+    ];
+    const p = plan(input({ desired: makeDesired(2, 'v2', proxied), record: record(), observed }));
+    assert.deepEqual(
+      p.actions.filter((a) => a.host === 'h1'),
+      [{ type: 'updateHost', host: 'h1', existingContainerId: null, containerName: 'web-r2', pull: false, stopFirst: [old.id] }],
+    );
+  });
+
+  it('a rollback release stops the container of the failed release before it starts the retained one', () => {
+    const retained = makeContainer(1, 'v1', { running: false });
+    const failedNew = makeContainer(2, 'v2');
+    const rollback = makeDesired(3, 'v1', recreate, 'rollback');
+    const observed = observe({ h1: [retained, failedNew], h2: [makeContainer(1, 'v1')], h3: [makeContainer(1, 'v1')] });
+    const p = plan(input({ desired: rollback, stable: { revision: 1, version: 'v1' }, observed }));
+    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h1', existingContainerId: retained.id, containerName: 'web-r3', pull: false, stopFirst: [failedNew.id] }]);
+  });
+
+  it('a rollback release keeps the strategy of the release it replaces, and the rest of the target\'s spec (rollbackSpec)', () => {
+    const before = makeSpec({ port: 4000 });
+    assert.deepEqual(rollbackSpec(before, recreate), { ...before, rollout: { ...before.rollout, strategy: 'recreate' } });
+    assert.deepEqual(rollbackSpec(recreate, before), { ...recreate, rollout: before.rollout });
+  });
+
+  // The health check of h1's new container failed; recreate had stopped the old one.
+  const failedRecord = record({ hosts: { h1: { step: 'failed', reason: 'HealthCheckFailed', message: 'never healthy', at: NOW } } });
+  for (const onFailure of ['rollback', 'pause', 'continue'] as const) {
+    it(`on_failure ${onFailure}: the failed host stops the failed container and starts its old one again, before anything else there`, () => {
+      const spec = withPolicy(onFailure);
+      const old = makeContainer(1, 'v1', { running: false, spec });
+      const failedNew = makeContainer(2, 'v2', { spec });
+      const observed = observe({ h1: [old, failedNew], h2: [makeContainer(1, 'v1', { spec })], h3: [makeContainer(1, 'v1', { spec })] });
+      const p = plan(input({ desired: makeDesired(2, 'v2', spec), record: failedRecord, observed }));
+      assert.deepEqual(p.actions.filter((a) => a.host === 'h1'), [{ type: 'revertHost', host: 'h1', containerId: old.id, containerName: 'web-r1', stopFirst: [failedNew.id] }], 'nothing else touches h1 in this pass');
+      assertStartsAlone(p, observed);
+      if (onFailure === 'rollback') assert.deepEqual(p.rollback, { toVersion: 'v1', toRevision: 1, reason: 'health_check_failed' });
+      if (onFailure === 'pause') {
+        assert.equal(p.pauseApp, true);
+        // The app is paused from the next pass on: the host still goes back.
+        const paused = plan(input({ desired: makeDesired(2, 'v2', spec), record: p.record, observed, paused: true }));
+        assert.deepEqual(types(paused.actions), ['revertHost:h1']);
+      }
+      if (onFailure === 'continue') assert.deepEqual(types(p.actions), ['revertHost:h1', 'updateHost:h2']);
+    });
+  }
+
+  it('with a proxy route and retain_containers 0: the pass that reverts neither prunes the old container nor removes the failed one under it', () => {
+    const spec = makeSpec({ ...proxied, retainContainers: 0 });
+    const old = makeContainer(1, 'v1', { running: false, spec });
+    const failedNew = makeContainer(2, 'v2', { spec });
+    const observed: HostObservation[] = [{ host: 'h1', reachable: true, containers: [old, failedNew], route: { upstream: null, maintenance: null } }];
+    const p = plan(input({ desired: makeDesired(2, 'v2', { ...spec, hosts: ['h1'] }), record: failedRecord, observed }));
+    assert.deepEqual(p.actions, [{ type: 'revertHost', host: 'h1', containerId: old.id, containerName: 'web-r1', stopFirst: [failedNew.id] }]);
+  });
+
+  it('the host goes back to the stable release\'s container, not to a newer stopped one', () => {
+    const stable = makeContainer(1, 'v1', { running: false, createdAt: 1 });
+    const newer = makeContainer(0, 'v0', { running: false, createdAt: 5 });
+    const failedNew = makeContainer(2, 'v2', { createdAt: 9 });
+    const p = plan(input({ desired, record: failedRecord, observed: observe({ h1: [newer, stable, failedNew], h2: [], h3: [] }) }));
+    assert.deepEqual(p.actions.find((a) => a.type === 'revertHost'), { type: 'revertHost', host: 'h1', containerId: stable.id, containerName: 'web-r1', stopFirst: [failedNew.id] });
+  });
+
+  it('after the revert: the failed container (stopped) is removed and nothing starts', () => {
+    const old = makeContainer(1, 'v1');
+    const failedNew = makeContainer(2, 'v2', { running: false });
+    const p = plan(input({ desired, record: { ...failedRecord, state: 'failed', failure: { reason: 'HealthCheckFailed', message: 'x' }, finishedAt: NOW }, observed: observe({ h1: [old, failedNew], h2: [], h3: [] }) }));
+    assert.deepEqual(p.actions.filter((a) => a.host === 'h1'), [{ type: 'remove', host: 'h1', containerIds: [failedNew.id], why: 'failed' }]);
+  });
+
+  it('no revert when the old container still runs (the release failed before it stopped), or when there is none (a first release)', () => {
+    const running = plan(input({ desired, record: failedRecord, observed: observe({ h1: [makeContainer(1, 'v1'), makeContainer(2, 'v2', { running: false, state: 'created' })], h2: [], h3: [] }) }));
+    assert.ok(!running.actions.some((a) => a.type === 'revertHost' || a.type === 'updateHost'), JSON.stringify(running.actions));
+    const first = plan(input({ desired, stable: null, record: failedRecord, observed: observe({ h1: [makeContainer(2, 'v2')], h2: [], h3: [] }) }));
+    assert.ok(!first.actions.some((a) => a.type === 'revertHost'), JSON.stringify(first.actions));
+  });
+
+  it('start-first never reverts a failed host (its old container was never stopped by berth)', () => {
+    const p = plan(input({ record: failedRecord, observed: observe({ h1: [makeContainer(1, 'v1', { running: false }), makeContainer(2, 'v2')], h2: [], h3: [] }) }));
+    assert.ok(!p.actions.some((a) => a.type === 'revertHost'));
   });
 });

@@ -54,6 +54,15 @@ describe('redactSecrets', () => {
     assert.equal(redactSecrets(`key:\n${pem}\ndone`, { KEY: pem }), 'key:\n[redacted:KEY]\ndone');
   });
 
+  test('a multi-line value is also redacted line by line (a container log is redacted one line at a time)', () => {
+    const pem = '-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\r\nab\n-----END KEY-----';
+    const redact = secretRedactor({ KEY: pem });
+    assert.equal(redact('MIIBOgIBAAJBAKj34GkxFhD9'), '[redacted:KEY]');
+    assert.equal(redact('printed: -----END KEY-----'), 'printed: [redacted:KEY]');
+    // A line shorter than MIN_REDACTED_LENGTH is not looked for on its own.
+    assert.equal(redact('ab'), 'ab');
+  });
+
   test('a tail that starts inside a value: its leading end of the value is redacted (tail option only)', () => {
     const secrets = { TOKEN: 'tok-0123456789abcdef' };
     const tail = '23456789abcdef\nnext line';

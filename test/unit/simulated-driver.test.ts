@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 import { pino } from 'pino';
 import type { AppStatus } from '../../src/domain/release.js';
-import { HostError } from '../../src/domain/errors.js';
+import { HOST_ERROR_CODES, HostError } from '../../src/domain/errors.js';
 import { LABELS } from '../../src/domain/labels.js';
 import type { DockerEvent } from '../../src/hosts/host-driver.js';
 import { SimulatedHostDriver, simulatedFleet, type SimulatedCall } from '../../src/hosts/simulated-driver.js';
@@ -203,5 +203,23 @@ describe('Controller over simulated hosts (planner/controller behaviour, not dep
     assert.match(text, /^berth_rollout_phase\{app="web",phase="Complete"\} 1$/m);
     assert.match(text, /^berth_rollout_hosts_updated\{app="web"\} 2$/m);
     assert.equal(store.status.readStatus('web')?.observedRevision, 1);
+  });
+
+  test('a failed pull fails the release with a RolloutFailed event carrying the registry\'s message', async () => {
+    const drivers = simulatedFleet(2, { prefix: 'h', latencyMs: { listContainers: 1 } });
+    const h2 = drivers.get('h2')!;
+    h2.pullImage = async (ref: string) => {
+      throw new HostError(HOST_ERROR_CODES.imagePullFailed, 'h2', `pull ${ref}: unauthorized: authentication required`);
+    };
+    store = openStore(':memory:');
+    store.apps.upsertApp(makeSpec({ name: 'web', image: IMAGE, hosts: ['h1', 'h2'] }), 'test');
+    store.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'test' });
+    controller = new Controller({ store, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: quiet, resyncIntervalMs: 60_000, secrets: NO_SECRETS });
+    controller.start();
+    await waitFor(store, (s) => s.phase === 'Failed');
+    const failed = store.events.listEvents('web', { limit: 1000 }).filter((e) => e.type === 'RolloutFailed');
+    assert.equal(failed.length, 1, JSON.stringify(store.events.listEvents('web', { limit: 1000 }).map((e) => e.type)));
+    assert.equal(failed[0]!.revision, 1);
+    assert.match(failed[0]!.message, /h2: .*unauthorized: authentication required/);
   });
 });

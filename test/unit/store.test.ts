@@ -798,7 +798,7 @@ function status(app: string, observedRevision: number, phase: AppStatus['phase']
       { type: 'Progressing', status: 'True', reason: 'NewReleaseCreated', message: 'rolling', lastTransitionTime: '2025-01-01T00:00:00.000Z' },
     ],
     hosts: [
-      { host: 'h1', version: 'v1', revision: observedRevision, containerId: 'abc', health: 'healthy', lastError: null },
+      { host: 'h1', version: 'v1', revision: observedRevision, containerId: 'abc', health: 'healthy', lastError: null, lastLogs: null },
     ],
     updatedAt: '2025-01-01T00:00:01.000Z',
   };
@@ -945,7 +945,7 @@ describe('history', () => {
           phase: 'Complete',
           observedRevision: c.observedRevision ?? null,
           conditions: [],
-          hosts: (c.hostRevisions ?? []).map((revision, i) => ({ host: `h${i + 1}`, version: `v${revision}`, revision, containerId: `c${i}`, health: 'healthy', lastError: null })),
+          hosts: (c.hostRevisions ?? []).map((revision, i) => ({ host: `h${i + 1}`, version: `v${revision}`, revision, containerId: `c${i}`, health: 'healthy', lastError: null, lastLogs: null })),
           updatedAt: '',
         });
       }
@@ -986,6 +986,53 @@ describe('history', () => {
   });
 });
 
+describe('observed writes (synchronous=NORMAL)', () => {
+  const SYNC = { NORMAL: 1, FULL: 2 };
+  const sync = (s: Store) => s.db.pragma('synchronous', { simple: true });
+
+  test('commit without an fsync, then FULL again for every other write, also after a throw', () => {
+    const s = openStore(join(tempDir(), 'b.db'));
+    assert.equal(sync(s), SYNC.FULL, 'the API\'s writes are fsync\'d');
+    assert.equal(s.observedTransaction(() => sync(s)), SYNC.NORMAL);
+    assert.equal(sync(s), SYNC.FULL);
+    assert.throws(() => s.observedTransaction(() => { throw new Error('boom'); }), /boom/);
+    assert.equal(sync(s), SYNC.FULL);
+    s.close();
+  });
+
+  test('inside a transaction it joins it, with its durability: a step that creates a rollback release is fsync\'d', () => {
+    const s = openStore(join(tempDir(), 'b.db'));
+    s.apps.upsertApp(spec('web'), 'a');
+    const seen = s.transaction(() => {
+      s.releases.createRelease({ app: 'web', version: 'v1', reason: 'rollback', actor: 'controller' });
+      return s.status.recordStep('web', { events: [{ type: 'RollbackStarted', message: 'm', host: null, revision: 1, actor: 'controller' }] }) && sync(s);
+    });
+    assert.equal(seen, SYNC.FULL);
+    assert.equal(s.events.listEvents('web', { limit: 10 }).at(-1)?.type, 'RollbackStarted');
+    s.close();
+  });
+
+  test('what the controller records is observed: recordStep and host status commit without an fsync', () => {
+    const s = openStore(join(tempDir(), 'b.db'));
+    s.apps.upsertApp(spec('web'), 'a');
+    const modes: number[] = [];
+    const pragma = s.db.pragma.bind(s.db);
+    const spy = mock.method(s.db, 'pragma', (src: string, o?: Database.PragmaOptions) => {
+      if (src.startsWith('synchronous =')) modes.push(src.endsWith('NORMAL') ? SYNC.NORMAL : SYNC.FULL);
+      return pragma(src, o);
+    });
+    try {
+      s.status.recordStep('web', { events: [{ type: 'X', message: 'm', host: null, revision: null, actor: 'controller' }] });
+      s.hostsStatus.upsert({ host: 'h1', up: true, lastError: null });
+      s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' });
+    } finally {
+      spy.mock.restore();
+    }
+    assert.deepEqual(modes, [SYNC.NORMAL, SYNC.FULL, SYNC.NORMAL, SYNC.FULL], 'two observed writes, each back to FULL; the release touches nothing');
+    s.close();
+  });
+});
+
 describe('status', () => {
   test('write/read round trip; unknown app is NotFound', () => {
     const s = memStore();
@@ -1000,6 +1047,15 @@ describe('status', () => {
       ['web'],
     );
     assert.throws(() => s.status.writeStatus(status('nope', 1)), NotFoundError);
+    s.close();
+  });
+
+  test('a host status written before lastLogs existed reads with lastLogs null', () => {
+    const s = memStore();
+    s.apps.upsertApp(spec('web'), 'a');
+    s.status.writeStatus(status('web', 1));
+    s.db.prepare('UPDATE status SET hosts = ? WHERE app = ?').run(JSON.stringify([{ host: 'h1', version: 'v1', revision: 1, containerId: 'c1', health: 'healthy', lastError: null }]), 'web');
+    assert.deepEqual(s.status.readStatus('web')?.hosts, [{ host: 'h1', version: 'v1', revision: 1, containerId: 'c1', health: 'healthy', lastError: null, lastLogs: null }]);
     s.close();
   });
 
@@ -1036,7 +1092,7 @@ describe('status', () => {
         hosts: {
           h1: { step: 'switched', containerId: 'c0ffee', at: 1_700_000_001_000 },
           h2: { step: 'failed', reason: 'HealthCheckFailed', message: 'GET /health: 503', at: 1_700_000_002_000 },
-          h3: { step: 'failed', reason: 'StartFailed', message: 'exit 1', at: 1_700_000_003_000 },
+          h3: { step: 'failed', reason: 'StartFailed', message: 'exit 1', at: 1_700_000_003_000, logs: ['booting', 'fatal: no config'] },
         },
         failure: { reason: 'HealthCheckFailed', message: 'h2: GET /health: 503' },
         finishedAt: 1_700_000_004_000,
@@ -1080,6 +1136,7 @@ describe('status', () => {
       ['a fractional batch', 4, JSON.stringify({ ...good, batch: 0.5 }), /^batch/],
       ['a host step the planner never writes', 4, JSON.stringify({ ...good, hosts: { h1: { step: 'started', at: 1 } } }), /^hosts\.h1\.step "started"/],
       ['a host failure without a message', 4, JSON.stringify({ ...good, hosts: { h1: { step: 'failed', reason: 'StartFailed', at: 1 } } }), /^hosts\.h1\.message/],
+      ['a host failure whose logs are not lines', 4, JSON.stringify({ ...good, hosts: { h1: { step: 'failed', reason: 'StartFailed', message: 'x', at: 1, logs: 'boom' } } }), /^hosts\.h1\.logs is not a list of lines/],
       ['a failure without a message', 4, JSON.stringify({ ...good, state: 'failed', failure: { reason: 'X' } }), /^failure/],
       ['finishedAt a string', 4, JSON.stringify({ ...good, finishedAt: 'yesterday' }), /^finishedAt/],
       ['another revision than its row', 5, JSON.stringify(good), /^revision: 4, but the row is revision 5/],

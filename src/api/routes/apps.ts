@@ -4,6 +4,8 @@ import { validateAppDocument } from '../../config/app.js';
 import { routeConflicts } from '../../config/routes.js';
 import { missingSecretIssues } from '../../secrets/app-secrets.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
+import { rollbackSpec } from '../../domain/app-spec.js';
+import { FAILURE_LOGS_EVENT, failureLogLines } from '../../domain/logs.js';
 import type { AppStatus } from '../../domain/release.js';
 import { DEFAULT_RELEASES_LIMIT, MAX_APPS_LIMIT, clampLimit, type StoredApp } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
@@ -74,10 +76,21 @@ const FAILURE_LOOKBACK = 200;
 function lastFailure(deps: ApiDeps, app: string, status: AppStatus | null, desiredRevision: number | null) {
   const progressing = status?.conditions.find((c) => c.type === 'Progressing');
   if (progressing && (status!.phase === 'Failed' || (status!.phase === 'Paused' && progressing.reason !== 'Paused'))) {
-    return { reason: progressing.reason, message: progressing.message, revision: desiredRevision, at: progressing.lastTransitionTime };
+    return { reason: progressing.reason, message: progressing.message, revision: desiredRevision, at: progressing.lastTransitionTime, logs: failureLogs(deps, app, desiredRevision) };
   }
   const e = deps.store.events.newestOfTypes(app, FAILURE_EVENTS, FAILURE_LOOKBACK);
-  return e ? { reason: e.type, message: e.message, revision: e.revision, at: e.createdAt } : null;
+  return e ? { reason: e.type, message: e.message, revision: e.revision, at: e.createdAt, logs: failureLogs(deps, app, e.revision) } : null;
+}
+
+/**
+ * The last log lines of the containers of `revision` that failed, per host (the newest
+ * of a host), from their events: they outlive the status of a release rolled back since.
+ */
+function failureLogs(deps: ApiDeps, app: string, revision: number | null): Array<{ host: string; lines: string[] }> {
+  if (revision === null) return [];
+  const byHost = new Map<string, string[]>();
+  for (const e of deps.store.events.ofTypeAndRevision(app, FAILURE_LOGS_EVENT, revision, FAILURE_LOOKBACK)) if (e.host) byHost.set(e.host, failureLogLines(e.message));
+  return [...byHost].map(([host, lines]) => ({ host, lines }));
 }
 
 function appView(deps: ApiDeps, app: StoredApp) {
@@ -239,7 +252,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
         throw new ConflictError(`app "${app.name}" has no earlier version than ${current.version} whose rollout completed; name the version to roll back to`);
       }
       // The named version (with its spec) already desired: 200 with the current revision, nothing written.
-      const { release, unchanged } = deps.store.releases.createReleaseUnlessCurrent({ app: app.name, version: target.version, spec: target.spec, reason: 'rollback', actor: actorOf(req) });
+      const { release, unchanged } = deps.store.releases.createReleaseUnlessCurrent({ app: app.name, version: target.version, spec: rollbackSpec(target.spec, current.spec), reason: 'rollback', actor: actorOf(req) });
       if (unchanged) return reply.status(200).send({ app: app.name, revision: release.revision, version: release.version, reason: release.reason, unchanged });
       deps.metrics.rollbacksTotal.inc({ app: app.name, reason: 'manual' });
       deps.controller.enqueue(app.name);

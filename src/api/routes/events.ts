@@ -1,21 +1,22 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { BerthEvent } from '../../domain/release.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../store/index.js';
 import type { ApiDeps } from '../context.js';
-import { errorBody, UnprocessableError } from '../errors.js';
+import { UnprocessableError } from '../errors.js';
+import { RETRY_AFTER_S, type LiveStream, type LiveStreamLimits, type LiveStreams } from '../live-stream.js';
 import { errorSchema, eventPageSchema, notFound } from '../responses.js';
 import { appParams, pageSize, queryInteger } from '../schemas.js';
 import { mustGetApp } from './apps.js';
 
 type EventsReq = FastifyRequest<{ Params: { app: string }; Querystring: { after?: number; limit?: number; tail?: number } }>;
 
-/** Bounds of the live SSE streams (README.md, "HTTP API"); every field has a default. */
+/** Bounds of the live SSE streams (README.md, "HTTP API"); every field has a default. Log streams share them. */
 export interface EventStreamLimits {
-  /** Concurrent streams over all apps (config `api.max_event_streams`); one more is a 503 with Retry-After. */
+  /** Concurrent streams over all apps, events and logs together (config `api.max_event_streams`); one more is a 503 with Retry-After. */
   maxStreams: number;
   /** Backlog events read from the store per page while replaying after Last-Event-ID / ?after=. */
   replayPageSize: number;
-  /** Live events held for a stream whose socket is not draining; one more disconnects it. */
+  /** Live events (frames) held for a stream whose socket is not draining; one more disconnects it. */
   maxQueuedEvents: number;
   /** How long a stream may stay blocked (write() returned false, no 'drain') before it is disconnected. */
   drainTimeoutMs: number;
@@ -30,143 +31,9 @@ export const EVENT_STREAM_DEFAULTS: EventStreamLimits = {
   drainTimeoutMs: 30_000,
   heartbeatMs: 15_000,
 };
-/** What a client refused a stream slot is told to wait, in seconds. */
-const RETRY_AFTER_S = 5;
 
-function sseFrame(e: BerthEvent): string {
-  return `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
-}
-
-const SSE_EXAMPLE: BerthEvent = { id: 42, app: 'web', host: 'h1', revision: 5, type: 'HostUpdated', message: 'h1 serves v2', actor: 'controller', createdAt: '2026-11-29T08:00:00.000Z' };
-
-/** How the stream is framed, for /openapi.json (a generator cannot type a stream: it gets a string). */
-const SSE_DESCRIPTION = [
-  'With Accept: text/event-stream the answer is a Server-Sent Events stream that stays open:',
-  'first the events after Last-Event-ID (or ?after=, else all) in order, then each new event as it is recorded.',
-  'Each event is one frame: `id: <event id>`, `event: <event type>`, `data: <the event as JSON, the Event schema of the JSON page>`, then a blank line;',
-  `a comment line \`: keepalive\` comes every ${EVENT_STREAM_DEFAULTS.heartbeatMs / 1000} s. Reconnect with Last-Event-ID set to the last id received to resume without gaps or repeats.`,
-  `Beyond api.max_event_streams open streams the answer is 503 (TOO_MANY_STREAMS) with Retry-After: ${RETRY_AFTER_S}.`,
-  `A client that does not read is disconnected once ${EVENT_STREAM_DEFAULTS.maxQueuedEvents} live events wait for it or its socket has not drained for ${EVENT_STREAM_DEFAULTS.drainTimeoutMs / 1000} s.`,
-].join(' ');
-
-/**
- * Live events as Server-Sent Events. Resumes after `Last-Event-ID` (or ?after=).
- *
- * Memory per stream is bounded whatever the client does:
- * - the backlog is replayed from the store one page (replayPageSize) at a time, and the
- *   next page is read only once the socket has drained: never the whole backlog at once;
- * - while replaying, live events are not held: they are in the store and a later page reads them;
- * - once live, an event is written straight away unless the socket is blocked (write()
- *   returned false); then it waits in a queue of at most maxQueuedEvents until 'drain';
- * - a client that overflows that queue, or does not drain within drainTimeoutMs, is
- *   disconnected and its slot freed.
- * Everything here runs synchronously with the store's commits (subscribe delivers right
- * after a commit), so switching from replay to live at a short page leaves no gap; ids are
- * de-duplicated against the last one sent.
- */
-function stream(deps: ApiDeps, app: string, afterId: number, reply: FastifyReply, limits: EventStreamLimits, open: Set<() => void>): void {
-  reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, {
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-    'x-accel-buffering': 'no',
-  });
-  // Send the head now: without a backlog nothing else is written until an event or the heartbeat.
-  res.flushHeaders();
-  const log = deps.log.child({ component: 'api', app, stream: 'events' });
-  let lastSent = afterId;
-  let replaying = true;
-  let blocked = false;
-  let closed = false;
-  let drainTimer: NodeJS.Timeout | null = null;
-  const queue: BerthEvent[] = [];
-  /** The backlog page being replayed (at most replayPageSize events) and the next one to write. */
-  let page: BerthEvent[] = [];
-  let pageAt = 0;
-
-  const write = (chunk: string) => {
-    if (res.write(chunk)) return;
-    blocked = true;
-    res.once('drain', onDrain);
-    drainTimer = setTimeout(() => drop('drain timeout', `not drained within ${limits.drainTimeoutMs} ms`), limits.drainTimeoutMs);
-    drainTimer.unref();
-  };
-  const send = (e: BerthEvent) => {
-    if (e.id <= lastSent) return;
-    lastSent = e.id;
-    write(sseFrame(e));
-  };
-  /** Writes until the socket pushes back: backlog pages first, then queued live events. */
-  const pump = () => {
-    while (!closed && !blocked) {
-      if (replaying) {
-        // The rest of the current page first (kept across a 'drain'); the next page only once it is all written.
-        if (pageAt < page.length) {
-          send(page[pageAt++]!);
-          continue;
-        }
-        if (page.length > 0 && page.length < limits.replayPageSize) {
-          replaying = false;
-          page = [];
-          continue;
-        }
-        page = deps.store.events.listEvents(app, { afterId: lastSent, limit: limits.replayPageSize });
-        pageAt = 0;
-        if (page.length === 0) replaying = false;
-        continue;
-      }
-      const next = queue.shift();
-      if (!next) return;
-      send(next);
-    }
-  };
-  function onDrain() {
-    if (drainTimer) clearTimeout(drainTimer);
-    drainTimer = null;
-    blocked = false;
-    pump();
-  }
-  const onLive = (e: BerthEvent) => {
-    if (closed || e.app !== app || e.id <= lastSent || replaying) return;
-    if (!blocked && queue.length === 0) return send(e);
-    queue.push(e);
-    if (queue.length > limits.maxQueuedEvents) drop('queue overflow', `more than ${limits.maxQueuedEvents} events pending`);
-  };
-  const unsubscribe = deps.store.events.subscribe(onLive);
-  const heartbeat = setInterval(() => {
-    if (!blocked) write(': keepalive\n\n');
-  }, limits.heartbeatMs);
-  heartbeat.unref();
-  const end = () => {
-    if (closed) return;
-    closed = true;
-    clearInterval(heartbeat);
-    if (drainTimer) clearTimeout(drainTimer);
-    res.off('drain', onDrain);
-    unsubscribe();
-    queue.length = 0;
-    page = [];
-    open.delete(end);
-    // A blocked socket is cut off: end() would wait for a client that does not read.
-    if (blocked) res.destroy();
-    else res.end();
-  };
-  /** A consumer too slow to keep up (only ever while blocked): disconnect it, freeing its slot. */
-  function drop(reason: string, detail: string) {
-    log.warn({ reason, queued: queue.length, pendingBytes: res.writableLength, lastSent }, `disconnecting a slow event stream: ${detail}`);
-    end();
-  }
-  open.add(end);
-  res.on('close', end);
-  // The client going away (a destroyed request is how app.inject reports it, too).
-  reply.request.raw.on('close', end);
-  pump();
-}
-
-export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: unknown }): void {
-  const given = deps.eventStreams ?? {};
+/** The defaults with what `given` sets; a replay page no bigger than a store page. */
+export function eventStreamLimits(given: Partial<EventStreamLimits> = {}): EventStreamLimits {
   const limits: EventStreamLimits = { ...EVENT_STREAM_DEFAULTS };
   for (const key of Object.keys(limits) as Array<keyof EventStreamLimits>) {
     const v = given[key];
@@ -174,11 +41,94 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
   }
   // listEvents never returns more than MAX_LIMIT rows: a bigger page would look short and end the replay early.
   limits.replayPageSize = Math.max(1, Math.min(limits.replayPageSize, MAX_LIMIT));
-  // Live streams never end by themselves: close them so shutdown is not held up.
-  const open = new Set<() => void>();
-  app.addHook('preClose', async () => {
-    for (const end of [...open]) end();
+  return limits;
+}
+
+/** The live streams' shared bounds (src/api/live-stream.ts) from the event stream limits. */
+export function liveStreamLimits(l: EventStreamLimits): LiveStreamLimits {
+  return { maxStreams: l.maxStreams, maxQueued: l.maxQueuedEvents, drainTimeoutMs: l.drainTimeoutMs, heartbeatMs: l.heartbeatMs };
+}
+
+function sseFrame(e: BerthEvent): string {
+  return `id: ${e.id}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`;
+}
+
+const SSE_EXAMPLE: BerthEvent = { id: 42, app: 'web', host: 'h1', revision: 5, type: 'HostUpdated', message: 'h1 serves v2', actor: 'controller', createdAt: '2026-11-29T08:00:00.000Z' };
+
+/** What bounds every live stream, for /openapi.json (the log stream says the same). */
+export const STREAM_BOUNDS_DESCRIPTION = [
+  `A comment line \`: keepalive\` comes every ${EVENT_STREAM_DEFAULTS.heartbeatMs / 1000} s.`,
+  `Beyond api.max_event_streams open streams (events and logs together) the answer is 503 (TOO_MANY_STREAMS) with Retry-After: ${RETRY_AFTER_S}.`,
+  `A client that does not read is disconnected once ${EVENT_STREAM_DEFAULTS.maxQueuedEvents} frames wait for it or its socket has not drained for ${EVENT_STREAM_DEFAULTS.drainTimeoutMs / 1000} s.`,
+].join(' ');
+
+/** How the stream is framed, for /openapi.json (a generator cannot type a stream: it gets a string). */
+const SSE_DESCRIPTION = [
+  'With Accept: text/event-stream the answer is a Server-Sent Events stream that stays open:',
+  'first the events after Last-Event-ID (or ?after=, else all) in order, then each new event as it is recorded.',
+  'Each event is one frame: `id: <event id>`, `event: <event type>`, `data: <the event as JSON, the Event schema of the JSON page>`, then a blank line.',
+  'Reconnect with Last-Event-ID set to the last id received to resume without gaps or repeats.',
+  STREAM_BOUNDS_DESCRIPTION,
+].join(' ');
+
+/**
+ * Live events as Server-Sent Events. Resumes after `Last-Event-ID` (or ?after=).
+ *
+ * Memory per stream is bounded whatever the client does (the queue and the time bounds of
+ * src/api/live-stream.ts, and):
+ * - the backlog is replayed from the store one page (replayPageSize) at a time, and the
+ *   next page is read only once the socket has drained: never the whole backlog at once;
+ * - while replaying, live events are not held: they are in the store and a later page reads them;
+ * - once live, an event is written straight away unless the socket is blocked; then it
+ *   waits in the stream's bounded queue until 'drain'.
+ * Everything here runs synchronously with the store's commits (subscribe delivers right
+ * after a commit), so switching from replay to live at a short page leaves no gap; ids are
+ * de-duplicated against the last one sent.
+ */
+function stream(deps: ApiDeps, app: string, afterId: number, s: LiveStream, replayPageSize: number): void {
+  let lastSent = afterId;
+  let replaying = true;
+  /** The backlog page being replayed (at most replayPageSize events) and the next one to write. */
+  let page: BerthEvent[] = [];
+  let pageAt = 0;
+
+  const send = (e: BerthEvent) => {
+    if (e.id <= lastSent) return;
+    lastSent = e.id;
+    s.write(sseFrame(e));
+  };
+  /** Writes backlog pages until the socket pushes back; queued live events are the stream's to flush. */
+  const pump = () => {
+    while (replaying && s.writable) {
+      // The rest of the current page first (kept across a 'drain'); the next page only once it is all written.
+      if (pageAt < page.length) {
+        send(page[pageAt++]!);
+        continue;
+      }
+      if (page.length > 0 && page.length < replayPageSize) {
+        replaying = false;
+        page = [];
+        continue;
+      }
+      page = deps.store.events.listEvents(app, { afterId: lastSent, limit: replayPageSize });
+      pageAt = 0;
+      if (page.length === 0) replaying = false;
+    }
+  };
+  const onLive = (e: BerthEvent) => {
+    if (e.app !== app || replaying) return;
+    send(e);
+  };
+  const unsubscribe = deps.store.events.subscribe(onLive);
+  s.whenEnded(() => {
+    unsubscribe();
+    page = [];
   });
+  s.whenWritable(pump);
+  pump();
+}
+
+export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: unknown }, streams: LiveStreams, replayPageSize: number): void {
   app.get(
     '/v1/apps/:app/events',
     {
@@ -225,14 +175,9 @@ export function eventRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: 
       const lastEventId = req.headers['last-event-id'];
       const afterId = typeof lastEventId === 'string' && /^[0-9]{1,15}$/.test(lastEventId) ? Number(lastEventId) : (req.query.after ?? 0);
       if ((req.headers.accept ?? '').includes('text/event-stream')) {
-        if (open.size >= limits.maxStreams) {
-          req.log.warn({ open: open.size, max: limits.maxStreams }, 'event stream refused: too many open streams');
-          return reply
-            .status(503)
-            .header('retry-after', String(RETRY_AFTER_S))
-            .send(errorBody(503, 'TOO_MANY_STREAMS', `too many open event streams (api.max_event_streams = ${limits.maxStreams}); retry later`));
-        }
-        return stream(deps, appName, afterId, reply, limits, open);
+        const s = streams.start(reply, deps.log.child({ component: 'api', app: appName }), 'event');
+        if (s) stream(deps, appName, afterId, s, replayPageSize);
+        return reply;
       }
       // The newest events (the status page's timeline), then a live stream from the last one's id.
       if (req.query.tail !== undefined) {

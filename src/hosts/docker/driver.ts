@@ -4,10 +4,11 @@
  * go only in the create body, never in a URL or a log.
  */
 import type { Readable } from 'node:stream';
-import type { HostSpec } from '../../domain/app-spec.js';
+import type { HostSpec, RegistryAuth } from '../../domain/app-spec.js';
 import { HOST_ERROR_CODES, HostError } from '../../domain/errors.js';
 import { LABELS, NETWORK_NAME } from '../../domain/labels.js';
-import { splitReference } from '../../domain/naming.js';
+import { registryOf, splitReference } from '../../domain/naming.js';
+import { secretRedactor } from '../../domain/secrets.js';
 import type { Logger } from '../../log.js';
 import {
   ADOPT_LABELS,
@@ -18,6 +19,8 @@ import {
   type HostInfo,
   type HostOperation,
   type HttpResult,
+  type LogOptions,
+  type LogStream,
   type ObservedContainer,
   type RunOnceOptions,
   type RunOnceResult,
@@ -29,6 +32,7 @@ import { unixCommand } from '../unix-command.js';
 import { createBody, fromInspect, fromListed, type RawInspect, type RawListed } from './container-json.js';
 import { DEFAULT_RESUBSCRIBE_BACKOFF_MAX_MS, DockerEventWatcher, type EventsHost } from './events.js';
 import { dial, jsonLines, type DialArgs } from './framing.js';
+import { logLines, logsQuery } from './logs.js';
 import { runOneOff, type OneOffHost } from './run-once.js';
 import { localTransport, sshTransport, type Transport, type TransportOptions } from './transport.js';
 
@@ -59,7 +63,16 @@ export interface DriverOptions extends TransportOptions {
   eventsBackoffMaxMs?: number;
   /** Bytes of output runOnce keeps. Default 4096. */
   outputTailBytes?: number;
+  /**
+   * The credentials a pull of `ref` sends to its registry, or null (anonymous). Asked at every
+   * pull, so a reload or an edited password applies to the next one; may throw (a password
+   * its file lacks), which fails that pull as it is.
+   */
+  registryAuth?: (ref: string) => RegistryAuth | null;
 }
+
+/** What a registry or dockerd says when a pull lacks credentials, or has wrong ones. */
+const AUTH_REFUSED = /unauthorized|authentication required|no basic auth credentials|access denied|denied:/i;
 
 export class DockerHostDriver implements HostDriver {
   readonly name: string;
@@ -158,30 +171,46 @@ export class DockerHostDriver implements HostDriver {
     });
   }
 
-  pullImage(ref: string): Promise<void> {
+  /**
+   * Pulls `ref` with the credentials of its registry when the config has them
+   * (DriverOptions.registryAuth): the password goes only into the X-Registry-Auth header over
+   * the host's connection, and is cut out of whatever dockerd answers before that becomes an error.
+   */
+  async pullImage(ref: string): Promise<void> {
+    // Asked before the call: a password that cannot be read fails the pull as it is (SECRET_MISSING), not as a host error.
+    const auth = this.opts.registryAuth?.(ref) ?? null;
     const { repo, tag } = splitReference(ref);
+    const authconfig = auth ? { authconfig: { username: auth.username, password: auth.password, serveraddress: auth.registry } } : {};
     const pull = async (signal: AbortSignal): Promise<void> => {
       let stream: Readable;
       try {
-        stream = await this.dial<Readable>({ method: 'POST', path: '/images/create', query: { fromImage: repo, tag }, ok: [200], stream: true, signal });
+        stream = await this.dial<Readable>({ method: 'POST', path: '/images/create', query: { fromImage: repo, tag }, ok: [200], stream: true, signal, ...authconfig });
       } catch (e) {
-        if (dockerStatus(e) !== null) throw this.pullFailed(ref, dockerMessage(e), e);
+        if (dockerStatus(e) !== null) throw this.pullFailed(ref, dockerMessage(e), auth, e);
         throw e;
       }
       let status = '';
       await jsonLines(stream, (o) => {
         const detail = o.errorDetail as { message?: unknown } | undefined;
         const err = typeof o.error === 'string' ? o.error : typeof detail?.message === 'string' ? detail.message : null;
-        if (err !== null) throw this.pullFailed(ref, err);
+        if (err !== null) throw this.pullFailed(ref, err, auth);
         if (typeof o.status === 'string') status = o.status;
       });
-      this.log.debug({ image: ref, status }, 'image pulled');
+      this.log.debug({ image: ref, status, ...(auth ? { registry: auth.registry, user: auth.username } : {}) }, 'image pulled');
     };
     return this.call('pull', `pull ${ref}`, pull, this.pullTimeoutMs);
   }
 
-  private pullFailed(ref: string, message: string, cause?: unknown): HostError {
-    return new HostError(HOST_ERROR_CODES.imagePullFailed, this.name, `pull of ${ref} failed: ${message.trim()}`, { cause });
+  /**
+   * dockerd's (or the registry's) message, with the password cut out and which credentials
+   * were sent, or that none were. Docker's own error is not kept as the cause when credentials
+   * were sent: a logged error carries its cause's fields, and those are dockerd's answer unredacted.
+   */
+  private pullFailed(ref: string, message: string, auth: RegistryAuth | null, cause?: unknown): HostError {
+    let text = message.trim();
+    if (auth) text = `${secretRedactor({ [auth.passwordName]: auth.password })(text)} (sent the credentials of ${auth.username} for ${auth.registry})`;
+    else if (AUTH_REFUSED.test(text)) text += ` (berth sent no credentials: the config's registries has no entry for ${registryOf(ref)})`;
+    return new HostError(HOST_ERROR_CODES.imagePullFailed, this.name, `pull of ${ref} failed: ${text}`, auth ? {} : { cause });
   }
 
   /**
@@ -404,6 +433,14 @@ export class DockerHostDriver implements HostDriver {
 
   runOnce(o: RunOnceOptions): Promise<RunOnceResult> {
     return this.call('run_once', `run once ${o.name}`, () => runOneOff(this.oneOffHost, o), o.timeoutMs + RUN_ONCE_EXTRA_CALLS * this.timeoutMs);
+  }
+
+  containerLogs(id: string, opts: LogOptions): Promise<LogStream> {
+    const what = `logs of container ${short(id)}`;
+    return this.call('logs', what, async (signal) => {
+      const res = await this.dial<Readable>({ method: 'GET', path: `/containers/${encodeURIComponent(id)}/logs`, query: logsQuery(opts), ok: [200], stream: true, signal });
+      return logLines(res, this.name, what);
+    });
   }
 
   watchEvents(onEvent: (e: DockerEvent) => void): () => void {

@@ -26,6 +26,8 @@ export interface DialArgs {
   ok: number[];
   stream?: boolean;
   signal: AbortSignal;
+  /** Registry credentials, sent as the X-Registry-Auth header (a pull): never in the URL. */
+  authconfig?: { username: string; password: string; serveraddress: string };
 }
 
 /** A raw API call. Query and body are kept apart (dockerode would also put the body in the URL). */
@@ -40,6 +42,7 @@ export function dial<T>(modem: DockerModem, a: DialArgs): Promise<T> {
         path: `${a.path}?`,
         options: { _query: a.query ?? {}, _body: a.body ?? {} },
         ...(a.file ? { file: a.file, headers: { 'Content-Type': 'application/x-tar' } } : {}),
+        ...(a.authconfig ? { authconfig: a.authconfig } : {}),
         statusCodes,
         isStream: a.stream === true,
         abortSignal: a.signal,
@@ -99,22 +102,69 @@ export function jsonLines(stream: Readable, onObject: (o: Record<string, unknown
   });
 }
 
-/** Docker's multiplexed log format: 8-byte headers [stream, 0, 0, 0, len BE32] + payload. */
-export function demuxDockerLog(buf: Buffer): Buffer {
-  const parts: Buffer[] = [];
-  let off = 0;
-  while (off + LOG_FRAME_HEADER_BYTES <= buf.length) {
-    const type = buf[off];
-    if (!(type === 0 || type === 1 || type === 2) || buf[off + 1] !== 0 || buf[off + 2] !== 0 || buf[off + 3] !== 0) {
-      // Not framed (a TTY container): raw bytes.
-      return off === 0 ? buf : Buffer.concat([...parts, buf.subarray(off)]);
+/** One frame of a multiplexed log: which stream the bytes were written to, and the bytes. */
+export interface LogFrame {
+  stream: 'stdout' | 'stderr';
+  payload: Buffer;
+}
+
+/**
+ * Docker's multiplexed log format (a container without a TTY), read incrementally: 8-byte
+ * headers [stream, 0, 0, 0, len BE32] + payload, split anywhere across the chunks the
+ * socket hands over. Output that does not start with a header (a TTY container) is raw
+ * stdout, and so is the rest once a header is not one (as `docker logs` would show it).
+ */
+export class DockerLogDemuxer {
+  private pending: Buffer = Buffer.alloc(0);
+  private raw = false;
+
+  /** The frames (or raw bytes) `chunk` completes; a frame cut by the chunk's end waits for the next. */
+  push(chunk: Buffer): LogFrame[] {
+    if (this.raw) return chunk.length > 0 ? [{ stream: 'stdout', payload: chunk }] : [];
+    let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    const frames: LogFrame[] = [];
+    while (buf.length > 0) {
+      if (!startsLikeHeader(buf)) {
+        this.raw = true;
+        frames.push({ stream: 'stdout', payload: buf });
+        buf = Buffer.alloc(0);
+        break;
+      }
+      if (buf.length < LOG_FRAME_HEADER_BYTES) break;
+      const end = LOG_FRAME_HEADER_BYTES + buf.readUInt32BE(4);
+      if (buf.length < end) break;
+      // 0 is stdin, which only an attached TTY echoes: shown as stdout.
+      frames.push({ stream: buf[0] === 2 ? 'stderr' : 'stdout', payload: buf.subarray(LOG_FRAME_HEADER_BYTES, end) });
+      buf = buf.subarray(end);
     }
-    const len = buf.readUInt32BE(off + 4);
-    const payload = off + LOG_FRAME_HEADER_BYTES;
-    parts.push(buf.subarray(payload, Math.min(buf.length, payload + len)));
-    off = payload + len;
+    this.pending = buf;
+    return frames;
   }
-  return Buffer.concat(parts);
+
+  /** What is left at the end of the stream: a frame cut short (its bytes as they came), if any. */
+  end(): LogFrame[] {
+    const rest = this.pending;
+    this.pending = Buffer.alloc(0);
+    if (rest.length === 0) return [];
+    if (this.raw || !startsLikeHeader(rest)) return [{ stream: 'stdout', payload: rest }];
+    // A header cut short carries nothing; a frame cut short, the bytes that came.
+    if (rest.length < LOG_FRAME_HEADER_BYTES) return [];
+    return [{ stream: rest[0] === 2 ? 'stderr' : 'stdout', payload: rest.subarray(LOG_FRAME_HEADER_BYTES) }];
+  }
+}
+
+/** Whether `buf` starts as a frame header does (as far as it goes): a stream byte 0-2, then zeros. */
+function startsLikeHeader(buf: Buffer): boolean {
+  const type = buf[0];
+  if (!(type === 0 || type === 1 || type === 2)) return false;
+  for (let i = 1; i < Math.min(4, buf.length); i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+/** A whole multiplexed log (a one-off run's output) as one buffer, stdout and stderr in the order written. */
+export function demuxDockerLog(buf: Buffer): Buffer {
+  const d = new DockerLogDemuxer();
+  return Buffer.concat([...d.push(buf), ...d.end()].map((f) => f.payload));
 }
 
 /** The last `max` bytes, decoded without a broken leading UTF-8 sequence. */
