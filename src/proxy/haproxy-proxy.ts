@@ -446,10 +446,12 @@ export class HaproxyProxy implements TrafficSwitch {
   }
 
   async observeRoute(host: string, app: string, route: ProxyRouteSpec): Promise<RouteState> {
+    return routeStateOf(await this.readState(host), app, route);
+  }
+
+  async observeRoutes(host: string): Promise<(app: string, route: ProxyRouteSpec) => RouteState> {
     const state = await this.readState(host);
-    if (!state || state.routes.get(app) !== routeKey(route)) return { upstream: null, maintenance: null };
-    const serving = state.slots.find((s) => s.backend === backendName(app) && s.state === 'ready' && s.addr !== null);
-    return { upstream: serving?.addr ?? null, maintenance: state.maintenance.get(backendName(app)) ?? null };
+    return (app, route) => routeStateOf(state, app, route);
   }
 
   async setMaintenance(host: string, app: string, route: ProxyRouteSpec, message: string | null): Promise<void> {
@@ -545,4 +547,11 @@ function certificateFile(cert: ProxyCertificate): { path: string; content: strin
 
 function certListFile(hostNames: string[]): { path: string; content: string } {
   return { path: CERT_LIST, content: [...new Set(hostNames)].sort().map((n) => `${certFile(n)}\n`).join('') };
+}
+
+/** Where the proxy as read (null: not answering) sends the app's traffic, when it routes the app as `route` says. */
+function routeStateOf(state: ProxyState | null, app: string, route: ProxyRouteSpec): RouteState {
+  if (!state || state.routes.get(app) !== routeKey(route)) return { upstream: null, maintenance: null };
+  const serving = state.slots.find((s) => s.backend === backendName(app) && s.state === 'ready' && s.addr !== null);
+  return { upstream: serving?.addr ?? null, maintenance: state.maintenance.get(backendName(app)) ?? null };
 }

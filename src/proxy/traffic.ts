@@ -23,6 +23,12 @@ export interface TrafficSwitch {
   withdraw(host: string, app: string, route: ProxyRouteSpec | null, upstream: Upstream, timeoutMs: number): Promise<void>;
   /** The app's route on the host's proxy now: where it sends traffic, and any maintenance message. */
   observeRoute(host: string, app: string, route: ProxyRouteSpec): Promise<RouteState>;
+  /**
+   * Every app's route on the host's proxy from one read (a resync's snapshot,
+   * src/reconciler/resync-snapshot.ts): what observeRoute would answer for each. Optional:
+   * without it each pass reads its own route.
+   */
+  observeRoutes?(host: string): Promise<(app: string, route: ProxyRouteSpec) => RouteState>;
   /** Maintenance on (the proxy answers 503 with `message`) or off (null) for the app on `host`. */
   setMaintenance(host: string, app: string, route: ProxyRouteSpec, message: string | null): Promise<void>;
   /**
@@ -58,6 +64,9 @@ export const directTraffic: TrafficSwitch = {
   async withdraw() {},
   async observeRoute() {
     return { upstream: null, maintenance: null };
+  },
+  async observeRoutes() {
+    return () => ({ upstream: null, maintenance: null });
   },
   async setMaintenance() {},
   async removeRoute() {},

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { HostDriver } from '../hosts/host-driver.js';
 import { HostReachability } from '../hosts/reachability.js';
 import type { BerthMetrics } from '../metrics/registry.js';
+import { PROXY_APP_LABEL } from '../proxy/haproxy-proxy.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
 import type { AppSecretFiles } from '../secrets/app-secrets.js';
 import type { Store } from '../store/index.js';
@@ -9,6 +10,7 @@ import { openAppLogs, type AppLogs, type AppLogsRequest } from './app-logs.js';
 import { execInApp, type ExecOutcome } from './one-off.js';
 import { reconcilePass, type PassDeps } from './pass.js';
 import { WorkQueue } from './queue.js';
+import { ResyncSnapshot } from './resync-snapshot.js';
 
 /** Apps reconciled in parallel unless told otherwise. */
 const DEFAULT_CONCURRENCY = 8;
@@ -35,6 +37,7 @@ export interface ControllerOptions {
 export class Controller {
   private readonly queue: WorkQueue;
   private readonly deps: PassDeps;
+  private readonly snapshot: ResyncSnapshot;
   private readonly unwatch: Array<() => void> = [];
   private resyncTimer: NodeJS.Timeout | null = null;
   private running = false;
@@ -50,7 +53,9 @@ export class Controller {
       log,
       now: o.now,
     });
-    this.deps = { store, drivers: o.drivers, traffic: o.traffic, metrics, log, secrets: o.secrets, now: o.now ?? Date.now, reachability };
+    const now = o.now ?? Date.now;
+    this.snapshot = new ResyncSnapshot({ drivers: o.drivers, traffic: o.traffic, maxAgeMs: o.resyncIntervalMs, now });
+    this.deps = { store, drivers: o.drivers, traffic: o.traffic, metrics, log, secrets: o.secrets, now, reachability, snapshot: this.snapshot };
     this.queue = new WorkQueue(
       (app) => this.reconcile(app),
       (app, err) => {
@@ -67,6 +72,9 @@ export class Controller {
     for (const [host, driver] of this.o.drivers) {
       this.unwatch.push(
         driver.watchEvents((e) => {
+          // What the event may have changed is no longer in the resync's snapshot (resync-snapshot.ts).
+          if (e.action === 'resubscribed' || e.app === PROXY_APP_LABEL) this.snapshot.dropHost(host);
+          else if (e.app) this.snapshot.dropApp(host, e.app);
           // After a re-subscription events may have been missed: look at every app of the host.
           if (e.action === 'resubscribed') this.enqueueHostApps(host);
           else if (e.app && this.o.store.apps.getApp(e.app)) this.queue.add(e.app);
@@ -130,7 +138,12 @@ export class Controller {
 
   private resync(): void {
     void this.deps.reachability.pingAll();
-    for (const app of this.o.store.apps.listApps()) this.queue.add(app.name);
+    const apps = this.o.store.apps.listApps();
+    this.snapshot.take(
+      apps.map((a) => ({ name: a.name, hosts: a.spec.hosts, routed: a.spec.proxy !== null })),
+      { app: (name) => this.queue.isActive(name), host: (name) => this.deps.reachability.downSince(name) !== null },
+    );
+    for (const app of apps) this.queue.add(app.name);
   }
 
   /** An event on every app of the host, so `berth events APP` and `deploy --wait` show why it stalls. */

@@ -2,12 +2,14 @@ import type { ProxyRouteSpec } from '../domain/app-spec.js';
 import { HostNotConfiguredError } from '../domain/errors.js';
 import type { HostDriver } from '../hosts/host-driver.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
+import type { ResyncSnapshot } from './resync-snapshot.js';
 import type { HostObservation } from './types.js';
 
 /**
  * Lists the app's containers on each of its hosts, all at once, and for a proxied app
  * where each host's proxy sends its traffic. A host that does not answer becomes an
- * unreachable observation; it never fails the pass.
+ * unreachable observation; it never fails the pass. The app's first pass after a resync
+ * reads what the resync's snapshot saw instead, when the snapshot still holds for it.
  */
 export async function observeFleet(
   drivers: Map<string, HostDriver>,
@@ -19,6 +21,7 @@ export async function observeFleet(
     downSince(host: string): { since: number; error: string } | null;
     report(host: string, up: boolean, error: string | null): void;
   },
+  snapshot: ResyncSnapshot | null,
 ): Promise<HostObservation[]> {
   return Promise.all(
     hosts.map(async (host): Promise<HostObservation> => {
@@ -28,9 +31,10 @@ export async function observeFleet(
       if (down) return { host, reachable: false, error: `${down.error} (down since ${new Date(down.since).toISOString()}; rechecked every resync)` };
       try {
         const route = proxy.route;
+        const seen = snapshot?.use(host, app) ?? null;
         const [containers, routeState] = await Promise.all([
-          driver.listContainers({ app }),
-          route ? proxy.traffic.observeRoute(host, app, route) : Promise.resolve(null),
+          seen?.containers ?? driver.listContainers({ app }),
+          route ? (seen?.route?.(route) ?? proxy.traffic.observeRoute(host, app, route)) : Promise.resolve(null),
         ]);
         reachability.report(host, true, null);
         return { host, reachable: true, containers, route: routeState };

@@ -8,12 +8,15 @@ import { execContext, readWanted, type ReconcilerDeps } from './context.js';
 import { executeActions } from './execute.js';
 import { observeFleet } from './observe.js';
 import { plan } from './plan.js';
+import type { ResyncSnapshot } from './resync-snapshot.js';
 import { applyResults } from './results.js';
 import { tearDownApp } from './teardown.js';
 import type { ActionResult, DesiredRelease, HostObservation, Plan } from './types.js';
 
 export interface PassDeps extends ReconcilerDeps {
   reachability: HostReachability;
+  /** The last resync's look at every host (null: every pass lists for itself). */
+  snapshot: ResyncSnapshot | null;
 }
 
 /**
@@ -41,7 +44,7 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
   if (!wanted?.desired) return null;
   const { desired } = wanted;
 
-  const observed = await observeFleet(deps.drivers, desired.spec.hosts, app, { traffic: deps.traffic, route: desired.spec.proxy }, deps.reachability);
+  const observed = await observeFleet(deps.drivers, desired.spec.hosts, app, { traffic: deps.traffic, route: desired.spec.proxy }, deps.reachability, deps.snapshot);
   const previous = store.status.readStatus(app);
   const stored = store.status.getRollout(app)?.state ?? null;
   const record = stored?.revision === desired.revision ? stored : null;

@@ -67,6 +67,11 @@ export class WorkQueue {
     this.timers.set(key, t);
   }
 
+  /** Whether the key's pass is running now. */
+  isActive(key: string): boolean {
+    return this.active.has(key);
+  }
+
   get depth(): number {
     return this.waiting.length;
   }

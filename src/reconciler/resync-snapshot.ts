@@ -1,0 +1,114 @@
+import type { ProxyRouteSpec } from '../domain/app-spec.js';
+import type { HostDriver, ObservedContainer } from '../hosts/host-driver.js';
+import type { RouteState, TrafficSwitch } from '../proxy/traffic.js';
+
+/**
+ * One look at each host per resync, shared by every app's pass: the host's berth
+ * containers in one listing, and (for a proxy that can read all its routes at once) its
+ * routes in one read. Without it a resync costs a listing per app per host, and a
+ * full proxy read per app per host: 10,000 apps on 1,000 hosts made ~65,000 calls a
+ * resync where 1,000 see the same. controller-runtime's informer cache answers the same
+ * need with a watch; here Docker's events only invalidate, never patch, the snapshot, so
+ * no event can make it say something a listing would not.
+ *
+ * Why an app's first pass after the snapshot may use it, and no other:
+ * - only an app's own passes act on its containers (the work queue runs one at a time),
+ *   so an app whose pass is in flight when the snapshot is taken gets no entry, and each
+ *   entry is used once, by the app's next pass, before that pass acts;
+ * - anything else that changes the app's containers on a host (a hand, a crash, dockerd)
+ *   sends a Docker event, and an event for the app on that host drops its entry; a
+ *   re-subscribed event stream, or an event of the proxy container, drops the host's;
+ * - another app's pass changes only its own route on a shared proxy: a reload it causes
+ *   writes every server as it runs (haproxy-proxy.ts, reconfigure), so a route read stays true;
+ * - an entry older than `maxAgeMs` is not used.
+ * A dropped or used entry means the pass lists for itself, as it always did.
+ */
+export interface SnapshotEntry {
+  containers: Promise<ObservedContainer[]>;
+  /** The app's route on the host's proxy as read with the snapshot; null: the pass reads it itself. */
+  route: ((route: ProxyRouteSpec) => Promise<RouteState>) | null;
+}
+
+/** An app as the snapshot needs it: where it runs, and whether its pass reads a proxy route. */
+export interface SnapshotApp {
+  name: string;
+  hosts: readonly string[];
+  routed: boolean;
+}
+
+interface HostSnapshot {
+  takenAt: number;
+  containers: Promise<ObservedContainer[]>;
+  routes: Promise<(app: string, route: ProxyRouteSpec) => RouteState> | null;
+  /** Apps whose next pass may still use this snapshot. */
+  unused: Set<string>;
+}
+
+export class ResyncSnapshot {
+  private readonly hosts = new Map<string, HostSnapshot>();
+
+  constructor(
+    private readonly o: {
+      drivers: ReadonlyMap<string, HostDriver>;
+      traffic: TrafficSwitch;
+      /** The resync interval: the next resync takes a new snapshot anyway. */
+      maxAgeMs: number;
+      now: () => number;
+    },
+  ) {}
+
+  /**
+   * Starts one listing (and one route read) per host the apps run on; the passes that
+   * use it wait for it. `skip`: an app whose pass is in flight, or a host known to be down
+   * (its passes answer unreachable without a call, as before).
+   */
+  take(apps: readonly SnapshotApp[], skip: { app(name: string): boolean; host(name: string): boolean }): void {
+    this.hosts.clear();
+    const takenAt = this.o.now();
+    const users = new Map<string, { apps: Set<string>; routed: boolean }>();
+    for (const app of apps) {
+      if (skip.app(app.name)) continue;
+      for (const host of app.hosts) {
+        const u = users.get(host) ?? { apps: new Set<string>(), routed: false };
+        u.apps.add(app.name);
+        u.routed ||= app.routed;
+        users.set(host, u);
+      }
+    }
+    for (const [host, u] of users) {
+      const driver = this.o.drivers.get(host);
+      if (!driver || skip.host(host)) continue;
+      const containers = driver.listContainers();
+      const routes = u.routed && this.o.traffic.observeRoutes ? this.o.traffic.observeRoutes(host) : null;
+      // A failed read is the pass's to report (it awaits the promise); none is left unhandled meanwhile.
+      containers.catch(() => {});
+      routes?.catch(() => {});
+      this.hosts.set(host, { takenAt, containers, routes, unused: u.apps });
+    }
+  }
+
+  /** The snapshot's view of `app` on `host`, once; null when the pass must look for itself. */
+  use(host: string, app: string): SnapshotEntry | null {
+    const h = this.hosts.get(host);
+    if (!h || !h.unused.delete(app)) return null;
+    if (this.o.now() - h.takenAt > this.o.maxAgeMs) {
+      this.hosts.delete(host);
+      return null;
+    }
+    const routes = h.routes;
+    return {
+      containers: h.containers.then((all) => all.filter((c) => c.app === app)),
+      route: routes ? (route) => routes.then((read) => read(app, route)) : null,
+    };
+  }
+
+  /** Something changed `app`'s containers on `host` (a Docker event): its next pass lists them itself. */
+  dropApp(host: string, app: string): void {
+    this.hosts.get(host)?.unused.delete(app);
+  }
+
+  /** Events of the host may have been missed, or its proxy changed: every pass lists for itself. */
+  dropHost(host: string): void {
+    this.hosts.delete(host);
+  }
+}

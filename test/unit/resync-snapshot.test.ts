@@ -1,0 +1,131 @@
+/**
+ * One look at each host per resync (src/reconciler/resync-snapshot.ts): a resync lists
+ * each host once whatever the number of apps, and the snapshot is never used where it
+ * may be out of date. The hosts are SIMULATED (src/hosts/simulated-driver.ts): this
+ * checks the controller's bookkeeping, not Docker; every bed test runs through it.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { simulatedFleet, type SimulatedHostDriver } from '../../src/hosts/simulated-driver.js';
+import { BerthMetrics } from '../../src/metrics/registry.js';
+import { directTraffic } from '../../src/proxy/traffic.js';
+import { Controller } from '../../src/reconciler/controller.js';
+import { ResyncSnapshot } from '../../src/reconciler/resync-snapshot.js';
+import { openStore, type Store } from '../../src/store/index.js';
+import { makeSpec } from '../support/fixtures.js';
+import { NO_SECRETS } from '../support/secrets.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const listings = (fleet: Map<string, SimulatedHostDriver>) => [...fleet.values()].reduce((n, d) => n + (d.callCounts().listContainers ?? 0), 0);
+
+describe('ResyncSnapshot: when a pass may use it', () => {
+  const fleet = simulatedFleet(2, { prefix: 'h' });
+  let clock = 1_000;
+  const snapshot = new ResyncSnapshot({ drivers: fleet, traffic: directTraffic, maxAgeMs: 10_000, now: () => clock });
+  const apps = [
+    { name: 'a', hosts: ['h1', 'h2'], routed: false },
+    { name: 'b', hosts: ['h1'], routed: true },
+    { name: 'busy', hosts: ['h1', 'h2'], routed: false },
+  ];
+  const take = () => snapshot.take(apps, { app: (n) => n === 'busy', host: () => false });
+
+  it('lists each host once for all its apps; each app uses it once; an app whose pass runs gets nothing', async () => {
+    const before = listings(fleet);
+    take();
+    const a1 = snapshot.use('h1', 'a');
+    assert.ok(a1);
+    assert.deepEqual(await a1.containers, []);
+    assert.equal(snapshot.use('h2', 'a')?.route, null, 'no app on h2 has a proxy route: the proxy is not read');
+    const b1 = snapshot.use('h1', 'b');
+    assert.ok(b1?.route, 'a routed app gets the route read with the snapshot');
+    assert.deepEqual(await b1.route!({ port: 8080, host: null, drainTimeoutMs: 1000 }), { upstream: null, maintenance: null });
+    assert.equal(snapshot.use('h1', 'a'), null, 'used once');
+    assert.equal(snapshot.use('h1', 'busy'), null, 'in flight when taken');
+    assert.equal(listings(fleet) - before, 2, 'one listing per host');
+    assert.equal(snapshot.use('h2', 'busy'), null);
+  });
+
+  it('a Docker event of the app on the host, of the proxy, or a re-subscription drops what it may have changed', () => {
+    take();
+    snapshot.dropApp('h1', 'a');
+    assert.equal(snapshot.use('h1', 'a'), null);
+    assert.ok(snapshot.use('h2', 'b') === null && snapshot.use('h2', 'a'), 'the same app on another host is untouched');
+    snapshot.dropHost('h1');
+    assert.equal(snapshot.use('h1', 'b'), null);
+  });
+
+  it('older than maxAgeMs: not used', () => {
+    take();
+    clock += 10_001;
+    assert.equal(snapshot.use('h2', 'a'), null);
+  });
+});
+
+describe('the controller: one listing per host per resync, never a stale one', () => {
+  let store: Store;
+  let controller: Controller | undefined;
+  after(async () => {
+    await controller?.stop();
+    store?.close();
+  });
+
+  async function converged(fleet: Map<string, SimulatedHostDriver>, appCount: number): Promise<Controller> {
+    store = openStore(':memory:');
+    const hosts = [...fleet.keys()];
+    for (let i = 0; i < appCount; i += 1) {
+      const name = `app-${i}`;
+      store.apps.upsertApp(makeSpec({ name, image: `registry.test:5000/${name}`, hosts: [0, 1, 2].map((k) => hosts[(i + k) % hosts.length]!) }), 'test');
+      store.releases.createRelease({ app: name, version: 'v1', reason: 'deploy', actor: 'test' });
+    }
+    // One pass at a time, so the test can act between the snapshot and a given app's pass.
+    const c = new Controller({ store, drivers: fleet, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: pino({ level: 'silent' }), resyncIntervalMs: 3_600_000, secrets: NO_SECRETS, concurrency: 1 });
+    c.start();
+    const deadline = Date.now() + 20_000;
+    while (store.status.listStatus().filter((s) => s.phase === 'Complete').length < appCount) {
+      if (Date.now() > deadline) throw new Error('the apps did not converge');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await c.idle();
+    return c;
+  }
+  // The periodic resync, by hand (the interval is an hour here).
+  const resync = (c: Controller) => (c as unknown as { resync(): void }).resync();
+
+  it('20 apps on 5 hosts (3 each): a resync lists 5 times, not 60, and every app is still looked at', async () => {
+    const fleet = simulatedFleet(5, { prefix: 'h' });
+    controller = await converged(fleet, 20);
+    const before = listings(fleet);
+    const looked = new Set<string>();
+    const reconcile = controller.reconcile.bind(controller);
+    controller.reconcile = (app) => (looked.add(app), reconcile(app));
+    resync(controller);
+    await controller.idle();
+    assert.equal(listings(fleet) - before, 5);
+    assert.equal(looked.size, 20);
+    await controller.stop();
+    controller = undefined;
+  });
+
+  it("a container removed by hand after the snapshot was taken, before its app's pass: the pass sees it gone and replaces it", async () => {
+    const fleet = simulatedFleet(3, { prefix: 'h' });
+    controller = await converged(fleet, 10);
+    const h2 = fleet.get('h2')!;
+    const victim = h2.containers().find((c) => c.labels['berth.app'] === 'app-9' && c.state === 'running')!;
+    assert.ok(victim, 'app-9 runs on h2');
+    // app-0's pass waits at the gate, holding the one worker: app-9 waits in line (queued, not running) with its snapshot entry.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const reconcile = controller.reconcile.bind(controller);
+    controller.reconcile = async (app) => (app === 'app-0' && (await gate), reconcile(app));
+    resync(controller);
+    await sleep(30); // the snapshot's listing of h2 is done: it holds the container
+    await h2.removeContainer(victim.id);
+    await sleep(30); // and Docker's destroy event has reached the controller
+    open();
+    await controller.idle();
+    const now = h2.containers().filter((c) => c.labels['berth.app'] === 'app-9' && c.state === 'running');
+    assert.equal(now.length, 1, 'a new container runs for app-9 on h2');
+    assert.notEqual(now[0]!.id, victim.id);
+  });
+});
