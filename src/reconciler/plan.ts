@@ -459,6 +459,8 @@ function nextRolloutStep(
     // Whatever runs now, as observed (not as recorded): after a crash anywhere in a step, the
     // new container still never starts beside an old one.
     ...(spec.rollout.strategy === 'recreate' ? { stopFirst: v.othersRunning.map((c) => c.id) } : {}),
+    // A rotated secret's replacement that fails leaves the keeper serving: that host may fail.
+    ...(record.state === 'complete' && !v.keeper ? { repair: true as const } : {}),
   }));
   // Later batches' hosts pull while the first batch boots (its hosts pull inside updateHost).
   for (const v of toPull) if (!pending.includes(v)) actions.push({ type: 'pull', host: v.host });

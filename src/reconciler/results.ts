@@ -14,8 +14,10 @@ const START_RETRY_BASE_MS = 1_000;
  * Repair after completion (a proxy recreated, a container removed by hand) re-updates a host
  * of a release the whole fleet already ran: there is nothing to fail or roll back, and a
  * host marked failed there would have its serving container removed and stay dark until
- * the next release (seen: host-repair, 5 apps, 503 for a minute). It is retried, backing
- * off to this (a container that keeps crashing: Kubernetes' CrashLoopBackOff).
+ * the next release (seen: host-repair, 5 apps, 503 for a minute). Where nothing else carries
+ * the host's traffic (HostUpdateAction.repair) it is retried, backing off to this (a
+ * container that keeps crashing: Kubernetes' CrashLoopBackOff). A replacement beside a
+ * container that still serves (a rotated secret the app rejects) fails as in a rollout.
  */
 const REPAIR_RETRY_MAX_MS = 30_000;
 const RELEASE_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['CONTAINER_NOT_RUNNING', 'SECRET_MISSING', 'SECRETS_FILE_INVALID', 'HOST_NOT_CONFIGURED', 'IMAGE_NOT_FOUND', 'IMAGE_PULL_FAILED']);
@@ -36,7 +38,7 @@ export function applyResults(record: RolloutRecord, results: ActionResult[], now
     }
     // A host that stopped answering is not the release's fault: it is retried when it returns.
     if (r.unreachable) continue;
-    if (a.type === 'updateHost' && record.state === 'complete') {
+    if (a.type === 'updateHost' && a.repair) {
       const before = record.hosts[a.host];
       const attempts = before?.step === 'retrying' ? before.attempts + 1 : 1;
       const backoff = Math.min(START_RETRY_BASE_MS * 2 ** (attempts - 1), REPAIR_RETRY_MAX_MS);

@@ -58,6 +58,12 @@ export interface HostUpdateAction {
    * retires them after the switch instead (a `retire` of a later pass).
    */
   stopFirst?: string[];
+  /**
+   * Repair after completion on a host where no other container carries the traffic (its
+   * proxy was recreated, its container removed by hand): a failure is retried with backoff
+   * and never fails the host (results.ts), which would remove its target and leave it dark.
+   */
+  repair?: true;
 }
 
 /** Work on one host; the planner never gives one container two actions in a pass. */

@@ -68,9 +68,23 @@ describe('plan: steady state', () => {
     });
     const p = plan(input({ record: rec, observed: observe({ h1: [c.h1], h2: [c.h2], h3: [c.h3] }) }));
     assert.deepEqual(p.actions, [
-      { type: 'updateHost', host: 'h2', existingContainerId: c.h2.id, containerName: 'web-r2', pull: false },
+      // Nothing else serves on h2: a failure there is retried, never fails the host (results.ts).
+      { type: 'updateHost', host: 'h2', existingContainerId: c.h2.id, containerName: 'web-r2', pull: false, repair: true },
     ]);
     assert.equal(p.status.phase, 'Progressing');
+  });
+
+  it('after completion, a replacement beside the container that serves (a rotated secret) is no repair: it may fail the host', () => {
+    const c = { h1: makeContainer(2, 'v2'), h2: makeContainer(2, 'v2'), h3: makeContainer(2, 'v2') };
+    const rec = record({
+      state: 'complete',
+      hosts: Object.fromEntries(Object.entries(c).map(([h, x]) => [h, { step: 'switched' as const, containerId: x.id, at: NOW }])),
+    });
+    const rotated = { ...makeDesired(2, 'v2'), configHash: 'rotated-secret' };
+    const p = plan(input({ desired: rotated, record: rec, observed: observe({ h1: [c.h1], h2: [c.h2], h3: [c.h3] }) }));
+    const updates = p.actions.filter((a) => a.type === 'updateHost');
+    assert.ok(updates.length > 0);
+    for (const a of updates) assert.equal(a.type === 'updateHost' && a.repair, undefined, `${a.host}: its old container keeps serving`);
   });
 
   it('prunes stopped containers beyond retain_containers, oldest first, never the running one', () => {
@@ -407,6 +421,7 @@ describe('applyResults', () => {
 
   it('repair after completion never fails a host (its serving container would be removed): retried, backing off to 30 s, whatever failed', () => {
     const done = record({ state: 'complete', finishedAt: NOW - 1000 });
+    const repair: Action = { ...upd, repair: true };
     const failures = [
       { stage: 'switch' as const, code: 'PROXY_NOT_READY' as const },
       { stage: 'health' as const, code: 'HEALTH_CHECK_FAILED' as const },
@@ -418,12 +433,15 @@ describe('applyResults', () => {
       const delays: number[] = [];
       for (let i = 0; i < 8; i++) {
         const at = NOW + 100_000 * (i + 1);
-        r = applyResults(r, [{ action: upd, ok: false, ...f, message: 'x', unreachable: false }], at);
+        r = applyResults(r, [{ action: repair, ok: false, ...f, message: 'x', unreachable: false }], at);
         delays.push(r.hosts.h1?.step === 'retrying' ? r.hosts.h1.notBefore - at : -1);
       }
       assert.equal(r.state, 'complete', f.code);
       assert.deepEqual(delays, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000], f.code);
     }
+    // Beside a container that still serves, a failed health check fails the host as in a rollout.
+    const beside = applyResults(done, [{ action: upd, ok: false, stage: 'health', code: 'HEALTH_CHECK_FAILED', message: 'x', unreachable: false }], NOW);
+    assert.equal(beside.hosts.h1?.step, 'failed');
   });
 
   it("a start failure that is the release's own fails the host at once (the container exits, a secret is missing)", () => {
@@ -461,7 +479,7 @@ describe('plan: proxy routes and maintenance', () => {
   it('a host whose proxy lost the route (proxy removed by hand) is updated again: re-probe and re-route', () => {
     const { cs, rec, observed } = fleet((h, c) => (h === 'h2' ? { upstream: null, maintenance: null } : routed(c)));
     const p = plan(input({ desired, record: rec, observed }));
-    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h2', existingContainerId: cs.h2.id, containerName: 'web-r2', pull: false }]);
+    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h2', existingContainerId: cs.h2.id, containerName: 'web-r2', pull: false, repair: true }]);
   });
 
   it('converged when every proxy routes to the target', () => {
