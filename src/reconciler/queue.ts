@@ -108,7 +108,10 @@ export class WorkQueue {
       this.queued.delete(key);
       this.opts.onDepth?.(this.waiting.length);
       this.active.add(key);
-      void this.run(key);
+      // On a macrotask of its own: passes that never wait on a host (a resync's snapshot is
+      // already read) would otherwise run back to back as microtasks, and the API, the
+      // timers and every socket would wait for the whole resync.
+      setImmediate(() => void this.run(key));
     }
     if (this.active.size === 0 && this.waiting.length === 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve();

@@ -240,8 +240,11 @@ export class ReleasesRepo {
    */
   pruneReleases(app: string, opts: PruneOptions): number {
     const batch = Math.max(1, Math.trunc(opts.batch ?? PRUNE_BATCH));
+    const limit = Math.max(1, Math.trunc(opts.limit));
+    // Every pass asks; an app within its limit (nearly all, nearly always) takes no write lock.
+    if (this.pruneBoundary.get(app, limit) === undefined) return 0;
     return this.ctx.write(() => {
-      const boundary = this.pruneBoundary.get(app, Math.max(1, Math.trunc(opts.limit))) as number | undefined;
+      const boundary = this.pruneBoundary.get(app, limit) as number | undefined;
       if (boundary === undefined) return 0;
       const kept = new Set<unknown>(this.inUse.all({ app }));
       for (const r of opts.keep ?? []) kept.add(r);

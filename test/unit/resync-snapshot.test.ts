@@ -81,7 +81,7 @@ describe('the controller: one listing per host per resync, never a stale one', (
     // One pass at a time, so the test can act between the snapshot and a given app's pass.
     const c = new Controller({ store, drivers: fleet, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: pino({ level: 'silent' }), resyncIntervalMs: 3_600_000, secrets: NO_SECRETS, concurrency: 1 });
     c.start();
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 60_000;
     while (store.status.listStatus().filter((s) => s.phase === 'Complete').length < appCount) {
       if (Date.now() > deadline) throw new Error('the apps did not converge');
       await new Promise((r) => setTimeout(r, 20));
@@ -103,6 +103,26 @@ describe('the controller: one listing per host per resync, never a stale one', (
     await controller.idle();
     assert.equal(listings(fleet) - before, 5);
     assert.equal(looked.size, 20);
+    await controller.stop();
+    controller = undefined;
+  });
+
+  it('passes served from the snapshot wait on nothing, yet the event loop turns between them (the API and timers are not held up for a whole resync)', async () => {
+    const fleet = simulatedFleet(5, { prefix: 'h' });
+    controller = await converged(fleet, 120);
+    let passes = 0;
+    let passesWhenTimerFired: number | null = null;
+    const reconcile = controller.reconcile.bind(controller);
+    controller.reconcile = (app) => {
+      passes += 1;
+      // Midway, when every listing is long in: a timer must get its turn before the resync ends.
+      if (passes === 40) setTimeout(() => (passesWhenTimerFired = passes), 0);
+      return reconcile(app);
+    };
+    resync(controller);
+    await controller.idle();
+    assert.equal(passes, 120);
+    assert.ok(passesWhenTimerFired !== null && passesWhenTimerFired < 120, `the timer fired after ${passesWhenTimerFired} of 120 passes`);
     await controller.stop();
     controller = undefined;
   });
