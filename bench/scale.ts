@@ -29,6 +29,7 @@ import { AppSecretFiles } from '../src/secrets/app-secrets.js';
 import { secretsDirPath } from '../src/defaults.js';
 import { openStore } from '../src/store/index.js';
 import { makeSpec } from '../test/support/fixtures.js';
+import type { Parallelism } from '../src/domain/app-spec.js';
 import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
 import { machine } from './lib/machine.js';
 
@@ -36,6 +37,8 @@ const APPS = Number(process.env.BENCH_APPS ?? 1000);
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 100);
 /** `3`, or a range `3-10`: each app gets a count in it (spread evenly, deterministic). */
 const HOSTS_PER_APP = parseRange(process.env.BENCH_HOSTS_PER_APP ?? '3');
+/** Each app's rollout.parallelism: unset = the default (1); `100%` rolls an app's hosts in one batch (fewer passes per rollout). */
+const PARALLELISM = parseParallelism(process.env.BENCH_PARALLELISM);
 /** 1: the initial rollout runs at zero host latency (berth's own cost; saves minutes at 10,000 apps). */
 const FAST_ROLLOUT = process.env.BENCH_FAST_ROLLOUT === '1';
 const RESYNC_RUNS = Number(process.env.BENCH_RESYNC_RUNS ?? 7);
@@ -60,6 +63,13 @@ function lagMs(h: IntervalHistogram): { p50: number; p99: number; max: number } 
   return { p50: ms(h.percentile(50) / 1e6), p99: ms(h.percentile(99) / 1e6), max: ms(h.max / 1e6) };
 }
 
+
+function parseParallelism(v: string | undefined): Parallelism | null {
+  if (v === undefined) return null;
+  const m = /^(\d+)(%?)$/.exec(v);
+  if (!m || Number(m[1]) < 1) throw new Error(`BENCH_PARALLELISM: "${v}" is not N or N%`);
+  return m[2] ? { kind: 'percent', value: Number(m[1]) } : { kind: 'count', value: Number(m[1]) };
+}
 
 function parseRange(v: string): { min: number; max: number } {
   const m = /^(\d+)(?:-(\d+))?$/.exec(v);
@@ -113,7 +123,9 @@ async function main(): Promise<void> {
   for (let i = 0; i < APPS; i += 1) {
     const count = Math.min(HOSTS, HOSTS_PER_APP.min + (i % (HOSTS_PER_APP.max - HOSTS_PER_APP.min + 1)));
     const hosts = Array.from({ length: count }, (_, k) => hostNames[(i * HOSTS_PER_APP.min + k) % HOSTS]!);
-    store.apps.upsertApp(makeSpec({ name: appName(i), image: imageOf(i), hosts }), 'bench');
+    const spec = makeSpec({ name: appName(i), image: imageOf(i), hosts });
+    if (PARALLELISM) spec.rollout = { ...spec.rollout, parallelism: PARALLELISM };
+    store.apps.upsertApp(spec, 'bench');
     store.releases.createRelease({ app: appName(i), version: 'v1', reason: 'deploy', actor: 'bench' });
   }
   const seedMs = performance.now() - t0;
@@ -301,6 +313,7 @@ async function main(): Promise<void> {
       apps: APPS,
       hosts: HOSTS,
       hostsPerApp: hostsPerAppLabel,
+      parallelism: process.env.BENCH_PARALLELISM ?? 'default (1)',
       initialRolloutHostLatency: FAST_ROLLOUT ? 'zero' : 'LAN',
       controllerConcurrency: 'default (8)',
       store: 'SQLite temp file, WAL, synchronous=FULL',
@@ -351,7 +364,7 @@ async function main(): Promise<void> {
   const rows: Array<[string, string]> = [
     ['machine', `${m.nproc} cores (${m.cpu}), node ${m.node}, commit ${m.commit}`],
     ['disk: one SQLite FULL commit', `p50 ${disk.p50Ms} / p99 ${disk.p99Ms} ms before, p50 ${diskAfter.p50Ms} / p99 ${diskAfter.p99Ms} ms after (calibration, ${disk.commits} commits each)`],
-    ['setup', `${APPS} apps x ${hostsPerAppLabel} of ${HOSTS} SIMULATED hosts, list ${LAN_LATENCY_MS.listContainers} ms ±${JITTER * 100}%, SQLite WAL+FULL (temp file), concurrency 8`],
+    ['setup', `${APPS} apps x ${hostsPerAppLabel} of ${HOSTS} SIMULATED hosts (parallelism ${process.env.BENCH_PARALLELISM ?? 1}), list ${LAN_LATENCY_MS.listContainers} ms ±${JITTER * 100}%, SQLite WAL+FULL (temp file), concurrency 8`],
     ['load average (1 min)', `${results.noopResync.loadAverage1m.before} before / ${results.noopResync.loadAverage1m.after} after the resync runs`],
     [`initial rollout of all apps (v1)${FAST_ROLLOUT ? ', zero host latency' : ''}`, `${(convergeMs / 1000).toFixed(1)} s (${results.initialRollout.appsPerSecond} apps/s, ${convergeCalls} host calls, ${convergeCommits} commits), loop lag p99 ${results.initialRollout.eventLoopLagMs.p99} ms`],
     ['  when each app converged', `first ${(results.initialRollout.appConvergedAtMs.first / 1000).toFixed(1)} s, median ${(results.initialRollout.appConvergedAtMs.p50 / 1000).toFixed(1)} s, last ${(results.initialRollout.appConvergedAtMs.last / 1000).toFixed(1)} s`],
