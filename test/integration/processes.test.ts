@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import type { AppStatus, BerthEvent as EventRecord } from '../../src/domain/release.js';
 import type { ObservedContainer } from '../../src/hosts/host-driver.js';
 import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
-import { bedSkipReason, testbedCommand } from '../support/testbed.js';
+import { bedSkipReason, removeBedVolume, testbedCommand } from '../support/testbed.js';
 import { waitUntil } from '../support/wait.js';
 
 /**
@@ -24,11 +24,11 @@ const APP = 'procs';
 const PORT = 8084;
 const VOLUME = 'berth-test-procs';
 /**
- * The worker: refuses to run as v3 (a release whose worker crashes); else copies the log
- * the volume holds (what earlier versions wrote) to seen-by-VERSION, appends its version,
- * and stays up. Its health command looks for seen-by-VERSION.
+ * The worker copies the log the volume holds (what earlier versions wrote) to
+ * seen-by-VERSION, appends its version, and stays up; its health command looks for
+ * seen-by-VERSION. As v3 it runs but never writes it: a worker that never gets healthy.
  */
-const WORKER_CMD = `sh -c 'test "$VERSION" = v3 && exit 3; cat /data/worker.log > /data/seen-by-$VERSION 2>/dev/null; echo $VERSION >> /data/worker.log; exec sleep 86400'`;
+const WORKER_CMD = `sh -c 'test "$VERSION" = v3 && exec sleep 86400; cat /data/worker.log > /data/seen-by-$VERSION 2>/dev/null; echo $VERSION >> /data/worker.log; exec sleep 86400'`;
 
 type AppView = { status: AppStatus | null };
 
@@ -101,16 +101,7 @@ describe('processes on real hosts', { skip, concurrency: false }, () => {
     removeVolume();
   });
 
-  /** The named volume off every host (a run cut short may have left it, with its data). */
-  const removeVolume = () => {
-    for (const host of ['h1', 'h2', 'h3']) {
-      try {
-        docker(host, 'volume', 'rm', '-f', VOLUME);
-      } catch {
-        /* the bed may be gone; its down removes volumes too */
-      }
-    }
-  };
+  const removeVolume = () => removeBedVolume(VOLUME);
 
   after(async () => {
     await d?.close();
@@ -154,12 +145,12 @@ describe('processes on real hosts', { skip, concurrency: false }, () => {
     assert.equal(docker('h3', 'exec', await workerId(), 'cat', '/data/worker.log'), 'v1\nv2\nv1', 'the data survived the rollback');
   });
 
-  it("a release whose worker cannot start fails, and on_failure: rollback moves web back too", async () => {
+  it('a release whose worker never passes its health command fails, and on_failure: rollback moves web back too', async () => {
     const stable = (await status())!.observedRevision!;
     const asked = await release('releases', { version: 'v3' }, (asked, s) => s.phase === 'RolledBack' && s.observedRevision! > asked);
     const events = (await d.request<{ events: EventRecord[] }>('GET', `/v1/apps/${APP}/events?limit=1000`)).body.events.filter((e) => e.revision === asked);
     const failed = events.find((e) => e.type === 'RolloutFailed');
-    assert.match(failed?.message ?? '', /^worker@h3: /, JSON.stringify(events.map((e) => [e.type, e.host, e.message])));
+    assert.match(failed?.message ?? '', /^worker@h3: never healthy after 20 attempt\(s\): test -f \/data\/seen-by-\$VERSION -> exit 1$/, JSON.stringify(events.map((e) => [e.type, e.host, e.message])));
     assert.ok(events.some((e) => e.host === 'web@h1' && e.type === 'TrafficSwitched'), 'web had moved to v3 before the worker failed');
     assert.deepEqual(await layout(), { h1: [['procs-web-r1', 'v1']], h2: [['procs-web-r1', 'v1']], h3: [['procs-worker-r1', 'v1']] });
     for (const addr of web) assert.equal(await get(addr, '/'), '200 v1', `${addr}: back on the release before v3 (revision ${stable})`);
