@@ -44,6 +44,59 @@ export const errorSchema = {
   },
 } as const;
 
+/** The container settings of an app or a process document (src/config/container.ts): each only when set. */
+const containerSettingsSchema = {
+  cmd: strings,
+  entrypoint: strings,
+  volumes: strings,
+  memory: { type: 'integer', description: 'bytes' },
+  cpus: { type: 'number' },
+  labels: { type: 'object', additionalProperties: text },
+  logging: { type: 'object', required: ['driver', 'options'], additionalProperties: false, properties: { driver: text, options: { type: 'object', additionalProperties: text } } },
+  stop_signal: text,
+  user: text,
+  extra_hosts: strings,
+  privileged: { type: 'boolean' },
+} as const;
+
+const httpHealthcheckSchema = exact({ path: text, port: integer, interval: text, timeout: text, max_attempts: integer, min_healthy: text });
+
+const proxyDocumentSchema = {
+  type: 'object',
+  required: ['drain_timeout'],
+  additionalProperties: false,
+  properties: {
+    port: integer,
+    host: text,
+    path_prefix: text,
+    drain_timeout: text,
+    tls: { description: 'true: an ACME certificate; or the environment variables holding a given one', anyOf: [{ type: 'boolean', const: true }, exact({ certificate: text, private_key: text })] },
+  },
+} as const;
+
+/** One process, written out resolved (src/config/app-document.ts, ProcessDocument). */
+const processDocumentSchema = {
+  type: 'object',
+  required: ['hosts', 'port', 'env', 'secrets', 'stop_timeout', 'healthcheck'],
+  additionalProperties: false,
+  properties: {
+    hosts: strings,
+    port: integer,
+    env: { type: 'object', additionalProperties: text },
+    secrets: strings,
+    stop_timeout: text,
+    proxy: proxyDocumentSchema,
+    healthcheck: {
+      description: "with a proxy, the HTTP check; without, the health command's (cmd only when set)",
+      anyOf: [
+        httpHealthcheckSchema,
+        { type: 'object', required: ['interval', 'timeout', 'max_attempts', 'min_healthy'], additionalProperties: false, properties: { cmd: strings, interval: text, timeout: text, max_attempts: integer, min_healthy: text } },
+      ],
+    },
+    ...containerSettingsSchema,
+  },
+} as const;
+
 /** An app as written in berth.yml and PUT (src/config/app-document.ts, AppDocument). */
 const appDocumentSchema = {
   type: 'object',
@@ -54,7 +107,7 @@ const appDocumentSchema = {
     image: text,
     hosts: strings,
     port: integer,
-    healthcheck: exact({ path: text, port: integer, interval: text, timeout: text, max_attempts: integer, min_healthy: text }),
+    healthcheck: httpHealthcheckSchema,
     rollout: exact({
       parallelism: { type: ['integer', 'string'], description: 'a count, or a percentage like "30%"' },
       delay: text,
@@ -66,32 +119,12 @@ const appDocumentSchema = {
     hooks: exact({ pre_deploy: strings, post_deploy: strings, timeout: text }),
     retain_containers: integer,
     stop_timeout: text,
-    proxy: {
-      type: 'object',
-      required: ['drain_timeout'],
-      additionalProperties: false,
-      properties: {
-        port: integer,
-        host: text,
-        path_prefix: text,
-        drain_timeout: text,
-        tls: { description: 'true: an ACME certificate; or the environment variables holding a given one', anyOf: [{ type: 'boolean', const: true }, exact({ certificate: text, private_key: text })] },
-      },
-    },
+    proxy: proxyDocumentSchema,
     env: { type: 'object', additionalProperties: text },
     secrets: strings,
     // Container settings (src/config/container.ts): each only when the app sets it.
-    cmd: strings,
-    entrypoint: strings,
-    volumes: strings,
-    memory: { type: 'integer', description: 'bytes' },
-    cpus: { type: 'number' },
-    labels: { type: 'object', additionalProperties: text },
-    logging: { type: 'object', required: ['driver', 'options'], additionalProperties: false, properties: { driver: text, options: { type: 'object', additionalProperties: text } } },
-    stop_signal: text,
-    user: text,
-    extra_hosts: strings,
-    privileged: { type: 'boolean' },
+    ...containerSettingsSchema,
+    processes: { type: 'object', description: 'processes (roles) by name, in declaration order; only for an app that has them', additionalProperties: processDocumentSchema },
   },
 } as const;
 
@@ -107,15 +140,22 @@ const appStatusSchema = exact(
     },
     hosts: {
       type: 'array',
-      items: exact({
-        host: text,
-        version: orNull(text),
-        revision: orNull(integer),
-        containerId: orNull(text),
-        health: { type: 'string', enum: ['healthy', 'unhealthy', 'unknown'] },
-        lastError: orNull(text),
-        lastLogs: { ...orNull(strings), description: 'the last log lines of the container that failed on this host in the current rollout, secret values redacted; null when none did' },
-      }),
+      items: {
+        type: 'object',
+        // Every field always present but `process`, which only the units of an app with processes have.
+        required: ['host', 'version', 'revision', 'containerId', 'health', 'lastError', 'lastLogs'],
+        additionalProperties: false,
+        properties: {
+          host: { type: 'string', description: 'the host; for an app with processes, the unit key process@host (web@h1)' },
+          process: { type: 'string', description: "the unit's process, for an app with processes" },
+          version: orNull(text),
+          revision: orNull(integer),
+          containerId: orNull(text),
+          health: { type: 'string', enum: ['healthy', 'unhealthy', 'unknown'] },
+          lastError: orNull(text),
+          lastLogs: { ...orNull(strings), description: 'the last log lines of the container that failed on this host in the current rollout, secret values redacted; null when none did' },
+        },
+      },
     },
     updatedAt: timestamp,
   },

@@ -4,6 +4,7 @@ import { BerthError, ConfigError } from '../domain/errors.js';
 import { MAX_LIMIT } from '../store/limits.js';
 import { formatDuration, parseDuration, parseSince } from '../config/duration.js';
 import { DEFAULT_LOG_TAIL, MAX_LOG_TAIL } from '../domain/logs.js';
+import { unitHost, unitKey } from '../domain/processes.js';
 import { parseArgs as nodeParseArgs } from 'node:util';
 import { BERTH_VERSION } from '../version.js';
 import { BerthClient } from './client.js';
@@ -32,8 +33,8 @@ Usage:
                                         proxies answer 503 with M / route traffic again
   berth history APP                     releases, newest first
   berth events APP [--follow]           audit events; --follow streams them live
-  berth logs APP [--host H] [--since D] [--tail N] [-f]
-                                        the app's container logs from every host, each line after its host
+  berth logs APP [--host H] [--process P] [--since D] [--tail N] [-f]
+                                        the app's container logs from every host, each line after its host (process@host)
   berth -v | --version                  print the version
   berth --help | berth COMMAND --help   this help / one command's usage
 
@@ -113,8 +114,9 @@ const COMMANDS: Record<string, CommandSpec> = {
   events: { usage: 'berth events APP [--follow] [--json]\n  audit events; --follow streams them live', args: app1, options: { ...JSON_OPT, follow: { type: 'boolean' } } },
   logs: {
     usage: [
-      'berth logs APP [--host H] [--since D] [--tail N] [-f | --follow] [--json]',
+      'berth logs APP [--host H] [--process P] [--since D] [--tail N] [-f | --follow] [--json]',
       "  the logs of the container serving APP on every host (or --host H), merged by time, each line after its host (secret values redacted)",
+      '  --process P: an app with processes: only process P; each line is after its unit, process@host (web@h1, worker@h3)',
       `  --since D: only lines after D, a duration before now (10m, 1h30m) or an RFC 3339 time (2026-11-29T09:30:00Z)`,
       `  --tail N: lines per host first (0 to ${MAX_LOG_TAIL}, default ${DEFAULT_LOG_TAIL})`,
       "  -f, --follow: then new lines as they are written, across the app's next containers, until interrupted",
@@ -122,7 +124,7 @@ const COMMANDS: Record<string, CommandSpec> = {
       '  --json: one JSON object per line: {"type":"line",host,container,stream,time,text} or {"type":"host",host,state,container,message,code}.',
     ].join('\n'),
     args: app1,
-    options: { ...JSON_OPT, host: { type: 'string' }, since: { type: 'string' }, tail: { type: 'string' }, follow: { type: 'boolean', short: 'f' } },
+    options: { ...JSON_OPT, host: { type: 'string' }, process: { type: 'string' }, since: { type: 'string' }, tail: { type: 'string' }, follow: { type: 'boolean', short: 'f' } },
   },
 };
 
@@ -209,7 +211,7 @@ type AppView = {
   name: string;
   paused: boolean;
   maintenance?: string | null;
-  spec?: { hosts?: string[]; rollout?: { progress_deadline?: string } };
+  spec?: { hosts?: string[]; rollout?: { progress_deadline?: string }; processes?: Record<string, { hosts: string[] }> };
   desired: { revision: number; version: string } | null;
   status: AppStatus | null;
   lastFailure?: Failure | null;
@@ -248,7 +250,7 @@ function printStatus(app: AppView): void {
   if (app.maintenance != null) console.log(`  maintenance: proxies answer 503 "${app.maintenance}" (berth live ${app.name})`);
   for (const c of s?.conditions ?? []) console.log(`  ${c.type}=${c.status} ${c.reason}: ${c.message}`);
   if (s?.hosts.length) {
-    console.log(table(['HOST', 'VERSION', 'REV', 'HEALTH', 'CONTAINER', 'LAST ERROR'], s.hosts.map((h) => [h.host, h.version, h.revision, h.health, h.containerId?.slice(0, 12), h.lastError])).replace(/^/gm, '  '));
+    console.log(table([s.hosts.some((h) => h.process) ? 'UNIT' : 'HOST', 'VERSION', 'REV', 'HEALTH', 'CONTAINER', 'LAST ERROR'], s.hosts.map((h) => [h.host, h.version, h.revision, h.health, h.containerId?.slice(0, 12), h.lastError])).replace(/^/gm, '  '));
   }
   const f = app.lastFailure;
   if (f) console.log(`  last failure: ${f.reason}${f.revision !== null ? ` (revision ${f.revision})` : ''} ${ago(f.at)}: ${f.message}`);
@@ -290,12 +292,16 @@ async function waitFor(client: BerthClient, app: string, revision: number, json:
   const showHosts = (view: AppView | null, hosts: HostRow[] | null) => {
     if (json || !view) return;
     const reach = new Map((hosts ?? []).map((h) => [h.host, h]));
-    const names = view.spec?.hosts ?? view.status?.hosts.map((h) => h.host) ?? [];
+    // An app with processes is followed unit by unit (web@h1), each with its host's reachability.
+    const processes = view.spec?.processes;
+    const names = processes
+      ? Object.entries(processes).flatMap(([p, d]) => d.hosts.map((h) => unitKey(p, h)))
+      : (view.spec?.hosts ?? view.status?.hosts.map((h) => h.host) ?? []);
     for (const name of names) {
-      const state = hostState(name, view.status, reach.get(name));
+      const state = hostState(name, view.status, reach.get(unitHost(name)));
       if (shown.get(name) === state) continue;
       shown.set(name, state);
-      console.log(`${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s  host ${name}: ${state}`);
+      console.log(`${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s  ${processes ? 'unit' : 'host'} ${name}: ${state}`);
     }
   };
   const done = new Promise<AppView>((resolve) => {
@@ -544,11 +550,12 @@ async function main(argv: string[]): Promise<number> {
       const tail = tailArg === undefined ? undefined : /^\d{1,5}$/.test(tailArg) ? Number(tailArg) : NaN;
       if (tail !== undefined && !(tail <= MAX_LOG_TAIL)) throw usage(`--tail "${tailArg}" is not a number of lines from 0 to ${MAX_LOG_TAIL}`, 'logs');
       const host = flags.get('host');
+      const processName = flags.get('process');
       let failed = false;
       let width = 0;
       await client.logs(
         rest[0]!,
-        { follow: flags.has('follow'), ...(host !== undefined ? { host } : {}), ...(since !== undefined ? { since } : {}), ...(tail !== undefined ? { tail } : {}) },
+        { follow: flags.has('follow'), ...(host !== undefined ? { host } : {}), ...(processName !== undefined ? { process: processName } : {}), ...(since !== undefined ? { since } : {}), ...(tail !== undefined ? { tail } : {}) },
         (item) => {
           if (item.type === 'host' && item.state === 'error') failed = true;
           if (json) return console.log(JSON.stringify(item));

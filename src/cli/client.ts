@@ -123,13 +123,14 @@ export class BerthClient {
    * a dropped stream (the daemon restarted) is asked again for what came after the newest
    * line seen, and lines a host sent before are not repeated.
    */
-  async logs(app: string, query: { host?: string; since?: string; tail?: number; follow: boolean }, onItem: (item: AppLogItem) => void, signal?: AbortSignal): Promise<void> {
+  async logs(app: string, query: { host?: string; process?: string; since?: string; tail?: number; follow: boolean }, onItem: (item: AppLogItem) => void, signal?: AbortSignal): Promise<void> {
     /** Per host, the timestamp of the last line passed on (Docker's fixed-width RFC 3339: they sort as text). */
     const seen = new Map<string, string>();
     await this.sse(
       () => {
         const q = new URLSearchParams();
         if (query.host !== undefined) q.set('host', query.host);
+        if (query.process !== undefined) q.set('process', query.process);
         if (query.follow) q.set('follow', 'true');
         const times = [...seen.values()].sort();
         if (times.length > 0) {

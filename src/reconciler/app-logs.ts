@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BerthError, HOST_ERROR_CODES, HostError, NotFoundError } from '../domain/errors.js';
+import type { AppSpec } from '../domain/app-spec.js';
+import { BerthError, ConflictError, HOST_ERROR_CODES, HostError, NotFoundError } from '../domain/errors.js';
 import { MAX_LOG_TAIL, type AppLogItem } from '../domain/logs.js';
+import { allSecretNames, appProcesses, unitKey } from '../domain/processes.js';
 import type { Redactor } from '../domain/secrets.js';
 import { driverFor, type HostDriver, type LogOptions, type LogStream, type ObservedContainer } from '../hosts/host-driver.js';
 import { backoffMs } from '../hosts/host-errors.js';
@@ -26,6 +28,8 @@ const RETRY_MAX_MS = 10_000;
 export interface AppLogsRequest {
   /** Only this host (one of the app's); else every host of the app. */
   host?: string;
+  /** Only this process, for an app with `processes`; else every process. */
+  process?: string;
   /** Lines per host before following (at most MAX_LOG_TAIL). */
   tail: number;
   /** Only lines after this (Unix ms). */
@@ -60,33 +64,55 @@ export function openAppLogs(deps: PassDeps, app: string, req: AppLogsRequest): A
   const stored = deps.store.apps.getApp(app);
   if (!stored) throw new NotFoundError(`app "${app}"`);
   const spec = deps.store.releases.latestRelease(app)?.spec ?? stored.spec;
-  const hosts = req.host === undefined ? spec.hosts : [mustRunOn(app, spec.hosts, req.host)];
+  if (req.host !== undefined) mustRunOn(app, spec.hosts, req.host);
+  const units = logUnits(app, spec, req);
   const secrets = deps.secrets.read(app);
-  if (spec.secrets.length > 0) secretValuesFrom(secrets, spec.secrets);
+  if (allSecretNames(spec).length > 0) secretValuesFrom(secrets, allSecretNames(spec));
   const ac = new AbortController();
   const feed: Feed = { app, req, redact: appRedactor(spec, secrets), deps, signal: ac.signal };
-  deps.log.debug({ app, hosts, follow: req.follow, tail: req.tail }, 'logs opened');
+  deps.log.debug({ app, units: units.map((u) => u.key), follow: req.follow, tail: req.tail }, 'logs opened');
   const items = mergeByTime(
-    hosts.map((host) => hostItems(feed, host)),
+    units.map((unit) => hostItems(feed, unit)),
     { timeOf: (i) => (i.type === 'line' && i.time !== null ? Date.parse(i.time) : null), windowMs: MERGE_WINDOW_MS, maxQueued: MAX_QUEUED_PER_HOST, signal: ac.signal },
   );
   return { items, close: () => ac.abort() };
 }
 
+/** Whose log is read: one unit of the app (a process on a host; the host alone for the implicit process), named by its key in the items. */
+interface LogUnit {
+  key: string;
+  host: string;
+  /** The process's name, for an app with `processes`: only its containers are read. */
+  process: string | null;
+}
+
+/** The units whose logs are asked for: every process on every host, or those `host` and `process` name. */
+function logUnits(app: string, spec: AppSpec, req: AppLogsRequest): LogUnit[] {
+  const processes = appProcesses(spec);
+  if (req.process !== undefined && !processes.some((p) => p.name === req.process)) {
+    const names = processes.flatMap((p) => (p.name ? [p.name] : []));
+    throw new ConflictError(`app "${app}" has no process "${req.process}" (${names.length > 0 ? `processes: ${names.join(', ')}` : 'it has no processes'})`);
+  }
+  return processes
+    .filter((p) => req.process === undefined || p.name === req.process)
+    .flatMap((p) => p.spec.hosts.filter((h) => req.host === undefined || h === req.host).map((host) => ({ key: unitKey(p.name, host), host, process: p.name })));
+}
+
 /**
- * The container whose log is read on a host: the one the status says serves, else the
+ * The container whose log is read for a unit: the one the status says serves, else the
  * newest running one; else (unless `runningOnly`) the newest, whose last lines say why
  * the app does not run there.
  */
-async function pickContainer(driver: HostDriver, app: string, serving: string | null, runningOnly: boolean): Promise<ObservedContainer | null> {
-  const all = (await driver.listContainers({ app })).filter((c) => c.role === 'app').sort((a, b) => b.createdAt - a.createdAt);
+async function pickContainer(driver: HostDriver, app: string, process: string | null, serving: string | null, runningOnly: boolean): Promise<ObservedContainer | null> {
+  const all = (await driver.listContainers({ app })).filter((c) => c.role === 'app' && (process === null || c.process === process)).sort((a, b) => b.createdAt - a.createdAt);
   const running = all.filter((c) => c.running);
   return running.find((c) => c.id === serving) ?? running[0] ?? (runningOnly ? null : (all[0] ?? null));
 }
 
-/** One host's items: its container's lines, and its state whenever that changes. */
-async function* hostItems(f: Feed, host: string): AsyncGenerator<AppLogItem> {
+/** One unit's items (named by its key: the host, or `process@host`): its container's lines, and its state whenever that changes. */
+async function* hostItems(f: Feed, unit: LogUnit): AsyncGenerator<AppLogItem> {
   const { deps, req, signal } = f;
+  const { host } = unit;
   /**
    * The container last read and Docker's timestamp of its last line: read again (it restarted,
    * or its log ended while it ran on), it resumes after that line. Docker writes its timestamps
@@ -101,7 +127,7 @@ async function* hostItems(f: Feed, host: string): AsyncGenerator<AppLogItem> {
     const key = `${s.state} ${s.message}`;
     if (s.state !== 'attached' && key === lastState) return [];
     lastState = key;
-    return [{ type: 'host', host, ...s, message: f.redact(s.message) }];
+    return [{ type: 'host', host: unit.key, ...s, message: f.redact(s.message) }];
   };
   while (!signal.aborted) {
     let stream: LogStream | null = null;
@@ -111,9 +137,9 @@ async function* hostItems(f: Feed, host: string): AsyncGenerator<AppLogItem> {
       const down = deps.reachability.downSince(host);
       if (down) throw new HostError(HOST_ERROR_CODES.unreachable, host, `${down.error} (down since ${new Date(down.since).toISOString()}; rechecked every resync)`);
       const driver = driverFor(deps.drivers, host);
-      const serving = deps.store.status.readStatus(f.app)?.hosts.find((h) => h.host === host)?.containerId ?? null;
+      const serving = deps.store.status.readStatus(f.app)?.hosts.find((h) => h.host === unit.key)?.containerId ?? null;
       // Once a container was read, a followed host waits for a running one: not an older, retained one.
-      const c = await pickContainer(driver, f.app, serving, read !== null);
+      const c = await pickContainer(driver, f.app, unit.process, serving, read !== null);
       if (ended !== null && (c?.id !== read?.id || !c?.running)) {
         yield* state({ state: 'detached', container: ended, message: `${ended} stopped; following the next container of ${f.app} on ${host}`, code: null });
       }
@@ -139,7 +165,7 @@ async function* hostItems(f: Feed, host: string): AsyncGenerator<AppLogItem> {
             if (after !== null && line.time <= after) continue;
             read.last = line.time;
           }
-          yield { type: 'line', host, container: c.name, stream: line.stream, time: line.time, text: f.redact(line.text) };
+          yield { type: 'line', host: unit.key, container: c.name, stream: line.stream, time: line.time, text: f.redact(line.text) };
         }
         if (req.follow && c.running && !signal.aborted) {
           // Look again at once: a rollout's next container already runs.

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { routedApp } from '../domain/processes.js';
 import type { HostDriver } from '../hosts/host-driver.js';
 import { HostReachability } from '../hosts/reachability.js';
 import type { BerthMetrics } from '../metrics/registry.js';
@@ -140,7 +141,7 @@ export class Controller {
     void this.deps.reachability.pingAll();
     const apps = this.o.store.apps.listApps();
     this.snapshot.take(
-      apps.map((a) => ({ name: a.name, hosts: a.spec.hosts, routed: a.spec.proxy !== null })),
+      apps.map((a) => ({ name: a.name, hosts: a.spec.hosts, routed: routedApp(a.spec).proxy !== null })),
       { app: (name) => this.queue.isActive(name), host: (name) => this.deps.reachability.downSince(name) !== null },
     );
     for (const app of apps) this.queue.add(app.name);

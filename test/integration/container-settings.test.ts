@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { AppStatus } from '../../src/domain/release.js';
 import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
-import { bedSkipReason, testbedCommand } from '../support/testbed.js';
+import { bedSkipReason, removeBedVolume, testbedCommand } from '../support/testbed.js';
 import { waitUntil } from '../support/wait.js';
 
 /**
@@ -79,16 +79,7 @@ describe('container settings on real hosts', { skip, concurrency: false }, () =>
     removeVolume();
   });
 
-  /** The named volume off every host (a run cut short may have left it, with its data). */
-  const removeVolume = () => {
-    for (const host of ['h1', 'h2', 'h3']) {
-      try {
-        testbedCommand('exec', host, 'volume', 'rm', '-f', VOLUME);
-      } catch {
-        /* the bed may be gone; its down removes volumes too */
-      }
-    }
-  };
+  const removeVolume = () => removeBedVolume(VOLUME);
 
   after(async () => {
     await d?.close();

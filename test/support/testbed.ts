@@ -200,6 +200,17 @@ export function bedNetworkView(bed: Testbed): string {
     .join('\n');
 }
 
+/** A named volume off the bed's hosts (a run cut short may have left it, with its data); a bed that is gone removed it already. */
+export function removeBedVolume(volume: string, hosts = ['h1', 'h2', 'h3']): void {
+  for (const host of hosts) {
+    try {
+      testbedCommand('exec', host, 'volume', 'rm', '-f', volume);
+    } catch {
+      /* the bed may be gone; its down removes volumes too */
+    }
+  }
+}
+
 /** `image:tag` of the bed's test app. */
 export function appImage(bed: Testbed, tag: string): string {
   return `${bed.images.app}:${tag}`;

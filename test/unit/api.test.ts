@@ -728,7 +728,7 @@ describe('logs', () => {
       ['/v1/apps/web/logs?since=yesterday', 400, /querystring\.since: expected a duration like 10m or an RFC 3339 date-time/],
       ['/v1/apps/web/logs?since=5s5s', 400, /querystring\.since/],
       ['/v1/apps/web/logs?since=2026-13-45T99:00:00Z', 400, /querystring\.since/],
-      // Processes (roles) do not exist yet: the parameter is refused, not ignored.
+      // An app without processes: the parameter is refused, not ignored.
       ['/v1/apps/web/logs?process=web', 400, /process/],
       ['/v1/apps/web/logs?host=no%20such', 400, /querystring\.host/],
       ['/v1/apps/nope/logs', 404, /app "nope" not found/],

@@ -379,7 +379,6 @@ describe('berth CLI', () => {
       [['--tail', 'lots'], /^berth: --tail "lots" is not a number of lines from 0 to 10000; see berth logs --help\n$/],
       [['--tail', '10001'], /^berth: --tail "10001" is not a number/],
       [['--since', 'yesterday'], /^berth: --since "yesterday" is neither a duration like 10m nor an RFC 3339 time/],
-      [['--process', 'web'], /^berth: unknown option --process for "logs"/],
     ] as Array<[string[], RegExp]>) {
       const r = await berth('logs', 'web', ...args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
@@ -388,7 +387,11 @@ describe('berth CLI', () => {
     const other = await berth('logs', 'web', '--host', 'h9');
     assert.equal(other.code, 1);
     assert.equal(other.stderr, 'berth: host "h9" does not run app "web" (hosts: local) (HTTP 409 CONFLICT)\n');
-    assert.match(ok(await berth('logs', '--help')), /^Usage: berth logs APP \[--host H\] \[--since D\] \[--tail N\] \[-f \| --follow\] \[--json\]$/m);
+    // An app without processes: --process is the daemon's refusal, not a filter that filters nothing.
+    const processless = await berth('logs', 'web', '--process', 'worker');
+    assert.equal(processless.code, 1);
+    assert.equal(processless.stderr, 'berth: querystring.process: app "web" has no processes (it runs one, unnamed) (HTTP 400 INVALID_REQUEST)\n');
+    assert.match(ok(await berth('logs', '--help')), /^Usage: berth logs APP \[--host H\] \[--process P\] \[--since D\] \[--tail N\] \[-f \| --follow\] \[--json\]$/m);
   });
 
   test('logs -f: each line after its host, states on stderr; after a dropped stream it asks again from the newest line seen, repeating none', async (t) => {

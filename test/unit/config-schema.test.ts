@@ -135,7 +135,7 @@ const BASE: Doc = {
 };
 
 /** BASE with `value` at `path` (maps on the way created as needed). */
-function withValue(path: Path, value: unknown, base: Doc = BASE): Doc {
+function withValue(path: Path, value: unknown, base: Doc = baseFor(path)): Doc {
   const doc = structuredClone(base);
   let node: Record<string | number, unknown> = doc;
   for (const seg of path.slice(0, -1)) {
@@ -146,9 +146,28 @@ function withValue(path: Path, value: unknown, base: Doc = BASE): Doc {
   return doc;
 }
 
+/**
+ * BASE for a value at `path`. Under processes: the route is a process's, so the app's own
+ * goes, and the worker process exists; its route's keys and its HTTP health check (path,
+ * port, ...) are a serving process's, so for those it has a proxy.
+ */
+function baseFor(path: Path): Doc {
+  const at = 2;
+  if (path[0] !== 'apps' || path[at] !== 'processes') return BASE;
+  const doc = structuredClone(BASE) as { apps: { web: Record<string, unknown> } };
+  delete doc.apps.web.proxy;
+  const [, key, leaf] = path.slice(at + 1);
+  const worker: Record<string, unknown> = {};
+  const route = { port: 8080, host: 'jobs.example.com' };
+  if (key === 'proxy' || (key === 'healthcheck' && leaf !== undefined && leaf !== 'cmd')) worker.proxy = route;
+  if (key === 'healthcheck' || key === 'logging') worker[key] = key === 'logging' ? { driver: 'json-file' } : {};
+  doc.apps.web.processes = { worker };
+  return doc as Doc;
+}
+
 /** BASE without the key at `path`. */
 function without(path: Path): Doc {
-  const doc = structuredClone(BASE);
+  const doc = structuredClone(baseFor(path));
   let node = doc as Record<string | number, unknown>;
   for (const seg of path.slice(0, -1)) node = node[seg] as Record<string | number, unknown>;
   delete node[path[path.length - 1]!];
@@ -172,7 +191,7 @@ function resolve(node: Node): Node {
 }
 
 /** Sample names for the maps whose keys are user-chosen (they exist in BASE). */
-const SAMPLE_KEY: Record<string, string> = { hosts: 'h1', apps: 'web', env: 'APP_ENV', registries: 'ghcr.io' };
+const SAMPLE_KEY: Record<string, string> = { hosts: 'h1', apps: 'web', env: 'APP_ENV', registries: 'ghcr.io', processes: 'worker' };
 
 interface Declared {
   path: string[];
@@ -477,11 +496,12 @@ const POOL: unknown[] = [
 /** Refusals a JSON Schema cannot express (the schema's description lists them), by what is refused. */
 const BERTH_ONLY: Array<[string, (path: string, value: unknown, node: Node) => boolean]> = [
   ['a duration out of its range, or not a whole number of milliseconds', (_p, _v, node) => node.pattern === schema.$defs.duration!.pattern],
-  ["an app's host not declared under hosts", (p) => p === 'apps.web.hosts' || p === 'hosts'],
-  ['a secret also set in env', (p) => p === 'apps.web.secrets'],
+  ["an app's host not declared under hosts", (p) => p === 'apps.web.hosts' || p === 'apps.web.processes.worker.hosts' || p === 'hosts'],
+  ['a secret also set in env', (p) => p === 'apps.web.secrets' || p === 'apps.web.processes.worker.secrets'],
+  ['an HTTP health check for a process without a proxy', (p) => p.startsWith('apps.web.processes.worker.healthcheck') && !p.endsWith('.cmd')],
   ['an IPv6 address checked in full', (p, v) => p.endsWith('.address') && typeof v === 'string' && v.includes('::')],
-  ['a memory size with a unit (a string) below 6m', (p, v) => p === 'apps.web.memory' && typeof v === 'string'],
-  ['host access the config does not allow (allow_host_access)', (p) => p === 'apps.web.privileged'],
+  ['a memory size with a unit (a string) below 6m', (p, v) => (p === 'apps.web.memory' || p === 'apps.web.processes.worker.memory') && typeof v === 'string'],
+  ['host access the config does not allow (allow_host_access)', (p) => p === 'apps.web.privileged' || p === 'apps.web.processes.worker.privileged'],
 ];
 
 describe('differential sweep: berth and the schema agree on every key for a pool of values', () => {
@@ -642,6 +662,7 @@ describe('drift', () => {
    */
   const ACTS_AS: Record<string, (c: BerthConfig) => unknown> = {
     'apps.web.proxy.port': (c) => effectiveRoute(c.apps.web!.proxy!).port,
+    'apps.web.processes.worker.proxy.port': (c) => effectiveRoute(c.apps.web!.processes![0]!.proxy!).port,
     'api.max_event_streams': (c) => c.api.maxEventStreams ?? DEFAULT_MAX_EVENT_STREAMS,
     'apps.web.history_limit': (c) => c.apps.web!.historyLimit ?? SEED_DEFAULTS.historyLimit,
   };

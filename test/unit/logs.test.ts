@@ -25,6 +25,7 @@ import { mergeByTime } from '../../src/reconciler/log-merge.js';
 import type { PassDeps } from '../../src/reconciler/pass.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { makeSpec } from '../support/fixtures.js';
+import { validateAppDocument } from '../../src/config/app.js';
 import { tempSecrets, type TempSecrets } from '../support/secrets.js';
 
 /** One frame of Docker's multiplexed log: [stream, 0, 0, 0, length BE32] + payload. */
@@ -422,6 +423,26 @@ describe("an app's logs from its hosts", () => {
     secrets.write('web', { DB_PASSWORD: SECRET, CERT: 'x'.repeat(10) }, 0o644);
     assert.throws(() => logs({ tail: 1, follow: false }), (e: unknown) => e instanceof SecretsFileError);
     assert.deepEqual(host('h1').opened, []);
+  });
+
+  test('an app with processes: each unit read apart and named process@host; --process keeps one process', async () => {
+    setup(['h1', 'h2']);
+    store.apps.upsertApp(validateAppDocument('web', { image: 'img', hosts: ['h1'], secrets: ['DB_PASSWORD', 'CERT'], processes: { web: { proxy: { port: 80 } }, worker: { hosts: ['h1', 'h2'], cmd: 'bin/jobs' } } }, ['h1', 'h2']), 'test');
+    const t = Date.parse('2026-11-29T09:00:00Z');
+    const at = (s: number) => new Date(t + s * 1000).toISOString();
+    const run = async (h: string, process: string, line: string, s: number) => {
+      const labels = { [LABELS.app]: 'web', [LABELS.revision]: '1', [LABELS.version]: 'v1', [LABELS.role]: 'app', [LABELS.config]: 'h', [LABELS.process]: process };
+      const id = await host(h).createContainer({ name: `web-${process}-r1`, image: 'img:v1', env: {}, labels, network: 'berth', init: true });
+      await host(h).startContainer(id);
+      host(h).print(id, line, at(s));
+    };
+    await run('h1', 'web', 'serving', 1);
+    await run('h1', 'worker', 'working on h1', 2);
+    await run('h2', 'worker', 'working on h2', 3);
+    assert.deepEqual(texts(await collect(logs({ tail: 10, follow: false }).items)), ['web@h1 serving', 'worker@h1 working on h1', 'worker@h2 working on h2']);
+    assert.deepEqual(texts(await collect(logs({ process: 'worker', tail: 10, follow: false }).items)), ['worker@h1 working on h1', 'worker@h2 working on h2']);
+    assert.deepEqual(texts(await collect(logs({ process: 'worker', host: 'h1', tail: 10, follow: false }).items)), ['worker@h1 working on h1']);
+    assert.throws(() => logs({ process: 'cron', tail: 1, follow: false }), (e: unknown) => e instanceof ConflictError && /app "web" has no process "cron" \(processes: web, worker\)/.test(e.message));
   });
 });
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { parseSince } from '../../config/duration.js';
 import { DEFAULT_LOG_TAIL, MAX_LOG_TAIL, type AppLogItem } from '../../domain/logs.js';
-import { HOST_NAME_PATTERN } from '../../domain/naming.js';
+import { APP_NAME_PATTERN, HOST_NAME_PATTERN } from '../../domain/naming.js';
 import type { AppLogs } from '../../reconciler/app-logs.js';
 import type { ApiDeps } from '../context.js';
 import { InvalidRequestError } from '../errors.js';
@@ -11,7 +11,7 @@ import { appParams, queryInteger } from '../schemas.js';
 import { mustGetApp } from './apps.js';
 import { STREAM_BOUNDS_DESCRIPTION } from './events.js';
 
-type LogsReq = FastifyRequest<{ Params: { app: string }; Querystring: { host?: string; since?: string; tail?: number; follow?: string } }>;
+type LogsReq = FastifyRequest<{ Params: { app: string }; Querystring: { host?: string; process?: string; since?: string; tail?: number; follow?: string } }>;
 
 /** One item as an SSE frame: `line` or `host`, its data exactly the published schema's fields. */
 function logFrame(i: AppLogItem): string {
@@ -51,13 +51,18 @@ export function logRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       schema: {
         operationId: 'streamLogs',
         summary: "Logs of the app's containers on every host, merged and redacted, as Server-Sent Events; follow=true keeps streaming",
-        description: `409 when host is not one of the app's hosts, or when the app's secrets file cannot be read (its lines could not be redacted). ${LOG_STREAM_DESCRIPTION}`,
+        description: `409 when host is not one of the app's hosts, or process not one of its processes, or when the app's secrets file cannot be read (its lines could not be redacted). ${LOG_STREAM_DESCRIPTION}`,
         params: appParams,
         querystring: {
           type: 'object',
           additionalProperties: false,
           properties: {
             host: { type: 'string', pattern: HOST_NAME_PATTERN, description: "one of the app's hosts: only its lines" },
+            process: {
+              type: 'string',
+              pattern: APP_NAME_PATTERN,
+              description: "one of the app's processes (an app with processes): only its lines; each frame's host is then the unit key, process@host, as it is for every frame of such an app",
+            },
             since: {
               type: 'string',
               maxLength: 64,
@@ -79,7 +84,10 @@ export function logRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       },
     },
     async (req: LogsReq, reply) => {
-      const name = mustGetApp(deps, req.params.app).name;
+      const stored = mustGetApp(deps, req.params.app);
+      const name = stored.name;
+      // Not ignored: a filter that filters nothing would show every line as if they were the process's.
+      if (req.query.process !== undefined && !stored.spec.processes) throw new InvalidRequestError(`querystring.process: app "${name}" has no processes (it runs one, unnamed)`);
       let sinceMs: number | undefined;
       if (req.query.since !== undefined) {
         const at = parseSince(req.query.since, Date.now());
@@ -92,6 +100,7 @@ export function logRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
         tail: req.query.tail ?? DEFAULT_LOG_TAIL,
         follow,
         ...(req.query.host !== undefined ? { host: req.query.host } : {}),
+        ...(req.query.process !== undefined ? { process: req.query.process } : {}),
         ...(sinceMs !== undefined ? { sinceMs } : {}),
       });
       const s = streams.start(reply, deps.log.child({ component: 'api', app: name }), 'log');
