@@ -7,7 +7,7 @@
  */
 import { indexPath, isMap, keyPath } from '../config/reader.js';
 import { isAppName, splitReference } from '../domain/naming.js';
-import { accepted, readContainer, readEnv, secretsFile, volumeOf } from './container.js';
+import { readContainer, readEnv, secretsFile, volumeOf } from './container.js';
 import { list, section, type Doc, type MapContext } from './context.js';
 import { readRegistry, repositoryOf } from './registry.js';
 import type { HostTable, KamalRole } from './servers.js';
@@ -61,14 +61,12 @@ function readAccessory({ ctx, hosts, roles, registries, service }: AccessoryCont
   ctx.rest(s, path, ACCESSORY_KEYS, (k) => ACCESSORY_WHY[k] ?? 'not a Kamal accessory setting berth knows');
   if (s.port !== undefined) ctx.note(keyPath(path, 'port'), "berth publishes no host port for an app, and its proxy speaks HTTP: a database stays reachable only from containers on berth's network (or keep it a Kamal accessory)");
   list(s.files).forEach((_, i) => ctx.note(indexPath(keyPath(path, 'files'), i), 'berth copies no files to hosts: build them into the image or put them on a volume'));
-  const directories = list(s.directories).flatMap((d, i) => {
+  const directories = list(s.directories).flatMap((d, i): Array<[string, string]> => {
     const at = indexPath(keyPath(path, 'directories'), i);
     const volume = directory(ctx, d, at);
-    return volume !== undefined && accepted(ctx, 'volumes', [volume], at) ? [volume] : [];
+    return volume === undefined ? [] : [[volume, at]];
   });
-  const container = readContainer(ctx, s, path, name);
-  const volumes = [...directories, ...list(container.volumes)];
-  if (volumes.length > 0) container.volumes = volumes;
+  const container = readContainer(ctx, s, path, name, directories);
   const { env, secrets } = readEnv(ctx, s.env, keyPath(path, 'env'), name);
   if (secrets.length > 0) ctx.note(keyPath(path, 'env'), `${name}'s secret values go in ${secretsFile(name)}`);
   const app: Doc = {

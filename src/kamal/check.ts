@@ -8,9 +8,15 @@ import { Issues } from '../config/reader.js';
 
 const PROBE = 'probe';
 
-/** berth's messages for `key: value` in an app (`volumes[0]: mounting /etc …`); empty when it accepts it. */
+/**
+ * berth's messages for `key: value` in an app, each after its path below the key when it
+ * has one (`tls: TLS needs proxy.host`); empty when berth accepts it.
+ */
 export function refusals(key: string, value: unknown): string[] {
   const issues = new Issues();
   readApp(PROBE, { image: PROBE, hosts: [PROBE], [key]: value }, [PROBE], '', issues, { allowHostAccess: false });
-  return issues.list.map((i) => `${i.path}: ${i.message}`);
+  return issues.list.map((i) => {
+    const below = i.path.slice(key.length).replace(/^\[\d+\]/, '').replace(/^\./, '');
+    return below === '' ? i.message : `${below}: ${i.message}`;
+  });
 }

@@ -52,8 +52,11 @@ const OPTION_WHY: Record<string, string> = {
   p: 'berth publishes no host ports for apps: traffic comes through its proxy (HTTP)',
 };
 
-/** Container settings of a Kamal section (the root, a role, an accessory), each one berth accepts. */
-export function readContainer(ctx: MapContext, s: Doc, path: string, app: string): Doc {
+/**
+ * Container settings of a Kamal section (the root, a role, an accessory), each one berth
+ * accepts. `mounts` come before the section's own volumes (an accessory's directories).
+ */
+export function readContainer(ctx: MapContext, s: Doc, path: string, app: string, mounts: Array<[spec: string, at: string]> = []): Doc {
   const out: Doc = {};
   const keep = (key: string, value: unknown, from: string): void => {
     if (value !== undefined && accepted(ctx, key, value, from)) out[key] = value;
@@ -61,12 +64,13 @@ export function readContainer(ctx: MapContext, s: Doc, path: string, app: string
   if (s.cmd !== undefined) keep('cmd', ctx.text(s.cmd, keyPath(path, 'cmd')), keyPath(path, 'cmd'));
   const labels = readLabels(ctx, s.labels, keyPath(path, 'labels'));
   if (Object.keys(labels).length > 0) keep('labels', labels, keyPath(path, 'labels'));
-  const volumes = list(s.volumes).flatMap((v, i) => {
+  const own = list(s.volumes).flatMap((v, i): Array<[string, string]> => {
     const at = indexPath(keyPath(path, 'volumes'), i);
     const spec = ctx.plain(v, at);
-    const volume = spec === undefined ? undefined : volumeOf(ctx, spec, at);
-    return volume !== undefined && accepted(ctx, 'volumes', [volume], at) ? [volume] : [];
+    return spec === undefined ? [] : [[volumeOf(ctx, spec, at), at]];
   });
+  // One by one against those kept so far: berth also refuses a container path mounted twice.
+  const volumes = [...mounts, ...own].reduce<string[]>((kept, [volume, at]) => (accepted(ctx, 'volumes', [...kept, volume], at) ? [...kept, volume] : kept), []);
   if (volumes.length > 0) out.volumes = volumes;
   if (s.logging !== undefined) keep('logging', readLogging(ctx, s.logging, keyPath(path, 'logging')), keyPath(path, 'logging'));
   for (const [flag, value] of Object.entries(section(s.options))) {

@@ -51,18 +51,19 @@ export function readKamalSource(path: string, destination: string | null): Kamal
   let doc: Record<string, unknown> = {};
   for (const file of files) {
     const shown = relative(root, file) || file;
-    doc = deepMerge(doc, parseKamalYaml(readText(file, shown), shown, erb));
+    doc = deepMerge(doc, parseKamalYaml(readText(file), shown, erb));
   }
   return { files: files.map((f) => relative(root, f)), doc, erb, hooks: readHooks(root, doc.hooks_path) };
 }
 
-function readText(file: string, shown: string): string {
+/** A file that cannot be read is named in full: where the import looked is the question then. */
+function readText(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
-    throw new KamalImportError('KAMAL_CONFIG_UNREADABLE', shown, `cannot read ${shown}: ${why}`, { cause: err });
+    throw new KamalImportError('KAMAL_CONFIG_UNREADABLE', file, `cannot read ${file}: ${why}`, { cause: err });
   }
 }
 
