@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { registriesFilePath } from '../../src/defaults.js';
@@ -8,6 +8,7 @@ import type { BerthEvent } from '../../src/domain/release.js';
 import type { HostDriver } from '../../src/hosts/host-driver.js';
 import { TOKEN, daemonSandbox, runCli, waitReady, type DaemonSandbox } from '../support/daemon.js';
 import { openBedDrivers, type BedDrivers } from '../support/fleet.js';
+import { seedKamalProject } from '../support/kamal-seed.js';
 import { writeSecretsFile } from '../support/secrets.js';
 import { bedSkipReason, requireTestbed, type Testbed } from '../support/testbed.js';
 
@@ -23,51 +24,7 @@ import { bedSkipReason, requireTestbed, type Testbed } from '../support/testbed.
  */
 const skip = bedSkipReason();
 const APP = 'seed';
-
-/** The seed's config/deploy.yml (Kamal 1), on the bed's hosts and registry. */
-function seedDeployYml(bed: Testbed, registry: NonNullable<Testbed['privateRegistry']>): string {
-  return `service: ${APP}
-image: app
-servers:
-  web:
-${bed.hosts.slice(0, 3).map((h) => `    - ${h.address}`).join('\n')}
-ssh:
-  user: root
-  keys: [ "${bed.clientKey}" ]
-registry:
-  server: ${registry.address}
-  username: ${registry.username}
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-env:
-  clear:
-    APP_ENV: production
-healthcheck:
-  path: /health
-  port: 3000
-  max_attempts: 10
-  interval: 5s
-boot:
-  limit: 1
-  wait: 5
-retain_containers: 5
-traefik:
-  options:
-    publish:
-      - "443:443"
-  args:
-    entryPoints.web.address: ":80"
-    entryPoints.websecure.address: ":443"
-builder:
-  multiarch: false
-`;
-}
-
-/** Kamal's pre-deploy hook, as the seed runs its migrations (the test image is busybox: the "migration" says what it ran on). */
-const PRE_DEPLOY = `#!/bin/sh
-echo "Migrating to $KAMAL_VERSION"
-kamal app exec --primary --reuse 'echo "db:migrate to $VERSION"'
-`;
+const MIGRATE = 'echo "db:migrate to $VERSION"';
 
 describe('import-kamal: the seed\'s Kamal config deploys on the test hosts', { skip, concurrency: false }, () => {
   let bed: Testbed;
@@ -86,10 +43,12 @@ describe('import-kamal: the seed\'s Kamal config deploys on the test hosts', { s
     if (!registry) throw new Error(`${bed.dir}/testbed.json has no privateRegistry: the bed is from before it; bring it up again`);
     sandbox = daemonSandbox('berth-import-kamal-', TOKEN);
     const project = join(sandbox.path, 'project');
-    mkdirSync(join(project, 'config'), { recursive: true });
-    mkdirSync(join(project, '.kamal', 'hooks'), { recursive: true });
-    writeFileSync(join(project, 'config', 'deploy.yml'), seedDeployYml(bed, registry));
-    writeFileSync(join(project, '.kamal', 'hooks', 'pre-deploy'), PRE_DEPLOY, { mode: 0o755 });
+    // The test image is busybox: its "migration" says which version it ran on.
+    const files = seedKamalProject({ service: APP, servers: bed.hosts.slice(0, 3).map((h) => h.address), registry: { server: registry.address, username: registry.username }, sshKey: bed.clientKey, migrate: MIGRATE });
+    for (const [path, text] of Object.entries(files)) {
+      mkdirSync(dirname(join(project, path)), { recursive: true });
+      writeFileSync(join(project, path), text, { mode: 0o755 });
+    }
 
     const run = await runCli(['import-kamal', project], {});
     assert.equal(run.code, 0, run.stderr);
@@ -135,7 +94,7 @@ describe('import-kamal: the seed\'s Kamal config deploys on the test hosts', { s
       port: 3000,
       healthcheck: { path: '/health', port: 3000, interval: '5s', max_attempts: 10 },
       rollout: { parallelism: 1, delay: '5s' },
-      hooks: { pre_deploy: ['echo "db:migrate to $VERSION"'] },
+      hooks: { pre_deploy: [MIGRATE] },
       retain_containers: 5,
       proxy: { port: 80 },
       env: { APP_ENV: 'production' },

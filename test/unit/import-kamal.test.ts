@@ -15,6 +15,7 @@ import { appExecCommand } from '../../src/kamal/hooks.js';
 import { importKamal, type Imported } from '../../src/kamal/import.js';
 import { readKamalSource } from '../../src/kamal/source.js';
 import { tempDir } from '../support/daemon.js';
+import { seedKamalProject } from '../support/kamal-seed.js';
 
 const scratch = tempDir('berth-kamal-test-');
 after(() => scratch.remove());
@@ -54,6 +55,8 @@ function valid(r: Imported): void {
 }
 
 const HOSTS3 = ['172-0-0-1', '172-0-0-2', '172-0-0-3'];
+/** The start of most examples: one service on one server. */
+const ONE_HOST = 'service: myapp\nimage: my-image\nservers: [ 172.0.0.1 ]\n';
 
 describe('import-kamal: servers', () => {
   test('servers as a list (servers.yml): the app as berth has always read it, every address a host named after it', () => {
@@ -137,10 +140,7 @@ servers:
   });
 
   test('ssh (ssh.yml): user, port and the first key on every host; jump hosts, agents and configs are noted', () => {
-    const r = run(`service: myapp
-image: my-image
-servers: [ 172.0.0.1 ]
-ssh:
+    const r = run(`${ONE_HOST}ssh:
   user: app
   port: "2222"
   proxy: root@proxy-host
@@ -160,10 +160,7 @@ ssh:
 
 describe('import-kamal: proxy and health (Kamal 2)', () => {
   test('proxy with ssl (proxy.yml): host, TLS, the app port and the health check; what kamal-proxy does that berth does not is noted', () => {
-    const r = run(`service: myapp
-image: my-image
-servers: [ 172.0.0.1 ]
-proxy:
+    const r = run(`${ONE_HOST}proxy:
   host: foo.example.com
   app_port: 3000
   ssl: true
@@ -192,10 +189,7 @@ deploy_timeout: 10
   });
 
   test('custom SSL certificate (proxy.yml): the PEM secrets by name; several hosts and path prefixes: the first is routed', () => {
-    const r = run(`service: myapp
-image: my-image
-servers: [ 172.0.0.1 ]
-proxy:
+    const r = run(`${ONE_HOST}proxy:
   hosts:
     - foo.example.com
     - bar.example.com
@@ -211,17 +205,14 @@ proxy:
   });
 
   test('boot limit as a percentage (boot.yml): rollout parallelism and delay', () => {
-    const r = run('service: myapp\nimage: my-image\nservers: [ 172.0.0.1 ]\nboot:\n  limit: 25%\n  wait: 10\n  parallel_roles: true\n');
+    const r = run(`${ONE_HOST}boot:\n  limit: 25%\n  wait: 10\n  parallel_roles: true\n`);
     valid(r);
     assert.deepEqual(appOf(r).rollout, { parallelism: '25%', delay: '10s' });
     noteAt(r, 'boot.parallel_roles');
   });
 
   test('the root container settings (configuration.yml, logging.yml): labels, volumes, logging, retain_containers, stop_timeout', () => {
-    const r = run(`service: myapp
-image: my-image
-servers: [ 172.0.0.1 ]
-labels:
+    const r = run(`${ONE_HOST}labels:
   my-label: my-value
 volumes:
   - /path/on/host:/path/in/container:ro
@@ -248,7 +239,7 @@ logging:
 
 describe('import-kamal: registry and env', () => {
   test('registry (registry.yml): the password is a secret name; the image is pushed to the server', () => {
-    const r = run('service: myapp\nimage: my-image\nservers: [ 172.0.0.1 ]\nregistry:\n  server: europe-docker.pkg.dev\n  username: _json_key_base64\n  password:\n    - KAMAL_REGISTRY_PASSWORD\n');
+    const r = run(`${ONE_HOST}registry:\n  server: europe-docker.pkg.dev\n  username: _json_key_base64\n  password:\n    - KAMAL_REGISTRY_PASSWORD\n`);
     valid(r);
     assert.deepEqual(r.config.registries, { 'europe-docker.pkg.dev': { username: '_json_key_base64', password: 'KAMAL_REGISTRY_PASSWORD' } });
     assert.equal(appOf(r).image, 'europe-docker.pkg.dev/my-image');
@@ -256,10 +247,7 @@ describe('import-kamal: registry and env', () => {
   });
 
   test('a password computed by ERB (registry.yml, AWS ECR) is never evaluated: a name to fill in', () => {
-    const r = run(`service: myapp
-image: my-image
-servers: [ 172.0.0.1 ]
-registry:
+    const r = run(`${ONE_HOST}registry:
   server: 123456789012.dkr.ecr.eu-west-1.amazonaws.com
   username: AWS
   password: <%= %x(aws ecr get-login-password) %>
@@ -270,17 +258,14 @@ registry:
   });
 
   test('a password written into deploy.yml is not printed anywhere', () => {
-    const r = run('service: myapp\nimage: my-image\nservers: [ 172.0.0.1 ]\nregistry:\n  username: me\n  password: hunter2-Secret\n');
+    const r = run(`${ONE_HOST}registry:\n  username: me\n  password: hunter2-Secret\n`);
     valid(r);
     assert.deepEqual(r.config.registries, { 'docker.io': { username: 'me', password: 'KAMAL_REGISTRY_PASSWORD' } });
     assert.ok(!r.yaml.includes('hunter2') && !JSON.stringify(r.notes).includes('hunter2'));
   });
 
   test('env (env.yml): a plain map is clear values; aliased secrets take the variable\'s name; ERB values become secrets', () => {
-    const r = run(`service: myapp
-image: my-image
-servers: [ 172.0.0.1 ]
-env:
+    const r = run(`${ONE_HOST}env:
   clear:
     DATABASE_HOST: mysql-db1
     DATABASE_PORT: 3306
@@ -298,10 +283,7 @@ env:
 
 describe('import-kamal: accessories', () => {
   test('accessories with directories (accessory.yml): an app of its own, recreate, volumes; the tag is the version to deploy', () => {
-    const r = run(`service: myapp
-image: my-image
-servers: [ 172.0.0.1 ]
-accessories:
+    const r = run(`${ONE_HOST}accessories:
   mysql:
     service: mysql
     image: mysql:8.0
@@ -373,42 +355,17 @@ accessories:
 
 describe('import-kamal: Kamal 1 (healthcheck, traefik)', () => {
   test('the seed: 3 web hosts, healthcheck, boot 1 / 5, a migrating pre-deploy hook, retain 5, Traefik on 80 and 443', () => {
-    const r = run(
-      `service: seed
-image: app
-servers:
-  web:
-    - 192.168.0.11
-    - 192.168.0.12
-    - 192.168.0.13
-registry:
-  server: registry.example.com:5000
-  username: deploy
-  password:
-    - KAMAL_REGISTRY_PASSWORD
-healthcheck:
-  path: /health
-  port: 3000
-  max_attempts: 10
-  interval: 5s
-boot:
-  limit: 1
-  wait: 5
-retain_containers: 5
-traefik:
-  options:
-    publish:
-      - "443:443"
-  args:
-    entryPoints.web.address: ":80"
-    entryPoints.websecure.address: ":443"
-`,
-      {
-        '.kamal/hooks/pre-deploy': '#!/bin/sh\necho "Migrating $KAMAL_VERSION"\nkamal app exec --primary --reuse "bin/rails db:migrate"\n',
-        '.kamal/hooks/post-deploy': '#!/bin/sh\ncurl -s https://chat.example.com/deployed\n',
-        '.kamal/hooks/pre-build.sample': '#!/bin/sh\n',
-      },
-    );
+    const { 'config/deploy.yml': deployYml, ...hooks } = seedKamalProject({
+      service: 'seed',
+      servers: ['192.168.0.11', '192.168.0.12', '192.168.0.13'],
+      registry: { server: 'registry.example.com:5000', username: 'deploy' },
+      migrate: 'bin/rails db:migrate',
+    });
+    const r = run(deployYml!, {
+      ...hooks,
+      '.kamal/hooks/post-deploy': '#!/bin/sh\ncurl -s https://chat.example.com/deployed\n',
+      '.kamal/hooks/pre-build.sample': '#!/bin/sh\n',
+    });
     valid(r);
     assert.deepEqual(appOf(r), {
       image: 'registry.example.com:5000/app',
@@ -419,6 +376,7 @@ traefik:
       hooks: { pre_deploy: ['bin/rails db:migrate'] },
       retain_containers: 5,
       proxy: { port: 80 },
+      env: { APP_ENV: 'production' },
     });
     assert.match(noteAt(r, '.kamal/hooks/pre-deploy:3'), /^now hooks\.pre_deploy: "bin\/rails db:migrate", run once per release/);
     assert.match(noteAt(r, '.kamal/hooks/pre-deploy:2'), /^not imported: only a migration/);
@@ -429,10 +387,7 @@ traefik:
   });
 
   test('healthcheck.yml and traefik.yml (v1.9.0): port, path, attempts; the cord, the command and Traefik\'s own settings are noted', () => {
-    const r = run(`service: myapp
-image: my-image
-servers: [ 172.0.0.1 ]
-labels:
+    const r = run(`${ONE_HOST}labels:
   traefik.http.routers.myapp.rule: Host(\`app.example.com\`)
 healthcheck:
   cmd: "curl -f http://localhost"
@@ -528,7 +483,7 @@ builder:
       'x-shared': /extension/,
       colour: /not a Kamal setting berth knows/,
     };
-    const r = run(`service: myapp\nimage: my-image\nservers: [ 172.0.0.1 ]\n${Object.keys(keys).map((k) => `${k}: x`).join('\n')}\n`);
+    const r = run(`${ONE_HOST}${Object.keys(keys).map((k) => `${k}: x`).join('\n')}\n`);
     valid(r);
     for (const [key, why] of Object.entries(keys)) assert.match(noteAt(r, key), why);
   });
