@@ -23,8 +23,6 @@ const READINESS = '7s';
 export interface AccessoryApp {
   name: string;
   app: Doc;
-  /** The tag to deploy (`berth deploy NAME VERSION`). */
-  version: string;
 }
 
 export interface AccessoryContext {
@@ -79,7 +77,7 @@ function readAccessory({ ctx, hosts, roles, registries, service }: AccessoryCont
   };
   ctx.comment(['apps', name], `accessory ${accessory}: deploy it with \`berth deploy ${name} ${tag}\``);
   ctx.note(path, `now the app ${name} (strategy recreate): deploy it with \`berth deploy ${name} ${tag}\``);
-  return { name, app, version: tag };
+  return { name, app };
 }
 
 /**

@@ -101,16 +101,12 @@ export function accepted(ctx: MapContext, key: string, value: unknown, from: str
   return refused.length === 0;
 }
 
-/** Kamal 1 routed with Traefik labels; berth's proxy routes by proxy.host/port (route.ts reads the host of a Host rule). */
-export function isTraefikLabel(key: string): boolean {
-  return key.startsWith('traefik.');
-}
-
 function readLabels(ctx: MapContext, value: unknown, path: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, v] of Object.entries(section(value))) {
     const at = keyPath(path, key);
-    if (isTraefikLabel(key)) ctx.note(at, "a Traefik label: berth's proxy is HAProxy, routing by proxy.host and proxy.port");
+    // Kamal 1 routed with Traefik labels (traffic.ts reads the host of a Host rule).
+    if (key.startsWith('traefik.')) ctx.note(at, "a Traefik label: berth's proxy is HAProxy, routing by proxy.host and proxy.port");
     else {
       const text = ctx.text(v, at);
       if (text !== undefined) out[key] = text;
