@@ -106,7 +106,14 @@ function readHooks(root: string, hooksPath: unknown): HookScript[] {
   } catch {
     return [];
   }
+  const isFile = (name: string): boolean => {
+    try {
+      return statSync(join(dir, name)).isFile();
+    } catch {
+      return false; // a dangling link is no hook Kamal could run either
+    }
+  };
   return names
-    .filter((name) => !name.endsWith('.sample') && statSync(join(dir, name)).isFile())
+    .filter((name) => !name.endsWith('.sample') && isFile(name))
     .map((name) => ({ name, file: relative(root, join(dir, name)), text: readFileSync(join(dir, name), 'utf8') }));
 }
