@@ -15,6 +15,7 @@ import type {
   LogStream,
   ObservedContainer,
   RunOnceResult,
+  ExecResult,
 } from '../../src/hosts/host-driver.js';
 import type { HaproxyProxy } from '../../src/proxy/haproxy-proxy.js';
 import type { Controller } from '../../src/reconciler/controller.js';
@@ -142,6 +143,9 @@ export class TimedDriver implements HostDriver {
   }
   unixCommand(socketPath: string, command: string, timeoutMs: number, opts?: Parameters<HostDriver['unixCommand']>[3]): Promise<string> {
     return this.t('unixCommand', () => this.inner.unixCommand(socketPath, command, timeoutMs, opts), () => command.split(' ', 3).join(' '));
+  }
+  execInContainer(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
+    return this.t('execInContainer', () => this.inner.execInContainer(id, cmd, timeoutMs), (r) => r.exitCode);
   }
   runOnce(opts: Parameters<HostDriver['runOnce']>[0]): Promise<RunOnceResult> {
     return this.t('runOnce', () => this.inner.runOnce(opts));

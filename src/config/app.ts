@@ -7,10 +7,13 @@ import {
   HTTPS_PORT,
   SEED_DEFAULTS,
   type AppSpec,
+  type ContainerHealthcheckSpec,
+  type ContainerSettings,
   type FailurePolicy,
   type HealthcheckSpec,
   type HooksSpec,
   type Parallelism,
+  type ProcessSpec,
   type ProxyRouteSpec,
   type RolloutSpec,
   type RolloutStrategy,
@@ -50,8 +53,12 @@ const APP_KEYS = [
   'env',
   'secrets',
   ...CONTAINER_KEYS,
+  'processes',
 ] as const;
+/** What a process may set: its hosts, its route and health check, and the app's defaults it overrides. */
+const PROCESS_KEYS = ['hosts', 'port', 'env', 'secrets', 'stop_timeout', 'proxy', 'healthcheck', ...CONTAINER_KEYS] as const;
 const HEALTHCHECK_KEYS = ['path', 'port', 'interval', 'timeout', 'max_attempts', 'min_healthy'] as const;
+const CONTAINER_HEALTHCHECK_KEYS = ['cmd', 'interval', 'timeout', 'max_attempts', 'min_healthy'] as const;
 const ROLLOUT_KEYS = ['parallelism', 'delay', 'on_failure', 'max_failure_ratio', 'progress_deadline', 'strategy'] as const;
 const HOOKS_KEYS = ['pre_deploy', 'post_deploy', 'timeout'] as const;
 const PROXY_KEYS = ['port', 'host', 'path_prefix', 'drain_timeout', 'tls'] as const;
@@ -90,9 +97,12 @@ export function readApp(name: string, doc: unknown, knownHosts: readonly string[
     issues.add(path, 'invalid app name: expected lowercase letters, digits and "-", starting with a letter, at most 63 characters');
   }
   const f = readMap(doc, path, issues, APP_KEYS);
+  // With processes, hosts may be each process's alone, and the route and health check are the processes'.
+  const withProcesses = f.has('processes');
+  if (withProcesses && f.has('proxy')) f.issues.add(f.at('proxy'), `with processes, the route is the process's that serves: put it under that process (${keyPath(keyPath(f.at('processes'), 'web'), 'proxy')}, say)`);
   // Read in the order the keys are documented, so issues come out in that order too.
   const image = f.need('image', readImageRepository, '');
-  const hosts = f.need('hosts', readHostList(knownHosts), []);
+  const hosts = withProcesses ? f.get('hosts', readHostList(knownHosts), []) : f.need('hosts', readHostList(knownHosts), []);
   const port = f.get('port', readPort, SEED_DEFAULTS.port);
   const healthcheck = readHealthcheck(f.raw('healthcheck'), f.at('healthcheck'), f.issues, port);
   const rollout = readRollout(f.raw('rollout'), f.at('rollout'), f.issues);
@@ -100,11 +110,102 @@ export function readApp(name: string, doc: unknown, knownHosts: readonly string[
   const retainContainers = f.get('retain_containers', readInteger(0, 100), SEED_DEFAULTS.retainContainers);
   const historyLimit = f.get<number | undefined>('history_limit', readInteger(1, MAX_HISTORY_LIMIT), undefined);
   const stopTimeoutMs = f.get('stop_timeout', readDuration(0, HOUR), SEED_DEFAULTS.stopTimeoutMs);
-  const proxy = f.has('proxy') ? readProxyRoute(f.raw('proxy'), f.at('proxy'), f.issues) : null;
+  const proxy = f.has('proxy') && !withProcesses ? readProxyRoute(f.raw('proxy'), f.at('proxy'), f.issues) : null;
   const env = readEnv(f);
   const secrets = f.get('secrets', readSecrets(env), []);
   const container = readContainerSettings(f, policy);
-  return { name, image, hosts, port, healthcheck, rollout, hooks, retainContainers, ...(historyLimit !== undefined ? { historyLimit } : {}), stopTimeoutMs, proxy, env, secrets, ...(container ? { container } : {}) };
+  const spec: AppSpec = { name, image, hosts, port, healthcheck, rollout, hooks, retainContainers, ...(historyLimit !== undefined ? { historyLimit } : {}), stopTimeoutMs, proxy, env, secrets, ...(container ? { container } : {}) };
+  if (!withProcesses) return spec;
+  const processes = readProcesses(f.raw('processes'), f.at('processes'), f.issues, { spec, knownHosts, policy, hostsPath: f.at('hosts') });
+  // The app runs where its processes run: observation, teardown, logs and exec read these hosts.
+  return { ...spec, hosts: [...new Set(processes.flatMap((p) => p.hosts))], processes };
+}
+
+/** What reading a process needs of its app: the app-level values it inherits, and the rules its hosts and settings obey. */
+interface ProcessContext {
+  spec: AppSpec;
+  knownHosts: readonly string[];
+  policy: AppPolicy;
+  /** Where the app's own hosts are: named when a process has none to inherit. */
+  hostsPath: string;
+}
+
+function readProcesses(doc: unknown, path: string, issues: Issues, ctx: ProcessContext): ProcessSpec[] {
+  const entries = readEntries(doc, path, issues);
+  if (entries.length === 0 && doc !== null && typeof doc === 'object' && !Array.isArray(doc)) issues.add(path, 'expected at least one process (leave processes out for an app of one process)');
+  const processes: ProcessSpec[] = [];
+  for (const [name, processDoc] of entries) {
+    const at = keyPath(path, name);
+    if (!isAppName(name)) issues.add(at, 'invalid process name: expected lowercase letters, digits and "-", starting with a letter, at most 63 characters');
+    processes.push(readProcess(name, processDoc, at, issues, ctx));
+  }
+  // One route per app: each host's proxy has one backend per app (src/proxy/haproxy-config.ts).
+  const serving = processes.filter((p) => p.proxy !== null);
+  for (const extra of serving.slice(1)) {
+    issues.add(keyPath(keyPath(path, extra.name), 'proxy'), `only one process of an app serves through the proxy, and ${serving[0]!.name} does: make ${extra.name} an app of its own to route it too`);
+  }
+  return processes;
+}
+
+function readProcess(name: string, doc: unknown, path: string, issues: Issues, ctx: ProcessContext): ProcessSpec {
+  const app = ctx.spec;
+  const f = readMap(doc, path, issues, PROCESS_KEYS);
+  if (!f.has('hosts') && app.hosts.length === 0) f.issues.add(f.at('hosts'), `required: the hosts this process runs on, here or for every process at ${ctx.hostsPath}`);
+  const hosts = f.get('hosts', readHostList(ctx.knownHosts), app.hosts);
+  const port = f.get('port', readPort, app.port);
+  // Variables merge (the process's win): a worker adds QUEUE=jobs without repeating the app's env.
+  const own = readEnv(f);
+  const env = { ...app.env, ...own };
+  for (const key of Object.keys(own)) if (!f.has('secrets') && app.secrets.includes(key)) f.issues.add(keyPath(f.at('env'), key), `"${key}" is one of the app's secrets; a variable is either in env or in secrets`);
+  const secrets = f.get('secrets', readSecrets(env), app.secrets);
+  const stopTimeoutMs = f.get('stop_timeout', readDuration(0, HOUR), app.stopTimeoutMs);
+  const container = mergeContainer(app.container, readContainerSettings(f, ctx.policy));
+  const settings = { name, hosts, port, env, secrets, stopTimeoutMs, ...(container ? { container } : {}) };
+  if (f.has('proxy')) {
+    const proxy = readProxyRoute(f.raw('proxy'), f.at('proxy'), f.issues);
+    // The app's healthcheck is this process's default; its port follows the process's unless the app's set one.
+    const base = app.healthcheck;
+    const defaults = { ...base, port: base.port !== app.port ? base.port : port };
+    return { ...settings, proxy, healthcheck: readHealthcheck(f.raw('healthcheck'), f.at('healthcheck'), f.issues, defaults.port, defaults) };
+  }
+  return { ...settings, proxy: null, healthcheck: readContainerHealthcheck(f.raw('healthcheck'), f.at('healthcheck'), f.issues) };
+}
+
+/** The process's container settings over the app's, key by key; labels merge (the process's win). */
+function mergeContainer(app: ContainerSettings | undefined, own: ContainerSettings | undefined): ContainerSettings | undefined {
+  if (!app || !own) return own ?? app;
+  const labels = app.labels || own.labels ? { labels: { ...app.labels, ...own.labels } } : {};
+  return { ...app, ...own, ...labels };
+}
+
+/** A command string runs under `sh -c` (Docker's HEALTHCHECK CMD-SHELL); a list runs as it is (exec form). */
+const readHealthCommand: Read<string[]> = (value, path, issues) => {
+  if (typeof value === 'string' && value.trim() !== '') return ['sh', '-c', value];
+  if (Array.isArray(value) && value.length > 0 && value.every((w) => typeof w === 'string' && w !== '')) return value as string[];
+  issues.add(path, `expected a command string (run with sh -c) or a non-empty list of strings, got ${describe(value)}`);
+  return undefined;
+};
+
+/**
+ * A process without a proxy: healthy once `cmd` exits 0 inside the container, or, without
+ * `cmd`, once it has run `min_healthy` (default 10s) without a restart. HTTP keys are refused
+ * with the reason: there is no route to probe through.
+ */
+function readContainerHealthcheck(doc: unknown, path: string, issues: Issues): ContainerHealthcheckSpec {
+  const d = SEED_DEFAULTS.healthcheck;
+  const f = readMap(doc, path, issues, [...CONTAINER_HEALTHCHECK_KEYS, 'path', 'port']);
+  for (const key of ['path', 'port']) {
+    if (f.has(key)) f.issues.add(f.at(key), `a process without a proxy is not probed over HTTP: give healthcheck.cmd (a command run in the container, exit 0 = healthy) or rely on min_healthy (running that long without a restart)`);
+  }
+  const cmd = f.get<string[] | null>('cmd', readHealthCommand, null);
+  return {
+    cmd,
+    intervalMs: f.get('interval', readDuration(100, HOUR), d.intervalMs),
+    timeoutMs: f.get('timeout', readDuration(100, 10 * MINUTE), d.timeoutMs),
+    maxAttempts: f.get('max_attempts', readInteger(1, MAX_HEALTH_ATTEMPTS), d.maxAttempts),
+    // Without a command, running this long unrestarted is the whole check; with one, it is an optional soak.
+    minHealthyMs: f.get('min_healthy', readDuration(0, HOUR), cmd ? 0 : SEED_DEFAULTS.processMinHealthyMs),
+  };
 }
 
 function readHostList(knownHosts: readonly string[]): Read<string[]> {
@@ -130,8 +231,7 @@ function readHostList(knownHosts: readonly string[]): Read<string[]> {
   };
 }
 
-function readHealthcheck(doc: unknown, path: string, issues: Issues, appPort: number): HealthcheckSpec {
-  const d = SEED_DEFAULTS.healthcheck;
+function readHealthcheck(doc: unknown, path: string, issues: Issues, appPort: number, d: Omit<HealthcheckSpec, 'port'> = SEED_DEFAULTS.healthcheck): HealthcheckSpec {
   const f = readMap(doc, path, issues, HEALTHCHECK_KEYS);
   return {
     path: f.get('path', readHttpPath, d.path),

@@ -13,6 +13,7 @@ import type { AppSpec, BerthConfig } from '../domain/app-spec.js';
 import { ConfigError, type ConfigIssue } from '../domain/errors.js';
 import { canonicalJson } from '../store/json.js';
 import { routeConflicts } from './routes.js';
+import { routedApp } from '../domain/processes.js';
 
 /** Top-level sections read only at start. */
 const START_ONLY_SECTIONS = ['hosts', 'api', 'proxy', 'controller', 'acme'] as const;
@@ -49,7 +50,7 @@ export function planReload(running: BerthConfig, next: BerthConfig, stored: Read
         issues.push({ path: `apps.${spec.name}.hosts[${i}]`, message: `host "${host}" is not one the running daemon has: hosts change at a restart of berth, then reload or restart to use it` });
       }
     });
-    for (const message of routeConflicts(spec, apiApps)) issues.push({ path: `apps.${spec.name}.proxy`, message: `${message} (an app created through the API)` });
+    for (const message of routeConflicts(routedApp(spec), apiApps.map(routedApp))) issues.push({ path: `apps.${spec.name}.proxy`, message: `${message} (an app created through the API)` });
     if (stored.get(spec.name)?.deleting) {
       issues.push({ path: `apps.${spec.name}`, message: `app "${spec.name}" is being deleted: declare it again once the deletion has finished` });
     }

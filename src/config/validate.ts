@@ -14,6 +14,7 @@ import { readApp } from './app.js';
 import { readHost, type PathContext } from './host.js';
 import { check, type Fields, Issues, isMap, keyPath, readBoolean, readEntries, readInteger, readMap, type Read } from './reader.js';
 import { routeConflicts } from './routes.js';
+import { routedApp } from '../domain/processes.js';
 import { readDuration, readImageReference, readListen, readLocalPath, readToken } from './values.js';
 
 export { validateAppDocument } from './app.js';
@@ -55,7 +56,7 @@ export function validateConfigDocument(doc: unknown, opts: ValidateOptions = {})
     apps.push(app);
     if (issues.list.length !== before) continue;
     // Reported on the later app, naming the earlier one (routes.ts has the rules).
-    for (const conflict of routeConflicts(app, routable)) issues.add(keyPath(path, 'proxy'), conflict);
+    for (const conflict of routeConflicts(routedApp(app), routable.map(routedApp))) issues.add(keyPath(path, 'proxy'), conflict);
     routable.push(app);
   }
 

@@ -149,12 +149,52 @@ export interface AppSpec {
   /** Absent when the app sets none of these. */
   container?: ContainerSettings;
   /**
+   * `processes:` (roles), in declaration order: one image and one release, several
+   * processes each with its own hosts, command and settings (src/domain/processes.ts).
+   * Absent for an app of one implicit process, so such specs are what they were before
+   * processes existed. When set, `hosts` is every process's hosts (where the app runs),
+   * `proxy` is null (the route is the serving process's) and the other app-level
+   * settings are what one-off containers (hooks, `berth exec`) run with.
+   */
+  processes?: ProcessSpec[];
+  /**
    * Set by `berth restart` on a release's spec, never by config or `PUT`: part of the
    * container config hash, so that release replaces every container with the same
    * version, health-gated like any rollout (Kubernetes' restartedAt annotation).
    */
   restartedAt?: string;
 }
+
+/**
+ * How a process without a proxy is known healthy: `cmd` (Docker exec inside the container)
+ * exits 0, probed at once then every `interval` up to `max_attempts`; without `cmd`, the
+ * container keeps running, not restarted, for `min_healthy`. Either way the container must
+ * not restart or stop before it is promoted.
+ */
+export interface ContainerHealthcheckSpec {
+  /** Exec form; a string in the document runs under `sh -c`, as Docker's HEALTHCHECK CMD-SHELL. */
+  cmd: string[] | null;
+  intervalMs: number;
+  timeoutMs: number;
+  maxAttempts: number;
+  minHealthyMs: number;
+}
+
+/** The settings of one process, resolved: the app's values where the process sets none. */
+interface ProcessSettings {
+  /** Like an app name; in container names (`<app>-<process>-r<rev>`) and unit keys (`web@h1`). */
+  name: string;
+  hosts: string[];
+  port: number;
+  env: Record<string, string>;
+  secrets: string[];
+  stopTimeoutMs: number;
+  container?: ContainerSettings;
+}
+
+/** A process serves through the proxy with an HTTP health check, or runs without one (a worker). */
+export type ProcessSpec = ProcessSettings &
+  ({ proxy: ProxyRouteSpec; healthcheck: HealthcheckSpec } | { proxy: null; healthcheck: ContainerHealthcheckSpec });
 
 /**
  * The spec of a rollback release: the target release's (image settings, env, container
@@ -237,6 +277,8 @@ export interface BerthConfig {
 
 export const SEED_DEFAULTS = {
   healthcheck: { path: '/health', port: 3000, maxAttempts: 10, intervalMs: 5_000, timeoutMs: 2_000, minHealthyMs: 0 },
+  /** A process without a proxy nor a health command is healthy once it ran this long without a restart. */
+  processMinHealthyMs: 10_000,
   rollout: {
     parallelism: { kind: 'count', value: 1 } as Parallelism,
     delayMs: 0,

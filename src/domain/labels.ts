@@ -10,11 +10,13 @@ export const LABELS = {
   role: 'berth.role',
   /** containerConfigHash of the release the container was made from. */
   config: 'berth.config',
+  /** The process of an app with `processes` (src/domain/processes.ts); absent on the implicit process's containers. */
+  process: 'berth.process',
 } as const;
 
 /** Deterministic so a retried create after a crash meets a name conflict instead of a duplicate. */
-export function containerName(app: string, revision: number): string {
-  return `${app}-r${revision}`;
+export function containerName(app: string, revision: number, process?: string | null): string {
+  return process ? `${app}-${process}-r${revision}` : `${app}-r${revision}`;
 }
 
 export const PROXY_CONTAINER_NAME = 'berth-proxy';

@@ -35,7 +35,10 @@ export interface Condition {
 }
 
 export interface HostStatus {
+  /** The host; for an app with `processes`, the unit key `process@host` (src/domain/processes.ts). */
   host: string;
+  /** The unit's process, for an app with `processes`. */
+  process?: string;
   version: string | null;
   revision: number | null;
   containerId: string | null;

@@ -19,6 +19,8 @@ export interface ObservedContainer {
   /** The berth.config label: containerConfigHash of the release it was made from. */
   configHash: string;
   role: ContainerRole;
+  /** The berth.process label: the container's process, absent for the implicit process's. */
+  process?: string;
   /** Docker's state string: created | running | paused | restarting | removing | exited | dead */
   state: string;
   running: boolean;
@@ -27,25 +29,29 @@ export interface ObservedContainer {
   /** Unix ms. */
   createdAt: number;
   image: string;
+  /** Times Docker restarted it (its restart policy): inspect only, a listing does not say. */
+  restartCount?: number;
 }
 
 /** An ObservedContainer's fields that come from berth's labels; unknown roles read as `app`. */
 export function labelsToObserved(
   labels: Record<string, string>,
-): Pick<ObservedContainer, 'app' | 'revision' | 'version' | 'configHash' | 'role'> {
+): Pick<ObservedContainer, 'app' | 'revision' | 'version' | 'configHash' | 'role' | 'process'> {
   const rev = Number.parseInt(labels[LABELS.revision] ?? '', 10);
   const role = labels[LABELS.role] as ContainerRole | undefined;
+  const process = labels[LABELS.process];
   return {
     app: labels[LABELS.app] ?? '',
     revision: Number.isFinite(rev) ? rev : 0,
     version: labels[LABELS.version] ?? '',
     configHash: labels[LABELS.config] ?? '',
     role: role !== undefined && CONTAINER_ROLES.includes(role) ? role : 'app',
+    ...(process ? { process } : {}),
   };
 }
 
 /** Labels that must match for createContainer to adopt an existing container of the same name. */
-export const ADOPT_LABELS = [LABELS.managed, LABELS.app, LABELS.revision, LABELS.role] as const;
+export const ADOPT_LABELS = [LABELS.managed, LABELS.app, LABELS.revision, LABELS.role, LABELS.process] as const;
 
 export interface CreateContainerOptions {
   name: string;
@@ -76,6 +82,13 @@ export interface CreateContainerOptions {
   stopSignal?: string;
   extraHosts?: string[];
   privileged?: boolean;
+}
+
+/** A command run inside a running container (Docker exec). */
+export interface ExecResult {
+  exitCode: number;
+  /** The last few KiB of combined stdout/stderr. */
+  outputTail: string;
 }
 
 export interface HttpResult {
@@ -161,6 +174,7 @@ export const HOST_OPERATIONS = [
   'run_once',
   'events_subscribe',
   'logs',
+  'exec',
 ] as const;
 export type HostOperation = (typeof HOST_OPERATIONS)[number];
 
@@ -211,6 +225,8 @@ export interface HostDriver {
   putFiles(id: string, files: NonNullable<CreateContainerOptions['files']>): Promise<void>;
   /** One command line on a line-protocol Unix socket on the host (HAProxy's runtime API); the answer until the socket closes. */
   unixCommand(socketPath: string, command: string, timeoutMs: number, opts?: { doneWhen?: (received: string) => boolean }): Promise<string>;
+  /** Runs `cmd` inside a running container (Docker exec) to its exit; a HostError past `timeoutMs`. */
+  execInContainer(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult>;
   /** A one-off container that runs `cmd` to completion, removed afterwards. */
   runOnce(opts: RunOnceOptions): Promise<RunOnceResult>;
   /** The container's log lines (LogOptions); opening is bounded like any call, reading a followed stream is not. */

@@ -32,6 +32,7 @@ import {
   reportOperation,
   type CreateContainerOptions,
   type DockerEvent,
+  type ExecResult,
   type HostDriver,
   type HostInfo,
   type HttpResult,
@@ -62,6 +63,7 @@ export type SimulatedOp =
   | 'unixCommand'
   | 'putFiles'
   | 'runOnce'
+  | 'execInContainer'
   | 'containerLogs';
 
 /**
@@ -85,6 +87,7 @@ export const DEFAULT_SIMULATED_LATENCY_MS: Readonly<Record<SimulatedOp, number>>
   unixCommand: 1,
   putFiles: 2,
   runOnce: 50,
+  execInContainer: 5,
   containerLogs: 2,
 };
 
@@ -109,6 +112,8 @@ export interface SimulatedContainer {
   state: 'created' | 'running' | 'exited';
   ip: string | null;
   createdAt: number;
+  /** Docker's RestartCount: restarts by the restart policy (`crash`). */
+  restartCount: number;
 }
 
 export interface SimulatedHostOptions {
@@ -128,6 +133,8 @@ export interface SimulatedHostOptions {
    * turns healthy). Return null to fall back to the default answer.
    */
   httpHandler?: (container: SimulatedContainer, path: string) => HttpResult | null;
+  /** The answer of `execInContainer` (a health command); null or absent: exit 0, no output. */
+  execHandler?: (container: SimulatedContainer, cmd: string[]) => ExecResult | null;
   /** Called at the start of every call, before its latency (benchmarks time "first action" with it). */
   onCall?: (call: SimulatedCall) => void;
   /** Called when a call settles, like the real drivers' metrics hook. */
@@ -213,6 +220,14 @@ export class SimulatedHostDriver implements HostDriver {
   /** A copy of every container on the host. */
   containers(): SimulatedContainer[] {
     return [...this.byId.values()].map((c) => ({ ...c, labels: { ...c.labels }, env: { ...c.env } }));
+  }
+
+  /** The container's process died and its restart policy started it again (RestartCount + 1, events die and start). */
+  crash(id: string): void {
+    const c = this.mustGet(id, 'crash');
+    c.restartCount += 1;
+    this.emit(c, 'die');
+    this.emit(c, 'start');
   }
 
   /** How many times each call was made. */
@@ -319,7 +334,7 @@ export class SimulatedHostDriver implements HostDriver {
   inspectContainer(id: string): Promise<ObservedContainer | null> {
     return this.call('inspectContainer', { containerId: id, app: this.appOf(id) }, () => {
       const c = this.byId.get(id) ?? this.byId.get(this.byName.get(id) ?? '');
-      return c ? this.observe(c) : null;
+      return c ? this.inspected(c) : null;
     });
   }
 
@@ -360,11 +375,24 @@ export class SimulatedHostDriver implements HostDriver {
           throw new HostError(IMAGE_NOT_FOUND, this.name, `run once ${opts.name}: image ${opts.image} is not on the host (simulated)`);
         }
         // Docker would create, start, wait for and remove a container: the same events.
-        const c: SimulatedContainer = { id: this.newId(opts.name), name: opts.name, image: opts.image, labels, env: { ...opts.env }, state: 'exited', ip: null, createdAt: this.now() };
+        const c: SimulatedContainer = { id: this.newId(opts.name), name: opts.name, image: opts.image, labels, env: { ...opts.env }, state: 'exited', ip: null, createdAt: this.now(), restartCount: 0 };
         for (const action of ['create', 'start', 'die', 'destroy']) this.emit(c, action);
         return { exitCode: 0, outputTail: '', timedOut: false };
       },
       opts.timeoutMs,
+    );
+  }
+
+  execInContainer(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
+    return this.call(
+      'execInContainer',
+      { containerId: id, app: this.appOf(id) },
+      () => {
+        const c = this.mustGet(id, 'exec');
+        if (c.state !== 'running') throw new HostError(DOCKER_ERROR, this.name, `exec in ${c.name}: container is not running (simulated)`);
+        return this.o.execHandler?.(c, cmd) ?? { exitCode: 0, outputTail: '' };
+      },
+      timeoutMs,
     );
   }
 
@@ -443,7 +471,7 @@ export class SimulatedHostDriver implements HostDriver {
     if (!this.images.has(image)) {
       throw new HostError(IMAGE_NOT_FOUND, this.name, `create container ${name}: image ${image} is not on the host (pull it first)`);
     }
-    const c: SimulatedContainer = { id: this.newId(name), name, image, labels, env: { ...env }, state: 'created', ip: null, createdAt: this.now() };
+    const c: SimulatedContainer = { id: this.newId(name), name, image, labels, env: { ...env }, state: 'created', ip: null, createdAt: this.now(), restartCount: 0 };
     this.byId.set(c.id, c);
     this.byName.set(name, c.id);
     this.emit(c, 'create');
@@ -482,6 +510,11 @@ export class SimulatedHostDriver implements HostDriver {
       createdAt: c.createdAt,
       image: c.image,
     };
+  }
+
+  /** What an inspect says beyond a listing. */
+  private inspected(c: SimulatedContainer): ObservedContainer {
+    return { ...this.observe(c), restartCount: c.restartCount };
   }
 
   private emit(c: SimulatedContainer, action: string): void {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError, HOST_ERROR_CODES, HostError, NotFoundError } from '../domain/errors.js';
 import { MAX_LOG_TAIL, type AppLogItem } from '../domain/logs.js';
+import { allSecretNames } from '../domain/processes.js';
 import type { Redactor } from '../domain/secrets.js';
 import { driverFor, type HostDriver, type LogOptions, type LogStream, type ObservedContainer } from '../hosts/host-driver.js';
 import { backoffMs } from '../hosts/host-errors.js';
@@ -62,7 +63,7 @@ export function openAppLogs(deps: PassDeps, app: string, req: AppLogsRequest): A
   const spec = deps.store.releases.latestRelease(app)?.spec ?? stored.spec;
   const hosts = req.host === undefined ? spec.hosts : [mustRunOn(app, spec.hosts, req.host)];
   const secrets = deps.secrets.read(app);
-  if (spec.secrets.length > 0) secretValuesFrom(secrets, spec.secrets);
+  if (allSecretNames(spec).length > 0) secretValuesFrom(secrets, allSecretNames(spec));
   const ac = new AbortController();
   const feed: Feed = { app, req, redact: appRedactor(spec, secrets), deps, signal: ac.signal };
   deps.log.debug({ app, hosts, follow: req.follow, tail: req.tail }, 'logs opened');

@@ -3,6 +3,7 @@ import { SEED_DEFAULTS } from '../domain/app-spec.js';
 import { containerConfigHash } from '../domain/config-hash.js';
 import type { AppSpec } from '../domain/app-spec.js';
 import { ConfigError, ConflictError } from '../domain/errors.js';
+import { allSecretNames, appProcesses } from '../domain/processes.js';
 import { isReservedSecretName, reservedSecretMessage, secretRedactor, type Redactor } from '../domain/secrets.js';
 import { driverFor, type HostDriver } from '../hosts/host-driver.js';
 import type { BerthMetrics } from '../metrics/registry.js';
@@ -53,16 +54,28 @@ export function readWanted(store: Store, app: string, secretFiles: AppSecretFile
     maintenance: stored.maintenance,
     historyLimit: stored.spec.historyLimit ?? SEED_DEFAULTS.historyLimit,
     secrets,
-    desired: latest
-      ? { revision: latest.revision, version: latest.version, spec: latest.spec, reason: latest.reason, configHash: containerConfigHash(latest.spec, secrets.values) }
-      : null,
+    desired: latest ? desiredRelease(latest, secrets.values) : null,
     stable: stableRelease ? { revision: stableRelease.revision, version: stableRelease.version } : null,
+  };
+}
+
+/** A release as the controller drives it: the container config hash of its spec, and for an app with processes each process's. */
+export function desiredRelease(release: Pick<DesiredRelease, 'revision' | 'version' | 'spec' | 'reason'>, secretValues: Readonly<Record<string, string | undefined>>): DesiredRelease {
+  const { revision, version, spec, reason } = release;
+  return {
+    revision,
+    version,
+    spec,
+    reason,
+    configHash: containerConfigHash(spec, secretValues),
+    // Each process its own hash, of its effective settings: changing one process's cmd rolls the app.
+    ...(spec.processes ? { processes: appProcesses(spec).map((p) => ({ ...p, configHash: containerConfigHash(p.spec, secretValues) })) } : {}),
   };
 }
 
 /** Cuts the values of the app's secrets, as read, out of text: every value set, reserved names included (never passed, but never shown either). */
 export function appRedactor(spec: AppSpec, secrets: AppSecretsRead): Redactor {
-  return secretRedactor(Object.fromEntries(spec.secrets.map((n) => [n, Object.hasOwn(secrets.values, n) ? secrets.values[n] : undefined])));
+  return secretRedactor(Object.fromEntries(allSecretNames(spec).map((n) => [n, Object.hasOwn(secrets.values, n) ? secrets.values[n] : undefined])));
 }
 
 /** `host` when the app runs on it; a ConflictError naming the app's hosts otherwise (exec, logs). */

@@ -3,12 +3,14 @@ import { BerthError, HOST_ERROR_CODES, HostError, isHostDown, type ErrorCode } f
 import { LABELS, NETWORK_NAME } from '../domain/labels.js';
 import { FAILURE_LOG_LINE_CHARS, FAILURE_LOG_LINES, FAILURE_LOGS_EVENT, failureLogsMessage } from '../domain/logs.js';
 import { imageReference } from '../domain/naming.js';
+import type { ContainerHealthcheckSpec } from '../domain/app-spec.js';
 import type { Redactor } from '../domain/secrets.js';
 import type { CreateContainerOptions, HostDriver, RunOnceResult } from '../hosts/host-driver.js';
 import { withDeadline } from '../hosts/host-errors.js';
 import type { TrafficSwitch, Upstream } from '../proxy/traffic.js';
-import { waitHealthy } from './health.js';
-import type { Action, ActionResult, DesiredRelease, HostUpdateAction } from './types.js';
+import { unitKey } from '../domain/processes.js';
+import { waitContainerHealthy, waitHealthy } from './health.js';
+import { desiredProcesses, type Action, type ActionResult, type DesiredProcess, type DesiredRelease, type HostUpdateAction } from './types.js';
 
 /**
  * The thin executor: carries out the planner's actions against the hosts and
@@ -16,7 +18,10 @@ import type { Action, ActionResult, DesiredRelease, HostUpdateAction } from './t
  */
 export interface ExecContext {
   app: string;
+  /** For a unit of an explicit process (unitContext): the process's spec and config hash. */
   desired: DesiredRelease;
+  /** The unit's process, for an app with `processes`; absent for the implicit process and for host work (pull, hook). */
+  process?: DesiredProcess;
   driver(host: string): HostDriver;
   traffic: TrafficSwitch;
   /** Secret values by name, from the app's secrets file (SecretMissingError / SecretsFileError otherwise). */
@@ -145,6 +150,26 @@ function labels(ctx: ExecContext, role: 'app' | 'hook'): Record<string, string> 
     [LABELS.version]: ctx.desired.version,
     [LABELS.config]: ctx.desired.configHash,
     [LABELS.role]: role,
+    ...(ctx.process?.name && role === 'app' ? { [LABELS.process]: ctx.process.name } : {}),
+  };
+}
+
+/**
+ * The context of one action. A unit of an explicit process runs with the process's spec
+ * (its hosts, port, env, container settings, route, health check) and config hash, and
+ * its events name the unit (`worker@h3`) where they would name the host.
+ */
+function unitContext(ctx: ExecContext, action: Action): ExecContext {
+  if (!('process' in action) || !action.process) return ctx;
+  const name = action.process;
+  const process = desiredProcesses(ctx.desired).find((p) => p.name === name);
+  if (!process) throw new BerthError('UNEXPECTED', `revision ${ctx.desired.revision} of ${ctx.app} has no process ${name}`);
+  const key = unitKey(name, action.host);
+  return {
+    ...ctx,
+    desired: { ...ctx.desired, spec: process.spec, configHash: process.configHash },
+    process,
+    emit: (e) => ctx.emit({ ...e, ...(e.host === action.host ? { host: key } : {}) }),
   };
 }
 
@@ -235,6 +260,8 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
 async function healthyThenSwitch(ctx: ExecContext, host: string, id: string, name: string): Promise<void> {
   const driver = ctx.driver(host);
   const { spec } = ctx.desired;
+  const containerCheck = ctx.process?.containerHealthcheck;
+  if (containerCheck) return containerHealthy(ctx, host, id, containerCheck);
   const upstream = await at('start', async () => upstreamOf(driver, id, spec.port));
   const outcome = await waitHealthy(driver, upstream.ip, spec.healthcheck, {
     onAttempt: (ok, detail) => {
@@ -248,6 +275,21 @@ async function healthyThenSwitch(ctx: ExecContext, host: string, id: string, nam
   ctx.emit({ type: 'HealthCheckPassed', host, message: `healthy after ${outcome.attempts} attempt(s)` });
   await at('switch', () => ctx.traffic.switchTo(host, ctx.app, spec.proxy, upstream));
   ctx.emit({ type: 'TrafficSwitched', host, message: `traffic on ${host} now goes to ${name}` });
+}
+
+/** A process without a proxy: healthy by its command, or by running min_healthy unrestarted; no traffic to move. */
+async function containerHealthy(ctx: ExecContext, host: string, id: string, hc: ContainerHealthcheckSpec): Promise<void> {
+  const outcome = await at('health', () =>
+    waitContainerHealthy(ctx.driver(host), id, hc, {
+      onAttempt: (ok, detail) => {
+        ctx.onHealthAttempt(host, ok);
+        if (!ok) ctx.emit({ type: 'HealthCheckAttemptFailed', host, message: detail });
+      },
+    }),
+  );
+  if (outcome.attempts === 0) throw new StepError('start', 'CONTAINER_NOT_RUNNING', `container ${id.slice(0, 12)} is not running: ${outcome.lastError}`);
+  if (!outcome.ok) throw new StepError('health', 'HEALTH_CHECK_FAILED', `never healthy after ${outcome.attempts} attempt(s): ${outcome.lastError}`);
+  ctx.emit({ type: 'HealthCheckPassed', host, message: outcome.detail });
 }
 
 async function upstreamOf(driver: HostDriver, id: string, port: number): Promise<Upstream> {
@@ -323,8 +365,10 @@ async function runHook(ctx: ExecContext, host: string, phase: 'pre_deploy' | 'po
   }
 }
 
-async function executeOne(ctx: ExecContext, action: Action): Promise<ActionResult> {
+async function executeOne(appCtx: ExecContext, action: Action): Promise<ActionResult> {
+  let ctx = appCtx;
   try {
+    ctx = unitContext(appCtx, action);
     switch (action.type) {
       case 'pull':
         await at('pull', () => ensureImage(ctx.driver(action.host), imageOf(ctx)));

@@ -1,4 +1,4 @@
-import type { HealthcheckSpec } from '../domain/app-spec.js';
+import type { ContainerHealthcheckSpec, HealthcheckSpec } from '../domain/app-spec.js';
 import { isHostDown } from '../domain/errors.js';
 import type { HostDriver } from '../hosts/host-driver.js';
 
@@ -83,5 +83,76 @@ export async function waitHealthy(driver: HostDriver, ip: string, hc: Healthchec
       if (attempts >= hc.maxAttempts) return { ok: false, attempts, lastError };
     }
     await sleep(waitMs);
+  }
+}
+
+/** How often a process without a health command is looked at while it runs its min_healthy. */
+const RUNNING_POLL_MS = 1_000;
+
+/** A running container's RestartCount, or why it does not count as running. */
+async function runningState(driver: HostDriver, id: string): Promise<{ restarts: number } | { problem: string }> {
+  const c = await driver.inspectContainer(id);
+  if (!c) return { problem: 'the container is gone' };
+  if (!c.running) return { problem: `the container is ${c.state}` };
+  return { restarts: c.restartCount ?? 0 };
+}
+
+/**
+ * A process without a proxy (ContainerHealthcheckSpec): with `cmd`, probed by Docker exec at
+ * once, then every `interval`, up to `max_attempts` (each bounded by `timeout`; exit 0 passes),
+ * then kept passing for `min_healthy`; without `cmd`, healthy once it has run `min_healthy`.
+ * Either way, a container that stops or restarts (its RestartCount moves: a crash its restart
+ * policy hid) before it is promoted fails at once.
+ */
+export async function waitContainerHealthy(driver: HostDriver, id: string, hc: ContainerHealthcheckSpec, hooks: ProbeHooks = {}): Promise<ProbeOutcome & { detail: string }> {
+  const sleep = hooks.sleep ?? defaultSleep;
+  const first = await runningState(driver, id);
+  if ('problem' in first) return { ok: false, attempts: 0, lastError: first.problem, detail: first.problem };
+  const started = Date.now();
+  let attempts = 0;
+  let healthySince: number | null = null;
+  let lastError: string | null = null;
+  while (true) {
+    const now = await runningState(driver, id);
+    const problem = 'problem' in now ? now.problem : now.restarts !== first.restarts ? `the container restarted (RestartCount ${first.restarts} -> ${now.restarts})` : null;
+    if (problem) {
+      hooks.onAttempt?.(false, problem);
+      return { ok: false, attempts: attempts + 1, lastError: problem, detail: problem };
+    }
+    if (!hc.cmd) {
+      const left = hc.minHealthyMs - (Date.now() - started);
+      if (left <= 0) {
+        const detail = `ran ${Math.round((Date.now() - started) / 100) / 10}s without a restart`;
+        hooks.onAttempt?.(true, detail);
+        return { ok: true, attempts: 1, lastError: null, detail };
+      }
+      await sleep(Math.min(RUNNING_POLL_MS, left));
+      continue;
+    }
+    attempts += 1;
+    const probe = await execProbe(driver, id, hc.cmd, hc.timeoutMs);
+    hooks.onAttempt?.(probe.ok, probe.detail);
+    if (probe.ok) {
+      healthySince ??= Date.now();
+      if (Date.now() - healthySince >= hc.minHealthyMs) return { ok: true, attempts, lastError: null, detail: `healthy after ${attempts} attempt(s)` };
+    } else {
+      lastError = probe.detail;
+      if (healthySince !== null) return { ok: false, attempts, lastError: `${probe.detail} (failed during min_healthy soak)`, detail: probe.detail };
+      if (attempts >= hc.maxAttempts) return { ok: false, attempts, lastError, detail: probe.detail };
+    }
+    await sleep(hc.intervalMs);
+  }
+}
+
+/** One run of the health command: exit 0 passes; what it printed is the probe's detail. */
+async function execProbe(driver: HostDriver, id: string, cmd: string[], timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
+  const shown = cmd[0] === 'sh' && cmd[1] === '-c' ? (cmd[2] ?? '') : cmd.join(' ');
+  try {
+    const r = await driver.execInContainer(id, cmd, timeoutMs);
+    const out = r.outputTail.replace(/\s+/g, ' ').trim().slice(0, PROBE_BODY_CHARS);
+    return { ok: r.exitCode === 0, detail: `${shown} -> exit ${r.exitCode}${out ? `: ${out}` : ''}` };
+  } catch (err) {
+    if (isHostDown(err)) await driver.ping();
+    return { ok: false, detail: `${shown}: ${err instanceof Error ? err.message : String(err)}` };
   }
 }

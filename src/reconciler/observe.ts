@@ -13,7 +13,8 @@ export async function observeFleet(
   drivers: Map<string, HostDriver>,
   hosts: string[],
   app: string,
-  proxy: { traffic: TrafficSwitch; route: ProxyRouteSpec | null },
+  /** The app's route and the hosts it is on (an app with processes: the serving process's, domain/processes.ts). */
+  proxy: { traffic: TrafficSwitch; route: ProxyRouteSpec | null; routeHosts: readonly string[] },
   reachability: {
     /** A host known to be down is not called again until the resync's ping finds it back. */
     downSince(host: string): { since: number; error: string } | null;
@@ -27,7 +28,7 @@ export async function observeFleet(
       const down = reachability.downSince(host);
       if (down) return { host, reachable: false, error: `${down.error} (down since ${new Date(down.since).toISOString()}; rechecked every resync)` };
       try {
-        const route = proxy.route;
+        const route = proxy.routeHosts.includes(host) ? proxy.route : null;
         const [containers, routeState] = await Promise.all([
           driver.listContainers({ app }),
           route ? proxy.traffic.observeRoute(host, app, route) : Promise.resolve(null),

@@ -1,4 +1,5 @@
 import { rollbackSpec } from '../domain/app-spec.js';
+import { routedApp } from '../domain/processes.js';
 import type { AppStatus } from '../domain/release.js';
 import type { RolloutRecord } from '../domain/rollout.js';
 import { BerthError } from '../domain/errors.js';
@@ -41,7 +42,8 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
   if (!wanted?.desired) return null;
   const { desired } = wanted;
 
-  const observed = await observeFleet(deps.drivers, desired.spec.hosts, app, { traffic: deps.traffic, route: desired.spec.proxy }, deps.reachability);
+  const routed = routedApp(desired.spec);
+  const observed = await observeFleet(deps.drivers, desired.spec.hosts, app, { traffic: deps.traffic, route: routed.proxy, routeHosts: routed.hosts }, deps.reachability);
   const previous = store.status.readStatus(app);
   const stored = store.status.getRollout(app)?.state ?? null;
   const record = stored?.revision === desired.revision ? stored : null;

@@ -1,17 +1,20 @@
 import { containerName } from '../domain/labels.js';
+import { unitKey } from '../domain/processes.js';
 import type { Condition } from '../domain/release.js';
 import type { RolloutRecord } from '../domain/rollout.js';
 import type { ObservedContainer } from '../hosts/host-driver.js';
 import { batchSize, toBatches } from './batches.js';
-import type {
-  Action,
-  DesiredRelease,
-  HostObservation,
-  Plan,
-  PlanInput,
-  PlannedEvent,
-  RollbackDecision,
-  StatusView,
+import {
+  desiredProcesses,
+  type Action,
+  type DesiredProcess,
+  type DesiredRelease,
+  type HostObservation,
+  type Plan,
+  type PlanInput,
+  type PlannedEvent,
+  type RollbackDecision,
+  type StatusView,
 } from './types.js';
 
 /**
@@ -22,8 +25,39 @@ import type {
 
 type HostClass = 'updated' | 'pending' | 'failed' | 'unreachable';
 
-interface HostView {
+/**
+ * What the rollout moves: one process on one host (docs/design.md, "Processes"). An app
+ * without `processes` has one unit per host, keyed by the host's name as before.
+ */
+interface Unit {
+  /** `web@h1`, or the host for the implicit process: the record's, status's and events' key. */
+  key: string;
   host: string;
+  process: DesiredProcess;
+}
+
+/** The units of a release: process by process (declaration order), host by host. */
+function unitsOf(desired: DesiredRelease): Unit[] {
+  return desiredProcesses(desired).flatMap((process) => process.spec.hosts.map((host) => ({ key: unitKey(process.name, host), host, process })));
+}
+
+/**
+ * Which unit an app container on `host` belongs to: its process's unit there; a container of
+ * a process the release does not run there (the app gained or lost processes, a process left
+ * the host) goes with the unit that serves the host's traffic (else the host's first unit),
+ * which retires it once its own container serves.
+ */
+function unitOfContainer(units: Unit[], host: string): (c: ObservedContainer) => string | null {
+  const here = units.filter((u) => u.host === host);
+  const heir = here.find((u) => u.process.spec.proxy) ?? here[0];
+  return (c) => here.find((u) => (u.process.name ?? undefined) === c.process)?.key ?? heir?.key ?? null;
+}
+
+interface HostView {
+  /** The unit's key (the host's name for the implicit process). */
+  key: string;
+  host: string;
+  process: DesiredProcess;
   cls: HostClass;
   /** The container that runs (or will run) the desired release on this host. */
   target: ObservedContainer | null;
@@ -67,8 +101,8 @@ export function newRecord(revision: number, now: number): RolloutRecord {
   };
 }
 
-/** A container can serve the desired release when version and container config both match. */
-export function pickTarget(containers: ObservedContainer[], desired: DesiredRelease): ObservedContainer | null {
+/** A container can serve the desired release (or one of its processes) when version and container config both match. */
+export function pickTarget(containers: ObservedContainer[], desired: Pick<DesiredRelease, 'version' | 'configHash'>): ObservedContainer | null {
   const candidates = containers.filter(
     (c) => c.role === 'app' && c.version === desired.version && c.configHash === desired.configHash,
   );
@@ -84,38 +118,57 @@ export function pickTarget(containers: ObservedContainer[], desired: DesiredRele
  * rotated): creating under the name would adopt that container, values and all. Then
  * the config hash goes into the name, which stays deterministic for crash adoption.
  */
-function newContainerName(app: string, desired: DesiredRelease, v: HostView): string {
-  const name = containerName(app, desired.revision);
+function newContainerName(app: string, revision: number, process: DesiredProcess, v: HostView): string {
+  const name = containerName(app, revision, process.name);
   if (v.target?.name === name) return name;
-  const taken = [...v.othersRunning, ...v.stopped].some((c) => c.name === name && c.configHash !== desired.configHash);
-  return taken ? `${name}-${desired.configHash.slice(0, 8)}` : name;
+  const taken = [...v.othersRunning, ...v.stopped].some((c) => c.name === name && c.configHash !== process.configHash);
+  return taken ? `${name}-${process.configHash.slice(0, 8)}` : name;
 }
 
-/** With a proxy route, a host is only updated while its proxy really sends traffic to the target. */
-function routedTo(obs: HostObservation & { reachable: true }, desired: DesiredRelease, target: ObservedContainer): boolean {
-  if (!desired.spec.proxy) return true;
-  return target.ip !== null && obs.route?.upstream === `${target.ip}:${desired.spec.port}`;
+/** With a proxy route, a unit is only updated while its host's proxy really sends traffic to the target. */
+function routedTo(obs: HostObservation & { reachable: true }, process: DesiredProcess, target: ObservedContainer): boolean {
+  if (!process.spec.proxy) return true;
+  return target.ip !== null && obs.route?.upstream === `${target.ip}:${process.spec.port}`;
 }
 
-function viewHost(host: string, obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
+function viewUnit(unit: Unit, units: Unit[], obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
+  const { key, host, process } = unit;
   if (!obs || !obs.reachable) {
-    return { host, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', logs: null, targetServing: false, retryAt: null, keeper: null };
+    return { key, host, process, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', logs: null, targetServing: false, retryAt: null, keeper: null };
   }
-  const apps = obs.containers.filter((c) => c.role === 'app');
-  const target = pickTarget(apps, desired);
+  const owner = unitOfContainer(units, host);
+  const apps = obs.containers.filter((c) => c.role === 'app' && owner(c) === key);
+  const target = pickTarget(apps, { version: desired.version, configHash: process.configHash });
   const othersRunning = apps.filter((c) => c.running && c.id !== target?.id);
   const stopped = apps.filter((c) => !c.running && c.id !== target?.id);
-  const state = record.hosts[host];
+  const state = record.hosts[key];
   let cls: HostClass = 'pending';
   if (state?.step === 'failed') cls = 'failed';
-  else if (target?.running && state?.step === 'switched' && state.containerId === target.id && routedTo(obs, desired, target)) cls = 'updated';
-  const targetServing = !!target?.running && (desired.spec.proxy ? routedTo(obs, desired, target) : othersRunning.length === 0);
+  else if (target?.running && state?.step === 'switched' && state.containerId === target.id && routedTo(obs, process, target)) cls = 'updated';
+  const { proxy, port } = process.spec;
+  const targetServing = !!target?.running && (proxy ? routedTo(obs, process, target) : othersRunning.length === 0);
   const error = state?.step === 'failed' ? state.message : state?.step === 'retrying' ? `retrying (attempt ${state.attempts + 1}): ${state.message}` : null;
-  const keeper = desired.spec.proxy
-    ? (othersRunning.find((c) => c.ip !== null && obs.route?.upstream === `${c.ip}:${desired.spec.port}`) ?? null)
+  const keeper = proxy
+    ? (othersRunning.find((c) => c.ip !== null && obs.route?.upstream === `${c.ip}:${port}`) ?? null)
     : ([...othersRunning].sort((a, b) => b.createdAt - a.createdAt)[0] ?? null);
   const logs = state?.step === 'failed' ? (state.logs ?? null) : null;
-  return { host, cls, target, othersRunning, stopped, error, logs, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null, keeper };
+  return { key, host, process, cls, target, othersRunning, stopped, error, logs, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null, keeper };
+}
+
+function viewUnits(input: PlanInput, desired: DesiredRelease, record: RolloutRecord): HostView[] {
+  const byHost = new Map(input.observed.map((o) => [o.host, o]));
+  const units = unitsOf(desired);
+  return units.map((u) => viewUnit(u, units, byHost.get(u.host), desired, record));
+}
+
+/** What the rollout's counts count: hosts, or (process, host) units for an app with processes. */
+function unitNoun(desired: DesiredRelease): string {
+  return desired.processes ? 'units' : 'hosts';
+}
+
+/** What an action carries to name its unit's process: nothing for the implicit process, so its actions are as before processes. */
+function processOf(v: Pick<HostView, 'process'>): { process?: string } {
+  return v.process.name ? { process: v.process.name } : {};
 }
 
 /** Stopped containers past the newest `retain` (the target never counts: it is in use). */
@@ -129,23 +182,24 @@ function prunable(view: HostView, retain: number): string[] {
 function cleanupActions(views: HostView[], retain: number, busy: Set<string>, failed: boolean): Action[] {
   const actions: Action[] = [];
   for (const v of views) {
-    if (v.cls === 'unreachable' || busy.has(v.host)) continue;
+    if (v.cls === 'unreachable' || busy.has(v.key)) continue;
+    const unit = processOf(v);
     // Old containers stop only once the host's traffic is on a healthy new one.
     if (v.cls === 'updated' && v.othersRunning.length > 0) {
-      actions.push({ type: 'retire', host: v.host, containerIds: v.othersRunning.map((c) => c.id) });
+      actions.push({ type: 'retire', host: v.host, ...unit, containerIds: v.othersRunning.map((c) => c.id) });
     }
     // A failed rollout moves nothing any more: a host it caught between switch and retire
     // (a release superseded mid-step) keeps the container its traffic is on, and the others
     // stop, or they would run beside it until the next release.
     if (failed && v.cls !== 'updated' && v.keeper) {
       const extra = v.othersRunning.filter((c) => c.id !== v.keeper!.id);
-      if (extra.length > 0) actions.push({ type: 'retire', host: v.host, containerIds: extra.map((c) => c.id) });
+      if (extra.length > 0) actions.push({ type: 'retire', host: v.host, ...unit, containerIds: extra.map((c) => c.id) });
     }
     if (v.cls === 'failed' && v.target && !v.targetServing) {
-      actions.push({ type: 'remove', host: v.host, containerIds: [v.target.id], why: 'failed' });
+      actions.push({ type: 'remove', host: v.host, ...unit, containerIds: [v.target.id], why: 'failed' });
     }
     const old = prunable(v, retain);
-    if (old.length > 0) actions.push({ type: 'remove', host: v.host, containerIds: old, why: 'prune' });
+    if (old.length > 0) actions.push({ type: 'remove', host: v.host, ...unit, containerIds: old, why: 'prune' });
   }
   return actions;
 }
@@ -162,10 +216,11 @@ function restoreTrafficActions(input: PlanInput, views: HostView[], busy: Set<st
   const byHost = new Map(input.observed.map((o) => [o.host, o]));
   for (const v of views) {
     const obs = byHost.get(v.host);
-    if (!obs?.reachable || obs.route?.upstream !== null || v.cls === 'updated' || busy.has(v.host)) continue;
+    // Only the process that serves has a route (a worker's unit on the same host has none to lose).
+    if (!v.process.spec.proxy || !obs?.reachable || obs.route?.upstream !== null || v.cls === 'updated' || busy.has(v.key)) continue;
     const running = [...v.othersRunning].sort((a, b) => b.revision - a.revision || b.createdAt - a.createdAt);
     const serve = running.find((c) => c.revision === input.stable?.revision) ?? running[0];
-    if (serve) actions.push({ type: 'restoreTraffic', host: v.host, containerId: serve.id, containerName: serve.name });
+    if (serve) actions.push({ type: 'restoreTraffic', host: v.host, ...processOf(v), containerId: serve.id, containerName: serve.name });
   }
   return actions;
 }
@@ -178,24 +233,26 @@ function restoreTrafficActions(input: PlanInput, views: HostView[], busy: Set<st
  * newest stopped one; the failed one stops first. A host with nothing to go back to (its
  * first release) stays as it is.
  */
-function revertActions(input: PlanInput, views: HostView[], busy: Set<string>): Action[] {
-  const actions: Action[] = [];
+function revertActions(input: PlanInput, views: HostView[], busy: Set<string>): Array<Extract<Action, { type: 'revertHost' }>> {
+  const actions: Array<Extract<Action, { type: 'revertHost' }>> = [];
   for (const v of views) {
-    if (v.cls !== 'failed' || v.othersRunning.length > 0 || busy.has(v.host)) continue;
+    if (v.cls !== 'failed' || v.othersRunning.length > 0 || busy.has(v.key)) continue;
     const previous = [...v.stopped].sort((a, b) => b.createdAt - a.createdAt || b.revision - a.revision);
     const back = previous.find((c) => c.revision === input.stable?.revision) ?? previous[0];
-    if (back) actions.push({ type: 'revertHost', host: v.host, containerId: back.id, containerName: back.name, stopFirst: v.target?.running ? [v.target.id] : [] });
+    if (back) actions.push({ type: 'revertHost', host: v.host, ...processOf(v), containerId: back.id, containerName: back.name, stopFirst: v.target?.running ? [v.target.id] : [] });
   }
   return actions;
 }
 
-/** Maintenance follows the app's flag on every host whose proxy already routes the app. */
-function maintenanceActions(input: PlanInput, busy: Set<string>): Action[] {
-  return input.observed.flatMap((o): Action[] =>
-    o.reachable && o.route?.upstream && !busy.has(o.host) && o.route.maintenance !== input.maintenance
-      ? [{ type: 'maintenance', host: o.host, message: input.maintenance }]
-      : [],
-  );
+/** Maintenance follows the app's flag on every host whose proxy already routes the app (the serving process's units). */
+function maintenanceActions(input: PlanInput, views: HostView[], busy: Set<string>): Action[] {
+  const byHost = new Map(input.observed.map((o) => [o.host, o]));
+  return views.flatMap((v): Action[] => {
+    const o = byHost.get(v.host);
+    return v.process.spec.proxy && o?.reachable && o.route?.upstream && !busy.has(v.key) && o.route.maintenance !== input.maintenance
+      ? [{ type: 'maintenance', host: v.host, ...processOf(v), message: input.maintenance }]
+      : [];
+  });
 }
 
 function condition(type: string, status: Condition['status'], reason: string, message: string, previous: Condition[], now: number): Condition {
@@ -231,11 +288,11 @@ function statusView(input: PlanInput, desired: DesiredRelease, record: RolloutRe
   } else if (converged) {
     phase = desired.reason === 'rollback' ? 'RolledBack' : 'Complete';
     reason = desired.reason === 'rollback' ? 'RolledBack' : 'Complete';
-    message = `revision ${desired.revision} (${desired.version}) serves on ${updated}/${total} hosts` + (failedHosts ? ` (${failedHosts} failed)` : '');
+    message = `revision ${desired.revision} (${desired.version}) serves on ${updated}/${total} ${unitNoun(desired)}` + (failedHosts ? ` (${failedHosts} failed)` : '');
   } else {
     phase = 'Progressing';
     reason = updated === 0 ? 'NewReleaseCreated' : 'HostUpdated';
-    message = `revision ${desired.revision} (${desired.version}) on ${updated}/${total} hosts`;
+    message = `revision ${desired.revision} (${desired.version}) on ${updated}/${total} ${unitNoun(desired)}`;
   }
   const prev = input.previousConditions;
   // Known to serve: a reachable host with a running container of the app. An unreachable host proves nothing.
@@ -257,7 +314,7 @@ function statusView(input: PlanInput, desired: DesiredRelease, record: RolloutRe
       'HostsReachable',
       unreachable.length === 0 ? 'True' : 'False',
       unreachable.length === 0 ? 'AllReachable' : 'HostUnreachable',
-      unreachable.length === 0 ? 'every host answered' : unreachable.map((v) => `${v.host}: ${v.error}`).join('; '),
+      unreachable.length === 0 ? 'every host answered' : unreachable.map((v) => `${v.key}: ${v.error}`).join('; '),
       prev,
       input.now,
     ),
@@ -266,7 +323,8 @@ function statusView(input: PlanInput, desired: DesiredRelease, record: RolloutRe
     const obs = input.observed.find((o) => o.host === v.host);
     const serving = v.cls === 'updated' ? v.target : (v.othersRunning[0] ?? null);
     return {
-      host: v.host,
+      host: v.key,
+      ...processOf(v),
       version: serving?.version ?? null,
       revision: serving?.revision ?? null,
       containerId: serving?.id ?? null,
@@ -346,7 +404,9 @@ export function plan(input: PlanInput): Plan {
   let record = input.record;
   if (!record || record.revision !== desired.revision) {
     record = newRecord(desired.revision, now);
-    events.push({ type: 'NewReleaseCreated', message: `rolling out revision ${desired.revision} (${desired.version}) to ${spec.hosts.length} hosts` });
+    const units = unitsOf(desired);
+    const to = desired.processes ? `${units.length} units (${units.map((u) => u.key).join(', ')})` : `${spec.hosts.length} hosts`;
+    events.push({ type: 'NewReleaseCreated', message: `rolling out revision ${desired.revision} (${desired.version}) to ${to}` });
   }
   let pause = false;
   // The operator's resume lifts a pause that a failure imposed: failed hosts get another try.
@@ -355,8 +415,7 @@ export function plan(input: PlanInput): Plan {
     events.push({ type: 'RolloutResumed', message: `rollout of revision ${desired.revision} resumed` });
   }
 
-  const byHost = new Map(input.observed.map((o) => [o.host, o]));
-  let views = spec.hosts.map((h) => viewHost(h, byHost.get(h), desired, record!));
+  let views = viewUnits(input, desired, record);
   const actions: Action[] = [];
   let requeueAfterMs: number | null = null;
   const busy = new Set<string>();
@@ -365,7 +424,7 @@ export function plan(input: PlanInput): Plan {
     const failed = views.filter((v) => v.cls === 'failed');
     const pendingReachable = views.filter((v) => v.cls === 'pending');
     if (failed.length > 0) {
-      const msg = failed.map((v) => `${v.host}: ${v.error}`).join('; ');
+      const msg = failed.map((v) => `${v.key}: ${v.error}`).join('; ');
       ({ record, pause } = onFailure(input, desired, record, views, 'HealthCheckFailed', msg, events));
     } else if (pendingReachable.length > 0 && now - record.startedAt > spec.rollout.progressDeadlineMs) {
       const msg = `revision ${desired.revision} did not finish within its progress deadline (${spec.rollout.progressDeadlineMs} ms)`;
@@ -378,14 +437,18 @@ export function plan(input: PlanInput): Plan {
     record = step.record;
     actions.push(...step.actions);
     requeueAfterMs = step.requeueAfterMs;
-    for (const a of step.actions) if (a.type === 'updateHost' || a.type === 'pull' || a.type === 'hook') busy.add(a.host);
-    views = spec.hosts.map((h) => viewHost(h, byHost.get(h), desired, record!));
+    // A pull or a hook holds every unit of its host; an update holds its own unit.
+    for (const a of step.actions) {
+      if (a.type === 'updateHost') busy.add(unitKey(a.process, a.host));
+      else if (a.type === 'pull' || a.type === 'hook') for (const v of views) if (v.host === a.host) busy.add(v.key);
+    }
+    views = viewUnits(input, desired, record);
   }
 
   if (spec.rollout.strategy === 'recreate') {
     const reverts = revertActions(input, views, busy);
     actions.push(...reverts);
-    for (const a of reverts) busy.add(a.host);
+    for (const a of reverts) busy.add(unitKey(a.process, a.host));
   }
 
   const rollback = rollbackDecision(input, desired, record);
@@ -393,7 +456,7 @@ export function plan(input: PlanInput): Plan {
     events.push({ type: 'RollbackStarted', message: `rolling the fleet back to revision ${rollback.toRevision} (${rollback.toVersion})` });
   }
   if (!input.paused) actions.push(...cleanupActions(views, spec.retainContainers, busy, record.state === 'failed'));
-  if (spec.proxy) actions.push(...restoreTrafficActions(input, views, busy), ...maintenanceActions(input, busy));
+  actions.push(...restoreTrafficActions(input, views, busy), ...maintenanceActions(input, views, busy));
 
   const status = statusView(input, desired, record, views);
   return { actions, record, status, events, requeueAfterMs, ...(pause ? { pauseApp: true as const } : {}), ...(rollback ? { rollback } : {}) };
@@ -414,10 +477,11 @@ function nextRolloutStep(
   const wait = (ms: number) => ({ record, actions: [] as Action[], requeueAfterMs: ms });
 
   const needsPreDeploy = record.state === 'active' && isDeploy && spec.hooks.preDeploy.length > 0 && !record.preDeployDone;
-  const toPull = record.state === 'active' ? reachable.filter((v) => v.cls === 'pending' && !v.target && !record.pulled.includes(v.host)) : [];
+  // Hosts, not units: the image is the host's, whichever of its processes needs it.
+  const toPull = record.state === 'active' ? [...new Set(reachable.filter((v) => v.cls === 'pending' && !v.target && !record.pulled.includes(v.host)).map((v) => v.host))] : [];
   if (needsPreDeploy) {
     // The hook runs the new image before any host changes: every host pulls first.
-    if (toPull.length > 0) return { record, actions: toPull.map((v) => ({ type: 'pull', host: v.host })), requeueAfterMs: 0 };
+    if (toPull.length > 0) return { record, actions: toPull.map((host) => ({ type: 'pull', host })), requeueAfterMs: 0 };
     const first = reachable[0];
     if (!first) return wait(0);
     return { record, actions: [{ type: 'hook', host: first.host, phase: 'pre_deploy' }], requeueAfterMs: 0 };
@@ -435,7 +499,7 @@ function nextRolloutStep(
       if (first) return { record, actions: [{ type: 'hook', host: first.host, phase: 'post_deploy' }], requeueAfterMs: 0 };
     }
     const updated = views.filter((v) => v.cls === 'updated').length;
-    events.push({ type: 'RolloutComplete', message: `revision ${desired.revision} (${desired.version}) serves on ${updated}/${views.length} hosts` });
+    events.push({ type: 'RolloutComplete', message: `revision ${desired.revision} (${desired.version}) serves on ${updated}/${views.length} ${unitNoun(desired)}` });
     return { record: { ...record, state: 'complete', finishedAt: now }, actions: [], requeueAfterMs: null };
   }
 
@@ -453,14 +517,15 @@ function nextRolloutStep(
   const actions: Action[] = inBatch.map((v) => ({
     type: 'updateHost',
     host: v.host,
+    ...processOf(v),
     existingContainerId: v.target?.id ?? null,
-    containerName: newContainerName(input.app, desired, v),
+    containerName: newContainerName(input.app, desired.revision, v.process, v),
     pull: !v.target && !next.pulled.includes(v.host),
     // Whatever runs now, as observed (not as recorded): after a crash anywhere in a step, the
     // new container still never starts beside an old one.
     ...(spec.rollout.strategy === 'recreate' ? { stopFirst: v.othersRunning.map((c) => c.id) } : {}),
   }));
   // Later batches' hosts pull while the first batch boots (its hosts pull inside updateHost).
-  for (const v of toPull) if (!pending.includes(v)) actions.push({ type: 'pull', host: v.host });
+  for (const host of toPull) if (!pending.some((v) => v.host === host)) actions.push({ type: 'pull', host });
   return { record: next, actions, requeueAfterMs: inBatch.length > 0 || !Number.isFinite(retryIn) ? 0 : retryIn };
 }

@@ -1,5 +1,6 @@
 import type { RolloutRecord } from '../domain/rollout.js';
 import type { ErrorCode } from '../domain/errors.js';
+import { unitKey } from '../domain/processes.js';
 import type { ActionResult } from './types.js';
 
 /**
@@ -31,16 +32,18 @@ export function applyResults(record: RolloutRecord, results: ActionResult[], now
     if (r.ok) {
       if (a.type === 'pull' && !next.pulled.includes(a.host)) next.pulled.push(a.host);
       if (a.type === 'hook') next = a.phase === 'pre_deploy' ? { ...next, preDeployDone: true } : { ...next, postDeployDone: true };
-      if (a.type === 'updateHost' && r.containerId) next.hosts[a.host] = { step: 'switched', containerId: r.containerId, at: now };
+      if (a.type === 'updateHost' && r.containerId) next.hosts[unitKey(a.process, a.host)] = { step: 'switched', containerId: r.containerId, at: now };
       continue;
     }
     // A host that stopped answering is not the release's fault: it is retried when it returns.
     if (r.unreachable) continue;
+    // The record keeps a unit's state under its key (`worker@h3`; the host for the implicit process).
+    const unit = a.type === 'updateHost' ? unitKey(a.process, a.host) : a.host;
     if (a.type === 'updateHost' && record.state === 'complete') {
-      const before = record.hosts[a.host];
+      const before = record.hosts[unit];
       const attempts = before?.step === 'retrying' ? before.attempts + 1 : 1;
       const backoff = Math.min(START_RETRY_BASE_MS * 2 ** (attempts - 1), REPAIR_RETRY_MAX_MS);
-      next.hosts[a.host] = { step: 'retrying', attempts, notBefore: now + backoff, message: r.message, at: now };
+      next.hosts[unit] = { step: 'retrying', attempts, notBefore: now + backoff, message: r.message, at: now };
       continue;
     }
     if (a.type === 'pull' || (a.type === 'updateHost' && r.stage === 'pull')) {
@@ -48,12 +51,12 @@ export function applyResults(record: RolloutRecord, results: ActionResult[], now
     } else if (a.type === 'hook') {
       next = { ...next, state: 'failed', failure: { reason: 'HookFailed', message: `${a.phase} on ${a.host}: ${r.message}` }, finishedAt: now };
     } else if (a.type === 'updateHost') {
-      const before = record.hosts[a.host];
+      const before = record.hosts[unit];
       const attempts = before?.step === 'retrying' ? before.attempts + 1 : 1;
       if (r.stage !== 'health' && !RELEASE_FAULTS.has(r.code) && attempts < MAX_START_ATTEMPTS) {
-        next.hosts[a.host] = { step: 'retrying', attempts, notBefore: now + START_RETRY_BASE_MS * 2 ** (attempts - 1), message: r.message, at: now };
+        next.hosts[unit] = { step: 'retrying', attempts, notBefore: now + START_RETRY_BASE_MS * 2 ** (attempts - 1), message: r.message, at: now };
       } else {
-        next.hosts[a.host] = {
+        next.hosts[unit] = {
           step: 'failed',
           reason: r.stage === 'health' ? 'HealthCheckFailed' : 'StartFailed',
           message: attempts > 1 ? `${r.message} (after ${attempts} attempts)` : r.message,

@@ -1,4 +1,5 @@
 import { isHostDown } from '../domain/errors.js';
+import { routedApp } from '../domain/processes.js';
 import { driverFor } from '../hosts/host-driver.js';
 import type { StoredApp } from '../store/index.js';
 import type { PassDeps } from './pass.js';
@@ -42,7 +43,7 @@ export async function tearDownApp(deps: PassDeps, app: StoredApp): Promise<{ res
 }
 
 async function tearDownOn(deps: PassDeps, app: StoredApp, host: string): Promise<HostTeardown> {
-  const proxy = app.spec.proxy;
+  const proxy = routedApp(app.spec).proxy;
   let removed = 0;
   try {
     if (!deps.drivers.has(host)) return { host, removed, error: null };

@@ -1,4 +1,4 @@
-import type { AppSpec } from '../domain/app-spec.js';
+import type { AppSpec, ContainerHealthcheckSpec } from '../domain/app-spec.js';
 import type { ErrorCode } from '../domain/errors.js';
 import type { AppPhase, Condition, HostStatus, ReleaseReason } from '../domain/release.js';
 import type { RolloutRecord } from '../domain/rollout.js';
@@ -12,6 +12,26 @@ export interface DesiredRelease {
   spec: AppSpec;
   reason: ReleaseReason;
   configHash: string;
+  /**
+   * An app with `processes`: each process as the rollout runs it, in declaration order.
+   * Absent for an app of one implicit process, which is `spec` and `configHash` (desiredProcesses).
+   */
+  processes?: DesiredProcess[];
+}
+
+/** One process of the desired release: its effective spec (domain/processes.ts) and container config hash. */
+export interface DesiredProcess {
+  /** Null for the implicit process of an app without `processes`. */
+  name: string | null;
+  spec: AppSpec;
+  configHash: string;
+  /** A process without a proxy: how it is known healthy (else the HTTP healthcheck of `spec`). */
+  containerHealthcheck: ContainerHealthcheckSpec | null;
+}
+
+/** The processes of a desired release; an app without `processes` is its one implicit process. */
+export function desiredProcesses(desired: DesiredRelease): DesiredProcess[] {
+  return desired.processes ?? [{ name: null, spec: desired.spec, configHash: desired.configHash, containerHealthcheck: null }];
 }
 
 /** The last release the fleet fully converged on: what an automatic rollback returns to. */
@@ -47,6 +67,8 @@ export interface PlanInput {
 export interface HostUpdateAction {
   type: 'updateHost';
   host: string;
+  /** The unit's process, for an app with `processes` (UnitAction). */
+  process?: string;
   /** Start this retained container instead of creating one (rollback reuse, crash resume). */
   existingContainerId: string | null;
   containerName: string;
@@ -60,25 +82,31 @@ export interface HostUpdateAction {
   stopFirst?: string[];
 }
 
+/**
+ * Work on one unit of an app with `processes` names the process (its settings, health check
+ * and route apply, and its events say `process@host`); absent for the implicit process.
+ */
+type UnitAction<T> = T & { process?: string };
+
 /** Work on one host; the planner never gives one container two actions in a pass. */
 export type Action =
   | { type: 'pull'; host: string }
   | { type: 'hook'; host: string; phase: 'pre_deploy' | 'post_deploy' }
   | HostUpdateAction
   /** Drain then stop the containers that no longer serve traffic. */
-  | { type: 'retire'; host: string; containerIds: string[] }
+  | UnitAction<{ type: 'retire'; host: string; containerIds: string[] }>
   /** Remove containers: old ones past retain_containers, or a new one that failed. */
-  | { type: 'remove'; host: string; containerIds: string[]; why: 'prune' | 'failed' }
+  | UnitAction<{ type: 'remove'; host: string; containerIds: string[]; why: 'prune' | 'failed' }>
   /** Turn the app's maintenance page on (message) or off (null) on one host's proxy. */
-  | { type: 'maintenance'; host: string; message: string | null }
+  | UnitAction<{ type: 'maintenance'; host: string; message: string | null }>
   /** Put the host's traffic back on a running container its proxy lost the route to (health-checked first). */
-  | { type: 'restoreTraffic'; host: string; containerId: string; containerName: string }
+  | UnitAction<{ type: 'restoreTraffic'; host: string; containerId: string; containerName: string }>
   /**
    * rollout.strategy: recreate, a host whose new container failed after the old one stopped:
    * stop `stopFirst` (the failed one), then start the container the host ran before,
    * health-check it and put the traffic back on it.
    */
-  | { type: 'revertHost'; host: string; containerId: string; containerName: string; stopFirst: string[] };
+  | UnitAction<{ type: 'revertHost'; host: string; containerId: string; containerName: string; stopFirst: string[] }>;
 
 /** A failed release that touched hosts goes back to the last release the fleet converged on. */
 export interface RollbackDecision {

@@ -14,6 +14,7 @@ import type { AppSpec } from '../domain/app-spec.js';
 import { type ConfigIssue, missingSecretMessage, SecretMissingError, SecretsFileError } from '../domain/errors.js';
 import { isAppName } from '../domain/naming.js';
 import { isReservedSecretName } from '../domain/secrets.js';
+import { routedApp } from '../domain/processes.js';
 import { indexPath, keyPath } from '../config/reader.js';
 import { filePermissionProblem, octal, type ProtectedFileKind } from '../store/files.js';
 import { parseSecretsFile } from './env-file.js';
@@ -120,9 +121,14 @@ export function secretValuesFrom(read: AppSecretsRead, names: readonly string[])
 /** Every secret name `spec` uses, with its key path under `path` (`apps.web`, `body`). */
 function namedSecrets(spec: AppSpec, path: string): Array<{ name: string; path: string }> {
   const named = spec.secrets.map((name, i) => ({ name, path: indexPath(keyPath(path, 'secrets'), i) }));
-  const tls = spec.proxy?.tls;
+  for (const p of spec.processes ?? []) {
+    const at = keyPath(keyPath(keyPath(path, 'processes'), p.name), 'secrets');
+    p.secrets.forEach((name, i) => named.push({ name, path: indexPath(at, i) }));
+  }
+  const serving = spec.processes?.find((p) => p.proxy !== null);
+  const tls = routedApp(spec).proxy?.tls;
   if (tls?.source === 'given') {
-    const at = keyPath(keyPath(path, 'proxy'), 'tls');
+    const at = keyPath(keyPath(serving ? keyPath(keyPath(path, 'processes'), serving.name) : path, 'proxy'), 'tls');
     named.push({ name: tls.certificate, path: keyPath(at, 'certificate') }, { name: tls.privateKey, path: keyPath(at, 'private_key') });
   }
   // A reserved name is refused by validation already, and never read.

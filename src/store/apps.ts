@@ -52,9 +52,12 @@ export class AppsRepo {
     this.page = db.prepare(`SELECT ${cols} FROM apps WHERE name > ? ORDER BY name LIMIT ?`);
     // SQLite reads the two fields out of each spec: parsing every whole spec (some are hundreds
     // of KB) in JavaScript made a PUT at 1,000 apps cost 15-60 ms (docs/benchmarks.md, "History").
+    // An app with processes routes through the one process that has a proxy, on that process's hosts (domain/processes.ts, routedApp).
+    const serving = `(SELECT p.value FROM json_each(spec, '$.processes') p WHERE json_extract(p.value, '$.proxy') IS NOT NULL LIMIT 1)`;
     this.routed = db.prepare(
-      `SELECT name, json_extract(spec, '$.hosts') AS hosts, json_extract(spec, '$.proxy') AS proxy, deleting_since
-       FROM apps WHERE json_extract(spec, '$.proxy') IS NOT NULL ORDER BY name`,
+      `SELECT name, COALESCE(json_extract(${serving}, '$.hosts'), json_extract(spec, '$.hosts')) AS hosts,
+              COALESCE(json_extract(spec, '$.proxy'), json_extract(${serving}, '$.proxy')) AS proxy, deleting_since
+       FROM apps WHERE proxy IS NOT NULL ORDER BY name`,
     );
     this.insert = db.prepare(
       `INSERT INTO apps (name, spec, paused, created_at, updated_at) VALUES (?, ?, 0, ?, ?) RETURNING ${cols}`,

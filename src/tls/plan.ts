@@ -4,6 +4,7 @@
  */
 import type { AppSpec, TlsSpec } from '../domain/app-spec.js';
 import type { StoredCertificate } from '../store/certificates.js';
+import { routedApp } from '../domain/processes.js';
 
 /** One host name served over HTTPS: every app routed by it, and every host those apps run on. */
 export interface TlsName {
@@ -20,7 +21,7 @@ export interface TlsName {
  */
 export function tlsNames(apps: Iterable<AppSpec>): TlsName[] {
   const byName = new Map<string, TlsName>();
-  for (const app of [...apps].sort((a, b) => a.name.localeCompare(b.name))) {
+  for (const app of [...apps].map(routedApp).sort((a, b) => a.name.localeCompare(b.name))) {
     const route = app.proxy;
     if (!route?.tls || route.host === null) continue;
     const entry = byName.get(route.host) ?? { hostName: route.host, tls: route.tls, apps: [], hosts: [] };

@@ -6,6 +6,8 @@ import { rollbackSpec } from '../../src/domain/app-spec.js';
 import { newRecord, plan as planPure } from '../../src/reconciler/plan.js';
 import { applyResults as applyResultsPure } from '../../src/reconciler/results.js';
 import type { Action, ActionResult, HostObservation, HostUpdateAction, Plan, PlanInput } from '../../src/reconciler/types.js';
+import { validateAppDocument } from '../../src/config/app.js';
+import { desiredRelease } from '../../src/reconciler/context.js';
 import { makeContainer, makeDesired, makeSpec, observeHosts as observe, planInput as input, PLAN_NOW } from '../support/fixtures.js';
 
 /**
@@ -728,5 +730,136 @@ describe('plan: rollout.strategy recreate (a host never runs two containers of t
   it('start-first never reverts a failed host (its old container was never stopped by berth)', () => {
     const p = plan(input({ record: failedRecord, observed: observe({ h1: [makeContainer(1, 'v1', { running: false }), makeContainer(2, 'v2')], h2: [], h3: [] }) }));
     assert.ok(!p.actions.some((a) => a.type === 'revertHost'));
+  });
+});
+
+describe('plan: processes (units of process@host)', () => {
+  // web serves through the proxy on h1, h2; worker runs bin/jobs on h3 (and, in `shared`, on h1 too).
+  const doc = (workerHosts: string[], worker: Record<string, unknown> = {}) => ({
+    image: '10.77.0.1:5000/app',
+    hosts: ['h1', 'h2'],
+    processes: { web: { proxy: { port: 80 } }, worker: { cmd: 'bin/jobs', hosts: workerHosts, ...worker } },
+  });
+  const specOf = (d: unknown) => validateAppDocument('app', d, ['h1', 'h2', 'h3']);
+  const SPEC = specOf(doc(['h3']));
+  const desiredAt = (revision: number, version: string, spec = SPEC, reason: 'deploy' | 'rollback' = 'deploy') => desiredRelease({ revision, version, spec, reason }, {});
+  const D2 = desiredAt(2, 'v2');
+  /** A container of `process` as the host reports it: named and labelled as the executor makes it. */
+  const unit = (process: 'web' | 'worker', revision: number, version: string, opts: { running?: boolean; spec?: typeof SPEC; ip?: string } = {}): ObservedContainer => {
+    const p = desiredAt(revision, version, opts.spec ?? SPEC).processes!.find((x) => x.name === process)!;
+    const running = opts.running ?? true;
+    return { ...makeContainer(revision, version, { running }), name: `app-${process}-r${revision}`, app: 'app', process, configHash: p.configHash, ip: running ? (opts.ip ?? `10.0.${revision}.${process === 'web' ? 1 : 2}`) : null };
+  };
+  const routed = (obs: HostObservation[], to: Record<string, ObservedContainer | null>): HostObservation[] =>
+    obs.map((o) => (o.reachable && o.host in to ? { ...o, route: { upstream: to[o.host] ? `${to[o.host]!.ip}:3000` : null, maintenance: null } } : o));
+  const switched = (c: ObservedContainer) => ({ step: 'switched' as const, containerId: c.id, at: NOW });
+  const base = (overrides: Partial<PlanInput>) => input({ app: 'app', desired: D2, ...overrides });
+
+  it('orders units process by process, host by host; each action names its process; hosts pull once', () => {
+    const v1 = { h1: [unit('web', 1, 'v1')], h2: [unit('web', 1, 'v1')], h3: [unit('worker', 1, 'v1')] };
+    const p = plan(base({ observed: routed(observe(v1), { h1: v1.h1[0]!, h2: v1.h2[0]! }) }));
+    assert.deepEqual(p.actions, [
+      { type: 'updateHost', host: 'h1', process: 'web', existingContainerId: null, containerName: 'app-web-r2', pull: true },
+      { type: 'pull', host: 'h2' },
+      { type: 'pull', host: 'h3' },
+    ]);
+    assert.match(p.events[0]!.message, /to 3 units \(web@h1, web@h2, worker@h3\)$/);
+    assert.deepEqual(p.status.hosts.map((h) => [h.host, h.process, h.version]), [['web@h1', 'web', 'v1'], ['web@h2', 'web', 'v1'], ['worker@h3', 'worker', 'v1']]);
+    assert.equal(p.status.hostsTotal, 3);
+  });
+
+  it('the worker unit comes after the web units: it replaces its container with no route to move', () => {
+    const web = { h1: unit('web', 2, 'v2'), h2: unit('web', 2, 'v2') };
+    const rec = record({ revision: 2, hosts: { 'web@h1': switched(web.h1), 'web@h2': switched(web.h2) } });
+    const old = unit('worker', 1, 'v1');
+    const p = plan(base({ record: rec, observed: routed(observe({ h1: [web.h1], h2: [web.h2], h3: [old] }), web) }));
+    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h3', process: 'worker', existingContainerId: null, containerName: 'app-worker-r2', pull: false }]);
+    assert.equal(p.status.hostsUpdated, 2);
+    // Switched (healthy by its own check), the worker's old container is retired and the release completes after.
+    const fresh = unit('worker', 2, 'v2');
+    const next = plan(base({ record: { ...rec, hosts: { ...rec.hosts, 'worker@h3': switched(fresh) } }, observed: routed(observe({ h1: [web.h1], h2: [web.h2], h3: [old, fresh] }), web) }));
+    assert.deepEqual(next.actions, [{ type: 'retire', host: 'h3', process: 'worker', containerIds: [old.id] }]);
+    assert.equal(next.status.hostsUpdated, 3);
+  });
+
+  it('two processes on one host are two units: each retires only its own old container', () => {
+    const spec = specOf(doc(['h1']));
+    const desired = desiredAt(2, 'v2', spec);
+    const oldWeb = unit('web', 1, 'v1', { spec });
+    const oldWorker = unit('worker', 1, 'v1', { spec });
+    const newWeb = unit('web', 2, 'v2', { spec });
+    const h2 = unit('web', 2, 'v2', { spec });
+    const rec = record({ hosts: { 'web@h1': switched(newWeb), 'web@h2': switched(h2) } });
+    const p = plan(base({ desired, record: rec, observed: routed(observe({ h1: [oldWeb, oldWorker, newWeb], h2: [h2] }), { h1: newWeb, h2 }) }));
+    assert.deepEqual(p.actions, [
+      { type: 'updateHost', host: 'h1', process: 'worker', existingContainerId: null, containerName: 'app-worker-r2', pull: false },
+      { type: 'retire', host: 'h1', process: 'web', containerIds: [oldWeb.id] },
+    ]);
+  });
+
+  it("one unit's failure fails the release, and on_failure: rollback moves every process back", () => {
+    const web = { h1: unit('web', 2, 'v2'), h2: unit('web', 2, 'v2') };
+    const oldWeb = { h1: unit('web', 1, 'v1', { running: false }), h2: unit('web', 1, 'v1', { running: false }) };
+    const oldWorker = unit('worker', 1, 'v1');
+    const failedWorker = unit('worker', 2, 'v2');
+    const rec = record({
+      hosts: { 'web@h1': switched(web.h1), 'web@h2': switched(web.h2), 'worker@h3': { step: 'failed', reason: 'HealthCheckFailed', message: 'the container restarted (RestartCount 0 -> 1)', at: NOW } },
+    });
+    const observed = routed(observe({ h1: [oldWeb.h1, web.h1], h2: [oldWeb.h2, web.h2], h3: [oldWorker, failedWorker] }), web);
+    const p = plan(base({ record: rec, observed }));
+    assert.equal(p.record?.state, 'failed');
+    assert.equal(p.record?.failure?.message, 'worker@h3: the container restarted (RestartCount 0 -> 1)');
+    assert.deepEqual(p.rollback, { toVersion: 'v1', toRevision: 1, reason: 'health_check_failed' });
+    assert.deepEqual(p.actions, [{ type: 'remove', host: 'h3', process: 'worker', containerIds: [failedWorker.id], why: 'failed' }]);
+    // The rollback release (revision 3, v1): every unit goes back on its retained v1 container.
+    const back = plan(base({ desired: desiredAt(3, 'v1', SPEC, 'rollback'), stable: { revision: 1, version: 'v1' }, observed: routed(observe({ h1: [oldWeb.h1, web.h1], h2: [oldWeb.h2, web.h2], h3: [oldWorker] }), web) }));
+    assert.deepEqual(back.actions, [{ type: 'updateHost', host: 'h1', process: 'web', existingContainerId: oldWeb.h1.id, containerName: 'app-web-r3', pull: false }]);
+    const parallel = plan(base({ desired: { ...desiredAt(3, 'v1', SPEC, 'rollback'), spec: { ...SPEC, rollout: { ...SPEC.rollout, parallelism: { kind: 'count', value: 3 } } } }, observed: routed(observe({ h1: [oldWeb.h1, web.h1], h2: [oldWeb.h2, web.h2], h3: [oldWorker] }), web) }));
+    assert.deepEqual(types(parallel.actions), ['updateHost:h1', 'updateHost:h2', 'updateHost:h3']);
+    assert.equal(parallel.actions.find((a) => a.host === 'h3' && a.type === 'updateHost' && a.existingContainerId === oldWorker.id)?.type, 'updateHost', 'the worker keeps its running v1 container');
+  });
+
+  it('a crash between a unit\'s start and its record resumes on the container it made, beside the old one', () => {
+    const web = { h1: unit('web', 2, 'v2'), h2: unit('web', 2, 'v2') };
+    const old = unit('worker', 1, 'v1');
+    const started = unit('worker', 2, 'v2');
+    const rec = record({ hosts: { 'web@h1': switched(web.h1), 'web@h2': switched(web.h2) } });
+    const p = plan(base({ record: rec, observed: routed(observe({ h1: [web.h1], h2: [web.h2], h3: [old, started] }), web) }));
+    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h3', process: 'worker', existingContainerId: started.id, containerName: 'app-worker-r2', pull: false }]);
+  });
+
+  it('an app that gains processes retires its implicit containers with the unit that takes over the host', () => {
+    const implicit = { h1: { ...makeContainer(1, 'v1'), app: 'app', name: 'app-r1', ip: '10.0.9.1' }, h3: { ...makeContainer(1, 'v1'), app: 'app', name: 'app-r1', ip: '10.0.9.3' } };
+    const web = { h1: unit('web', 2, 'v2'), h2: unit('web', 2, 'v2') };
+    const worker = unit('worker', 2, 'v2');
+    const rec = record({ hosts: { 'web@h1': switched(web.h1), 'web@h2': switched(web.h2), 'worker@h3': switched(worker) } });
+    const p = plan(base({ record: rec, observed: routed(observe({ h1: [implicit.h1, web.h1], h2: [web.h2], h3: [implicit.h3, worker] }), web) }));
+    assert.deepEqual(p.actions, [
+      { type: 'retire', host: 'h1', process: 'web', containerIds: [implicit.h1.id] },
+      { type: 'retire', host: 'h3', process: 'worker', containerIds: [implicit.h3.id] },
+    ]);
+  });
+
+  it('maintenance and lost routes concern the serving process only', () => {
+    const web = { h1: unit('web', 2, 'v2'), h2: unit('web', 2, 'v2') };
+    const worker = unit('worker', 2, 'v2');
+    const rec = record({ state: 'complete', hosts: { 'web@h1': switched(web.h1), 'web@h2': switched(web.h2), 'worker@h3': switched(worker) } });
+    const observed = routed(observe({ h1: [web.h1], h2: [web.h2], h3: [worker] }), web);
+    const p = plan(base({ record: rec, observed, maintenance: 'upgrading' }));
+    assert.deepEqual(p.actions, [
+      { type: 'maintenance', host: 'h1', process: 'web', message: 'upgrading' },
+      { type: 'maintenance', host: 'h2', process: 'web', message: 'upgrading' },
+    ]);
+    assert.equal(p.status.phase, 'Complete');
+    assert.match(p.status.conditions[0]!.message, /serves on 3\/3 units$/);
+  });
+
+  it('applyResults keeps a unit under its key', () => {
+    const action: HostUpdateAction = { type: 'updateHost', host: 'h3', process: 'worker', existingContainerId: null, containerName: 'app-worker-r2', pull: false };
+    const ok = applyResults(record(), [{ action, ok: true, containerId: 'w2' }], NOW);
+    assert.deepEqual(ok.hosts['worker@h3'], { step: 'switched', containerId: 'w2', at: NOW });
+    const failed = applyResults(record(), [{ action, ok: false, stage: 'health', code: 'HEALTH_CHECK_FAILED', message: 'never healthy', unreachable: false }], NOW);
+    assert.equal(failed.hosts['worker@h3']?.step, 'failed');
+    assert.equal(failed.hosts.h3, undefined);
   });
 });

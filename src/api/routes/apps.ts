@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { appDocument } from '../../config/app-document.js';
 import { validateAppDocument } from '../../config/app.js';
 import { routeConflicts } from '../../config/routes.js';
+import { routedApp } from '../../domain/processes.js';
 import { missingSecretIssues } from '../../secrets/app-secrets.js';
 import { ConfigError, ConflictError, NotFoundError } from '../../domain/errors.js';
 import { rollbackSpec } from '../../domain/app-spec.js';
@@ -163,7 +164,7 @@ export function appRoutes(app: FastifyInstance, deps: ApiDeps, guard: { read: un
       // A route that takes requests another app's route on a shared host already matches
       // (src/config/routes.ts) is refused, naming the app that owns it. No await between
       // this check and the upsert, so two concurrent PUTs cannot both pass it.
-      const conflicts = routeConflicts(spec, deps.store.apps.listRoutes());
+      const conflicts = routeConflicts(routedApp(spec), deps.store.apps.listRoutes());
       if (conflicts.length > 0) throw new ConfigError(conflicts.map((message) => ({ path: 'body.proxy', message })));
       const result = deps.store.apps.upsertApp(spec, actorOf(req));
       if (result.change !== 'unchanged') deps.controller.enqueue(spec.name);

@@ -26,6 +26,7 @@ export interface RawInspect {
   Config: { Image: string; Labels?: Record<string, string> | null };
   State: { Status: string; Running: boolean; ExitCode: number };
   NetworkSettings?: { Networks?: RawNetworks } | null;
+  RestartCount?: number;
 }
 
 /** The address on `network` when the container runs there, else on any network it has. */
@@ -66,6 +67,7 @@ export function fromInspect(c: RawInspect, network: string): ObservedContainer {
     ip: ipOf(c.NetworkSettings?.Networks, running, network),
     createdAt: Date.parse(c.Created),
     image: c.Config.Image,
+    ...(typeof c.RestartCount === 'number' ? { restartCount: c.RestartCount } : {}),
   };
 }
 

@@ -15,6 +15,7 @@ import {
   reportOperation,
   type CreateContainerOptions,
   type DockerEvent,
+  type ExecResult,
   type HostDriver,
   type HostInfo,
   type HostOperation,
@@ -30,6 +31,7 @@ import { httpRequest } from '../http-request.js';
 import { tarArchive } from '../tar.js';
 import { unixCommand } from '../unix-command.js';
 import { createBody, fromInspect, fromListed, type RawInspect, type RawListed } from './container-json.js';
+import { execIn } from './exec.js';
 import { DEFAULT_RESUBSCRIBE_BACKOFF_MAX_MS, DockerEventWatcher, type EventsHost } from './events.js';
 import { dial, jsonLines, type DialArgs } from './framing.js';
 import { logLines, logsQuery } from './logs.js';
@@ -429,6 +431,10 @@ export class DockerHostDriver implements HostDriver {
       (signal) => unixCommand({ host: this.name, target, socketPath, command, signal, ...(opts.doneWhen ? { doneWhen: opts.doneWhen } : {}) }),
       timeoutMs,
     );
+  }
+
+  execInContainer(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
+    return this.call('exec', `exec in container ${short(id)}`, (signal) => execIn((a) => this.dial(a), id, cmd, this.oneOffHost.outputTailBytes, signal), timeoutMs);
   }
 
   runOnce(o: RunOnceOptions): Promise<RunOnceResult> {
