@@ -9,8 +9,7 @@
  */
 import { keyPath } from '../config/reader.js';
 import { validateConfigDocument } from '../config/validate.js';
-import type { ConfigIssue } from '../domain/errors.js';
-import { ConfigError } from '../domain/errors.js';
+import { ConfigError, type ConfigIssue } from '../domain/errors.js';
 import { splitReference } from '../domain/naming.js';
 import { appName, readAccessories } from './accessories.js';
 import { readContainer, readEnv, secretsFile } from './container.js';
@@ -19,7 +18,7 @@ import { readHooks } from './hooks.js';
 import { readRegistry, repositoryOf } from './registry.js';
 import { renderConfig } from './render.js';
 import { HostTable, KNOWN_HOSTS, readRoles, type KamalRole } from './servers.js';
-import { isKamal1, isProxied, noteTraefik, readTraffic } from './traffic.js';
+import { isKamal1, isProxied, noteTraefik, readiness, readTraffic } from './traffic.js';
 import type { KamalSource } from './source.js';
 
 export interface Imported {
@@ -52,11 +51,8 @@ const NOT_MAPPED: Record<string, string> = {
   output: 'berth logs JSON lines (BERTH_LOG_LEVEL) and serves Prometheus metrics at /metrics',
   aliases: 'the berth CLI has no aliases: use shell aliases',
 };
-const ROLE_KEYS = ['hosts', 'cmd', 'options', 'logging', 'labels', 'env', 'proxy', 'traefik', 'healthcheck'];
-const ROLE_WHY: Record<string, string> = {
-  asset_path: NOT_MAPPED.asset_path!,
-  stop_timeout: "berth's stop_timeout is the app's, for every process",
-};
+const ROLE_KEYS = ['hosts', 'cmd', 'options', 'logging', 'labels', 'env', 'proxy', 'traefik', 'healthcheck', 'stop_timeout'];
+const ROLE_WHY: Record<string, string> = { asset_path: NOT_MAPPED.asset_path! };
 
 export function importKamal(source: KamalSource): Imported {
   const { doc } = source;
@@ -138,6 +134,7 @@ function readApp(ctx: MapContext, source: KamalSource, name: string, image: stri
       ...(t.port !== undefined ? { port: t.port } : {}),
       healthcheck: t.healthcheck,
       ...rolloutKeys,
+      ...(own.stopTimeout !== undefined ? { stop_timeout: own.stopTimeout } : {}),
       proxy: t.proxy,
       ...withEnv({ ...env, ...own.env }, [...secrets, ...own.secrets.filter((s) => !secrets.includes(s))]),
       ...shared,
@@ -145,24 +142,35 @@ function readApp(ctx: MapContext, source: KamalSource, name: string, image: stri
       ...labelsOf(shared, own.container),
     };
   }
-  const port = traffic.find((t) => t.port !== undefined)?.port;
+  // berth serves one process of an app through the proxy: the first role Kamal routes; its port is the app's.
+  const served = traffic.findIndex((t) => t.proxy !== undefined);
+  const port = traffic[served]?.port;
   const processes = Object.fromEntries(
     roles.map((role, i) => {
       const t = traffic[i]!;
-      if (t.port !== undefined && t.port !== port) ctx.note(role.path, `berth's app has one port (${String(port)}): this role's ${t.port} is not carried over`);
       const own = readRole(ctx, role, name);
       const process = appName(role.name);
       if (process !== role.name) ctx.note(role.path, `the process is called ${process}`);
-      return [process, { hosts: role.hosts, ...own.container, ...withEnv(own.env, own.secrets), ...(t.proxy ? { proxy: t.proxy } : {}), healthcheck: t.healthcheck }];
+      const serves = i === served;
+      if (t.proxy !== undefined && !serves) ctx.note(role.path, `berth routes one process of an app (${appName(roles[served]!.name)}): this one runs without a route; an app of its own can route it`);
+      return [process, {
+        hosts: role.hosts,
+        ...own.container,
+        ...withEnv(own.env, own.secrets),
+        ...(own.stopTimeout !== undefined ? { stop_timeout: own.stopTimeout } : {}),
+        ...(serves ? { proxy: t.proxy } : {}),
+        healthcheck: serves || t.proxy === undefined ? t.healthcheck : readiness(ctx, doc),
+      }];
     }),
   );
   return { image, ...(port !== undefined ? { port } : {}), ...rolloutKeys, ...withEnv(env, secrets), ...shared, processes };
 }
 
-function readRole(ctx: MapContext, role: KamalRole, app: string): { env: Doc; secrets: string[]; container: Doc } {
+function readRole(ctx: MapContext, role: KamalRole, app: string): { env: Doc; secrets: string[]; container: Doc; stopTimeout: string | undefined } {
   ctx.rest(role.settings, role.path, ROLE_KEYS, (k) => ROLE_WHY[k] ?? 'not a Kamal role setting berth knows');
   const { env, secrets } = readEnv(ctx, role.settings.env, keyPath(role.path, 'env'), app);
-  return { env, secrets, container: readContainer(ctx, role.settings, role.path, app) };
+  const stopTimeout = ctx.seconds(role.settings.stop_timeout, keyPath(role.path, 'stop_timeout'));
+  return { env, secrets, container: readContainer(ctx, role.settings, role.path, app), stopTimeout };
 }
 
 function withEnv(env: Doc, secrets: string[]): Doc {

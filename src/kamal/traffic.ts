@@ -45,7 +45,7 @@ export function readTraffic(ctx: MapContext, doc: Doc, role: KamalRole): Traffic
 }
 
 /** A role Kamal does not route: berth counts it healthy once it has run for the readiness delay. */
-function readiness(ctx: MapContext, doc: Doc): Doc {
+export function readiness(ctx: MapContext, doc: Doc): Doc {
   return { min_healthy: ctx.seconds(doc.readiness_delay, 'readiness_delay') ?? `${READINESS_DELAY_S}s` };
 }
 

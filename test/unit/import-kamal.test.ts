@@ -128,11 +128,40 @@ servers:
     assert.equal(app.port, 80);
     assert.deepEqual(app.processes, {
       web: { hosts: ['172-1-0-1', '172-1-0-2'], proxy: { port: 80 }, healthcheck: { path: '/up', interval: '1s', timeout: '5s', max_attempts: 30 } },
-      workers: { hosts: ['172-1-0-3', '172-1-0-4'], cmd: 'bin/jobs', labels: { 'my-label': 'workers' }, memory: '2g', cpus: 4, healthcheck: { min_healthy: '7s' } },
+      workers: { hosts: ['172-1-0-3', '172-1-0-4'], cmd: 'bin/jobs', labels: { 'my-label': 'workers' }, memory: '2g', cpus: 4, stop_timeout: '30s', healthcheck: { min_healthy: '7s' } },
     });
-    assert.match(noteAt(r, 'servers.workers.stop_timeout'), /the app's/);
     assert.match(noteAt(r, 'servers.workers.asset_path'), /asset/);
     valid(r); // needs berth's processes (branch processes)
+  });
+
+  test('proxy on two roles (proxy.yml, "Enabling/disabling the proxy on roles"): berth routes one process; the other runs unrouted, noted', () => {
+    const r = run(`service: myapp
+image: my-image
+servers:
+  web:
+    hosts:
+      - 10.0.0.1
+  web2:
+    hosts:
+      - 10.0.0.2
+    proxy:
+      app_port: 8080
+proxy:
+  host: app.example.com
+`);
+    valid(r);
+    const processes = appOf(r).processes as Record<string, Record<string, unknown>>;
+    assert.deepEqual(processes.web!.proxy, { host: 'app.example.com' });
+    assert.equal(processes.web2!.proxy, undefined);
+    assert.deepEqual(processes.web2!.healthcheck, { min_healthy: '7s' });
+    assert.match(noteAt(r, 'servers.web2'), /berth routes one process of an app \(web\)/);
+  });
+
+  test('a role Kamal routes by its own proxy settings (not web): its app_port is the app\'s port', () => {
+    const r = run('service: myapp\nimage: my-image\nservers:\n  api:\n    hosts: [ 10.0.0.1 ]\n    proxy:\n      app_port: 8080\n  workers:\n    hosts: [ 10.0.0.2 ]\n');
+    valid(r);
+    assert.equal(appOf(r).port, 8080);
+    assert.deepEqual((appOf(r).processes as Record<string, Record<string, unknown>>).api!.proxy, { port: 80 });
   });
 
   test('a single role that Kamal does not route is a process too (no HTTP check it never had)', () => {
