@@ -61,7 +61,7 @@ function readAccessory({ ctx, hosts, roles, registries, service }: AccessoryCont
   list(s.files).forEach((_, i) => ctx.note(indexPath(keyPath(path, 'files'), i), 'berth copies no files to hosts: build them into the image or put them on a volume'));
   const directories = list(s.directories).flatMap((d, i): Array<[string, string]> => {
     const at = indexPath(keyPath(path, 'directories'), i);
-    const volume = directory(ctx, d, at);
+    const volume = directory(ctx, d, at, name);
     return volume === undefined ? [] : [[volume, at]];
   });
   const container = readContainer(ctx, s, path, name, directories);
@@ -82,17 +82,19 @@ function readAccessory({ ctx, hosts, roles, registries, service }: AccessoryCont
 
 /**
  * A Kamal directory (`mysql-data:/var/lib/mysql`, or `{local, remote}`): Kamal creates the
- * host directory under the accessory's own; a relative one becomes a named volume of berth.
+ * host directory under the accessory's own; a relative one becomes a named volume of berth,
+ * named after the app as that directory was, so two accessories' `data` stay apart.
  */
-function directory(ctx: MapContext, value: unknown, path: string): string | undefined {
+function directory(ctx: MapContext, value: unknown, path: string, app: string): string | undefined {
   const d = isMap(value) ? value : null;
-  const spec = d ? `${String(d.local)}:${String(d.remote)}` : ctx.plain(value, path);
+  const spec = d ? `${String(d.local)}:${String(d.remote)}${typeof d.options === 'string' ? `:${d.options}` : ''}` : ctx.plain(value, path);
   if (spec === undefined) return undefined;
-  const options = d && typeof d.options === 'string' ? `:${d.options}` : '';
-  const local = spec.split(':')[0] ?? '';
   if (d && (d.mode !== undefined || d.owner !== undefined)) ctx.note(path, 'berth sets no mode or owner on a volume: the image (or its entrypoint) must');
-  if (!local.startsWith('/')) ctx.note(path, `now the named volume ${local}: Kamal kept it in the host directory ~/<service>/${local}; move its data over`);
-  return volumeOf(ctx, spec + options, path);
+  const [local = '', ...rest] = spec.split(':');
+  if (local.startsWith('/')) return volumeOf(ctx, spec, path);
+  const volume = `${app}-${local.replace(/[^A-Za-z0-9_.-]+/g, '-')}`;
+  ctx.note(path, `now the named volume ${volume}: Kamal kept it in the host directory ~/<service>/${local}; move its data over`);
+  return volumeOf(ctx, [volume, ...rest].join(':'), path);
 }
 
 /** A berth app name from a Kamal service name (`MyApp_db` -> `myapp-db`). */

@@ -69,7 +69,10 @@ function kamal2(ctx: MapContext, doc: Doc, role: KamalRole, proxied: boolean): T
     if (prefixes.length > 1) ctx.note(at('path_prefix'), `berth routes one path prefix per app: only ${prefixes[0]} is routed`);
     if (p.strip_path_prefix !== false) ctx.note(at('path_prefix'), `kamal-proxy strips the prefix before forwarding; berth forwards the path as it came (${prefixes[0]}/…): the app must serve under it`);
   }
-  if (p.ssl === true) route.tls = true;
+  if (p.ssl === true) {
+    route.tls = true;
+    ctx.note(at('ssl'), "berth orders one certificate for the whole fleet over ACME (HTTP-01 answered on port 80 of every host; Let's Encrypt unless acme.directory says otherwise)");
+  }
   else if (isMap(p.ssl)) {
     route.tls = { certificate: ctx.plain(p.ssl.certificate_pem, keyPath(at('ssl'), 'certificate_pem')), private_key: ctx.plain(p.ssl.private_key_pem, keyPath(at('ssl'), 'private_key_pem')) };
     ctx.note(at('ssl'), "the PEM values are read from the app's secrets file under these names");

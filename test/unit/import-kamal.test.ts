@@ -347,7 +347,7 @@ describe('import-kamal: accessories', () => {
       secrets: ['MYSQL_ROOT_PASSWORD'],
       cmd: 'bin/mysqld',
       labels: { app: 'myapp' },
-      volumes: ['mysql-logs:/var/log/mysql', 'mysql-data:/var/lib/mysql'],
+      volumes: ['mysql-mysql-logs:/var/log/mysql', 'mysql-mysql-data:/var/lib/mysql'],
       cpus: 2,
       processes: { mysql: { hosts: ['mysql-db1'], healthcheck: { min_healthy: '7s' } } },
     });
@@ -358,6 +358,7 @@ describe('import-kamal: accessories', () => {
     assert.match(noteAt(r, 'accessories.mysql.files[0]'), /copies no files/);
     assert.match(noteAt(r, 'accessories.mysql.options.restart'), /restarts or replaces/);
     assert.match(noteAt(r, 'accessories.mysql.volumes[0]'), /\/var\/log\/mysql is mounted twice/);
+    assert.match(noteAt(r, 'accessories.mysql.directories[1]'), /now the named volume mysql-mysql-data/);
     noteAt(r, 'accessories.mysql.network');
     valid(r); // needs berth's processes (branch processes)
   });
