@@ -16,6 +16,8 @@ const HELP = `berth ${BERTH_VERSION} — reconciling zero-downtime deploys for D
 Usage:
   berth daemon                          run the controller (BERTH_CONFIG, BERTH_DB, BERTH_LISTEN, BERTH_TOKEN)
   berth check-config FILE               validate a config file completely without connecting to any host
+  berth import-kamal PATH [-d DESTINATION]
+                                        print a berth config made from a Kamal config/deploy.yml; on stderr what did not carry over
   berth deploy APP VERSION [--wait [--timeout D]]
                                         ask for VERSION; --wait follows the rollout host by host
   berth status [APP]                    phase, revisions, per-host view; maintenance, pause, last failure
@@ -68,6 +70,16 @@ const COMMANDS: Record<string, CommandSpec> = {
     usage: 'berth check-config FILE [--json]\n  validates a config file completely, connecting to nothing: exit 0, or every issue with its key path and exit 1 (for CI pipelines)',
     args: { required: ['FILE'], optional: [] },
     options: JSON_OPT,
+  },
+  'import-kamal': {
+    usage: [
+      'berth import-kamal PATH [-d | --destination DESTINATION]',
+      '  reads a Kamal 1 or 2 config (PATH: the project directory, or its config/deploy.yml; with -d also config/deploy.DESTINATION.yml,',
+      '  merged over it as Kamal does, and the hooks in .kamal/hooks) and prints a berth config on stdout. stderr lists every Kamal key',
+      '  that does not carry over, as `key.path: why`. ERB is reported, never run. Exit 0; 1 when the config cannot be read or parsed.',
+    ].join('\n'),
+    args: { required: ['PATH'], optional: [] },
+    options: { destination: { type: 'string', short: 'd' } },
   },
   deploy: {
     usage: `berth deploy APP VERSION [--wait [--timeout D]] [--json]\n  ask for VERSION as a new revision${WAIT_HELP}`,
@@ -133,7 +145,8 @@ const HELP_OPTION: Record<string, OptionSpec> = { help: { type: 'boolean', short
 /** One command's usage (`berth deploy --help`). */
 function commandHelp(command: string): string {
   const spec = COMMANDS[command]!;
-  const opts = command === 'daemon' ? '' : '\n\n--json prints the API\'s JSON; client env: BERTH_URL, BERTH_TOKEN (default: data/token next to BERTH_DB).';
+  // Commands that talk to no daemon have no client settings to explain.
+  const opts = ['daemon', 'check-config', 'import-kamal'].includes(command) ? '' : '\n\n--json prints the API\'s JSON; client env: BERTH_URL, BERTH_TOKEN (default: data/token next to BERTH_DB).';
   return `Usage: ${spec.usage}${opts}`;
 }
 
@@ -381,6 +394,20 @@ async function checkConfig(file: string, json: boolean): Promise<number> {
   }
 }
 
+/** `berth import-kamal PATH [-d DESTINATION]`: the config on stdout, the notes on stderr (src/kamal). */
+async function importKamalCommand(path: string, destination: string | undefined): Promise<number> {
+  const { readKamalSource } = await import('../kamal/source.js');
+  const { importKamal } = await import('../kamal/import.js');
+  const imported = importKamal(readKamalSource(path, destination ?? null));
+  process.stdout.write(imported.yaml);
+  for (const note of imported.notes) console.error(`${note.path}: ${note.message}`);
+  if (imported.issues.length > 0) {
+    console.error('berth: the printed config does not pass `berth check-config` yet:');
+    for (const issue of imported.issues) console.error(`  ${issue.path}: ${issue.message}`);
+  }
+  return EXIT.ok;
+}
+
 /** `--timeout D` in ms (undefined without it); a bad or zero duration is a usage mistake. */
 function waitTimeout(command: string, value: string | undefined, wait: boolean): number | undefined {
   if (value === undefined) return undefined;
@@ -441,6 +468,7 @@ async function main(argv: string[]): Promise<number> {
     return -1;
   }
   if (command === 'check-config') return checkConfig(rest[0]!, json);
+  if (command === 'import-kamal') return importKamalCommand(rest[0]!, flags.get('destination'));
   const client = new BerthClient();
   const needApp = () => encodeURIComponent(rest[0]!);
   switch (command) {

@@ -94,7 +94,10 @@ export type CliErrorCode = 'USAGE' | 'DAEMON_UNREACHABLE' | 'HTTP_ERROR' | 'NOT_
 /** Certificates (src/tls): an ACME order that failed, a given certificate that cannot be used. */
 export type TlsErrorCode = 'ACME_ORDER_FAILED' | 'CERTIFICATE_INVALID';
 
-export type ErrorCode = HostErrorCode | StoreErrorCode | ProxyErrorCode | StepErrorCode | RequestErrorCode | CliErrorCode | TlsErrorCode;
+/** `berth import-kamal` (src/kamal): a Kamal file that cannot be read, or is not YAML of the shape Kamal reads. */
+export type KamalErrorCode = 'KAMAL_CONFIG_UNREADABLE' | 'KAMAL_CONFIG_INVALID';
+
+export type ErrorCode = HostErrorCode | StoreErrorCode | ProxyErrorCode | StepErrorCode | RequestErrorCode | CliErrorCode | TlsErrorCode | KamalErrorCode;
 
 /** Base of every error berth raises on purpose: a stable machine-readable `code`. */
 export class BerthError extends Error {
@@ -187,6 +190,18 @@ export class TlsError extends BerthError {
   constructor(
     code: TlsErrorCode,
     readonly hostName: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}
+
+/** A Kamal config `berth import-kamal` cannot read at all (what it can read but not map is a note, not an error). */
+export class KamalImportError extends BerthError {
+  constructor(
+    code: KamalErrorCode,
+    readonly file: string,
     message: string,
     options?: { cause?: unknown },
   ) {

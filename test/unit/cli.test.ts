@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BERTH_VERSION } from '../../src/version.js';
@@ -480,5 +480,43 @@ describe('berth CLI', () => {
     const withRegistry = join(dir.path, 'registry.yml');
     writeFileSync(withRegistry, 'registries:\n  ghcr.io: { username: ci-bot, password: GHCR_TOKEN }\n');
     assert.equal(ok(await berth('check-config', withRegistry)), `${withRegistry}: valid (0 hosts, 0 apps)\n`);
+  });
+
+  test('check-config connects to nothing and reads no key, known_hosts or secrets file: a host whose SSH port listens gets no connection', async () => {
+    let connections = 0;
+    const sshd = net.createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => sshd.listen(0, '127.0.0.1', resolve));
+    const { port } = sshd.address() as AddressInfo;
+    const file = join(dir.path, 'listening.yml');
+    writeFileSync(file, `hosts:\n  h1: { address: 127.0.0.1, port: ${port}, ssh_key: /nonexistent/key, known_hosts: /nonexistent/known_hosts }\napps:\n  web: { image: x, hosts: [h1], secrets: [DB_URL] }\n`);
+    try {
+      assert.equal(ok(await berth('check-config', file)), `${file}: valid (1 host, 1 app)\n`);
+    } finally {
+      await new Promise((resolve) => sshd.close(resolve));
+    }
+    assert.equal(connections, 0);
+  });
+
+  test('import-kamal: the config on stdout passes check-config, each note on stderr is `key.path: why`; exit 1 when the file cannot be read, 2 without PATH', async () => {
+    const project = join(dir.path, 'kamal');
+    mkdirSync(join(project, 'config'), { recursive: true });
+    writeFileSync(join(project, 'config', 'deploy.yml'), 'service: shop\nimage: shop\nservers: [ 10.0.0.1 ]\nbuilder:\n  arch: amd64\nregistry:\n  server: ghcr.io\n  username: ci\n  password: [ KAMAL_REGISTRY_PASSWORD ]\n');
+    writeFileSync(join(project, 'config', 'deploy.staging.yml'), 'servers: [ 10.1.0.1, 10.1.0.2 ]\n');
+    const r = await berth('import-kamal', project, '-d', 'staging');
+    const file = join(dir.path, 'imported.yml');
+    writeFileSync(file, ok(r));
+    assert.equal(ok(await berth('check-config', file)), `${file}: valid (2 hosts, 1 app)\n`);
+    const notes = r.stderr.trimEnd().split('\n');
+    assert.ok(notes.every((l) => /^[^\s:]+(:\d+)?: \S/.test(l)), r.stderr);
+    assert.ok(notes.includes('builder: berth deploys images you have built: build and push them (CI), then `berth deploy APP TAG`'), r.stderr);
+    assert.ok(!r.stderr.includes('does not pass'), r.stderr);
+    const missing = await berth('import-kamal', join(dir.path, 'nowhere'));
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stdout, '');
+    assert.equal(missing.stderr, `berth: cannot read ${join(dir.path, 'nowhere')}: no such file\n`);
+    assert.equal((await berth('import-kamal')).code, 2, 'PATH is required');
   });
 });
