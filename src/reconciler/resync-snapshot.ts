@@ -1,5 +1,6 @@
 import type { ProxyRouteSpec } from '../domain/app-spec.js';
 import type { HostDriver, ObservedContainer } from '../hosts/host-driver.js';
+import { Slots } from '../proxy/slots.js';
 import type { RouteState, TrafficSwitch } from '../proxy/traffic.js';
 
 /**
@@ -23,6 +24,14 @@ import type { RouteState, TrafficSwitch } from '../proxy/traffic.js';
  * - an entry older than `maxAgeMs` is not used.
  * A dropped or used entry means the pass lists for itself, as it always did.
  */
+/**
+ * Host reads of a snapshot in flight at once. All at once, 1,000 hosts' listings came back
+ * together and their decoding held the event loop for ~300 ms: an API request made just
+ * after a resync of 10,000 apps waited that long for its answer (bench/scale-10k.ts). In
+ * the order the apps' passes need them, a few at a time, the loop turns between them.
+ */
+const SNAPSHOT_READS_IN_FLIGHT = 32;
+
 export interface SnapshotEntry {
   containers: Promise<ObservedContainer[]>;
   /** The app's route on the host's proxy as read with the snapshot; null: the pass reads it itself. */
@@ -75,11 +84,14 @@ export class ResyncSnapshot {
         users.set(host, u);
       }
     }
+    const slots = new Slots(SNAPSHOT_READS_IN_FLIGHT);
+    const readRoutes = this.o.traffic.observeRoutes?.bind(this.o.traffic);
+    // `users` holds the hosts in the order the apps (and so their passes) first need them.
     for (const [host, u] of users) {
       const driver = this.o.drivers.get(host);
       if (!driver || skip.host(host)) continue;
-      const containers = driver.listContainers();
-      const routes = u.routed && this.o.traffic.observeRoutes ? this.o.traffic.observeRoutes(host) : null;
+      const containers = slots.run(() => driver.listContainers());
+      const routes = u.routed && readRoutes ? slots.run(() => readRoutes(host)) : null;
       // A failed read is the pass's to report (it awaits the promise); none is left unhandled meanwhile.
       containers.catch(() => {});
       routes?.catch(() => {});
