@@ -17,6 +17,8 @@ const needsBed = (layer) => layer !== 'unit';
 const required = process.env.BERTH_TESTBED_REQUIRED === '1';
 const testbed = join(root, 'test', 'hosts', 'testbed');
 const hostCount = process.env.BERTH_TESTBED_HOSTS ?? '3';
+/** The whole run normally takes ~17 min here (unit layer ~3); CI allows 90. */
+const SUITE_TIMEOUT_MS = 50 * 60_000;
 
 function files(dir) {
   if (!existsSync(dir)) return [];
@@ -64,14 +66,20 @@ if (layers.some(needsBed)) {
 
 if (!failed && selected.length > 0) {
   console.error(`[berth] running ${selected.length} test files`);
-  // One runner invocation so its closing summary counts the whole suite. --test-force-exit:
-  // a file whose failed test left a handle open (a controller still running) ends when its
-  // tests have, instead of holding the suite until CI's time limit (seen once).
+  // One runner invocation so its closing summary counts the whole suite. Not
+  // --test-force-exit: under process isolation it drops a file's last results before the
+  // runner reads them, at exit 0 (nodejs/node#64833; seen here: a run counted 1,371 of
+  // 1,385 tests, a schema-drift suite cut off mid-way). A file whose failed test leaves a
+  // handle open (a controller still running) would then hold the suite: the time limit
+  // below ends it, loudly, instead of CI's.
   const res = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', '--test-reporter=spec', ...selected.map((t) => relative(root, t))],
-    { cwd: root, stdio: 'inherit' },
+    ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...selected.map((t) => relative(root, t))],
+    { cwd: root, stdio: 'inherit', timeout: SUITE_TIMEOUT_MS, killSignal: 'SIGKILL' },
   );
+  if (res.error?.code === 'ETIMEDOUT') {
+    console.error(`[berth] FAIL: the suite did not finish within ${SUITE_TIMEOUT_MS / 60_000} min (a test that left a handle open keeps its file running: the last file above)`);
+  }
   if (res.status !== 0) failed = true;
 }
 if (bedUp && process.env.BERTH_TESTBED_KEEP !== '1') {
