@@ -49,7 +49,9 @@ export type StoreErrorCode =
   | 'MIGRATIONS_INVALID'
   | 'MIGRATION_FAILED'
   | 'INVALID_ROLLOUT'
-  | 'INVALID_STEP';
+  | 'INVALID_STEP'
+  | 'DB_UNAVAILABLE'
+  | 'NOT_LEADER';
 
 export type ProxyErrorCode = 'PROXY_ADMIN_ERROR' | 'PROXY_NOT_READY';
 

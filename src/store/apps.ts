@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlStatement } from './sql.js';
 import type { AppSpec, ProxyRouteSpec, RoutedApp } from '../domain/app-spec.js';
 import { NotFoundError } from '../domain/errors.js';
 import type { StoreContext } from './context.js';
@@ -30,22 +30,22 @@ function toApp(r: AppRow): StoredApp {
 }
 
 export class AppsRepo {
-  private readonly get: Database.Statement;
-  private readonly all: Database.Statement;
-  private readonly page: Database.Statement;
-  private readonly routed: Database.Statement;
-  private readonly insert: Database.Statement;
-  private readonly updateSpec: Database.Statement;
-  private readonly updatePaused: Database.Statement;
-  private readonly updateMaintenance: Database.Statement;
-  private readonly updateDeleting: Database.Statement;
-  private readonly remove: Database.Statement;
+  private readonly get: SqlStatement;
+  private readonly all: SqlStatement;
+  private readonly page: SqlStatement;
+  private readonly routed: SqlStatement;
+  private readonly insert: SqlStatement;
+  private readonly updateSpec: SqlStatement;
+  private readonly updatePaused: SqlStatement;
+  private readonly updateMaintenance: SqlStatement;
+  private readonly updateDeleting: SqlStatement;
+  private readonly remove: SqlStatement;
 
   constructor(
     private readonly ctx: StoreContext,
     private readonly events: EventsRepo,
   ) {
-    const db = ctx.db;
+    const db = ctx.sql;
     const cols = 'name, spec, paused, maintenance, deleting_since, created_at, updated_at';
     this.get = db.prepare(`SELECT ${cols} FROM apps WHERE name = ?`);
     this.all = db.prepare(`SELECT ${cols} FROM apps ORDER BY name`);
@@ -120,7 +120,7 @@ export class AppsRepo {
     const apps: StoredApp[] = [];
     let bytes = 0;
     let more = false;
-    for (const row of this.page.iterate(opts.after ?? '', limit + 1) as IterableIterator<AppRow>) {
+    for (const row of this.page.all(opts.after ?? '', limit + 1) as AppRow[]) {
       if (apps.length === limit || bytes >= PAGE_SPEC_BYTES) {
         more = true;
         break;

@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlDatabase } from './sql.js';
 import type { StoreContext } from './context.js';
 
 /** A certificate berth ordered over ACME for one host name (the whole fleet shares it). */
@@ -49,7 +49,7 @@ export class CertificatesRepo {
 
   /** Prepared on first use: a store opened on older migrations (tests of migrations) has no such tables. */
   private get q(): ReturnType<typeof prepare> {
-    return (this.statements ??= prepare(this.ctx.db));
+    return (this.statements ??= prepare(this.ctx.sql));
   }
 
   get(hostName: string): StoredCertificate | null {
@@ -80,7 +80,7 @@ export class CertificatesRepo {
   }
 }
 
-function prepare(db: Database.Database) {
+function prepare(db: SqlDatabase) {
   const cols = 'host_name, certificate, private_key, serial, not_after, issued_at, renew_before_ms';
   return {
     upsert: db.prepare(

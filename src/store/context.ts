@@ -1,20 +1,35 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
-import type Database from 'better-sqlite3';
 import type { BerthEvent } from '../domain/release.js';
+import type { Durability, SqlDatabase } from './sql.js';
 
 export type EventListener = (event: BerthEvent) => void;
+
+/**
+ * A check run first inside every write transaction made on a leader's behalf: it throws
+ * (StoreError NOT_LEADER) once another daemon holds a newer lease epoch, so the write
+ * rolls back (src/cluster/lease.ts).
+ */
+export type WriteFence = () => void;
+
+const fences = new AsyncLocalStorage<WriteFence>();
+
+/** Runs `fn` (and everything it awaits) with every store write it makes fenced by `fence`. */
+export function runFenced<T>(fence: WriteFence, fn: () => T): T {
+  return fences.run(fence, fn);
+}
 
 function defaultListenerError(err: unknown): void {
   process.emitWarning(`berth store event subscriber threw: ${(err as Error | null)?.stack ?? String(err)}`);
 }
 
 /**
- * What the repositories share: the connection, the clock, and the write path.
+ * What the repositories share: the database, the clock, and the write path.
  *
- * `write(fn)` runs `fn` in ONE `BEGIN IMMEDIATE` transaction (so concurrent
- * writers, even in other processes, serialise on the write lock before they read
- * what they are about to change). `fn` must be synchronous: better-sqlite3 refuses
- * a function that returns a promise, so a transaction can never span an await.
+ * `write(fn)` runs `fn` in ONE write transaction (SqlDatabase.writeTransaction: concurrent
+ * writers, even in other processes, serialise before they read what they are about to
+ * change). `fn` must be synchronous, so a transaction can never span an await. Inside
+ * `runFenced`, the fence is checked first in the transaction.
  * A `write` inside another `write` joins the outer transaction (no savepoint): if
  * it throws, the whole outer transaction rolls back unless the caller catches.
  *
@@ -25,14 +40,12 @@ export class StoreContext {
   private depth = 0;
   private pending: BerthEvent[] = [];
   private readonly bus = new EventEmitter();
-  private readonly runInTx: Database.Transaction<(fn: () => unknown) => unknown>;
 
   constructor(
-    readonly db: Database.Database,
+    readonly sql: SqlDatabase,
     private readonly clock: () => Date,
     private readonly onListenerError: (err: unknown) => void = defaultListenerError,
   ) {
-    this.runInTx = db.transaction((fn: () => unknown) => fn());
     // Every SSE client subscribes; there is no leak to warn about.
     this.bus.setMaxListeners(0);
   }
@@ -41,12 +54,21 @@ export class StoreContext {
     return this.clock().toISOString();
   }
 
-  write<T>(fn: () => T): T {
+  write<T>(fn: () => T, durability: Durability = 'durable'): T {
     if (this.depth > 0) return fn();
+    const fence = fences.getStore();
     this.depth++;
     let result: T;
     try {
-      result = this.runInTx.immediate(fn) as T;
+      result = this.sql.writeTransaction(
+        fence
+          ? () => {
+              fence();
+              return fn();
+            }
+          : fn,
+        durability,
+      );
     } catch (err) {
       this.pending = [];
       throw err;
@@ -55,25 +77,23 @@ export class StoreContext {
     }
     const committed = this.pending;
     this.pending = [];
-    for (const ev of committed) this.bus.emit('event', ev);
+    for (const ev of committed) this.emit(ev);
     return result;
+  }
+
+  /** Delivers an event to the subscribers (after its commit; or one another daemon committed: follow.ts). */
+  emit(event: BerthEvent): void {
+    this.bus.emit('event', event);
   }
 
   /**
    * `write`, for what the controller observed and would observe again after a power loss
    * (status, rollout records, step events, host status): committed without waiting for
-   * the disk (`synchronous=NORMAL`; in WAL mode the commit is atomic and survives a crash
-   * of berth, and the next `write`'s fsync makes it durable too). Inside another
+   * the disk (Durability `observed`, sql.ts). Inside another
    * transaction it joins that one, and that one's durability. docs/design.md ("The store").
    */
   writeObserved<T>(fn: () => T): T {
-    if (this.depth > 0) return fn();
-    this.db.pragma('synchronous = NORMAL');
-    try {
-      return this.write(fn);
-    } finally {
-      this.db.pragma('synchronous = FULL');
-    }
+    return this.write(fn, 'observed');
   }
 
   /** Queue an event for delivery once the current transaction commits. */

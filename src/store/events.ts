@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlStatement } from './sql.js';
 import type { BerthEvent } from '../domain/release.js';
 import type { EventListener, StoreContext } from './context.js';
 import { clampLimit } from './limits.js';
@@ -35,18 +35,18 @@ function toEvent(r: EventRow): BerthEvent {
  * (the global stream), not "events without an app".
  */
 export class EventsRepo {
-  private readonly insert: Database.Statement;
-  private readonly ascAll: Database.Statement;
-  private readonly ascApp: Database.Statement;
-  private readonly descAll: Database.Statement;
-  private readonly descApp: Database.Statement;
-  private readonly maxAll: Database.Statement;
-  private readonly maxApp: Database.Statement;
-  private readonly newestTyped: Database.Statement;
-  private readonly typedOfRevision: Database.Statement;
+  private readonly insert: SqlStatement;
+  private readonly ascAll: SqlStatement;
+  private readonly ascApp: SqlStatement;
+  private readonly descAll: SqlStatement;
+  private readonly descApp: SqlStatement;
+  private readonly maxAll: SqlStatement;
+  private readonly maxApp: SqlStatement;
+  private readonly newestTyped: SqlStatement;
+  private readonly typedOfRevision: SqlStatement;
 
   constructor(private readonly ctx: StoreContext) {
-    const db = ctx.db;
+    const db = ctx.sql;
     this.insert = db.prepare(
       `INSERT INTO events (app, host, revision, type, message, actor, created_at)
        VALUES (@app, @host, @revision, @type, @message, @actor, @createdAt) RETURNING ${COLUMNS}`,

@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlStatement } from './sql.js';
 import type { StoreContext } from './context.js';
 import type { HostReachability, HostReachabilityInput } from './types.js';
 
@@ -22,13 +22,13 @@ function toHost(r: HostRow): HostReachability {
 
 /** Last reachability check per host (GET /v1/hosts). */
 export class HostsStatusRepo {
-  private readonly upsertStmt: Database.Statement;
-  private readonly one: Database.Statement;
-  private readonly all: Database.Statement;
-  private readonly remove: Database.Statement;
+  private readonly upsertStmt: SqlStatement;
+  private readonly one: SqlStatement;
+  private readonly all: SqlStatement;
+  private readonly remove: SqlStatement;
 
   constructor(private readonly ctx: StoreContext) {
-    const db = ctx.db;
+    const db = ctx.sql;
     const cols = 'host, up, docker_version, last_error, checked_at';
     this.upsertStmt = db.prepare(
       `INSERT INTO hosts_status (${cols}) VALUES (@host, @up, @dockerVersion, @lastError, @checkedAt)

@@ -4,6 +4,7 @@ import { BerthError, StoreError } from '../domain/errors.js';
 import { createPrivateFile, ensurePrivateDir, octal, tightenFile } from './files.js';
 import { acquireDbLock, type DbLock } from './lock.js';
 import { migrate } from './migrate.js';
+import { SqliteDatabase } from './sqlite.js';
 import { Store, type StoreOptions } from './store.js';
 
 export interface OpenStoreOptions extends StoreOptions {
@@ -110,7 +111,7 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
       throw new StoreError('DB_OPEN_FAILED', `cannot open database ${path}: ${(err as Error).message}`, { cause: err });
     }
     migrate(db, { ...(opts.migrationsDir !== undefined ? { dir: opts.migrationsDir } : {}) });
-    return new Store(db, path, lock, {
+    return new Store(new SqliteDatabase(db), path, lock, {
       ...(opts.clock ? { clock: opts.clock } : {}),
       ...(opts.onListenerError ? { onListenerError: opts.onListenerError } : {}),
       ...(opts.onInvalidRollout ? { onInvalidRollout: opts.onInvalidRollout } : {}),

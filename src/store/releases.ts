@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlStatement } from './sql.js';
 import type { AppSpec } from '../domain/app-spec.js';
 import { ConflictError, NotFoundError } from '../domain/errors.js';
 import type { Release, ReleaseReason } from '../domain/release.js';
@@ -47,28 +47,28 @@ export interface PruneOptions {
 }
 
 export class ReleasesRepo {
-  private readonly appSpec: Database.Statement;
-  private readonly maxRevision: Database.Statement;
-  private readonly insert: Database.Statement;
-  private readonly insertSpec: Database.Statement;
-  private readonly page: Database.Statement;
-  private readonly one: Database.Statement;
-  private readonly latest: Database.Statement;
-  private readonly latestSummaryStmt: Database.Statement;
-  private readonly byVersion: Database.Statement;
-  private readonly rollbackTargetStmt: Database.Statement;
-  private readonly complete: Database.Statement;
-  private readonly rollbackTargetRevision: Database.Statement;
-  private readonly pruneBoundary: Database.Statement;
-  private readonly pruneCandidates: Database.Statement;
-  private readonly inUse: Database.Statement;
-  private readonly remove: Database.Statement;
+  private readonly appSpec: SqlStatement;
+  private readonly maxRevision: SqlStatement;
+  private readonly insert: SqlStatement;
+  private readonly insertSpec: SqlStatement;
+  private readonly page: SqlStatement;
+  private readonly one: SqlStatement;
+  private readonly latest: SqlStatement;
+  private readonly latestSummaryStmt: SqlStatement;
+  private readonly byVersion: SqlStatement;
+  private readonly rollbackTargetStmt: SqlStatement;
+  private readonly complete: SqlStatement;
+  private readonly rollbackTargetRevision: SqlStatement;
+  private readonly pruneBoundary: SqlStatement;
+  private readonly pruneCandidates: SqlStatement;
+  private readonly inUse: SqlStatement;
+  private readonly remove: SqlStatement;
 
   constructor(
     private readonly ctx: StoreContext,
     private readonly events: EventsRepo,
   ) {
-    const db = ctx.db;
+    const db = ctx.sql;
     this.appSpec = db.prepare('SELECT spec FROM apps WHERE name = ?').pluck();
     this.maxRevision = db.prepare('SELECT coalesce(max(revision), 0) FROM releases WHERE app = ?').pluck();
     this.insertSpec = db.prepare('INSERT INTO specs (digest, spec) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING');

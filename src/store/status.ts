@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlStatement } from './sql.js';
 import { NotFoundError, StoreError } from '../domain/errors.js';
 import type { AppPhase, AppStatus, Condition, HostStatus } from '../domain/release.js';
 import { rolloutRecordProblem, type RolloutRecord } from '../domain/rollout.js';
@@ -52,19 +52,19 @@ function isForeignKeyError(err: unknown): boolean {
 
 /** Status and rollout record: written only by the controller. */
 export class StatusRepo {
-  private readonly upsertStatus: Database.Statement;
-  private readonly oneStatus: Database.Statement;
-  private readonly allStatus: Database.Statement;
-  private readonly oneRollout: Database.Statement;
-  private readonly upsertRollout: Database.Statement;
-  private readonly removeRollout: Database.Statement;
+  private readonly upsertStatus: SqlStatement;
+  private readonly oneStatus: SqlStatement;
+  private readonly allStatus: SqlStatement;
+  private readonly oneRollout: SqlStatement;
+  private readonly upsertRollout: SqlStatement;
+  private readonly removeRollout: SqlStatement;
 
   constructor(
     private readonly ctx: StoreContext,
     private readonly events: EventsRepo,
     private readonly onInvalidRollout: InvalidRolloutReporter = defaultInvalidRollout,
   ) {
-    const db = ctx.db;
+    const db = ctx.sql;
     const cols = 'app, phase, observed_revision, conditions, hosts, updated_at';
     this.upsertStatus = db.prepare(
       `INSERT INTO status (${cols}) VALUES (@app, @phase, @observedRevision, @conditions, @hosts, @updatedAt)

@@ -5,8 +5,10 @@ import { StoreContext } from './context.js';
 import { EventsRepo } from './events.js';
 import { HostsStatusRepo } from './hosts-status.js';
 import type { DbLock } from './lock.js';
-import { schemaVersion } from './migrate.js';
+import type { BerthEvent } from '../domain/release.js';
 import { ReleasesRepo } from './releases.js';
+import type { SqlDatabase } from './sql.js';
+import { SqliteDatabase } from './sqlite.js';
 import { StatusRepo, type InvalidRolloutReporter } from './status.js';
 
 export interface StoreOptions {
@@ -19,9 +21,9 @@ export interface StoreOptions {
 }
 
 /**
- * The berth database: one object with a repository per concept. Every method is
- * synchronous; every write is one transaction (see StoreContext.write). Build it
- * with `openStore` (src/store/open.ts).
+ * The berth database: one object with a repository per concept, on SQLite or
+ * PostgreSQL (sql.ts). Every method is synchronous; every write is one transaction
+ * (see StoreContext.write). Build it with `openStore` (src/store/open.ts).
  */
 export class Store {
   readonly apps: AppsRepo;
@@ -31,24 +33,33 @@ export class Store {
   readonly hostsStatus: HostsStatusRepo;
   readonly certificates: CertificatesRepo;
   private readonly ctx: StoreContext;
-  private readonly pingStmt: Database.Statement;
   private closed = false;
 
   constructor(
-    /** The connection, for tests and diagnostics; application code goes through the repositories. */
-    readonly db: Database.Database,
+    /** The database, for the store's own machinery and tests; application code goes through the repositories. */
+    readonly sql: SqlDatabase,
+    /** The SQLite file, or the PostgreSQL URL without its password. */
     readonly path: string,
     private readonly lock: DbLock | null,
     opts: StoreOptions = {},
   ) {
-    this.ctx = new StoreContext(db, opts.clock ?? (() => new Date()), opts.onListenerError);
+    this.ctx = new StoreContext(sql, opts.clock ?? (() => new Date()), opts.onListenerError);
     this.events = new EventsRepo(this.ctx);
     this.apps = new AppsRepo(this.ctx, this.events);
     this.releases = new ReleasesRepo(this.ctx, this.events);
     this.status = new StatusRepo(this.ctx, this.events, opts.onInvalidRollout);
     this.hostsStatus = new HostsStatusRepo(this.ctx);
     this.certificates = new CertificatesRepo(this.ctx);
-    this.pingStmt = db.prepare('SELECT 1').pluck();
+  }
+
+  /** The SQLite connection (tests and diagnostics of a SQLite store only). */
+  get db(): Database.Database {
+    if (this.sql instanceof SqliteDatabase) return this.sql.raw;
+    throw new TypeError(`store ${this.path} is not a SQLite database`);
+  }
+
+  get engine(): SqlDatabase['engine'] {
+    return this.sql.engine;
   }
 
   /**
@@ -66,21 +77,21 @@ export class Store {
   }
 
   get schemaVersion(): number {
-    return schemaVersion(this.db);
+    return this.sql.schemaVersion();
   }
 
   get isOpen(): boolean {
-    return !this.closed && this.db.open;
+    return !this.closed && this.sql.isOpen;
   }
 
   /** For /readyz: the database answers a query. */
   ping(): boolean {
-    if (!this.isOpen) return false;
-    try {
-      return this.pingStmt.get() === 1;
-    } catch {
-      return false;
-    }
+    return this.isOpen && this.sql.ping();
+  }
+
+  /** Delivers an event another daemon committed to this store's subscribers (follow.ts). */
+  deliver(event: BerthEvent): void {
+    this.ctx.emit(event);
   }
 
   /** Closes the database and releases the daemon lock. Idempotent. */
@@ -89,8 +100,7 @@ export class Store {
     this.closed = true;
     this.ctx.removeAllListeners();
     try {
-      // Closing the last connection checkpoints the WAL into the main file and removes it.
-      if (this.db.open) this.db.close();
+      this.sql.close();
     } finally {
       this.lock?.release();
     }
