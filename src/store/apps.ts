@@ -54,11 +54,18 @@ export class AppsRepo {
     // of KB) in JavaScript made a PUT at 1,000 apps cost 15-60 ms (docs/benchmarks.md, "History").
     // An app with processes routes through the one process that has a proxy, on that process's hosts (domain/processes.ts, routedApp).
     const serving = `(SELECT p.value FROM json_each(spec, '$.processes') p WHERE json_extract(p.value, '$.proxy') IS NOT NULL LIMIT 1)`;
-    this.routed = db.prepare(
-      `SELECT name, COALESCE(json_extract(${serving}, '$.hosts'), json_extract(spec, '$.hosts')) AS hosts,
+    // (PostgreSQL: a JSON null is not SQL NULL; at most one process has a proxy, so jsonb's key order does not matter.)
+    const pgServing = `(SELECT p.value FROM jsonb_each(spec::jsonb -> 'processes') p WHERE NULLIF(p.value -> 'proxy', 'null') IS NOT NULL LIMIT 1)`;
+    this.routed = db.prepare({
+      sqlite: `SELECT name, COALESCE(json_extract(${serving}, '$.hosts'), json_extract(spec, '$.hosts')) AS hosts,
               COALESCE(json_extract(spec, '$.proxy'), json_extract(${serving}, '$.proxy')) AS proxy, deleting_since
        FROM apps WHERE proxy IS NOT NULL ORDER BY name`,
-    );
+      postgres: `SELECT name, hosts, proxy, deleting_since FROM (
+         SELECT name, COALESCE(${pgServing} -> 'hosts', spec::jsonb -> 'hosts')::text AS hosts,
+                COALESCE(NULLIF(spec::jsonb -> 'proxy', 'null'), NULLIF(${pgServing} -> 'proxy', 'null'))::text AS proxy, deleting_since
+         FROM apps) AS routed
+       WHERE proxy IS NOT NULL ORDER BY name`,
+    });
     this.insert = db.prepare(
       `INSERT INTO apps (name, spec, paused, created_at, updated_at) VALUES (?, ?, 0, ?, ?) RETURNING ${cols}`,
     );

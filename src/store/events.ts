@@ -57,14 +57,12 @@ export class EventsRepo {
     this.descApp = db.prepare(`SELECT ${COLUMNS} FROM events WHERE app = ? AND id < ? ORDER BY id DESC LIMIT ?`);
     this.maxAll = db.prepare('SELECT coalesce(max(id), 0) AS id FROM events').pluck();
     this.maxApp = db.prepare('SELECT coalesce(max(id), 0) AS id FROM events WHERE app = ?').pluck();
-    this.newestTyped = db.prepare(
-      `SELECT ${COLUMNS} FROM (SELECT ${COLUMNS} FROM events WHERE app = ? ORDER BY id DESC LIMIT ?)
-       WHERE type IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1`,
-    );
-    this.typedOfRevision = db.prepare(
-      `SELECT ${COLUMNS} FROM (SELECT ${COLUMNS} FROM events WHERE app = ? ORDER BY id DESC LIMIT ?)
-       WHERE type = ? AND revision = ? ORDER BY id ASC`,
-    );
+    const recent = `SELECT ${COLUMNS} FROM (SELECT ${COLUMNS} FROM events WHERE app = ? ORDER BY id DESC LIMIT ?) AS recent`;
+    this.newestTyped = db.prepare({
+      sqlite: `${recent} WHERE type IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1`,
+      postgres: `${recent} WHERE type IN (SELECT jsonb_array_elements_text(?::jsonb)) ORDER BY id DESC LIMIT 1`,
+    });
+    this.typedOfRevision = db.prepare(`${recent} WHERE type = ? AND revision = ? ORDER BY id ASC`);
   }
 
   /** Appends one event (its own transaction, or the caller's when inside one). */

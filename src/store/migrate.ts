@@ -81,7 +81,7 @@ export function schemaVersion(db: Database.Database): number {
   return db.pragma('user_version', { simple: true }) as number;
 }
 
-function tooNew(current: number, known: number): StoreError {
+export function tooNew(current: number, known: number): StoreError {
   return new StoreError(
     'DB_TOO_NEW',
     `database schema version ${current} is newer than this berth (knows up to ${known}); upgrade berth`,

@@ -1,9 +1,11 @@
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { BerthError, StoreError } from '../domain/errors.js';
 import { createPrivateFile, ensurePrivateDir, octal, tightenFile } from './files.js';
 import { acquireDbLock, type DbLock } from './lock.js';
 import { migrate } from './migrate.js';
+import { isPostgresUrl, redactUrl } from './postgres/bridge.js';
+import { migratePostgres, PostgresDatabase } from './postgres/database.js';
 import { SqliteDatabase } from './sqlite.js';
 import { Store, type StoreOptions } from './store.js';
 
@@ -49,6 +51,7 @@ const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
  * than this berth), MIGRATION_FAILED, DB_OPEN_FAILED.
  */
 export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
+  if (isPostgresUrl(path)) return openPostgresStore(path, opts);
   const memory = path === MEMORY;
   const busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   let lock: DbLock | null = null;
@@ -125,5 +128,34 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
     }
     if (err instanceof BerthError) throw err;
     throw new StoreError('DB_OPEN_FAILED', `cannot open database ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** How long connecting to PostgreSQL may take, and any one statement (the daemon waits on each). */
+const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
+const POSTGRES_STATEMENT_TIMEOUT_MS = 5_000;
+
+/**
+ * `openStore` for a `postgres://` URL: connects, migrates (migrations/postgres/) and
+ * returns the same Store. No file lock: several daemons share the database on purpose
+ * and one of them leads (src/cluster/lease.ts). Throws StoreError like `openStore`.
+ */
+function openPostgresStore(url: string, opts: OpenStoreOptions): Store {
+  const db = PostgresDatabase.connect(url, {
+    connectTimeoutMs: POSTGRES_CONNECT_TIMEOUT_MS,
+    statementTimeoutMs: opts.busyTimeoutMs ?? POSTGRES_STATEMENT_TIMEOUT_MS,
+    applicationName: 'berth',
+  });
+  try {
+    migratePostgres(db, ...(opts.migrationsDir !== undefined ? [join(opts.migrationsDir, 'postgres')] : []));
+    return new Store(db, redactUrl(url), null, {
+      ...(opts.clock ? { clock: opts.clock } : {}),
+      ...(opts.onListenerError ? { onListenerError: opts.onListenerError } : {}),
+      ...(opts.onInvalidRollout ? { onInvalidRollout: opts.onInvalidRollout } : {}),
+    });
+  } catch (err) {
+    db.close();
+    if (err instanceof BerthError) throw err;
+    throw new StoreError('DB_OPEN_FAILED', `cannot open PostgreSQL ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
   }
 }

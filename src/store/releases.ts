@@ -1,4 +1,4 @@
-import type { SqlStatement } from './sql.js';
+import type { DialectSql, SqlStatement } from './sql.js';
 import type { AppSpec } from '../domain/app-spec.js';
 import { ConflictError, NotFoundError } from '../domain/errors.js';
 import type { Release, ReleaseReason } from '../domain/release.js';
@@ -85,22 +85,28 @@ export class ReleasesRepo {
     // releases_app_version, which would read every release of the app and sort them) and
     // stops at the first completed release of another version: the rows it passes are at
     // most the app's history_limit. One spec is read.
-    const rollbackTarget = `FROM releases r NOT INDEXED
+    const rollbackTarget = (hint: string) => `FROM releases r${hint}
        WHERE r.app = @app AND r.completed_at IS NOT NULL
          AND r.version <> (SELECT version FROM releases WHERE app = @app ORDER BY revision DESC LIMIT 1)
        ORDER BY r.revision DESC LIMIT 1`;
+    const rollbackTargetSql = (select: string): DialectSql => ({ sqlite: `${select} ${rollbackTarget(' NOT INDEXED')}`, postgres: `${select} ${rollbackTarget('')}` });
     this.complete = db.prepare('UPDATE releases SET completed_at = ? WHERE app = ? AND revision = ? AND completed_at IS NULL');
-    this.rollbackTargetStmt = db.prepare(`SELECT ${SUMMARY}, (SELECT spec FROM specs WHERE digest = r.spec_digest) AS spec ${rollbackTarget}`);
-    this.rollbackTargetRevision = db.prepare(`SELECT r.revision ${rollbackTarget}`).pluck();
+    this.rollbackTargetStmt = db.prepare(rollbackTargetSql(`SELECT ${SUMMARY}, (SELECT spec FROM specs WHERE digest = r.spec_digest) AS spec`));
+    this.rollbackTargetRevision = db.prepare(rollbackTargetSql('SELECT r.revision')).pluck();
     this.pruneBoundary = db.prepare('SELECT revision FROM releases WHERE app = ? ORDER BY revision DESC LIMIT 1 OFFSET ?').pluck();
     this.pruneCandidates = db.prepare('SELECT revision FROM releases WHERE app = ? AND revision <= ? ORDER BY revision ASC LIMIT ?').pluck();
     // What the controller recorded the fleet runs: the converged (stable) revision, each
     // host's serving revision, and the revision being rolled out.
-    this.inUse = db.prepare(
-      `SELECT observed_revision FROM status WHERE app = @app
+    this.inUse = db
+      .prepare({
+        sqlite: `SELECT observed_revision FROM status WHERE app = @app
        UNION SELECT json_extract(h.value, '$.revision') FROM status, json_each(status.hosts) h WHERE status.app = @app
        UNION SELECT revision FROM rollouts WHERE app = @app`,
-    ).pluck();
+        postgres: `SELECT observed_revision FROM status WHERE app = @app
+       UNION SELECT (h.value ->> 'revision')::bigint FROM status, jsonb_array_elements(status.hosts::jsonb) h WHERE status.app = @app
+       UNION SELECT revision FROM rollouts WHERE app = @app`,
+      })
+      .pluck();
     this.remove = db.prepare('DELETE FROM releases WHERE app = ? AND revision = ?');
   }
 

@@ -46,8 +46,10 @@ function revisionProblem(rowRevision: number, record: RolloutRecord): string | n
   return record.revision === rowRevision ? null : `revision: ${record.revision}, but the row is revision ${rowRevision}`;
 }
 
+/** A foreign key violation, as SQLite (`code`) or PostgreSQL (SQLSTATE 23503, `sqlState`) reports it. */
 function isForeignKeyError(err: unknown): boolean {
-  return (err as { code?: unknown } | null)?.code === 'SQLITE_CONSTRAINT_FOREIGNKEY';
+  const e = err as { code?: unknown; sqlState?: unknown } | null;
+  return e?.code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || e?.sqlState === '23503';
 }
 
 /** Status and rollout record: written only by the controller. */

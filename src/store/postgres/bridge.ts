@@ -1,0 +1,153 @@
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { StoreError } from '../../domain/errors.js';
+import type { BridgeReply, BridgeRequest, WorkerData } from './protocol.js';
+
+export interface BridgeOptions {
+  /** Connecting, ms. */
+  connectTimeoutMs: number;
+  /** Any one statement, ms (server-side statement, lock and idle-in-transaction timeouts). */
+  statementTimeoutMs: number;
+  applicationName: string;
+}
+
+/** A statement's failure as PostgreSQL reported it (SQLSTATE `code`). */
+export class PostgresQueryError extends Error {
+  constructor(
+    message: string,
+    readonly sqlState: string | undefined,
+  ) {
+    super(message);
+    this.name = 'PostgresQueryError';
+  }
+}
+
+export interface QueryResult {
+  rows: unknown[];
+  rowCount: number;
+}
+
+/**
+ * PostgreSQL, synchronously: the `pg` client runs on a worker thread (worker.ts) and this
+ * thread blocks on a shared flag until it answers, as better-sqlite3 blocks on its file.
+ * That keeps the store's contract (every call synchronous, a transaction never spans an
+ * await) on both engines; the cost is that a slow database stalls the daemon's event loop
+ * for as long as a statement takes, which `statementTimeoutMs` bounds (docs/design.md).
+ */
+export class PostgresBridge {
+  private readonly worker: Worker;
+  private readonly port: MessagePort;
+  private readonly flag: Int32Array;
+  private nextId = 1;
+  private closed = false;
+
+  private constructor(url: string, private readonly opts: BridgeOptions) {
+    const { port1, port2 } = new MessageChannel();
+    const flag = new SharedArrayBuffer(4);
+    const data: WorkerData = { url, port: port2, flag, ...opts };
+    this.worker = startWorker(data, port2);
+    // The thread must not keep a daemon that is done alive; close() ends it too.
+    this.worker.unref();
+    this.port = port1;
+    this.flag = new Int32Array(flag);
+  }
+
+  /** Starts the thread and checks the database answers (StoreError DB_OPEN_FAILED). */
+  static open(url: string, opts: BridgeOptions): PostgresBridge {
+    const bridge = new PostgresBridge(url, opts);
+    try {
+      bridge.query('SELECT 1', undefined, { timeoutMs: opts.connectTimeoutMs + opts.statementTimeoutMs });
+    } catch (err) {
+      bridge.close();
+      throw new StoreError('DB_OPEN_FAILED', `cannot open PostgreSQL ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
+    }
+    return bridge;
+  }
+
+  /**
+   * One statement (or several without parameters), answered synchronously. Throws
+   * PostgresQueryError for what PostgreSQL refused, StoreError DB_UNAVAILABLE when it did
+   * not answer in time or the connection failed.
+   */
+  query(text: string, values?: unknown[], extra: Partial<Pick<BridgeRequest, 'name' | 'rowMode' | 'begin'>> & { timeoutMs?: number } = {}): QueryResult {
+    if (this.closed) throw new StoreError('DB_UNAVAILABLE', 'the PostgreSQL store is closed');
+    const id = this.nextId++;
+    const { timeoutMs, ...rest } = extra;
+    const request: BridgeRequest = { id, text, ...(values ? { values } : {}), ...rest };
+    const reply = this.exchange(request, timeoutMs ?? this.opts.connectTimeoutMs + this.opts.statementTimeoutMs + 1_000);
+    if (reply.error) {
+      const code = reply.error.code;
+      if (!code || /^(08|57P)/.test(code) || code === 'CONNECTION_LOST' || code === 'WORKER_FAILED') {
+        throw new StoreError('DB_UNAVAILABLE', `PostgreSQL: ${reply.error.message}`);
+      }
+      throw new PostgresQueryError(reply.error.message, code);
+    }
+    return { rows: reply.rows ?? [], rowCount: reply.rowCount ?? 0 };
+  }
+
+  private exchange(request: BridgeRequest, timeoutMs: number): BridgeReply {
+    this.port.postMessage(request);
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      // Reset before looking, so an answer posted after the look still wakes the wait.
+      Atomics.store(this.flag, 0, 0);
+      const message = receiveMessageOnPort(this.port);
+      if (message) {
+        const reply = message.message as BridgeReply;
+        if (reply.id === request.id || reply.id === 0) return reply;
+        continue; // the late answer of a request that timed out
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) throw new StoreError('DB_UNAVAILABLE', `PostgreSQL did not answer within ${timeoutMs} ms`);
+      Atomics.wait(this.flag, 0, 0, left);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.exchange({ id: this.nextId++, text: '', close: true }, 2_000);
+    } catch {
+      // (A database that does not answer: the thread is ended below regardless.)
+    }
+    this.port.close();
+    void this.worker.terminate();
+  }
+}
+
+/**
+ * The worker thread, started by a bootstrap that reports a failure to load it as an answer
+ * (id 0), since this thread, blocked on the flag, would never see the worker's `error`
+ * event. Built, it loads the worker.js next to this file. Under tsx (tests, benches) the
+ * thread gets no TypeScript loader of its own on Node 20: the bootstrap registers tsx's
+ * before it imports worker.ts.
+ */
+function startWorker(data: WorkerData, port: MessagePort): Worker {
+  const typescript = import.meta.url.endsWith('.ts');
+  const worker = JSON.stringify(new URL(typescript ? './worker.ts' : './worker.js', import.meta.url).href);
+  const loader = typescript ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((api) => api.register())` : 'Promise.resolve()';
+  const bootstrap = `
+    const { workerData } = require('node:worker_threads');
+    ${loader}.then(() => import(${worker})).catch((err) => {
+      workerData.port.postMessage({ id: 0, error: { message: 'the PostgreSQL thread did not start: ' + (err && err.message), code: 'WORKER_FAILED' } });
+      const flag = new Int32Array(workerData.flag);
+      Atomics.store(flag, 0, 1);
+      Atomics.notify(flag, 0);
+    });`;
+  return new Worker(bootstrap, { eval: true, workerData: data, transferList: [port] });
+}
+
+/** A PostgreSQL URL fit for logs and errors: the password replaced. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://…';
+  }
+}
+
+export function isPostgresUrl(db: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(db);
+}
