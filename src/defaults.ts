@@ -3,6 +3,16 @@ import { dirname, join, resolve } from 'node:path';
 /** Where berth looks when BERTH_CONFIG / BERTH_DB are not set (relative to the working directory). */
 export const DEFAULTS = { config: 'deploy/berth.yml', db: 'data/berth.db', url: 'http://127.0.0.1:7373' } as const;
 
+/**
+ * The file berth's local files (token, secrets, registry passwords) live next to: the SQLite
+ * database, or with PostgreSQL (BERTH_DB=postgres://…) `berth.db`'s place in BERTH_DATA_DIR
+ * (default `data`), since each daemon of a shared database keeps its own copy of them.
+ */
+export function localStatePath(env: Record<string, string | undefined>): string {
+  const db = env.BERTH_DB || DEFAULTS.db;
+  return /^postgres(ql)?:\/\//i.test(db) ? join(env.BERTH_DATA_DIR || dirname(DEFAULTS.db), 'berth.db') : db;
+}
+
 /** The generated API token lives next to the database; daemon and CLI agree on it here. */
 export function tokenFilePath(dbPath: string): string {
   return join(dirname(resolve(dbPath)), 'token');

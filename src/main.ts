@@ -19,13 +19,17 @@ import { Controller } from './reconciler/controller.js';
 import { AcmeIssuer } from './tls/acme-issuer.js';
 import { CertificateManager } from './tls/manager.js';
 import { openStore, type Store, type UpsertChange } from './store/index.js';
+import { EventFollower } from './store/follow.js';
+import { PostgresLease, SoleLeader, type Leadership } from './cluster/lease.js';
 import { BERTH_VERSION } from './version.js';
-import { DEFAULTS, registriesFilePath, secretsDirPath, tokenFilePath } from './defaults.js';
+import { DEFAULTS, localStatePath, registriesFilePath, secretsDirPath, tokenFilePath } from './defaults.js';
 import { AppSecretFiles, missingSecretIssues } from './secrets/app-secrets.js';
 import { RegistryCredentials } from './secrets/registry-credentials.js';
 import { ensurePrivateDir, octal } from './store/files.js';
 
 const SHUTDOWN_DEADLINE_MS = 25_000;
+/** How often a daemon on PostgreSQL reads the events other daemons committed (store/follow.ts). */
+const FOLLOW_INTERVAL_MS = 200;
 
 /**
  * With no token configured, berth makes one on first start and keeps it next to the
@@ -97,11 +101,13 @@ export interface Daemon {
 /** Wiring only: config, store, drivers, controller, API. */
 export async function startDaemon(env: Record<string, string | undefined> = process.env, log: Logger = createLogger()): Promise<Daemon> {
   const configPath = env.BERTH_CONFIG || DEFAULTS.config;
-  const dbPath = env.BERTH_DB || DEFAULTS.db;
+  const db = env.BERTH_DB || DEFAULTS.db;
+  // Where the token, secrets and registry files are: next to the SQLite file, or in BERTH_DATA_DIR.
+  const dbPath = localStatePath(env);
   const config = applyEnv(loadConfig(configPath), env);
   // Apps the file declares are managed there (PUT and DELETE answer 409); a reload replaces them.
   let running = config;
-  const store = openStore(dbPath, {
+  const store = openStore(db, {
     onInvalidRollout: (app, problem) => log.warn({ app, problem }, 'stored rollout record is invalid: treated as absent, the planner starts a new one'),
   });
   try {
@@ -129,7 +135,11 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       routesOn: (host) => store.apps.proxyRoutesOn(host),
       certificatesOn: (host): ProxyCertificate[] => certificates.certificatesOn(host),
     });
-    const controller = new Controller({ store, drivers, traffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, secrets });
+    // SQLite: this daemon is the only one (the file lock). PostgreSQL: one daemon leads by a lease; any serves the API.
+    const shared = store.engine === 'postgres';
+    const leadership: Leadership = shared ? new PostgresLease({ sql: store.sql, leaseMs: config.controller.leaseMs, log }) : new SoleLeader();
+    const follower = shared ? new EventFollower(store, { intervalMs: FOLLOW_INTERVAL_MS, log }) : null;
+    const controller = new Controller({ store, drivers, traffic, metrics, log, resyncIntervalMs: config.controller.resyncIntervalMs, secrets, leadership });
     const certificates: CertificateManager = new CertificateManager({
       store,
       proxy: traffic,
@@ -159,6 +169,7 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
       metrics,
       log,
       controller,
+      leadership,
       secrets,
       auth: { token, openReads: exposure.openReads },
       hostNames: () => Object.keys(config.hosts),
@@ -170,15 +181,27 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
     });
     const listen = parseListen(config.api.listen)!;
     await app.listen({ host: listen.host, port: listen.port });
-    controller.start();
-    certificates.start();
-    log.info({ listen: config.api.listen, config: configPath, db: dbPath, hosts: drivers.size, apps: Object.keys(config.apps).length }, 'berth is running');
+    leadership.on('change', (leading) => {
+      metrics.leader.set(leading ? 1 : 0);
+      if (leading) {
+        controller.start();
+        certificates.start();
+      } else {
+        void controller.standBy();
+        void certificates.stop();
+      }
+    });
+    follower?.start();
+    leadership.start();
+    log.info({ listen: config.api.listen, config: configPath, db: store.path, daemon: leadership.daemonId, leading: leadership.isLeading(), hosts: drivers.size, apps: Object.keys(config.apps).length }, 'berth is running');
 
     let stopping: Promise<void> | null = null;
     const stop = () =>
       (stopping ??= (async () => {
         log.info('shutting down: no new requests, finishing the step in flight');
         await app.close();
+        follower?.stop();
+        leadership.stop();
         await certificates.stop();
         await controller.stop();
         store.close();

@@ -6,6 +6,7 @@ import type { AppPolicy } from '../config/container.js';
 import type { AppLogs, AppLogsRequest } from '../reconciler/app-logs.js';
 import type { AppSecretFiles } from '../secrets/app-secrets.js';
 import type { Store, UpsertChange } from '../store/index.js';
+import type { Leadership } from '../cluster/lease.js';
 import type { EventStreamLimits } from './routes/events.js';
 
 /** What the controller offers the API: a nudge, a liveness answer, one-off commands and the apps' logs. */
@@ -58,6 +59,8 @@ export interface ApiDeps {
   metrics: BerthMetrics;
   log: Logger;
   controller: ControllerHandle;
+  /** Whether this daemon leads (src/cluster/lease.ts); readiness reports it. Default: the only daemon, leading. */
+  leadership?: Pick<Leadership, 'daemonId' | 'isLeading' | 'view'>;
   /** Apps' secrets files: a PUT naming a secret its app's file lacks is refused (422). */
   secrets: AppSecretFiles;
   auth: { token: string | null; openReads: boolean };

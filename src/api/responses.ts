@@ -303,7 +303,12 @@ export const reloadSchema = exact({
 
 export const healthSchema = exact({ status: { type: 'string', const: 'ok' }, version: text });
 
-export const readySchema = exact({ status: { type: 'string', const: 'ready' } });
+export const readySchema = exact({
+  status: { type: 'string', const: 'ready' },
+  role: { type: 'string', enum: ['leader', 'standby'], description: 'leader: this daemon reconciles; standby: it serves the API while another leads' },
+  daemon: { type: 'string', description: 'this daemon (host/pid/random)' },
+  leader: orNull(exact({ daemon: { type: 'string' }, epoch: orNull({ type: 'integer' }) }, 'the daemon that leads, as this one last read the lease (null: none known yet)')),
+});
 
 /**
  * The schemas /openapi.json names in components.schemas and refers to by $ref (found by

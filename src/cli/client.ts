@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { DEFAULTS, tokenFilePath } from '../defaults.js';
+import { DEFAULTS, localStatePath, tokenFilePath } from '../defaults.js';
 import { MAX_LOG_TAIL, type AppLogItem } from '../domain/logs.js';
 import type { BerthEvent } from '../domain/release.js';
 import { ApiError } from './errors.js';
@@ -13,7 +13,7 @@ const RECONNECT_DELAY_MS = 1_000;
  */
 function resolveToken(env: Record<string, string | undefined>): { token: string | null; source: string } {
   if (env.BERTH_TOKEN) return { token: env.BERTH_TOKEN, source: 'the token came from BERTH_TOKEN' };
-  const file = tokenFilePath(env.BERTH_DB || DEFAULTS.db);
+  const file = tokenFilePath(localStatePath(env));
   if (existsSync(file)) return { token: readFileSync(file, 'utf8').trim(), source: `the token came from ${file} (BERTH_TOKEN is unset)` };
   return { token: null, source: `no token sent: BERTH_TOKEN is unset and ${file} does not exist (set BERTH_TOKEN, or BERTH_DB to the daemon's database)` };
 }

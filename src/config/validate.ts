@@ -125,10 +125,19 @@ const MIN_RESYNC_INTERVAL_MS = 1_000;
 /** The resync is what notices drift nobody reported (a container stopped by hand): at most an hour unseen. */
 const MAX_RESYNC_INTERVAL_MS = 3_600_000;
 
+/**
+ * The leader's lease (PostgreSQL, src/cluster/lease.ts): renewed every third of it. Under a
+ * second the renewals compete with the work; over a minute a dead leader stalls every deploy as long.
+ */
+const MIN_LEASE_MS = 1_000;
+const MAX_LEASE_MS = 60_000;
+
 function readController(top: Fields, issues: Issues): BerthConfig['controller'] {
-  const f = readMap(top.raw('controller'), 'controller', issues, ['resync_interval']);
-  const d = SEED_DEFAULTS.resyncIntervalMs;
-  return { resyncIntervalMs: f.get('resync_interval', readDuration(MIN_RESYNC_INTERVAL_MS, MAX_RESYNC_INTERVAL_MS), d) };
+  const f = readMap(top.raw('controller'), 'controller', issues, ['resync_interval', 'lease']);
+  return {
+    resyncIntervalMs: f.get('resync_interval', readDuration(MIN_RESYNC_INTERVAL_MS, MAX_RESYNC_INTERVAL_MS), SEED_DEFAULTS.resyncIntervalMs),
+    leaseMs: f.get('lease', readDuration(MIN_LEASE_MS, MAX_LEASE_MS), SEED_DEFAULTS.leaseMs),
+  };
 }
 
 /** Where a bad registries key most likely went wrong, said after what a key must be. */

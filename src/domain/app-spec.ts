@@ -270,7 +270,8 @@ export interface BerthConfig {
   acme: AcmeConfig;
   apps: Record<string, AppSpec>;
   api: ApiConfig;
-  controller: { resyncIntervalMs: number };
+  /** `leaseMs`: the leader's lease when several daemons share a PostgreSQL store. */
+  controller: { resyncIntervalMs: number; leaseMs: number };
   /** By registry host (`ghcr.io`, `10.77.0.1:5001`). */
   registries: Record<string, RegistrySpec>;
 }
@@ -298,6 +299,7 @@ export const SEED_DEFAULTS = {
   dockerSocket: '/var/run/docker.sock',
   stateDir: '/var/lib/berth',
   resyncIntervalMs: 10_000,
+  leaseMs: 10_000,
   listen: '127.0.0.1:7373',
   proxyImage: 'haproxy:2.6',
   acme: { directory: 'https://acme-v02.api.letsencrypt.org/directory', renewBeforeMs: 30 * 86_400_000 },

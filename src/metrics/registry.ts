@@ -87,6 +87,11 @@ export class BerthMetrics {
     labelNames: ['app', 'host', 'result'] as const,
     registers: [this.registry],
   });
+  readonly leader = new Gauge({
+    name: 'berth_leader',
+    help: '1 while this daemon leads (reconciles), 0 while it stands by (several daemons on one PostgreSQL store).',
+    registers: [this.registry],
+  });
   readonly hostUp = new Gauge({
     name: 'berth_host_up',
     help: '1 when the host answered its last Docker call over its connection, 0 when not.',

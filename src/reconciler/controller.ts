@@ -12,6 +12,14 @@ import { execInApp, type ExecOutcome } from './one-off.js';
 import { reconcilePass, type PassDeps } from './pass.js';
 import { WorkQueue } from './queue.js';
 import { ResyncSnapshot } from './resync-snapshot.js';
+import { NotLeaderError, runFenced } from '../cluster/fence.js';
+import type { Leadership } from '../cluster/lease.js';
+
+/**
+ * Events of a change someone asked for: the controller reconciles the app at once, whichever
+ * daemon took the request (another daemon's reach this one through the store's follower).
+ */
+const DESIRED_STATE_EVENTS: ReadonlySet<string> = new Set(['AppCreated', 'AppUpdated', 'AppPaused', 'AppResumed', 'AppMaintenance', 'AppLive', 'AppDeleting', 'ReleaseCreated']);
 
 /** Apps reconciled in parallel unless told otherwise. */
 const DEFAULT_CONCURRENCY = 8;
@@ -27,6 +35,8 @@ export interface ControllerOptions {
   concurrency?: number;
   /** Where apps' secret values come from (main.ts: `<data dir>/secrets`). */
   secrets: AppSecretFiles;
+  /** Whether this daemon leads, and the fence of its passes (default: it is the only one, unfenced). */
+  leadership?: Leadership;
   now?: () => number;
 }
 
@@ -34,14 +44,20 @@ export interface ControllerOptions {
  * The level-triggered loop: API writes, Docker events and a periodic resync only
  * enqueue app names; the work queue runs one pass per app at a time (pass.ts).
  * Everything a pass needs after a crash is in the store and on the hosts.
+ *
+ * It reconciles only while this daemon leads (src/cluster/lease.ts): `start` when it
+ * becomes the leader, `standBy` when it stops; each term gets a fresh queue. A pass runs
+ * fenced: its host calls stop once the lease lapses, its writes once another daemon leads.
  */
 export class Controller {
-  private readonly queue: WorkQueue;
+  private queue: WorkQueue;
   private readonly deps: PassDeps;
   private readonly snapshot: ResyncSnapshot;
   private readonly unwatch: Array<() => void> = [];
   private resyncTimer: NodeJS.Timeout | null = null;
   private running = false;
+  /** The queue was shut down (standBy): the next start makes a new one. */
+  private stopped = false;
 
   constructor(private readonly o: ControllerOptions) {
     const { store, metrics, log } = o;
@@ -57,19 +73,36 @@ export class Controller {
     const now = o.now ?? Date.now;
     this.snapshot = new ResyncSnapshot({ drivers: o.drivers, traffic: o.traffic, maxAgeMs: o.resyncIntervalMs, now });
     this.deps = { store, drivers: o.drivers, traffic: o.traffic, metrics, log, secrets: o.secrets, now, reachability, snapshot: this.snapshot };
-    this.queue = new WorkQueue(
+    this.queue = this.newQueue();
+  }
+
+  private newQueue(): WorkQueue {
+    const { metrics, log } = this.o;
+    return new WorkQueue(
       (app) => this.reconcile(app),
       (app, err) => {
+        if (err instanceof NotLeaderError) {
+          log.warn({ app, err: err.message }, 'pass stopped: this daemon no longer leads');
+          return;
+        }
         metrics.reconcileTotal.inc({ app, result: 'error' });
         log.error({ app, err }, 'reconcile failed; retrying with backoff');
       },
-      { concurrency: o.concurrency ?? DEFAULT_CONCURRENCY, onDepth: (d) => metrics.queueDepth.set(d) },
+      { concurrency: this.o.concurrency ?? DEFAULT_CONCURRENCY, onDepth: (d) => metrics.queueDepth.set(d) },
     );
   }
 
   start(): void {
+    if (this.running) return;
+    if (this.stopped) this.queue = this.newQueue();
     this.running = true;
+    this.stopped = false;
     this.seedRolloutGauges();
+    this.unwatch.push(
+      this.o.store.events.subscribe((e) => {
+        if (e.app && DESIRED_STATE_EVENTS.has(e.type)) this.queue.add(e.app, { front: true });
+      }),
+    );
     for (const [host, driver] of this.o.drivers) {
       this.unwatch.push(
         driver.watchEvents((e) => {
@@ -115,7 +148,11 @@ export class Controller {
 
   /** One pass for one app (the queue's worker; benches time it). Returns when to look again (ms), or null. */
   reconcile(app: string): Promise<number | null> {
-    return reconcilePass(this.deps, app);
+    const leadership = this.o.leadership;
+    if (leadership && !leadership.isLeading()) return Promise.reject(new NotLeaderError(`daemon ${leadership.daemonId} does not lead`));
+    // (The only daemon of a SQLite file has no fence: nobody else can act.)
+    const fence = leadership?.fence();
+    return fence ? runFenced(fence, () => reconcilePass(this.deps, app)) : reconcilePass(this.deps, app);
   }
 
   /** `berth exec` for the API (one-off.ts). */
@@ -128,12 +165,20 @@ export class Controller {
     return openAppLogs(this.deps, app, req);
   }
 
+  /** Stops reconciling (this daemon no longer leads) and lets the pass in flight finish; `start` resumes. */
+  async standBy(): Promise<void> {
+    this.running = false;
+    this.stopped = true;
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.resyncTimer = null;
+    for (const u of this.unwatch.splice(0)) u();
+    this.snapshot.clear();
+    await this.queue.shutdown();
+  }
+
   /** Stops taking work, lets the pass in flight finish, closes every host connection. */
   async stop(): Promise<void> {
-    this.running = false;
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
-    for (const u of this.unwatch.splice(0)) u();
-    await this.queue.shutdown();
+    await this.standBy();
     await Promise.allSettled([...this.o.drivers.values()].map((d) => d.close()));
   }
 

@@ -3,6 +3,7 @@ import { routedApp } from '../domain/processes.js';
 import type { AppStatus } from '../domain/release.js';
 import type { RolloutRecord } from '../domain/rollout.js';
 import { BerthError } from '../domain/errors.js';
+import { activeFence } from '../cluster/fence.js';
 import type { HostReachability } from '../hosts/reachability.js';
 import { canonicalJson } from '../store/index.js';
 import { execContext, readWanted, type ReconcilerDeps } from './context.js';
@@ -68,6 +69,8 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
   let again = p.rollback ? 0 : p.requeueAfterMs;
   if (p.actions.length > 0) {
     const results = await executeActions(execContext(deps, app, desired, wanted.secrets), p.actions);
+    // A leader whose lease lapsed mid-step records none of it: the next leader observes what the step did.
+    activeFence()?.beforeRemote();
     for (const r of results) if (!r.ok && r.unreachable) deps.reachability.report(r.action.host, false, r.message);
     const next = applyResults(p.record!, results, deps.now());
     // A failed pull or hook ends the release here, not in the planner: its RolloutFailed event is written here too.

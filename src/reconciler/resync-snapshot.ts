@@ -119,6 +119,11 @@ export class ResyncSnapshot {
     this.hosts.get(host)?.unused.delete(app);
   }
 
+  /** Forgets every host (the controller stands by: what it saw may be stale when it leads again). */
+  clear(): void {
+    this.hosts.clear();
+  }
+
   /** Events of the host may have been missed, or its proxy changed: every pass lists for itself. */
   dropHost(host: string): void {
     this.hosts.delete(host);

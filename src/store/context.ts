@@ -1,23 +1,9 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
+import { activeFence } from '../cluster/fence.js';
 import type { BerthEvent } from '../domain/release.js';
 import type { Durability, SqlDatabase } from './sql.js';
 
 export type EventListener = (event: BerthEvent) => void;
-
-/**
- * A check run first inside every write transaction made on a leader's behalf: it throws
- * (StoreError NOT_LEADER) once another daemon holds a newer lease epoch, so the write
- * rolls back (src/cluster/lease.ts).
- */
-export type WriteFence = () => void;
-
-const fences = new AsyncLocalStorage<WriteFence>();
-
-/** Runs `fn` (and everything it awaits) with every store write it makes fenced by `fence`. */
-export function runFenced<T>(fence: WriteFence, fn: () => T): T {
-  return fences.run(fence, fn);
-}
 
 function defaultListenerError(err: unknown): void {
   process.emitWarning(`berth store event subscriber threw: ${(err as Error | null)?.stack ?? String(err)}`);
@@ -28,8 +14,8 @@ function defaultListenerError(err: unknown): void {
  *
  * `write(fn)` runs `fn` in ONE write transaction (SqlDatabase.writeTransaction: concurrent
  * writers, even in other processes, serialise before they read what they are about to
- * change). `fn` must be synchronous, so a transaction can never span an await. Inside
- * `runFenced`, the fence is checked first in the transaction.
+ * change). `fn` must be synchronous, so a transaction can never span an await. A write
+ * made as the leader's work (src/cluster/fence.ts) checks the fence first, inside it.
  * A `write` inside another `write` joins the outer transaction (no savepoint): if
  * it throws, the whole outer transaction rolls back unless the caller catches.
  *
@@ -56,14 +42,14 @@ export class StoreContext {
 
   write<T>(fn: () => T, durability: Durability = 'durable'): T {
     if (this.depth > 0) return fn();
-    const fence = fences.getStore();
+    const fence = activeFence();
     this.depth++;
     let result: T;
     try {
       result = this.sql.writeTransaction(
         fence
           ? () => {
-              fence();
+              fence.beforeWrite();
               return fn();
             }
           : fn,

@@ -61,6 +61,7 @@ export class CertificateManager {
   }
 
   start(): void {
+    this.stopped = false;
     this.unsubscribe = this.o.store.events.subscribe((e) => {
       if (APP_EVENTS.has(e.type)) this.kick();
     });

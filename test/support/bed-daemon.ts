@@ -66,7 +66,7 @@ export interface BedDaemonOptions {
 }
 
 /** The YAML config for `apps` on the bed's first three hosts, as an operator would write it. */
-function bedConfig(bed: Testbed, apps: Record<string, unknown>): Record<string, unknown> {
+export function bedConfig(bed: Testbed, apps: Record<string, unknown>): Record<string, unknown> {
   return {
     hosts: Object.fromEntries(
       bed.hosts.slice(0, 3).map((h) => [

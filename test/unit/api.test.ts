@@ -67,7 +67,7 @@ describe('system routes', () => {
   test('GET /readyz: ready while the DB is open and the loop runs, 503 naming what is not', async () => {
     let res = await api.app.inject({ method: 'GET', url: '/readyz' });
     assert.equal(res.statusCode, 200);
-    assert.deepEqual(json(res), { status: 'ready' });
+    assert.deepEqual(json(res), { status: 'ready', role: 'leader', daemon: 'this', leader: { daemon: 'this', epoch: null } });
 
     api.controller.running = false;
     res = await api.app.inject({ method: 'GET', url: '/readyz' });

@@ -991,7 +991,7 @@ test('the full example parses to the expected config', () => {
     acme: { directory: 'https://acme.internal/dir', email: 'ops@example.com', renewBeforeMs: 20 * 86_400_000, caCertificate: '/etc/berth/keys/acme-ca.pem' },
     apps: { web: WEB },
     api: { listen: '127.0.0.1:7373', token: 's3cret-token-0123456789abcdefghijkl', openReads: false },
-    controller: { resyncIntervalMs: 10_000 },
+    controller: { resyncIntervalMs: 10_000, leaseMs: 10_000 },
     registries: { '10.77.0.1:5000': { username: 'ci-bot', password: 'REGISTRY_PASSWORD' } },
   };
   assert.deepEqual(config, expected);
@@ -1007,7 +1007,7 @@ describe('defaults', () => {
         acme: { directory: 'https://acme-v02.api.letsencrypt.org/directory', email: null, renewBeforeMs: 30 * 86_400_000, caCertificate: null },
         apps: {},
         api: { listen: '127.0.0.1:7373', token: null, openReads: false },
-        controller: { resyncIntervalMs: 10_000 },
+        controller: { resyncIntervalMs: 10_000, leaseMs: 10_000 },
         registries: {},
       });
     }

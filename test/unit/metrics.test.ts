@@ -30,6 +30,7 @@ const SERIES: Record<string, { type: MetricType; labels: string[] }> = {
   berth_rollout_duration_seconds: { type: 'histogram', labels: ['app', 'result'] },
   berth_health_checks_total: { type: 'counter', labels: ['app', 'host', 'result'] },
   berth_host_up: { type: 'gauge', labels: ['host'] },
+  berth_leader: { type: 'gauge', labels: [] },
   berth_host_operation_duration_seconds: { type: 'histogram', labels: ['host', 'op'] },
   berth_rollbacks_total: { type: 'counter', labels: ['app', 'reason'] },
   berth_certificate_expiry_timestamp_seconds: { type: 'gauge', labels: ['app', 'host_name'] },

@@ -3,6 +3,7 @@
  * call (metrics, HostError mapping) over an SSH or local transport (./transport.ts). Env values
  * go only in the create body, never in a URL or a log.
  */
+import { activeFence } from '../../cluster/fence.js';
 import type { Readable } from 'node:stream';
 import type { HostSpec, RegistryAuth } from '../../domain/app-spec.js';
 import { HOST_ERROR_CODES, HostError } from '../../domain/errors.js';
@@ -128,6 +129,10 @@ export class DockerHostDriver implements HostDriver {
   /** Runs one host operation under its deadline; maps errors; reports the duration. */
   private async call<T>(op: HostOperation, what: string, fn: (signal: AbortSignal) => Promise<T>, timeoutMs = this.timeoutMs): Promise<T> {
     if (this.closed) throw new HostError(HOST_ERROR_CODES.closed, this.name, `${what}: driver closed`);
+    // The leader's work stops at its next host call once its lease has lapsed (src/cluster/lease.ts).
+    activeFence()?.beforeRemote();
+    // Debug only: which daemon called what when (the takeover test reads it to prove no two leaders acted at once).
+    this.log.debug({ op }, what);
     const started = performance.now();
     try {
       const v = await boundedCall(this.name, what, timeoutMs, fn);

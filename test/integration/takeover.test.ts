@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
+import { startBedCluster, type BedCluster, type ClusterDaemon } from '../support/bed-cluster.js';
+import { startLoad, summarizeFailures, type LoadReport } from '../support/load.js';
+import { freshDatabase } from '../support/postgres.js';
+import { bedSkipReason } from '../support/testbed.js';
+import { waitUntil } from '../support/wait.js';
+
+/**
+ * Three real daemons on one real PostgreSQL, on the bed's three hosts (issue #15 item 3).
+ * One leads (a lease with an epoch); the others serve the API. Under a no-retry load on
+ * the app's proxies:
+ * - kill -9 of the leader mid-rollout: a standby takes over within the lease plus a
+ *   second, the rollout completes, no duplicate container, the hook ran once, 0 failures;
+ * - SIGSTOP of the leader mid-rollout (cut off from everything): a standby takes over, the
+ *   rollout completes, and after SIGCONT the old leader follows. From the daemons' own logs
+ *   of every host call: no two daemons made a call that changes a host in the same interval.
+ */
+const skip = bedSkipReason();
+const APP = 'ha';
+const LEASE_MS = 3_000;
+
+type AppView = { status: AppStatus | null; desired: { revision: number; version: string } | null };
+
+/** Host calls that change something: creating, starting, stopping containers, pulls, hooks, proxy writes. */
+const CHANGING_CALL = /^(create|start|stop|remove|rename|pull|put_files|connect_network|ensure_network|run_once|exec)$/;
+const PROXY_WRITE = /: (set|add|del|enable|disable|commit|new|prepare) /;
+
+interface HostCall {
+  at: number;
+  daemon: number;
+  host: string;
+  what: string;
+}
+
+/** The calls that changed a host, from a daemon's debug log (src/hosts/docker/driver.ts logs each call). */
+function changingCalls(d: ClusterDaemon): HostCall[] {
+  return d.logLines().flatMap((l) => {
+    const op = l.op as string | undefined;
+    const what = String(l.msg ?? '');
+    if (l.level !== 20 || !op || typeof l.host !== 'string') return [];
+    if (!CHANGING_CALL.test(op) && !(op === 'unix_command' && PROXY_WRITE.test(what))) return [];
+    return [{ at: Number(l.time), daemon: d.index, host: l.host, what: `${op} ${what}` }];
+  });
+}
+
+describe('several daemons on PostgreSQL: takeover mid-rollout', { skip, concurrency: false }, () => {
+  let cluster: BedCluster;
+  let database: Awaited<ReturnType<typeof freshDatabase>>;
+  let addrs: string[];
+
+  const view = async (d: ClusterDaemon) => (await d.request<AppView>('GET', `/v1/apps/${APP}`)).body;
+  const events = async (d: ClusterDaemon) => (await d.request<{ events: BerthEvent[] }>('GET', `/v1/apps/${APP}/events?limit=1000`)).body.events;
+  const converged = (d: ClusterDaemon, revision: number) =>
+    waitUntil(`revision ${revision} converged`, async () => {
+      const s = (await view(d).catch(() => null))?.status;
+      return s && s.observedRevision === revision && s.phase === 'Complete' ? s : null;
+    }, { timeoutMs: 90_000, describe: async () => (await events(d)).filter((e) => (e.revision ?? 0) >= revision).map((e) => `${e.host ?? '-'} ${e.type}: ${e.message}`).join('\n') });
+  const sawEvent = (d: ClusterDaemon, revision: number, type: string, host: string) =>
+    waitUntil(`${type} on ${host}`, async () => (await events(d)).find((e) => e.revision === revision && e.type === type && e.host === host) ?? null, { timeoutMs: 60_000, pollMs: 50 });
+
+  async function assertFleet(version: string, revision: number, d: ClusterDaemon): Promise<void> {
+    for (const [host, driver] of cluster.drivers) {
+      const apps = (await driver.listContainers({ app: APP })).filter((c) => c.role === 'app');
+      const running = apps.filter((c) => c.running);
+      assert.equal(running.length, 1, `${host}: exactly one running container (${running.map((c) => c.name).join(', ')})`);
+      assert.equal(running[0]!.version, version, `${host} runs ${version}`);
+      assert.equal(new Set(apps.map((c) => c.revision)).size, apps.length, `${host}: no duplicate container per revision`);
+    }
+    const hooks = (await events(d)).filter((e) => e.revision === revision && e.type === 'HookOutput');
+    assert.equal(hooks.length, 1, `the pre_deploy hook ran once: ${hooks.map((e) => e.message).join(' | ')}`);
+  }
+
+  /** No two daemons made changing calls in overlapping intervals: each daemon's calls form one run, in turn. */
+  function assertOneActorAtATime(): string {
+    const calls = cluster.daemons.flatMap(changingCalls).sort((a, b) => a.at - b.at);
+    const runs: Array<{ daemon: number; from: number; to: number; calls: number }> = [];
+    for (const c of calls) {
+      const last = runs[runs.length - 1];
+      if (last && last.daemon === c.daemon) {
+        last.to = c.at;
+        last.calls++;
+      } else runs.push({ daemon: c.daemon, from: c.at, to: c.at, calls: 1 });
+    }
+    const summary = runs.map((r) => `d${r.daemon}: ${r.calls} calls`).join(' -> ');
+    const seen = new Set<number>();
+    for (const r of runs) {
+      assert.ok(!seen.has(r.daemon), `daemon ${r.daemon} acted again after another daemon had taken over: ${summary}`);
+      seen.add(r.daemon);
+    }
+    return summary;
+  }
+
+  before(async () => {
+    database = await freshDatabase();
+    cluster = await startBedCluster(
+      3,
+      {
+        [APP]: {
+          proxy: { port: 8090, drain_timeout: '3s' },
+          healthcheck: { interval: '1s', max_attempts: 15 },
+          rollout: { parallelism: 1 },
+          hooks: { pre_deploy: ['echo migrate $VERSION'] },
+          retain_containers: 2,
+        },
+      },
+      { url: database.url, controller: { lease: `${LEASE_MS / 1000}s` } },
+    );
+    addrs = cluster.bed.hosts.slice(0, 3).map((h) => h.address);
+    const leader = await cluster.leader();
+    // A standby takes the request: the leader hears of it through the database.
+    const standby = cluster.daemons.find((d) => d !== leader)!;
+    const { status, body } = await standby.request<{ revision: number }>('POST', `/v1/apps/${APP}/releases`, { version: 'v1' });
+    assert.equal(status, 202);
+    await converged(standby, body.revision);
+  });
+
+  after(async () => {
+    await cluster?.close();
+    await database?.drop();
+  });
+
+  const failover = async (how: 'kill -9' | 'SIGSTOP', version: string) => {
+    const leader = await cluster.leader();
+    const entry = cluster.daemons.find((d) => d !== leader)!;
+    const load = startLoad({ targets: addrs.map((a, i) => ({ url: `http://${a}:8090`, name: `h${i + 1}` })), clientsPerTarget: 2, slowClientsPerTarget: 1, maxDurationMs: 300_000 });
+    let report: LoadReport | undefined;
+    try {
+      const { body } = await entry.request<{ revision: number }>('POST', `/v1/apps/${APP}/releases`, { version });
+      await sawEvent(entry, body.revision, 'ContainerStarted', 'h2');
+      const cutAt = Date.now();
+      if (how === 'kill -9') await leader.kill9();
+      else leader.signal('SIGSTOP');
+      const next = await cluster.leader({ not: leader, timeoutMs: LEASE_MS + 10_000 });
+      const tookMs = Date.now() - cutAt;
+      console.log(`# ${how} of daemon ${leader.index}: daemon ${next.index} leads ${tookMs} ms later (lease ${LEASE_MS} ms)`);
+      assert.ok(tookMs <= LEASE_MS + 1_000, `a standby took over within the lease plus a second (${tookMs} ms)`);
+      await converged(next, body.revision);
+      await assertFleet(version, body.revision, next);
+      if (how === 'SIGSTOP') {
+        leader.signal('SIGCONT');
+        const back = await waitUntil('the old leader answers again, as a standby', async () => {
+          const r = await leader.readiness();
+          return r ? r : null;
+        }, { timeoutMs: 10_000 });
+        assert.equal(back.role, 'standby');
+        assert.equal(back.leader?.daemon, (await next.readiness())!.daemon, 'it follows the new leader');
+        // What it would have done on waking would show in the next seconds.
+        await new Promise((r) => setTimeout(r, 2 * LEASE_MS));
+        assert.equal((await leader.readiness())!.role, 'standby');
+        // It follows the events: its status answer is the leader's.
+        assert.equal((await view(leader)).status?.observedRevision, body.revision);
+      }
+    } finally {
+      report = await load.stop();
+      console.log(`# ${how}: ${report.requests} requests, ${summarizeFailures(report.failures)}`);
+    }
+    assert.deepEqual(report.failures, [], summarizeFailures(report.failures));
+    console.log(`# who changed the hosts, in order: ${assertOneActorAtATime()}`);
+  };
+
+  it('kill -9 of the leader mid-rollout: a standby takes over, the rollout completes, the hook ran once, 0 failed requests', async () => {
+    await failover('kill -9', 'v2');
+  });
+
+  it('SIGSTOP of the leader mid-rollout: a standby takes over; woken, the old leader acts no more and follows', async () => {
+    await failover('SIGSTOP', 'v3');
+  });
+});
