@@ -21,6 +21,7 @@ import { CertificateManager } from './tls/manager.js';
 import { openStore, type Store, type UpsertChange } from './store/index.js';
 import { EventFollower } from './store/follow.js';
 import { PostgresLease, SoleLeader, type Leadership } from './cluster/lease.js';
+import { runFenced } from './cluster/fence.js';
 import { BERTH_VERSION } from './version.js';
 import { DEFAULTS, localStatePath, registriesFilePath, secretsDirPath, tokenFilePath } from './defaults.js';
 import { AppSecretFiles, missingSecretIssues } from './secrets/app-secrets.js';
@@ -184,8 +185,14 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
     leadership.on('change', (leading) => {
       metrics.leader.set(leading ? 1 : 0);
       if (leading) {
-        controller.start();
-        certificates.start();
+        // Everything the leader's work starts (passes, resyncs, certificate ticks, their timers) runs fenced.
+        const fence = leadership.fence();
+        const lead = () => {
+          controller.start();
+          certificates.start();
+        };
+        if (fence) runFenced(fence, lead);
+        else lead();
       } else {
         void controller.standBy();
         void certificates.stop();

@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import { describe } from '../config/reader.js';
-import { BerthError, ConfigError, ConflictError, describeError, HOST_ERROR_CODES, HostError, NotFoundError, OnHostError, SecretMissingError, SecretsFileError } from '../domain/errors.js';
+import { BerthError, ConfigError, ConflictError, describeError, HOST_ERROR_CODES, HostError, NotFoundError, OnHostError, SecretMissingError, SecretsFileError, StoreError } from '../domain/errors.js';
 
 export class UnauthorizedError extends BerthError {
   constructor(message: string) {
@@ -36,6 +36,8 @@ function statusOf(err: unknown): number {
   // `berth exec` of an app whose secrets file lacks a value (or cannot be used): the app's state, said with the file.
   if (err instanceof ConflictError || err instanceof SecretMissingError || err instanceof SecretsFileError) return 409;
   if (err instanceof UnauthorizedError) return 401;
+  // The database does not answer (PostgreSQL down or cut off): nothing was written; try again.
+  if (err instanceof StoreError && err.code === 'DB_UNAVAILABLE') return 503;
   // A host that cannot be reached or answers with an error (exec): berth is the gateway to it.
   if (err instanceof HostError) return err.code === HOST_ERROR_CODES.timeout ? 504 : 502;
   if (err instanceof OnHostError) return 502;
@@ -91,6 +93,10 @@ export function installErrorHandler(app: FastifyInstance): void {
       // Not berth's fault and worth saying which host and why (the message names no secret).
       request.log.warn({ err, host: err.host }, 'host operation failed');
       return reply.status(status).send(errorBody(status, err.code, describeError(err)));
+    }
+    if (err instanceof StoreError && err.code === 'DB_UNAVAILABLE') {
+      request.log.warn({ err: err.message }, 'request failed: the database does not answer');
+      return reply.status(status).send(errorBody(status, err.code, `${err.message}; nothing was changed, try again`));
     }
     if (status >= 500) {
       request.log.error({ err }, 'request failed');

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { NotLeaderError } from '../cluster/fence.js';
 import type { HostDriver } from './host-driver.js';
 
 /** The host status rows this module keeps (src/store/hosts-status.ts), seen from here. */
@@ -51,6 +52,8 @@ export class HostReachability {
           const info = await driver.ping();
           this.report(host, true, null, info.dockerVersion);
         } catch (err) {
+          // A leader whose lease lapsed stops here; the host is not down for it.
+          if (err instanceof NotLeaderError) return;
           this.report(host, false, err instanceof Error ? err.message : String(err));
         }
       }),

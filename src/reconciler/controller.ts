@@ -13,6 +13,7 @@ import { reconcilePass, type PassDeps } from './pass.js';
 import { WorkQueue } from './queue.js';
 import { ResyncSnapshot } from './resync-snapshot.js';
 import { NotLeaderError, runFenced } from '../cluster/fence.js';
+import { StoreError } from '../domain/errors.js';
 import type { Leadership } from '../cluster/lease.js';
 
 /**
@@ -97,7 +98,7 @@ export class Controller {
     if (this.stopped) this.queue = this.newQueue();
     this.running = true;
     this.stopped = false;
-    this.seedRolloutGauges();
+    this.unlessStoreFails('seeding the rollout gauges', () => this.seedRolloutGauges());
     this.unwatch.push(
       this.o.store.events.subscribe((e) => {
         if (e.app && DESIRED_STATE_EVENTS.has(e.type)) this.queue.add(e.app, { front: true });
@@ -110,8 +111,10 @@ export class Controller {
           if (e.action === 'resubscribed' || e.app === PROXY_APP_LABEL) this.snapshot.dropHost(host);
           else if (e.app) this.snapshot.dropApp(host, e.app);
           // After a re-subscription events may have been missed: look at every app of the host.
-          if (e.action === 'resubscribed') this.enqueueHostApps(host);
-          else if (e.app && this.o.store.apps.getApp(e.app)) this.queue.add(e.app);
+          this.unlessStoreFails('a docker event', () => {
+            if (e.action === 'resubscribed') this.enqueueHostApps(host);
+            else if (e.app && this.o.store.apps.getApp(e.app)) this.queue.add(e.app);
+          });
         }),
       );
       this.o.log.debug({ host }, 'watching docker events');
@@ -183,13 +186,28 @@ export class Controller {
   }
 
   private resync(): void {
-    void this.deps.reachability.pingAll();
-    const apps = this.o.store.apps.listApps();
-    this.snapshot.take(
-      apps.map((a) => ({ name: a.name, hosts: a.spec.hosts, routed: routedApp(a.spec).proxy !== null })),
-      { app: (name) => this.queue.isActive(name), host: (name) => this.deps.reachability.downSince(name) !== null },
-    );
-    for (const app of apps) this.queue.add(app.name);
+    this.deps.reachability.pingAll().catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'host pings not recorded; the next resync tries again'));
+    this.unlessStoreFails('the resync', () => {
+      const apps = this.o.store.apps.listApps();
+      this.snapshot.take(
+        apps.map((a) => ({ name: a.name, hosts: a.spec.hosts, routed: routedApp(a.spec).proxy !== null })),
+        { app: (name) => this.queue.isActive(name), host: (name) => this.deps.reachability.downSince(name) !== null },
+      );
+      for (const app of apps) this.queue.add(app.name);
+    });
+  }
+
+  /**
+   * Runs `fn`, work a timer or an event started (not a pass, whose errors the queue retries):
+   * a database that does not answer skips it with a warning, and the next resync does it again.
+   */
+  private unlessStoreFails(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      if (!(err instanceof StoreError)) throw err;
+      this.o.log.warn({ err: err.message, code: err.code }, `${what} skipped: the database does not answer`);
+    }
   }
 
   /** An event on every app of the host, so `berth events APP` and `deploy --wait` show why it stalls. */

@@ -131,9 +131,14 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
   }
 }
 
-/** How long connecting to PostgreSQL may take, and any one statement (the daemon waits on each). */
+/**
+ * How long connecting to PostgreSQL may take, and any one statement. berth's statements take
+ * milliseconds; the daemon's thread waits on each (bridge.ts), so a database that stops
+ * answering stalls it once for the statement timeout plus a second, then calls fail at once
+ * until it answers again.
+ */
 const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
-const POSTGRES_STATEMENT_TIMEOUT_MS = 5_000;
+const POSTGRES_STATEMENT_TIMEOUT_MS = 2_000;
 
 /**
  * `openStore` for a `postgres://` URL: connects, migrates (migrations/postgres/) and

@@ -93,7 +93,8 @@ export class CertificateManager {
         this.again = true;
         return;
       }
-      this.running = this.tick().finally(() => {
+      // (A tick that throws, e.g. on a database that does not answer, is tried again at the next one.)
+      this.running = this.tick().catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'certificate check failed; the next one tries again')).finally(() => {
         this.running = null;
         if (this.again && !this.stopped) {
           this.again = false;

@@ -48,7 +48,8 @@ export interface BedCluster {
 export async function startBedCluster(
   count: number,
   apps: Record<string, Record<string, unknown>>,
-  o: { url: string; controller?: Record<string, unknown>; env?: Record<string, string> },
+  /** `url`: the database; `urlFor`: daemon i's URL for it instead (e.g. through a TcpCut port). */
+  o: { url: string; urlFor?: (index: number) => string; controller?: Record<string, unknown>; env?: Record<string, string> },
 ): Promise<BedCluster> {
   const bed = requireTestbed();
   const names = Object.keys(apps);
@@ -61,7 +62,7 @@ export async function startBedCluster(
   const daemons: ClusterDaemon[] = [];
   try {
     for (let index = 0; index < count; index++) {
-      const child = await sandbox.spawn({ config, db: o.url, env: { BERTH_LOG_LEVEL: 'debug', BERTH_DATA_DIR: join(sandbox.path, `d${index}`), ...o.env } });
+      const child = await sandbox.spawn({ config, db: o.urlFor?.(index) ?? o.url, env: { BERTH_LOG_LEVEL: 'debug', BERTH_DATA_DIR: join(sandbox.path, `d${index}`), ...o.env } });
       daemons.push(clusterDaemon(index, child));
     }
     await Promise.all(daemons.map((d) => waitReady(d.child, { probe: '/readyz' })));

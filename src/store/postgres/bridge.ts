@@ -1,6 +1,6 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { StoreError } from '../../domain/errors.js';
-import type { BridgeReply, BridgeRequest, WorkerData } from './protocol.js';
+import { ANSWERED, HEALTHY, type BridgeReply, type BridgeRequest, type WorkerData } from './protocol.js';
 
 export interface BridgeOptions {
   /** Connecting, ms. */
@@ -42,13 +42,14 @@ export class PostgresBridge {
 
   private constructor(url: string, private readonly opts: BridgeOptions) {
     const { port1, port2 } = new MessageChannel();
-    const flag = new SharedArrayBuffer(4);
+    const flag = new SharedArrayBuffer(8);
     const data: WorkerData = { url, port: port2, flag, ...opts };
     this.worker = startWorker(data, port2);
     // The thread must not keep a daemon that is done alive; close() ends it too.
     this.worker.unref();
     this.port = port1;
     this.flag = new Int32Array(flag);
+    Atomics.store(this.flag, HEALTHY, 1);
   }
 
   /** Starts the thread and checks the database answers (StoreError DB_OPEN_FAILED). */
@@ -70,10 +71,12 @@ export class PostgresBridge {
    */
   query(text: string, values?: unknown[], extra: Partial<Pick<BridgeRequest, 'name' | 'rowMode' | 'begin'>> & { timeoutMs?: number } = {}): QueryResult {
     if (this.closed) throw new StoreError('DB_UNAVAILABLE', 'the PostgreSQL store is closed');
+    // Lost: fail at once while the thread reconnects, rather than stall the event loop on every call.
+    if (Atomics.load(this.flag, HEALTHY) === 0) throw new StoreError('DB_UNAVAILABLE', 'PostgreSQL does not answer; reconnecting');
     const id = this.nextId++;
     const { timeoutMs, ...rest } = extra;
     const request: BridgeRequest = { id, text, ...(values ? { values } : {}), ...rest };
-    const reply = this.exchange(request, timeoutMs ?? this.opts.connectTimeoutMs + this.opts.statementTimeoutMs + 1_000);
+    const reply = this.exchange(request, timeoutMs ?? this.opts.statementTimeoutMs + 1_000);
     if (reply.error) {
       const code = reply.error.code;
       if (!code || /^(08|57P)/.test(code) || code === 'CONNECTION_LOST' || code === 'WORKER_FAILED') {
@@ -89,7 +92,7 @@ export class PostgresBridge {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       // Reset before looking, so an answer posted after the look still wakes the wait.
-      Atomics.store(this.flag, 0, 0);
+      Atomics.store(this.flag, ANSWERED, 0);
       const message = receiveMessageOnPort(this.port);
       if (message) {
         const reply = message.message as BridgeReply;
@@ -97,8 +100,11 @@ export class PostgresBridge {
         continue; // the late answer of a request that timed out
       }
       const left = deadline - performance.now();
-      if (left <= 0) throw new StoreError('DB_UNAVAILABLE', `PostgreSQL did not answer within ${timeoutMs} ms`);
-      Atomics.wait(this.flag, 0, 0, left);
+      if (left <= 0) {
+        if (!request.close) this.port.postMessage({ id: 0, text: '', reset: true } satisfies BridgeRequest);
+        throw new StoreError('DB_UNAVAILABLE', `PostgreSQL did not answer within ${timeoutMs} ms`);
+      }
+      Atomics.wait(this.flag, ANSWERED, 0, left);
     }
   }
 

@@ -3,7 +3,10 @@ export interface WorkerData {
   url: string;
   /** The other end of the daemon's MessageChannel. */
   port: unknown;
-  /** A SharedArrayBuffer of one Int32: set to 1 and notified when an answer is posted. */
+  /**
+   * A SharedArrayBuffer of two Int32s: [ANSWERED] set to 1 and notified when an answer is
+   * posted; [HEALTHY] 1 while the thread has a connection that answers, 0 while it reconnects.
+   */
   flag: SharedArrayBuffer;
   connectTimeoutMs: number;
   statementTimeoutMs: number;
@@ -20,7 +23,12 @@ export interface BridgeRequest {
   /** The text opens a transaction (the connection's loss inside it must fail the rest of it). */
   begin?: boolean;
   close?: boolean;
+  /** Drop the connection (the daemon timed out on it) and reconnect in the background. */
+  reset?: boolean;
 }
+
+export const ANSWERED = 0;
+export const HEALTHY = 1;
 
 export interface BridgeReply {
   id: number;

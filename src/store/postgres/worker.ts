@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import pg from 'pg';
-import type { BridgeReply, BridgeRequest, WorkerData } from './protocol.js';
+import { ANSWERED, HEALTHY, type BridgeReply, type BridgeRequest, type WorkerData } from './protocol.js';
 
 // BIGINT columns (revisions, ids, counts) come back as numbers: berth's never pass 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
@@ -14,6 +14,9 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 const data = workerData as WorkerData;
 const port = data.port as MessagePort;
 const flag = new Int32Array(data.flag);
+const IDLE_IN_TRANSACTION_MS = 1_000;
+/** How long the thread waits between attempts to reconnect. */
+const RECONNECT_EVERY_MS = 500;
 
 let client: pg.Client | null = null;
 let connecting: Promise<pg.Client> | null = null;
@@ -28,11 +31,13 @@ function connect(): Promise<pg.Client> {
       connectionString: data.url,
       connectionTimeoutMillis: data.connectTimeoutMs,
       keepAlive: true,
-      // The daemon waits on every statement: none may hang. A daemon stopped inside a transaction
-      // (SIGSTOP) must not hold the write lock for the others longer than this either.
+      // The daemon waits on every statement: none may hang.
       statement_timeout: data.statementTimeoutMs,
       lock_timeout: data.statementTimeoutMs,
-      idle_in_transaction_session_timeout: data.statementTimeoutMs,
+      // berth's transactions never wait between their statements (they cannot span an await): one
+      // idle for a second belongs to a daemon stopped (SIGSTOP) or cut off mid-transaction, and
+      // it holds the write lock every other daemon's writes, lease renewals included, wait for.
+      idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
       application_name: data.applicationName,
     });
     c.on('error', () => {
@@ -53,15 +58,43 @@ function connect(): Promise<pg.Client> {
   return connecting;
 }
 
+/** Drops the connection; until a new one answers, the daemon's calls fail at once (HEALTHY is 0). */
 function drop(): void {
   const c = client;
   client = null;
   if (inTransaction) lostTransaction = true;
   c?.end().catch(() => {});
+  Atomics.store(flag, HEALTHY, 0);
+  void reconnect();
+}
+
+let reconnecting = false;
+let closing = false;
+
+async function reconnect(): Promise<void> {
+  if (reconnecting) return;
+  reconnecting = true;
+  try {
+    while (!client && !closing) {
+      try {
+        await connect();
+      } catch {
+        await new Promise((r) => setTimeout(r, RECONNECT_EVERY_MS));
+      }
+    }
+    if (client) Atomics.store(flag, HEALTHY, 1);
+  } finally {
+    reconnecting = false;
+  }
 }
 
 async function run(req: BridgeRequest): Promise<BridgeReply> {
   const isEnd = req.text === 'ROLLBACK' || req.text === 'COMMIT';
+  // A BEGIN means the daemon gave the lost transaction up (it failed fast while the connection was down).
+  if (lostTransaction && req.begin) {
+    lostTransaction = false;
+    inTransaction = false;
+  }
   if (lostTransaction) {
     if (isEnd) {
       lostTransaction = false;
@@ -93,19 +126,25 @@ async function run(req: BridgeRequest): Promise<BridgeReply> {
 }
 
 port.on('message', (req: BridgeRequest) => {
+  if (req.reset) {
+    // The daemon gave up waiting on this connection (a database that stopped answering).
+    drop();
+    return;
+  }
   if (req.close) {
+    closing = true;
     void (client?.end() ?? Promise.resolve()).finally(() => {
       port.postMessage({ id: req.id, rows: [], rowCount: 0 } satisfies BridgeReply);
-      Atomics.store(flag, 0, 1);
-      Atomics.notify(flag, 0);
+      Atomics.store(flag, ANSWERED, 1);
+      Atomics.notify(flag, ANSWERED);
       port.close();
     });
     return;
   }
   void run(req).then((reply) => {
     port.postMessage(reply);
-    Atomics.store(flag, 0, 1);
-    Atomics.notify(flag, 0);
+    Atomics.store(flag, ANSWERED, 1);
+    Atomics.notify(flag, ANSWERED);
   });
 });
 parentPort?.postMessage('ready');
