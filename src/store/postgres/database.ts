@@ -120,6 +120,8 @@ export class PostgresDatabase implements SqlDatabase {
     let result: T;
     try {
       result = fn();
+      // As better-sqlite3 refuses it: what `fn` does after its first await would run outside the transaction.
+      if (typeof (result as { then?: unknown } | null)?.then === 'function') throw new TypeError('Transaction function cannot return a promise');
     } catch (err) {
       try {
         this.bridge.query('ROLLBACK');
