@@ -339,6 +339,37 @@ export function storeContract(fx: StoreFixture): void {
       assert.equal(check.events.listEvents('web', { limit: 1000 }).filter((e) => e.type === 'ReleaseCreated').length, 3 * N);
       check.close();
     });
+
+    test('a writer that waits for the write lock longer than its busy timeout fails; once the lock is free it writes again', async () => {
+      const file = await fx.location();
+      const s = openAt(file, { busyTimeoutMs: 300 });
+      s.apps.upsertApp(spec('web'), 'test');
+      // Another process holds the write lock for 1.5 s (its thread blocked inside the transaction).
+      const holder = child(
+        `const s = store.openStore(env.DB, { lock: false });
+         s.transaction(() => {
+           s.events.appendEvent({ type: 'Held', message: 'the write lock, held' });
+           console.log('holding');
+           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1_500);
+         });
+         console.log('released');
+         s.close();
+         process.exit(0);`,
+        { DB: file },
+      );
+      try {
+        await waitForLine(holder, /^holding$/);
+        const t0 = performance.now();
+        assert.throws(() => s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' }));
+        assert.ok(performance.now() - t0 < 1_400, 'gave up after its busy timeout, before the lock was free');
+        assert.equal(s.releases.latestRelease('web'), null, 'nothing written');
+        await waitForLine(holder, /^released$/);
+        assert.equal(s.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'a' }).revision, 1);
+        assert.deepEqual(s.events.listEvents(null).map((e) => e.type), ['AppCreated', 'Held', 'ReleaseCreated']);
+      } finally {
+        await killHard(holder);
+      }
+    });
   });
 
   // ---- crash safety ----------------------------------------------------------

@@ -70,6 +70,8 @@ async function run(req: BridgeRequest): Promise<BridgeReply> {
     }
     return { id: req.id, error: { message: 'the connection to PostgreSQL was lost inside the transaction; it was rolled back', code: 'CONNECTION_LOST' } };
   }
+  // No connection, no transaction to end: a ROLLBACK after a BEGIN that could not connect does not try again.
+  if (req.text === 'ROLLBACK' && !client) return { id: req.id, rows: [], rowCount: 0 };
   try {
     const c = await connect();
     if (req.begin) inTransaction = true;
