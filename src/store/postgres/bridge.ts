@@ -1,6 +1,6 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { StoreError } from '../../domain/errors.js';
-import type { BridgeReply, BridgeRequest, WorkerData } from './protocol.js';
+import { isConnectionFailure, type BridgeReply, type BridgeRequest, type WorkerData } from './protocol.js';
 
 export interface BridgeOptions {
   /** Connecting, ms. */
@@ -76,7 +76,7 @@ export class PostgresBridge {
     const reply = this.exchange(request, timeoutMs ?? this.opts.connectTimeoutMs + this.opts.statementTimeoutMs + 1_000);
     if (reply.error) {
       const code = reply.error.code;
-      if (!code || /^(08|57P)/.test(code) || code === 'CONNECTION_LOST' || code === 'WORKER_FAILED') {
+      if (isConnectionFailure(code)) {
         throw new StoreError('DB_UNAVAILABLE', `PostgreSQL: ${reply.error.message}`);
       }
       throw new PostgresQueryError(reply.error.message, code);

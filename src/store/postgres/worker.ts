@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import pg from 'pg';
-import type { BridgeReply, BridgeRequest, WorkerData } from './protocol.js';
+import { isConnectionFailure, type BridgeReply, type BridgeRequest, type WorkerData } from './protocol.js';
 
 // BIGINT columns (revisions, ids, counts) come back as numbers: berth's never pass 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
@@ -89,7 +89,7 @@ async function run(req: BridgeRequest): Promise<BridgeReply> {
     const e = err as Error & { code?: string };
     if (isEnd) inTransaction = false;
     // A query that failed because the connection did (not because of its SQL) takes the connection with it.
-    if (!e.code || /^(08|57P)/.test(e.code)) drop();
+    if (isConnectionFailure(e.code)) drop();
     return { id: req.id, error: { message: e.message, ...(e.code ? { code: e.code } : {}) } };
   }
 }
