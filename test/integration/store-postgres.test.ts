@@ -8,7 +8,8 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createServer } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { loadMigrations, openStore, type Store } from '../../src/store/index.js';
-import { migratePostgres, POSTGRES_MIGRATIONS_DIR, PostgresDatabase } from '../../src/store/postgres/database.js';
+import pg from 'pg';
+import { migratePostgres, POSTGRES_MIGRATIONS_DIR, PostgresDatabase, WRITE_LOCK } from '../../src/store/postgres/database.js';
 import { freshDatabase, postgresAvailable, type FreshDatabase } from '../support/postgres.js';
 import { child, collect, killHard, waitForLine } from '../support/store-child.js';
 import { spec, storeContract, storeError } from '../support/store-contract.js';
@@ -105,7 +106,13 @@ describe('store on PostgreSQL', { skip }, () => {
 
     test('three daemons opening a new database at once migrate it once', async () => {
       const { url } = await fresh('migrate_race');
-      // Each imports the store, says ready, and opens on "go", so that the three migrate at the same time.
+      // The write lock, held here until the three wait for it: then each of them finds the
+      // database at version 0 before any has migrated it, and they migrate one after another.
+      const lockHolder = new pg.Client({ connectionString: url });
+      await lockHolder.connect();
+      await lockHolder.query('BEGIN');
+      await lockHolder.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK]);
+      // Each imports the store, says ready, and opens on "go".
       const procs = [1, 2, 3].map(() =>
         child(
           `console.log('ready');
@@ -119,6 +126,11 @@ describe('store on PostgreSQL', { skip }, () => {
       const done = procs.map((p) => collect(p));
       // (Ended, not just written: an open stdin would keep the child alive.)
       for (const p of procs) p.stdin.end('go\n');
+      const waiting = "SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()";
+      const deadline = Date.now() + 20_000;
+      while ((await lockHolder.query<{ n: number }>(waiting)).rows[0]!.n < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await lockHolder.query('COMMIT');
+      await lockHolder.end();
       const known = loadMigrations(POSTGRES_MIGRATIONS_DIR);
       for (const r of await Promise.all(done)) {
         assert.equal(r.code, 0, `stdout: ${r.stdout}; stderr: ${r.stderr}`);

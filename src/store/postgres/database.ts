@@ -12,7 +12,7 @@ export const POSTGRES_MIGRATIONS_DIR = join(DEFAULT_MIGRATIONS_DIR, 'postgres');
  * on SQLite's BEGIN IMMEDIATE, in every daemon sharing the database, so a revision read
  * and the insert that follows it cannot interleave with another writer's.
  */
-const WRITE_LOCK = 0x62657274; // "bert"
+export const WRITE_LOCK = 0x62657274; // "bert"
 
 /**
  * `?` and `@name` parameters (as better-sqlite3 takes them) rewritten to `$n`, outside
