@@ -1,6 +1,6 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { StoreError } from '../../domain/errors.js';
-import { ANSWERED, HEALTHY, type BridgeReply, type BridgeRequest, type WorkerData } from './protocol.js';
+import { ANSWERED, HEALTHY, isConnectionFailure, type BridgeReply, type BridgeRequest, type WorkerData } from './protocol.js';
 
 export interface BridgeOptions {
   /** Connecting, ms. */
@@ -79,7 +79,7 @@ export class PostgresBridge {
     const reply = this.exchange(request, timeoutMs ?? this.opts.statementTimeoutMs + 1_000);
     if (reply.error) {
       const code = reply.error.code;
-      if (!code || /^(08|57P)/.test(code) || code === 'CONNECTION_LOST' || code === 'WORKER_FAILED') {
+      if (isConnectionFailure(code)) {
         throw new StoreError('DB_UNAVAILABLE', `PostgreSQL: ${reply.error.message}`);
       }
       throw new PostgresQueryError(reply.error.message, code);
@@ -132,14 +132,15 @@ function startWorker(data: WorkerData, port: MessagePort): Worker {
   const typescript = import.meta.url.endsWith('.ts');
   const worker = JSON.stringify(new URL(typescript ? './worker.ts' : './worker.js', import.meta.url).href);
   const loader = typescript ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((api) => api.register())` : 'Promise.resolve()';
+  // Only import(), never require: eval'd code is a CommonJS script or an ES module depending on
+  // the process's flags (`node --input-type=module -e` makes it a module).
   const bootstrap = `
-    const { workerData } = require('node:worker_threads');
-    ${loader}.then(() => import(${worker})).catch((err) => {
+    import('node:worker_threads').then(({ workerData }) => ${loader}.then(() => import(${worker})).catch((err) => {
       workerData.port.postMessage({ id: 0, error: { message: 'the PostgreSQL thread did not start: ' + (err && err.message), code: 'WORKER_FAILED' } });
       const flag = new Int32Array(workerData.flag);
       Atomics.store(flag, 0, 1);
       Atomics.notify(flag, 0);
-    });`;
+    }));`;
   return new Worker(bootstrap, { eval: true, workerData: data, transferList: [port] });
 }
 

@@ -12,7 +12,7 @@ export const POSTGRES_MIGRATIONS_DIR = join(DEFAULT_MIGRATIONS_DIR, 'postgres');
  * on SQLite's BEGIN IMMEDIATE, in every daemon sharing the database, so a revision read
  * and the insert that follows it cannot interleave with another writer's.
  */
-const WRITE_LOCK = 0x62657274; // "bert"
+export const WRITE_LOCK = 0x62657274; // "bert"
 
 /**
  * `?` and `@name` parameters (as better-sqlite3 takes them) rewritten to `$n`, outside
@@ -114,12 +114,16 @@ export class PostgresDatabase implements SqlDatabase {
   }
 
   writeTransaction<T>(fn: () => T, durability: Durability): T {
-    // One round trip opens it: BEGIN, the commit's durability, the write lock.
     const sync = durability === 'observed' ? 'SET LOCAL synchronous_commit = off; ' : '';
-    this.bridge.query(`BEGIN; ${sync}SELECT pg_advisory_xact_lock(${WRITE_LOCK})`, undefined, { begin: true });
     let result: T;
     try {
+      // One round trip opens it: BEGIN, the commit's durability, the write lock. When the lock
+      // is not granted in time (lock_timeout) the transaction is open, and aborted: the ROLLBACK
+      // below ends it, else every later statement of the connection would fail.
+      this.bridge.query(`BEGIN; ${sync}SELECT pg_advisory_xact_lock(${WRITE_LOCK})`, undefined, { begin: true });
       result = fn();
+      // As better-sqlite3 refuses it: what `fn` does after its first await would run outside the transaction.
+      if (typeof (result as { then?: unknown } | null)?.then === 'function') throw new TypeError('Transaction function cannot return a promise');
     } catch (err) {
       try {
         this.bridge.query('ROLLBACK');

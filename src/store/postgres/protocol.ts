@@ -36,3 +36,13 @@ export interface BridgeReply {
   rowCount?: number;
   error?: { message: string; code?: string };
 }
+
+/**
+ * A failure of the connection, not of the statement: no code, a Node socket error's code
+ * (ECONNREFUSED, ECONNRESET, ...: not a 5-character SQLSTATE), the bridge's own
+ * (CONNECTION_LOST, WORKER_FAILED), or SQLSTATE class 08 (connection exception) or 57P
+ * (the server shutting down or starting).
+ */
+export function isConnectionFailure(code: string | undefined): boolean {
+  return !code || !/^[0-9A-Z]{5}$/.test(code) || /^(08|57P)/.test(code);
+}

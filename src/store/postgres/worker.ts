@@ -6,7 +6,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import pg from 'pg';
-import { ANSWERED, HEALTHY, type BridgeReply, type BridgeRequest, type WorkerData } from './protocol.js';
+import { ANSWERED, HEALTHY, isConnectionFailure, type BridgeReply, type BridgeRequest, type WorkerData } from './protocol.js';
 
 // BIGINT columns (revisions, ids, counts) come back as numbers: berth's never pass 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
@@ -103,6 +103,8 @@ async function run(req: BridgeRequest): Promise<BridgeReply> {
     }
     return { id: req.id, error: { message: 'the connection to PostgreSQL was lost inside the transaction; it was rolled back', code: 'CONNECTION_LOST' } };
   }
+  // No connection, no transaction to end: a ROLLBACK after a BEGIN that could not connect does not try again.
+  if (req.text === 'ROLLBACK' && !client) return { id: req.id, rows: [], rowCount: 0 };
   try {
     const c = await connect();
     if (req.begin) inTransaction = true;
@@ -120,7 +122,7 @@ async function run(req: BridgeRequest): Promise<BridgeReply> {
     const e = err as Error & { code?: string };
     if (isEnd) inTransaction = false;
     // A query that failed because the connection did (not because of its SQL) takes the connection with it.
-    if (!e.code || /^(08|57P)/.test(e.code)) drop();
+    if (isConnectionFailure(e.code)) drop();
     return { id: req.id, error: { message: e.message, ...(e.code ? { code: e.code } : {}) } };
   }
 }
