@@ -10,12 +10,11 @@ import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import { loadMigrations, openStore, type Store } from '../../src/store/index.js';
 import { migratePostgres, POSTGRES_MIGRATIONS_DIR, PostgresDatabase, WRITE_LOCK } from '../../src/store/postgres/database.js';
-import { freshDatabase, postgresAvailable, type FreshDatabase } from '../support/postgres.js';
+import { freshDatabase, postgresSkipReason, type FreshDatabase } from '../support/postgres.js';
 import { child, collect, killHard, waitForLine } from '../support/store-child.js';
 import { spec, storeContract, storeError } from '../support/store-contract.js';
-import { testbedRequired } from '../support/testbed.js';
 
-const skip = postgresAvailable() || testbedRequired() ? false : 'no PostgreSQL for tests (test/support/postgres.ts); BERTH_TESTBED_REQUIRED=1 makes this a failure';
+const skip = postgresSkipReason();
 
 const databases: FreshDatabase[] = [];
 async function fresh(label: string): Promise<FreshDatabase> {

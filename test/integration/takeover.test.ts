@@ -4,7 +4,7 @@ import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
 import { startBedCluster, type BedCluster, type ClusterDaemon } from '../support/bed-cluster.js';
 import { startLoad, summarizeFailures, type LoadReport } from '../support/load.js';
 import { startTcpCut, type TcpCut } from '../support/tcp-cut.js';
-import { freshDatabase } from '../support/postgres.js';
+import { freshDatabase, postgresSkipReason } from '../support/postgres.js';
 import { bedSkipReason } from '../support/testbed.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -21,7 +21,7 @@ import { waitUntil } from '../support/wait.js';
  * - the leader's network to PostgreSQL cut mid-rollout (it still reaches the hosts): it
  *   stops acting within the lease, a standby takes over; healed, it follows. Same checks.
  */
-const skip = bedSkipReason();
+const skip = bedSkipReason() || postgresSkipReason();
 const APP = 'ha';
 const LEASE_MS = 3_000;
 
