@@ -14,7 +14,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 const data = workerData as WorkerData;
 const port = data.port as MessagePort;
 const flag = new Int32Array(data.flag);
-const IDLE_IN_TRANSACTION_MS = 1_000;
+const IDLE_IN_TRANSACTION_MS = 2_000;
 /** How long the thread waits between attempts to reconnect. */
 const RECONNECT_EVERY_MS = 500;
 
@@ -35,7 +35,7 @@ function connect(): Promise<pg.Client> {
       statement_timeout: data.statementTimeoutMs,
       lock_timeout: data.statementTimeoutMs,
       // berth's transactions never wait between their statements (they cannot span an await): one
-      // idle for a second belongs to a daemon stopped (SIGSTOP) or cut off mid-transaction, and
+      // idle for two seconds belongs to a daemon stopped (SIGSTOP) or cut off mid-transaction, and
       // it holds the write lock every other daemon's writes, lease renewals included, wait for.
       idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
       application_name: data.applicationName,
