@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
-import type { BerthEvent } from '../../src/domain/release.js';
+import { after, before, describe, it } from 'node:test';
+import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
 import type { AppSpec } from '../../src/domain/app-spec.js';
+import { appStory } from '../support/bed-app.js';
+import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
 import { makeSpec } from '../support/fixtures.js';
 import { startFleet, type Fleet } from '../support/fleet.js';
 import { startLoad, summarizeFailures } from '../support/load.js';
 import { bedSkipReason } from '../support/testbed.js';
+import { waitUntil } from '../support/wait.js';
 
 /**
  * rollout.preboot on 3 real test hosts, through their real HAProxy under a zero-failure
@@ -84,5 +87,53 @@ describe('rollout.preboot on 3 real hosts', { skip, concurrency: false }, () => 
     assert.ok(at(off.events, 'ContainerStarted', 'h3') > at(off.events, 'TrafficSwitched', 'h2'), 'without preboot h3 boots after h2 switched');
     assert.ok(!off.events.some((e) => e.type === 'PrebootStarted'));
     console.log(`# 3 hosts, parallelism 1, 2 s boot, under load: preboot on ${on.wallMs} ms, off ${off.wallMs} ms`);
+  });
+});
+
+describe('rollout.preboot: kill -9 of a real daemon mid-rollout, then restart', { skip, concurrency: false }, () => {
+  const APP = 'precrash';
+  let daemon: BedDaemon;
+  before(async () => {
+    daemon = await startBedDaemon(APP, { port: 3000, env: SLOW_BOOT, healthcheck: { interval: '500ms', max_attempts: 12 }, rollout: { parallelism: 1, preboot: true }, retain_containers: 2 });
+  });
+  after(async () => {
+    await daemon?.close();
+  });
+
+  const converged = (revision: number) =>
+    waitUntil(`revision ${revision} converged`, async () => {
+      const { body } = await daemon.request<{ status: AppStatus | null }>('GET', `/v1/apps/${APP}`).catch(() => ({ body: null }));
+      const s = body?.status;
+      return s && s.observedRevision === revision && s.phase === 'Complete' ? s : null;
+    }, { timeoutMs: 90_000, describe: () => appStory(daemon, APP, revision) });
+  const sawEvent = (revision: number, type: string, host: string) =>
+    waitUntil(`${type} on ${host}`, async () => {
+      const { body } = await daemon.request<{ events: BerthEvent[] }>('GET', `/v1/apps/${APP}/events?limit=1000`);
+      return body.events.find((e) => e.revision === revision && e.type === type && e.host === host) ?? null;
+    }, { timeoutMs: 60_000, pollMs: 50 });
+
+  it('converges on the release with one container per host, none booted twice, wherever the kill fell', async () => {
+    await converged((await daemon.request<{ revision: number }>('POST', `/v1/apps/${APP}/releases`, { version: 'v1' })).body.revision);
+    const killPoints: Array<[string, string]> = [
+      ['PrebootStarted', 'h3'], // h3 booting beside h1's whole step
+      ['ContainerPrebooted', 'h3'], // h3 booted and healthy, its switch two batches away
+      ['TrafficSwitched', 'h2'], // h3 pre-booted, h2 just switched
+    ];
+    for (const [i, [type, host]] of killPoints.entries()) {
+      const version = i % 2 === 0 ? 'v2' : 'v3';
+      const { body } = await daemon.request<{ revision: number }>('POST', `/v1/apps/${APP}/releases`, { version });
+      await sawEvent(body.revision, type, host);
+      await daemon.kill9();
+      await daemon.restart();
+      await converged(body.revision);
+      for (const [h, d] of daemon.drivers) {
+        const apps = (await d.listContainers({ app: APP })).filter((c) => c.role === 'app');
+        const running = apps.filter((c) => c.running);
+        assert.deepEqual(running.map((c) => c.version), [version], `${h}: exactly one container runs, of ${version}`);
+        // A release of a version run before (v2 again) restarts its retained container: one container per version and config.
+        assert.equal(new Set(apps.map((c) => `${c.version}/${c.configHash}`)).size, apps.length, `${h}: none booted twice: ${apps.map((c) => c.name).join(', ')}`);
+      }
+      console.log(`# preboot: kill -9 after ${type}:${host} -> converged on ${version} (revision ${body.revision})`);
+    }
   });
 });
