@@ -12,8 +12,9 @@
  * are wrapped in timing decorators (bench/lib/timing.ts) that pass every call through.
  *
  *   berth   app `benchroll`, proxy port 8470, health check every 1 s, delay 0, parallelism
- *           1 and then 3, alternating v1 <-> v2; a fresh container per release (the env
- *           carries the run number, so no retained container is reused).
+ *           1, parallelism 1 with rollout.preboot, then parallelism 3, alternating v1 <-> v2;
+ *           a fresh container per release (the env carries the run number, so no retained
+ *           container is reused).
  *   swarm   the same hosts joined into a swarm (live-restore off for the duration), a
  *           global service of the same image with a Docker HEALTHCHECK every 1 s, update
  *           parallelism 1, delay 0, start-first, monitor 1 s; `docker service update
@@ -21,13 +22,15 @@
  *           settings: monitor 100 ms (plus a 100 ms health start interval where the
  *           daemons speak API >= 1.44; the test hosts' Docker 20.10 does not).
  *
- * The runs are interleaved round by round (berth p1, berth p3, swarm, swarm tuned).
+ * The runs are interleaved round by round (berth p1, berth p1 preboot, berth p3, swarm, swarm tuned).
  * Afterwards: the swarm services are removed, every host leaves the swarm, live-restore
  * is on again, the berth app's containers are removed. Writes
  * bench/results/rollout-vs-swarm.json and prints the tables (docs/benchmarks.md explains them).
  *
  * Env: BENCH_ROUNDS (5), BENCH_SWARM=0 (berth only), BENCH_SWARM_TUNED=0 (skip the tuned service),
- * BENCH_SPANS=1 (every timed span of every berth run into the JSON).
+ * BENCH_SPANS=1 (every timed span of every berth run into the JSON), BENCH_BOOT_DELAY=S (berth's
+ * containers wait S seconds before they answer their health check, the bed app's slowboot mode:
+ * an app with a real boot, where pre-booting pays; results then go to rollout-vs-swarm.boot<S>s.json).
  *
  * Diagnostic, NOT what berth runs: BENCH_DIAG_NO_MODEM_INSPECT=1 stubs the one
  * `util.inspect(options, { showHidden: true, depth: null })` that docker-modem 5 evaluates
@@ -68,6 +71,16 @@ const pexec = promisify(execFile);
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 const quiet = pino({ level: 'silent' });
 const DIAG_NO_MODEM_INSPECT = process.env.BENCH_DIAG_NO_MODEM_INSPECT === '1';
+/** Seconds each berth container takes before it answers its health check (0: the bed app as it is). */
+const BOOT_DELAY_S = Number(process.env.BENCH_BOOT_DELAY ?? 0);
+const BOOT_ENV: Record<string, string> = BOOT_DELAY_S > 0 ? { MODE: 'slowboot', BOOT_DELAY: String(BOOT_DELAY_S) } : {};
+/** The berth runs of each round, in order. */
+const BERTH_VARIANTS = [
+  { parallelism: 1, preboot: false },
+  { parallelism: 1, preboot: true },
+  { parallelism: 3, preboot: false },
+] as const;
+const RESULTS_FILE = DIAG_NO_MODEM_INSPECT ? 'rollout-vs-swarm.diag-no-modem-inspect.json' : BOOT_DELAY_S > 0 ? `rollout-vs-swarm.boot${BOOT_DELAY_S}s.json` : 'rollout-vs-swarm.json';
 
 if (DIAG_NO_MODEM_INSPECT) {
   // Only the call shape docker-modem's buildRequest uses (request options with an agent).
@@ -84,6 +97,8 @@ if (DIAG_NO_MODEM_INSPECT) {
 interface BerthRun {
   system: string;
   parallelism: number;
+  /** rollout.preboot: later batches boot while earlier ones switch. */
+  preboot: boolean;
   round: number;
   from: string;
   to: string;
@@ -212,13 +227,14 @@ class BerthBench {
     return b;
   }
 
-  /** One rollout to `version` with `parallelism`, through POST /v1/apps/:app/releases, timed to Complete. */
-  async run(version: string, parallelism: number, roundNo: number, timed = true): Promise<BerthRun | null> {
+  /** One rollout to `version` with `parallelism` (and preboot), through POST /v1/apps/:app/releases, timed to Complete. */
+  async run(version: string, parallelism: number, roundNo: number, timed = true, preboot = false): Promise<BerthRun | null> {
     const { fleet, rec } = this;
     this.runNo += 1;
-    // A fresh container config per release (so every host creates one, as Swarm does), and the batch size.
+    // A fresh container config per release (so every host creates one, as Swarm does), the batch size, preboot.
+    const { preboot: _, ...rollout } = fleet.spec.rollout;
     fleet.store.apps.upsertApp(
-      { ...fleet.spec, rollout: { ...fleet.spec.rollout, parallelism: { kind: 'count', value: parallelism } }, env: { BENCH_RUN: String(this.runNo) } },
+      { ...fleet.spec, rollout: { ...rollout, parallelism: { kind: 'count', value: parallelism }, ...(preboot ? { preboot } : {}) }, env: { ...BOOT_ENV, BENCH_RUN: String(this.runNo) } },
       'bench',
     );
     // Quiet start: no pass in flight, Docker events of the last rollout handled.
@@ -274,8 +290,9 @@ class BerthBench {
     const served = await viaProxy(this.hostsOf());
     if (Object.values(served).some((v) => v !== version)) throw new Error(`after the rollout to ${version} the proxies serve ${JSON.stringify(served)}`);
     return {
-      system: `berth p${parallelism}`,
+      system: `berth p${parallelism}${preboot ? ' preboot' : ''}`,
       parallelism,
+      preboot,
       round: roundNo,
       from,
       to: version,
@@ -329,11 +346,11 @@ function berthRunsTable(runs: BerthRun[]): string {
     r0(r.analysis.buckets.controller),
     r0(r.analysis.buckets.observe),
   ]);
-  for (const p of [...new Set(runs.map((r) => r.parallelism))]) {
-    const group = runs.filter((r) => r.parallelism === p);
+  for (const system of [...new Set(runs.map((r) => r.system))]) {
+    const group = runs.filter((r) => r.system === system);
     const med = (f: (r: BerthRun) => number) => median(group.map(f));
     rows.push([
-      `median berth p${p} (n=${group.length})`,
+      `median ${system} (n=${group.length})`,
       r0(med((r) => r.analysis.totalMs)),
       r0(med((r) => r.analysis.lastSwitchMs ?? NaN)),
       r0(med((r) => r.analysis.limitMs)),
@@ -408,7 +425,7 @@ function overheadTable(runs: BerthRun[]): string {
     return [label, String(s.n), r0(s.p50), r0(s.p99), r0(s.max)];
   };
   return table(
-    ['controller overhead (berth p1 + p3)', 'n', 'p50 ms', 'p99 ms', 'max ms'],
+    ['controller overhead (every berth run)', 'n', 'p50 ms', 'p99 ms', 'max ms'],
     [
       line('per pass: queue wait before it (1st: POST -> pass)', passes.map((p) => p.queueBeforeMs)),
       line('per pass: read desired state (pre)', passes.map((p) => p.preMs)),
@@ -595,11 +612,11 @@ async function main(): Promise<void> {
 
     const swarmVersion = new Map(swarmConfigs.map((c) => [c.name, 'v2']));
     for (let roundNo = 1; roundNo <= ROUNDS; roundNo++) {
-      for (const p of [1, 3]) {
+      for (const v of BERTH_VARIANTS) {
         const to = flip(berth.current);
-        const r = (await berth.run(to, p, roundNo))!;
+        const r = (await berth.run(to, v.parallelism, roundNo, true, v.preboot))!;
         berthRuns.push(r);
-        console.error(`[bench] round ${roundNo} berth p${p} ${r.from}->${to}: ${r0(r.analysis.totalMs)} ms (limit ${r0(r.analysis.limitMs)}, x${r.analysis.ratio.toFixed(2)})`);
+        console.error(`[bench] round ${roundNo} ${r.system} ${r.from}->${to}: ${r0(r.analysis.totalMs)} ms (limit ${r0(r.analysis.limitMs)}, x${r.analysis.ratio.toFixed(2)})`);
       }
       if (swarm) {
         for (const c of swarmConfigs) {
@@ -618,20 +635,23 @@ async function main(): Promise<void> {
   }
 
   // ---------------------------------------------------------------- output
-  const p1 = berthRuns.filter((r) => r.parallelism === 1);
-  const p3 = berthRuns.filter((r) => r.parallelism === 3);
+  const p1 = berthRuns.filter((r) => r.system === 'berth p1');
+  const p1Preboot = berthRuns.filter((r) => r.system === 'berth p1 preboot');
+  const p3 = berthRuns.filter((r) => r.system === 'berth p3');
   const berthGroups: Array<[string, BerthRun[]]> = [
     ['berth p1', p1],
+    ['berth p1 preboot', p1Preboot],
     ['berth p3', p3],
   ];
   const swarmGroups: Array<[string, SwarmRun[]]> = swarmConfigs.map((c) => [c.name === 'benchswarm' ? 'swarm' : 'swarm tuned', swarmRuns.get(c.name) ?? []]);
 
   const out: string[] = [];
-  out.push(`# rollout vs physical limit and vs Docker Swarm (3 real hosts, ${ROUNDS} rounds, interleaved)`);
+  out.push(`# rollout vs physical limit and vs Docker Swarm (3 real hosts, ${ROUNDS} rounds, interleaved)${BOOT_DELAY_S > 0 ? `; berth's containers boot ${BOOT_DELAY_S} s before they answer` : ''}`);
   if (DIAG_NO_MODEM_INSPECT) out.push("DIAGNOSTIC RUN, NOT WHAT BERTH RUNS: docker-modem's per-request util.inspect stubbed out (BENCH_DIAG_NO_MODEM_INSPECT=1)");
   out.push(`machine: ${info.nproc} cpus (${info.cpu}), node ${info.node}, docker ${info.docker.server}, ${info.kernel}, commit ${info.commit}${info.srcChanges ? ` + uncommitted src changes (${info.srcChanges.split('\n').map((l) => l.trim()).join(', ')})` : ' (src clean)'}`);
   out.push('');
-  out.push('## berth runs (parallelism 1 and 3): total vs the physical limit');
+  out.push('## berth runs (parallelism 1 without and with preboot, parallelism 3): total vs the physical limit');
+  out.push('limit = the sum over batches of the slowest host\'s create -> first passing probe: boots one batch after the other. A preboot run boots every batch at once, so it can finish under 1.00.');
   out.push(berthRunsTable(berthRuns));
   out.push('');
   out.push('## where the time goes (critical path of each rollout)');
@@ -647,10 +667,12 @@ async function main(): Promise<void> {
     out.push(`## the passes of one run (${p1[p1.length - 1]!.system} #${p1[p1.length - 1]!.round}), ms`);
     out.push(passesTable(p1[p1.length - 1]!));
   }
-  if (p3[0]) {
+  for (const runs of [p1Preboot, p3]) {
+    const last = runs[runs.length - 1];
+    if (!last) continue;
     out.push('');
-    out.push(`## the passes of one run (${p3[p3.length - 1]!.system} #${p3[p3.length - 1]!.round}), ms`);
-    out.push(passesTable(p3[p3.length - 1]!));
+    out.push(`## the passes of one run (${last.system} #${last.round}), ms`);
+    out.push(passesTable(last));
   }
   for (const [name, runs] of swarmGroups) {
     out.push('');
@@ -683,7 +705,7 @@ async function main(): Promise<void> {
   const resultsDir = join(here, 'results');
   mkdirSync(resultsDir, { recursive: true });
   writeFileSync(
-    join(resultsDir, DIAG_NO_MODEM_INSPECT ? 'rollout-vs-swarm.diag-no-modem-inspect.json' : 'rollout-vs-swarm.json'),
+    join(resultsDir, RESULTS_FILE),
     JSON.stringify(
       {
         bench: 'rollout-vs-swarm',
@@ -692,7 +714,7 @@ async function main(): Promise<void> {
         machine: { ...info, loadavgAfter: (await import('node:os')).loadavg() },
         config: {
           rounds: ROUNDS,
-          berth: { app: APP, proxyPort: PROXY_PORT, healthIntervalMs: HEALTH_INTERVAL_MS, delayMs: 0, parallelism: [1, 3], freshContainerPerRelease: true, resyncIntervalMs: 2000 },
+          berth: { app: APP, proxyPort: PROXY_PORT, healthIntervalMs: HEALTH_INTERVAL_MS, delayMs: 0, variants: BERTH_VARIANTS, bootDelayS: BOOT_DELAY_S, freshContainerPerRelease: true, resyncIntervalMs: 2000 },
           swarm: swarmConfigs,
           notes,
         },
@@ -734,7 +756,7 @@ async function main(): Promise<void> {
       2,
     ) + '\n',
   );
-  console.error(`[bench] wrote bench/results/${DIAG_NO_MODEM_INSPECT ? 'rollout-vs-swarm.diag-no-modem-inspect.json' : 'rollout-vs-swarm.json'}`);
+  console.error(`[bench] wrote bench/results/${RESULTS_FILE}`);
 }
 
 main().then(

@@ -344,7 +344,8 @@ class AppState {
     const started = new Map();
     for (const e of events) {
       const key = `${e.host}:${e.revision}`;
-      if (e.type === 'HostUpdateStarted') started.set(key, e);
+      // A pre-booted host (rollout.preboot) began its update at its pre-boot, not at its turn.
+      if (e.type === 'PrebootStarted' || (e.type === 'HostUpdateStarted' && started.get(key)?.type !== 'PrebootStarted')) started.set(key, e);
       if (e.type === 'TrafficSwitched' && started.has(key)) {
         const a = x(started.get(key).createdAt);
         svg.append(s('rect', { x: a, y: y(e) - 5, width: Math.max(x(e.createdAt) - a, 2), height: 10, class: 'bar' }, s('title', {}, `${e.host}: revision ${e.revision} updated`)));
@@ -358,7 +359,7 @@ class AppState {
       else svg.append(s('circle', { cx, cy, r: 4, class: 'mark' }, label));
     }
     svg.append(s('text', { x: LEFT, y: H - 4, class: 'axis' }, time(events[0].createdAt)), s('text', { x: W - 10, y: H - 4, class: 'axis end' }, time(events.at(-1).createdAt)));
-    this.chart.replaceChildren(svg, h('p', { class: 'legend' }, 'Bars: a host from update start to traffic switch. Circles: steps. Crosses: failures. Hover a mark for its event.'));
+    this.chart.replaceChildren(svg, h('p', { class: 'legend' }, 'Bars: a host from update start (or pre-boot) to traffic switch. Circles: steps. Crosses: failures. Hover a mark for its event.'));
   }
 }
 

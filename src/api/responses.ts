@@ -115,6 +115,7 @@ const appDocumentSchema = {
       max_failure_ratio: { type: 'number' },
       progress_deadline: text,
       strategy: { type: 'string', enum: ['start-first', 'recreate'] },
+      preboot: { type: 'boolean' },
     }),
     hooks: exact({ pre_deploy: strings, post_deploy: strings, timeout: text }),
     retain_containers: integer,

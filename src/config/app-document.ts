@@ -50,6 +50,7 @@ export interface AppDocument extends ContainerDocument {
     max_failure_ratio: number;
     progress_deadline: string;
     strategy: 'start-first' | 'recreate';
+    preboot: boolean;
   };
   hooks: { pre_deploy: string[]; post_deploy: string[]; timeout: string };
   retain_containers: number;
@@ -76,6 +77,7 @@ export function appDocument(spec: AppSpec): AppDocument {
       max_failure_ratio: r.maxFailureRatio,
       progress_deadline: formatDuration(r.progressDeadlineMs),
       strategy: r.strategy ?? 'start-first',
+      preboot: r.preboot ?? false,
     },
     hooks: { pre_deploy: [...hooks.preDeploy], post_deploy: [...hooks.postDeploy], timeout: formatDuration(hooks.timeoutMs) },
     retain_containers: spec.retainContainers,

@@ -28,6 +28,7 @@ import {
   Issues,
   keyPath,
   listOf,
+  readBoolean,
   readEntries,
   readEnum,
   readInteger,
@@ -59,7 +60,7 @@ const APP_KEYS = [
 const PROCESS_KEYS = ['hosts', 'port', 'env', 'secrets', 'stop_timeout', 'proxy', 'healthcheck', ...CONTAINER_KEYS] as const;
 const HEALTHCHECK_KEYS = ['path', 'port', 'interval', 'timeout', 'max_attempts', 'min_healthy'] as const;
 const CONTAINER_HEALTHCHECK_KEYS = ['cmd', 'interval', 'timeout', 'max_attempts', 'min_healthy'] as const;
-const ROLLOUT_KEYS = ['parallelism', 'delay', 'on_failure', 'max_failure_ratio', 'progress_deadline', 'strategy'] as const;
+const ROLLOUT_KEYS = ['parallelism', 'delay', 'on_failure', 'max_failure_ratio', 'progress_deadline', 'strategy', 'preboot'] as const;
 const HOOKS_KEYS = ['pre_deploy', 'post_deploy', 'timeout'] as const;
 const PROXY_KEYS = ['port', 'host', 'path_prefix', 'drain_timeout', 'tls'] as const;
 const TLS_KEYS = ['certificate', 'private_key'] as const;
@@ -267,6 +268,9 @@ function readRollout(doc: unknown, path: string, issues: Issues): RolloutSpec {
   const d = SEED_DEFAULTS.rollout;
   const f = readMap(doc, path, issues, ROLLOUT_KEYS);
   const strategy = f.get('strategy', readEnum(STRATEGIES), 'start-first');
+  const preboot = f.get('preboot', readBoolean, false);
+  // Pre-booting runs the new container beside the old one, which recreate exists to never do.
+  if (preboot && strategy === 'recreate') f.issues.add(f.at('preboot'), 'recreate never runs two containers of a unit, so it cannot pre-boot: drop preboot, or use strategy: start-first');
   return {
     parallelism: f.get('parallelism', readParallelism, d.parallelism),
     delayMs: f.get('delay', readDuration(0, HOUR), d.delayMs),
@@ -275,6 +279,7 @@ function readRollout(doc: unknown, path: string, issues: Issues): RolloutSpec {
     progressDeadlineMs: f.get('progress_deadline', readDuration(SECOND, 24 * HOUR), d.progressDeadlineMs),
     // The default stays out of the spec: an app that says start-first is the app that says nothing.
     ...(strategy === 'recreate' ? { strategy } : {}),
+    ...(preboot ? { preboot } : {}),
   };
 }
 

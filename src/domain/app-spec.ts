@@ -37,6 +37,12 @@ export interface RolloutSpec {
    * so specs stored before the key existed, and specs that do not set it, compare equal.
    */
   strategy?: RolloutStrategy;
+  /**
+   * Later batches' new containers boot and pass their health check while earlier batches
+   * switch; each batch still switches in its turn (docs/design.md, "Pre-booting"). Absent =
+   * off, and only start-first may set it (the validator refuses it with recreate).
+   */
+  preboot?: true;
 }
 
 export interface HooksSpec {
@@ -206,7 +212,10 @@ export type ProcessSpec = ProcessSettings &
 export function rollbackSpec(target: AppSpec, current: AppSpec): AppSpec {
   const rollout: RolloutSpec = { ...target.rollout };
   delete rollout.strategy;
+  delete rollout.preboot;
   if (current.rollout.strategy) rollout.strategy = current.rollout.strategy;
+  // Pre-booting goes with the strategy: a recreate release never gets it back from before.
+  if (current.rollout.preboot) rollout.preboot = true;
   return { ...target, rollout };
 }
 

@@ -194,7 +194,8 @@ async function ensureImage(driver: HostDriver, ref: string): Promise<void> {
 async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string> {
   const driver = ctx.driver(a.host);
   const stopping = a.stopFirst?.length ? ` (recreate: ${a.stopFirst.length} running container(s) stop first)` : '';
-  ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}${stopping}` });
+  if (a.preboot) ctx.emit({ type: 'PrebootStarted', host: a.host, message: `pre-booting ${ctx.desired.version} on ${a.host}; its traffic moves in its batch` });
+  else ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}${a.prebooted ? ' (pre-booted)' : ''}${stopping}` });
   let toStop = a.stopFirst ?? [];
   const start = async (id: string) => {
     await retire(ctx, a.host, toStop, 'withdraw');
@@ -245,9 +246,11 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
     }
     return created;
   });
-  ctx.emit({ type: 'ContainerStarted', host: a.host, message: `started ${a.containerName} (${ctx.desired.version})${a.existingContainerId ? ' reusing a retained container' : ''}` });
+  // A pre-booted container is already running: its turn only checks and switches.
+  if (!a.prebooted) ctx.emit({ type: 'ContainerStarted', host: a.host, message: `started ${a.containerName} (${ctx.desired.version})${a.existingContainerId ? ' reusing a retained container' : ''}` });
   try {
-    await healthyThenSwitch(ctx, a.host, id, a.containerName);
+    await healthyThenSwitch(ctx, a.host, id, a.containerName, { switch: !a.preboot, soak: !a.prebooted });
+    if (a.preboot) ctx.emit({ type: 'ContainerPrebooted', host: a.host, message: `${a.containerName} (${ctx.desired.version}) runs healthy; waiting for its batch to take the traffic` });
   } catch (err) {
     // The container's own fault: its last words go with the failure, before the planner removes it.
     if (err instanceof StepError && (err.stage === 'health' || err.code === 'CONTAINER_NOT_RUNNING')) err.logs = await failedContainerLogs(ctx, a.host, id, a.containerName, err);
@@ -256,14 +259,18 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
   return id;
 }
 
-/** A running container proven healthy, then the host's traffic moved onto it. */
-async function healthyThenSwitch(ctx: ExecContext, host: string, id: string, name: string): Promise<void> {
+/**
+ * A running container proven healthy, then the host's traffic moved onto it. `switch: false`
+ * (a pre-boot) stops after the health check; `soak: false` (the turn of a pre-booted one)
+ * skips the min_healthy soak its pre-boot already sat out.
+ */
+async function healthyThenSwitch(ctx: ExecContext, host: string, id: string, name: string, how = { switch: true, soak: true }): Promise<void> {
   const driver = ctx.driver(host);
   const { spec } = ctx.desired;
   const containerCheck = ctx.process?.containerHealthcheck;
-  if (containerCheck) return containerHealthy(ctx, host, id, containerCheck);
+  if (containerCheck) return containerHealthy(ctx, host, id, how.soak ? containerCheck : { ...containerCheck, minHealthyMs: 0 });
   const upstream = await at('start', async () => upstreamOf(driver, id, spec.port));
-  const outcome = await waitHealthy(driver, upstream.ip, spec.healthcheck, {
+  const outcome = await waitHealthy(driver, upstream.ip, how.soak ? spec.healthcheck : { ...spec.healthcheck, minHealthyMs: 0 }, {
     onAttempt: (ok, detail) => {
       ctx.onHealthAttempt(host, ok);
       if (!ok) ctx.emit({ type: 'HealthCheckAttemptFailed', host, message: detail });
@@ -273,6 +280,7 @@ async function healthyThenSwitch(ctx: ExecContext, host: string, id: string, nam
     throw new StepError('health', 'HEALTH_CHECK_FAILED', `never healthy after ${outcome.attempts} attempts: ${outcome.lastError}`);
   }
   ctx.emit({ type: 'HealthCheckPassed', host, message: `healthy after ${outcome.attempts} attempt(s)` });
+  if (!how.switch) return;
   await at('switch', () => ctx.traffic.switchTo(host, ctx.app, spec.proxy, upstream));
   ctx.emit({ type: 'TrafficSwitched', host, message: `traffic on ${host} now goes to ${name}` });
 }

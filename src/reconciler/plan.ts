@@ -83,6 +83,8 @@ interface HostView {
    * leaves serving on the host (cleanupActions).
    */
   keeper: ObservedContainer | null;
+  /** rollout.preboot: the target runs and passed its health check early; only its switch is left. */
+  prebooted: boolean;
 }
 
 export function newRecord(revision: number, now: number): RolloutRecord {
@@ -134,7 +136,7 @@ function routedTo(obs: HostObservation & { reachable: true }, process: DesiredPr
 function viewUnit(unit: Unit, units: Unit[], obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
   const { key, host, process } = unit;
   if (!obs || !obs.reachable) {
-    return { key, host, process, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', logs: null, targetServing: false, retryAt: null, keeper: null };
+    return { key, host, process, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', logs: null, targetServing: false, retryAt: null, keeper: null, prebooted: false };
   }
   const owner = unitOfContainer(units, host);
   const apps = obs.containers.filter((c) => c.role === 'app' && owner(c) === key);
@@ -152,7 +154,8 @@ function viewUnit(unit: Unit, units: Unit[], obs: HostObservation | undefined, d
     ? (othersRunning.find((c) => c.ip !== null && obs.route?.upstream === `${c.ip}:${port}`) ?? null)
     : ([...othersRunning].sort((a, b) => b.createdAt - a.createdAt)[0] ?? null);
   const logs = state?.step === 'failed' ? (state.logs ?? null) : null;
-  return { key, host, process, cls, target, othersRunning, stopped, error, logs, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null, keeper };
+  const prebooted = cls === 'pending' && !!target?.running && state?.step === 'prebooted' && state.containerId === target.id;
+  return { key, host, process, cls, target, othersRunning, stopped, error, logs, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null, keeper, prebooted };
 }
 
 function viewUnits(input: PlanInput, desired: DesiredRelease, record: RolloutRecord): HostView[] {
@@ -179,7 +182,7 @@ function prunable(view: HostView, retain: number): string[] {
     .map((c) => c.id);
 }
 
-function cleanupActions(views: HostView[], retain: number, busy: Set<string>, failed: boolean): Action[] {
+function cleanupActions(views: HostView[], retain: number, busy: Set<string>, failed: boolean, preboot: boolean): Action[] {
   const actions: Action[] = [];
   for (const v of views) {
     if (v.cls === 'unreachable' || busy.has(v.key)) continue;
@@ -196,6 +199,12 @@ function cleanupActions(views: HostView[], retain: number, busy: Set<string>, fa
       if (extra.length > 0) actions.push({ type: 'retire', host: v.host, ...unit, containerIds: extra.map((c) => c.id) });
     }
     if (v.cls === 'failed' && v.target && !v.targetServing) {
+      actions.push({ type: 'remove', host: v.host, ...unit, containerIds: [v.target.id], why: 'failed' });
+    }
+    // rollout.preboot: a failed rollout will never switch the units it booted early, and their
+    // containers never took traffic (a crash may have kept the record from saying `prebooted`:
+    // a pending unit's running target that does not serve is one too).
+    if (failed && preboot && v.cls === 'pending' && v.target?.running && !v.targetServing) {
       actions.push({ type: 'remove', host: v.host, ...unit, containerIds: [v.target.id], why: 'failed' });
     }
     const old = prunable(v, retain);
@@ -455,7 +464,7 @@ export function plan(input: PlanInput): Plan {
   if (rollback) {
     events.push({ type: 'RollbackStarted', message: `rolling the fleet back to revision ${rollback.toRevision} (${rollback.toVersion})` });
   }
-  if (!input.paused) actions.push(...cleanupActions(views, spec.retainContainers, busy, record.state === 'failed'));
+  if (!input.paused) actions.push(...cleanupActions(views, spec.retainContainers, busy, record.state === 'failed', !!spec.rollout.preboot));
   actions.push(...restoreTrafficActions(input, views, busy), ...maintenanceActions(input, views, busy));
 
   const status = statusView(input, desired, record, views);
@@ -509,12 +518,7 @@ function nextRolloutStep(
     const delay = current > record.batch && record.state === 'active' ? spec.rollout.delayMs : 0;
     next = { ...record, batch: current, batchNotBefore: now + delay };
   }
-  if (now < next.batchNotBefore) return { record: next, actions: [], requeueAfterMs: next.batchNotBefore - now };
-
-  const pending = batches[current]!.filter((v) => v.cls === 'pending');
-  const inBatch = pending.filter((v) => v.retryAt === null || v.retryAt <= now);
-  const retryIn = Math.min(...pending.filter((v) => !inBatch.includes(v)).map((v) => v.retryAt! - now));
-  const actions: Action[] = inBatch.map((v) => ({
+  const update = (v: HostView, extra: { preboot?: true; prebooted?: true }): Action => ({
     type: 'updateHost',
     host: v.host,
     ...processOf(v),
@@ -526,8 +530,24 @@ function nextRolloutStep(
     ...(spec.rollout.strategy === 'recreate' ? { stopFirst: v.othersRunning.map((c) => c.id) } : {}),
     // A rotated secret's replacement that fails leaves the keeper serving: that host may fail.
     ...(record.state === 'complete' && !v.keeper ? { repair: true as const } : {}),
-  }));
-  // Later batches' hosts pull while the first batch boots (its hosts pull inside updateHost).
-  for (const host of toPull) if (!pending.some((v) => v.host === host)) actions.push({ type: 'pull', host });
-  return { record: next, actions, requeueAfterMs: inBatch.length > 0 || !Number.isFinite(retryIn) ? 0 : retryIn };
+    ...extra,
+  });
+  const due = (v: HostView) => v.retryAt === null || v.retryAt <= now;
+  // rollout.preboot: later batches' units boot and prove healthy now, through the delay too;
+  // their switches still wait for their batch. A live rollout only: repair goes unit by unit.
+  const early = spec.rollout.preboot && record.state === 'active' ? batches.slice(current + 1).flat().filter((v) => v.cls === 'pending' && !v.prebooted) : [];
+  const preboots = early.filter(due).map((v) => update(v, { preboot: true }));
+  const prebootRetryIn = Math.min(...early.filter((v) => !due(v)).map((v) => v.retryAt! - now));
+  if (now < next.batchNotBefore) {
+    const waitMs = Math.min(next.batchNotBefore - now, prebootRetryIn);
+    return { record: next, actions: preboots, requeueAfterMs: preboots.length > 0 ? 0 : waitMs };
+  }
+
+  const pending = batches[current]!.filter((v) => v.cls === 'pending');
+  const inBatch = pending.filter(due);
+  const retryIn = Math.min(...pending.filter((v) => !due(v)).map((v) => v.retryAt! - now), prebootRetryIn);
+  const actions: Action[] = [...inBatch.map((v) => update(v, v.prebooted ? { prebooted: true } : {})), ...preboots];
+  // Later batches' hosts pull while the first batch boots (its hosts, and prebooting ones, pull inside updateHost).
+  for (const host of toPull) if (!pending.some((v) => v.host === host) && !early.some((v) => v.host === host)) actions.push({ type: 'pull', host });
+  return { record: next, actions, requeueAfterMs: inBatch.length > 0 || preboots.length > 0 || !Number.isFinite(retryIn) ? 0 : retryIn };
 }

@@ -86,6 +86,16 @@ export interface HostUpdateAction {
    * and never fails the host (results.ts), which would remove its target and leave it dark.
    */
   repair?: true;
+  /**
+   * rollout.preboot, a unit of a later batch: boot and health-check only; the switch waits
+   * for the unit's batch (a success records the unit `prebooted`, results.ts).
+   */
+  preboot?: true;
+  /**
+   * The unit's turn after its container was prebooted: health-checked once more before the
+   * switch, without the min_healthy soak it already passed.
+   */
+  prebooted?: true;
 }
 
 /**

@@ -210,6 +210,16 @@ describe('malformed configs: every one rejected with the exact issue', () => {
       errors: ['apps.web.rollout.strategy: expected one of start-first, recreate, got "blue-green"'],
     },
     {
+      name: 'preboot not a boolean',
+      yaml: web('    rollout: { preboot: yes please }\n'),
+      errors: ['apps.web.rollout.preboot: expected true or false, got "yes please"'],
+    },
+    {
+      name: 'preboot with recreate (which never runs two containers)',
+      yaml: web('    rollout: { strategy: recreate, preboot: true }\n'),
+      errors: ['apps.web.rollout.preboot: recreate never runs two containers of a unit, so it cannot pre-boot: drop preboot, or use strategy: start-first'],
+    },
+    {
       name: 'max_failure_ratio above 1',
       yaml: web('    rollout: { max_failure_ratio: 1.5 }\n'),
       errors: ['apps.web.rollout.max_failure_ratio: expected a number from 0 to 1, got 1.5'],
@@ -1141,6 +1151,14 @@ describe('app documents from the API', () => {
     const recreate: AppSpec = { ...WEB, rollout: { ...WEB.rollout, strategy: 'recreate' } };
     assert.equal(appDocument(recreate).rollout.strategy, 'recreate');
     assert.deepEqual(validateAppDocument('web', JSON.parse(JSON.stringify(appDocument(recreate))), known), recreate);
+    // rollout.preboot: likewise only `true` is in a spec; the document always says it.
+    assert.equal(doc.rollout.preboot, false);
+    const preboot = (value: boolean) => validateAppDocument('web', { image: 'web', hosts: ['h1'], rollout: { preboot: value } }, known).rollout.preboot;
+    assert.equal(preboot(false), undefined);
+    assert.equal(preboot(true), true);
+    const early: AppSpec = { ...WEB, rollout: { ...WEB.rollout, preboot: true } };
+    assert.equal(appDocument(early).rollout.preboot, true);
+    assert.deepEqual(validateAppDocument('web', JSON.parse(JSON.stringify(appDocument(early))), known), early);
   });
 });
 

@@ -881,3 +881,194 @@ describe('plan: processes (units of process@host)', () => {
     assert.equal(failed.hosts.h3, undefined);
   });
 });
+
+describe('plan: rollout.preboot (later batches boot early, each batch still switches in its turn)', () => {
+  const withRollout = (rollout: Partial<ReturnType<typeof makeSpec>['rollout']>) => makeSpec({ rollout: { ...makeSpec().rollout, ...rollout } });
+  const EARLY = withRollout({ preboot: true });
+  const fleetV1 = (spec = EARLY): Record<string, ObservedContainer[]> => ({ h1: [makeContainer(1, 'v1', { spec })], h2: [makeContainer(1, 'v1', { spec })], h3: [makeContainer(1, 'v1', { spec })] });
+  const prebooted = (c: ObservedContainer) => ({ step: 'prebooted' as const, containerId: c.id, at: NOW });
+
+  /**
+   * Carries out a pass's actions on a model fleet without a proxy (a unit's only running
+   * container serves) and says what happened, host by host: `boot` (a new container started,
+   * health-checked, no switch), `boot+switch`, `switch` (a pre-booted one took the traffic),
+   * `retire`, `remove`, `pull`. `fail` lists units whose health check fails.
+   */
+  function execute(fleet: Record<string, ObservedContainer[]>, actions: Action[], spec: typeof EARLY, fail: string[] = []): { results: ActionResult[]; did: string[] } {
+    const did: string[] = [];
+    const results = actions.map((a): ActionResult => {
+      const cs = fleet[a.host]!;
+      if (a.type === 'updateHost') {
+        let c = cs.find((x) => x.id === a.existingContainerId);
+        const booted = !c?.running;
+        if (!c) cs.push((c = makeContainer(2, 'v2', { spec })));
+        did.push(`${a.preboot ? 'boot' : booted ? 'boot+switch' : 'switch'} ${a.host}`);
+        if (fail.includes(a.host)) return { action: a, ok: false, stage: 'health', code: 'HEALTH_CHECK_FAILED', message: 'GET /health -> 500', unreachable: false };
+        return { action: a, ok: true, containerId: c.id };
+      }
+      did.push(`${a.type} ${a.host}`);
+      if (a.type === 'retire') fleet[a.host] = cs.map((x) => (a.containerIds.includes(x.id) ? { ...x, running: false, state: 'exited', ip: null } : x));
+      if (a.type === 'remove') fleet[a.host] = cs.filter((x) => !a.containerIds.includes(x.id));
+      return { action: a, ok: true };
+    });
+    return { results, did: did.sort() };
+  }
+
+  /** A whole rollout, pass by pass (each pass 1 s after the one before): what each pass did, and the last plan. */
+  function rollOut(spec: typeof EARLY, fleet = fleetV1(spec), fail: string[] = []): { passes: string[][]; last: Plan; fleet: Record<string, ObservedContainer[]> } {
+    const desired = makeDesired(2, 'v2', spec);
+    let rec: RolloutRecord | null = null;
+    const passes: string[][] = [];
+    for (let i = 0; i < 20; i++) {
+      const now = NOW + i * 1000;
+      const p = plan(input({ desired, record: rec, observed: observe(fleet), now }));
+      if (p.actions.length === 0) return { passes, last: p, fleet };
+      const { results, did } = execute(fleet, p.actions, spec, fail);
+      passes.push(did);
+      rec = applyResults(p.record!, results, now);
+    }
+    throw new Error(`no end after 20 passes: ${JSON.stringify(passes)}`);
+  }
+
+  it('parallelism 1 on 3 hosts: all three boot in the first pass, the switches still go one host per pass', () => {
+    const { passes, last } = rollOut(EARLY);
+    assert.deepEqual(passes, [
+      ['boot h2', 'boot h3', 'boot+switch h1'],
+      ['retire h1', 'switch h2'],
+      ['retire h2', 'switch h3'],
+      ['retire h3'],
+    ]);
+    assert.equal(last.status.phase, 'Complete');
+    assert.equal(last.status.hostsUpdated, 3);
+  });
+
+  it('preboot off: one boot per pass, as before (later hosts only pre-pull)', () => {
+    const { passes, last } = rollOut(withRollout({}));
+    assert.deepEqual(passes, [
+      ['boot+switch h1', 'pull h2', 'pull h3'],
+      ['boot+switch h2', 'retire h1'],
+      ['boot+switch h3', 'retire h2'],
+      ['retire h3'],
+    ]);
+    assert.equal(last.status.phase, 'Complete');
+  });
+
+  it('parallelism 2: the second batch boots beside the first; its switch waits for its turn', () => {
+    const { passes } = rollOut(withRollout({ preboot: true, parallelism: { kind: 'count', value: 2 } }));
+    assert.deepEqual(passes[0], ['boot h3', 'boot+switch h1', 'boot+switch h2']);
+    assert.deepEqual(passes[1], ['retire h1', 'retire h2', 'switch h3']);
+  });
+
+  it('the first pass: pre-boots pull inside their update (no separate pull), and say so on the action', () => {
+    const p = plan(input({ desired: makeDesired(2, 'v2', EARLY), observed: observe(fleetV1()) }));
+    assert.deepEqual(p.actions, [
+      { type: 'updateHost', host: 'h1', existingContainerId: null, containerName: 'web-r2', pull: true },
+      { type: 'updateHost', host: 'h2', existingContainerId: null, containerName: 'web-r2', pull: true, preboot: true },
+      { type: 'updateHost', host: 'h3', existingContainerId: null, containerName: 'web-r2', pull: true, preboot: true },
+    ]);
+  });
+
+  it('a pre-booted unit is not booted again; its turn switches the container it booted (health-checked again, no soak)', () => {
+    const fresh = { h1: makeContainer(2, 'v2', { spec: EARLY }), h2: makeContainer(2, 'v2', { spec: EARLY }), h3: makeContainer(2, 'v2', { spec: EARLY }) };
+    const old = fleetV1();
+    const rec = record({ hosts: { h1: { step: 'switched', containerId: fresh.h1.id, at: NOW }, h2: prebooted(fresh.h2), h3: prebooted(fresh.h3) } });
+    const observed = observe({ h1: [{ ...old.h1![0]!, running: false }, fresh.h1], h2: [...old.h2!, fresh.h2], h3: [...old.h3!, fresh.h3] });
+    const p = plan(input({ desired: makeDesired(2, 'v2', EARLY), record: rec, observed }));
+    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h2', existingContainerId: fresh.h2.id, containerName: 'web-r2', pull: false, prebooted: true }]);
+  });
+
+  it('with `delay`, the next batch waits its delay; a pre-boot that waits for a retry goes on meanwhile', () => {
+    const spec = withRollout({ preboot: true, delayMs: 30_000 });
+    const fresh = { h1: makeContainer(2, 'v2', { spec }), h2: makeContainer(2, 'v2', { spec }) };
+    const old = fleetV1(spec);
+    const rec = record({
+      batch: 0,
+      hosts: {
+        h1: { step: 'switched', containerId: fresh.h1.id, at: NOW },
+        h2: prebooted(fresh.h2),
+        h3: { step: 'retrying', attempts: 1, notBefore: NOW + 2_000, message: 'Docker: conflict', at: NOW },
+      },
+    });
+    const observed = observe({ h1: [{ ...old.h1![0]!, running: false }, fresh.h1], h2: [...old.h2!, fresh.h2], h3: old.h3! });
+    const desired = makeDesired(2, 'v2', spec);
+    const early = plan(input({ desired, record: rec, observed }));
+    assert.deepEqual(early.actions, [], 'nothing is due: the delay runs, h3 backs off');
+    assert.equal(early.requeueAfterMs, 2_000, 'back when h3 may boot again, before the delay ends');
+    const later = plan(input({ desired, record: early.record, observed, now: NOW + 2_000 }));
+    assert.deepEqual(later.actions, [{ type: 'updateHost', host: 'h3', existingContainerId: null, containerName: 'web-r2', pull: false, preboot: true }]);
+    const turn = plan(input({ desired, record: early.record, observed, now: NOW + 30_000 }));
+    assert.deepEqual(types(turn.actions), ['updateHost:h2', 'updateHost:h3']);
+    assert.equal(turn.actions.find((a) => a.host === 'h2' && a.type === 'updateHost' && a.prebooted) !== undefined, true, 'h2 switches in its turn');
+  });
+
+  it('a pre-booted container failing its health check fails the release: rollback, and the pre-booted ones that never took traffic are removed', () => {
+    const { passes, last, fleet } = rollOut(EARLY, fleetV1(), ['h3']);
+    assert.deepEqual(passes[0], ['boot h2', 'boot h3', 'boot+switch h1']);
+    // The pass that sees h3 failed: the release fails at once (h2 never switches), h2's and h3's
+    // new containers go; h1, switched before, retires its old one as any updated host does.
+    assert.deepEqual(passes[1], ['remove h2', 'remove h3', 'retire h1']);
+    assert.equal(last.status.phase, 'Failed');
+    assert.equal(last.record?.failure?.reason, 'HealthCheckFailed');
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(fleet).map(([h, cs]) => [h, cs.filter((c) => c.running).map((c) => c.version)])),
+      { h1: ['v2'], h2: ['v1'], h3: ['v1'] },
+      'h1 switched before the failure: the rollback release moves it back; h2 and h3 run only v1',
+    );
+  });
+
+  it('on the failing pass itself the rollback is decided, and a pre-booted container the record lost (a crash) is removed too', () => {
+    const fresh = { h1: makeContainer(2, 'v2', { spec: EARLY }), h2: makeContainer(2, 'v2', { spec: EARLY }), h3: makeContainer(2, 'v2', { spec: EARLY }) };
+    const old = fleetV1();
+    const rec = record({ hosts: { h1: { step: 'switched', containerId: fresh.h1.id, at: NOW }, h3: { step: 'failed', reason: 'HealthCheckFailed', message: '500', at: NOW } } });
+    const observed = observe({ h1: [{ ...old.h1![0]!, running: false }, fresh.h1], h2: [...old.h2!, fresh.h2], h3: [...old.h3!, fresh.h3] });
+    const p = plan(input({ desired: makeDesired(2, 'v2', EARLY), record: rec, observed }));
+    assert.deepEqual(p.rollback, { toVersion: 'v1', toRevision: 1, reason: 'health_check_failed' });
+    assert.deepEqual(p.actions, [
+      { type: 'remove', host: 'h2', containerIds: [fresh.h2.id], why: 'failed' },
+      { type: 'remove', host: 'h3', containerIds: [fresh.h3.id], why: 'failed' },
+    ]);
+  });
+
+  it('on_failure pause keeps a pre-booted container (resume switches it); the failed one is removed', () => {
+    const spec = withRollout({ preboot: true, onFailure: 'pause' });
+    const fresh = { h2: makeContainer(2, 'v2', { spec }), h3: makeContainer(2, 'v2', { spec }) };
+    const old = fleetV1(spec);
+    const rec = record({ hosts: { h2: prebooted(fresh.h2), h3: { step: 'failed', reason: 'HealthCheckFailed', message: '500', at: NOW } } });
+    const p = plan(input({ desired: makeDesired(2, 'v2', spec), record: rec, observed: observe({ h1: old.h1!, h2: [...old.h2!, fresh.h2], h3: [...old.h3!, fresh.h3] }) }));
+    assert.equal(p.record?.state, 'paused');
+    assert.deepEqual(p.actions, [{ type: 'remove', host: 'h3', containerIds: [fresh.h3.id], why: 'failed' }]);
+  });
+
+  it('crash resume with the record lost: the containers already pre-booted are checked again, never booted twice', () => {
+    const fresh = { h2: makeContainer(2, 'v2', { spec: EARLY }), h3: makeContainer(2, 'v2', { spec: EARLY }) };
+    const old = fleetV1();
+    const p = plan(input({ desired: makeDesired(2, 'v2', EARLY), record: null, observed: observe({ h1: old.h1!, h2: [...old.h2!, fresh.h2], h3: [...old.h3!, fresh.h3] }) }));
+    assert.deepEqual(p.actions, [
+      { type: 'updateHost', host: 'h1', existingContainerId: null, containerName: 'web-r2', pull: true },
+      { type: 'updateHost', host: 'h2', existingContainerId: fresh.h2.id, containerName: 'web-r2', pull: false, preboot: true },
+      { type: 'updateHost', host: 'h3', existingContainerId: fresh.h3.id, containerName: 'web-r2', pull: false, preboot: true },
+    ]);
+  });
+
+  it('a record that says prebooted is one the store reads back (applyResults of a pre-boot)', () => {
+    const boot: Action = { type: 'updateHost', host: 'h2', existingContainerId: null, containerName: 'web-r2', pull: true, preboot: true };
+    const r = applyResults(record(), [{ action: boot, ok: true, containerId: 'abc' }], NOW);
+    assert.deepEqual(r.hosts.h2, { step: 'prebooted', containerId: 'abc', at: NOW });
+  });
+
+  it('processes: later units (web@h2, worker@h3) pre-boot with their process named', () => {
+    const spec = validateAppDocument('app', { image: '10.77.0.1:5000/app', hosts: ['h1', 'h2'], rollout: { preboot: true }, processes: { web: { proxy: { port: 80 } }, worker: { cmd: 'bin/jobs', hosts: ['h3'] } } }, ['h1', 'h2', 'h3']);
+    const desired = desiredRelease({ revision: 2, version: 'v2', spec, reason: 'deploy' }, {});
+    const p = plan(input({ app: 'app', desired, observed: observe({ h1: [], h2: [], h3: [] }) }));
+    assert.deepEqual(p.actions, [
+      { type: 'updateHost', host: 'h1', process: 'web', existingContainerId: null, containerName: 'app-web-r2', pull: true },
+      { type: 'updateHost', host: 'h2', process: 'web', existingContainerId: null, containerName: 'app-web-r2', pull: true, preboot: true },
+      { type: 'updateHost', host: 'h3', process: 'worker', existingContainerId: null, containerName: 'app-worker-r2', pull: true, preboot: true },
+    ]);
+  });
+
+  it('a rollback release takes preboot from the release it replaces, with the strategy (rollbackSpec)', () => {
+    assert.equal(rollbackSpec(withRollout({}), EARLY).rollout.preboot, true);
+    assert.equal(rollbackSpec(EARLY, withRollout({ strategy: 'recreate' })).rollout.preboot, undefined, 'never recreate with preboot');
+  });
+});
