@@ -31,6 +31,7 @@ import { openStore } from '../src/store/index.js';
 import { makeSpec } from '../test/support/fixtures.js';
 import type { Parallelism } from '../src/domain/app-spec.js';
 import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
+import { freshDatabase } from '../test/support/postgres.js';
 import { machine } from './lib/machine.js';
 
 const APPS = Number(process.env.BENCH_APPS ?? 1000);
@@ -90,7 +91,9 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'berth-bench-scale-'));
   const dbPath = join(dir, 'berth.db');
   const disk = calibrateDisk(dir);
-  const store = openStore(dbPath);
+  // BENCH_STORE=postgres: a fresh database on the test bed's PostgreSQL (testbed pg-up) instead of the SQLite file.
+  const postgres = process.env.BENCH_STORE === 'postgres' ? await freshDatabase('scale') : null;
+  const store = openStore(postgres?.url ?? dbPath);
   // As the daemon keeps them; these apps name no secret.
   const secrets = new AppSecretFiles(secretsDirPath(dbPath));
   // The daemon logs JSON at info to stdout; here the same lines go to /dev/null.
@@ -225,6 +228,7 @@ async function main(): Promise<void> {
   const resyncZeroNormalMs: number[] = [];
   for (let r = 0; r < 3; r += 1) {
     resyncZeroMs.push(...(await timedResyncs(1)));
+    if (store.engine !== 'sqlite') continue;
     store.db.pragma('synchronous = NORMAL');
     resyncZeroNormalMs.push(...(await timedResyncs(1)));
     store.db.pragma('synchronous = FULL');
@@ -288,7 +292,7 @@ async function main(): Promise<void> {
   }
 
   const diskAfter = calibrateDisk(dir);
-  const dbBytes = statSync(dbPath).size + (() => {
+  const dbBytes = postgres ? (store.sql.prepare('SELECT pg_database_size(current_database())').pluck().get() as number) : statSync(dbPath).size + (() => {
     try {
       return statSync(`${dbPath}-wal`).size;
     } catch {
@@ -298,6 +302,7 @@ async function main(): Promise<void> {
   await api.close();
   await controller.stop();
   store.close();
+  await postgres?.drop();
   rmSync(dir, { recursive: true, force: true });
 
   // ---- report ----
@@ -316,7 +321,7 @@ async function main(): Promise<void> {
       parallelism: process.env.BENCH_PARALLELISM ?? 'default (1)',
       initialRolloutHostLatency: FAST_ROLLOUT ? 'zero' : 'LAN',
       controllerConcurrency: 'default (8)',
-      store: 'SQLite temp file, WAL, synchronous=FULL',
+      store: postgres ? `PostgreSQL (test bed, ${postgres.url.replace(/:[^:@/]*@/, ':***@')})` : 'SQLite temp file, WAL, synchronous=FULL',
       latencyMs: LAN_LATENCY_MS,
       jitter: JITTER,
       resyncRuns: RESYNC_RUNS,
@@ -364,7 +369,7 @@ async function main(): Promise<void> {
   const rows: Array<[string, string]> = [
     ['machine', `${m.nproc} cores (${m.cpu}), node ${m.node}, commit ${m.commit}`],
     ['disk: one SQLite FULL commit', `p50 ${disk.p50Ms} / p99 ${disk.p99Ms} ms before, p50 ${diskAfter.p50Ms} / p99 ${diskAfter.p99Ms} ms after (calibration, ${disk.commits} commits each)`],
-    ['setup', `${APPS} apps x ${hostsPerAppLabel} of ${HOSTS} SIMULATED hosts (parallelism ${process.env.BENCH_PARALLELISM ?? 1}), list ${LAN_LATENCY_MS.listContainers} ms ±${JITTER * 100}%, SQLite WAL+FULL (temp file), concurrency 8`],
+    ['setup', `${APPS} apps x ${hostsPerAppLabel} of ${HOSTS} SIMULATED hosts (parallelism ${process.env.BENCH_PARALLELISM ?? 1}), list ${LAN_LATENCY_MS.listContainers} ms ±${JITTER * 100}%, SQLite WAL+FULL (temp file), concurrency 8${postgres ? '; store: PostgreSQL on the test bed' : ''}`],
     ['load average (1 min)', `${results.noopResync.loadAverage1m.before} before / ${results.noopResync.loadAverage1m.after} after the resync runs`],
     [`initial rollout of all apps (v1)${FAST_ROLLOUT ? ', zero host latency' : ''}`, `${(convergeMs / 1000).toFixed(1)} s (${results.initialRollout.appsPerSecond} apps/s, ${convergeCalls} host calls, ${convergeCommits} commits), loop lag p99 ${results.initialRollout.eventLoopLagMs.p99} ms`],
     ['  when each app converged', `first ${(results.initialRollout.appConvergedAtMs.first / 1000).toFixed(1)} s, median ${(results.initialRollout.appConvergedAtMs.p50 / 1000).toFixed(1)} s, last ${(results.initialRollout.appConvergedAtMs.last / 1000).toFixed(1)} s`],

@@ -11,15 +11,16 @@ import type { Store } from '../../src/store/index.js';
 
 /** Counts the store's outermost write transactions, i.e. durable commits. Reaches into a private field: bench only. */
 export function countCommits(store: Store): () => number {
-  const ctx = (store as unknown as { ctx?: { write?: <T>(fn: () => T) => T; depth?: unknown } }).ctx;
+  const ctx = (store as unknown as { ctx?: { write?: <T>(fn: () => T, ...rest: unknown[]) => T; depth?: unknown } }).ctx;
   if (!ctx || typeof ctx.write !== 'function' || typeof ctx.depth !== 'number') {
     throw new Error('bench: the store has no ctx.write/ctx.depth to count commits with (was src/store/context.ts changed?)');
   }
   let n = 0;
   const write = ctx.write.bind(ctx);
-  ctx.write = <T>(fn: () => T): T => {
+  // (Every argument passed on: the second is the commit's durability.)
+  ctx.write = <T>(fn: () => T, ...rest: unknown[]): T => {
     if (ctx.depth === 0) n += 1;
-    return write(fn);
+    return write(fn, ...rest);
   };
   return () => n;
 }
