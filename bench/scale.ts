@@ -32,6 +32,7 @@ import { makeSpec } from '../test/support/fixtures.js';
 import type { Parallelism } from '../src/domain/app-spec.js';
 import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
 import { machine } from './lib/machine.js';
+import { HeapSampler, fullGc, memoryMiB, retainedBy } from './lib/heap-breakdown.js';
 
 const APPS = Number(process.env.BENCH_APPS ?? 1000);
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 100);
@@ -48,6 +49,8 @@ const TOKEN = 'bench-token-0123456789abcdef';
 const IMAGE_REGISTRY = '10.77.0.1:5000';
 
 const JITTER = 0.2;
+/** 1: a memory diagnostic instead of the bench (bench/lib/heap-breakdown.ts): converge, one resync, break the heap down, stop. */
+const HEAP_BREAKDOWN = process.env.BENCH_HEAP === '1';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -149,6 +152,9 @@ async function main(): Promise<void> {
     }
   }
 
+  const sampler = HEAP_BREAKDOWN ? new HeapSampler() : null;
+  await sampler?.start();
+
   // ---- 1. initial rollout of 1,000 apps, measured ----
   process.stderr.write(`[scale] ${APPS} apps on ${HOSTS} simulated hosts: rolling out v1 ...\n`);
   const lagConverge = monitorEventLoopDelay({ resolution: 5 });
@@ -184,6 +190,41 @@ async function main(): Promise<void> {
   const convergeCommits = commits() - convergeCommits0;
   const mem = process.memoryUsage();
   process.stderr.write(`[scale] converged in ${Math.round(convergeMs)} ms; measuring no-op resyncs ...\n`);
+
+  if (sampler) {
+    const root = `file://${join(here, '..')}/`;
+    const afterConverge = { memory: { rssMiB: mib(mem.rss), heapUsedMiB: mib(mem.heapUsed), heapTotalMiB: mib(mem.heapTotal), externalMiB: mib(mem.external) }, afterFullGc: fullGc(), bySite: await sampler.bySite(root) };
+    resync();
+    await controller.idle();
+    const afterResync = { memory: memoryMiB(), afterFullGc: fullGc(), bySite: await sampler.bySite(root) };
+    await sampler.stop();
+    // Private fields, reached on purpose: each step lets go of one component's memory.
+    const internals = <T>(o: unknown) => o as T;
+    const byComponent = retainedBy([
+      { component: 'resync snapshot', release: () => internals<{ snapshot: { hosts: Map<string, unknown> } }>(controller).snapshot.hosts.clear() },
+      { component: 'metrics series (prom-client)', release: () => metrics.registry.resetMetrics() },
+      {
+        component: 'simulated fleet (containers, images)',
+        release: () => {
+          for (const d of fleet.values()) {
+            const sim = internals<{ byId: Map<string, unknown>; byName: Map<string, unknown>; images: Set<string> }>(d);
+            sim.byId.clear();
+            sim.byName.clear();
+            sim.images.clear();
+          }
+        },
+      },
+    ]);
+    const out = join(here, 'results', `heap-${process.env.BENCH_RESULT_NAME ?? 'scale.json'}`);
+    const report = { machine: machine(), config: { apps: APPS, hosts: HOSTS, hostsPerApp: hostsPerAppLabel }, afterConverge, afterResync, byComponent };
+    writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
+    console.log(JSON.stringify(report, null, 2));
+    await api.close();
+    await controller.stop();
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+    return;
+  }
 
   // ---- 2. no-op full resync: every app observed, planned and recorded, nothing to do ----
   const resyncMs: number[] = [];
@@ -231,6 +272,8 @@ async function main(): Promise<void> {
   }
   for (const d of fleet.values()) d.setLatency(LAN_LATENCY_MS);
   const loadAfter = os.loadavg();
+  // The resync snapshot (every host's listing) is held from one resync to the next: the steady state.
+  const memAfterResyncs = process.memoryUsage();
 
   // ---- 3. POST /v1/apps/:app/releases -> first host action, everything else idle ----
   process.stderr.write(`[scale] ${DEPLOY_SAMPLES} deploys through the API while the rest is idle ...\n`);
@@ -352,7 +395,7 @@ async function main(): Promise<void> {
       toConvergedMs: { p50: Math.round(pct(quietSamples.map((x) => x.rollout), 50)), p99: Math.round(pct(quietSamples.map((x) => x.rollout), 99)) },
     },
     deployLatencyDuringResync: busySamples.map((b) => ({ queuePosition: b.position, toFirstActionMs: Math.round(b.action) })),
-    memory: { rssAtStartMiB: mib(rssAtStart), rssAfterConvergeMiB: mib(mem.rss), heapUsedAfterConvergeMiB: mib(mem.heapUsed), dbMiB: mib(dbBytes) },
+    memory: { rssAtStartMiB: mib(rssAtStart), rssAfterConvergeMiB: mib(mem.rss), heapUsedAfterConvergeMiB: mib(mem.heapUsed), rssAfterResyncsMiB: mib(memAfterResyncs.rss), heapUsedAfterResyncsMiB: mib(memAfterResyncs.heapUsed), dbMiB: mib(dbBytes) },
   };
 
   const out = join(here, 'results', process.env.BENCH_RESULT_NAME ?? 'scale.json');
@@ -378,6 +421,7 @@ async function main(): Promise<void> {
     [`POST -> app converged (${hostsPerAppLabel} hosts)`, `p50 ${q.toConvergedMs.p50} ms, p99 ${q.toConvergedMs.p99} ms`],
     ['POST -> first action during resync', results.deployLatencyDuringResync.map((b) => `#${b.queuePosition}: ${b.toFirstActionMs} ms`).join(', ')],
     ['RSS after convergence', `${results.memory.rssAfterConvergeMiB} MiB (heap used ${results.memory.heapUsedAfterConvergeMiB} MiB; ${results.memory.rssAtStartMiB} MiB at start); db ${results.memory.dbMiB} MiB`],
+    ['RSS after the resync runs', `${results.memory.rssAfterResyncsMiB} MiB (heap used ${results.memory.heapUsedAfterResyncsMiB} MiB)`],
   ];
   const w = Math.max(...rows.map((r) => r[0].length));
   console.log('\nberth scale bench (SIMULATED hosts: planner/controller cost, not deploy evidence)\n');

@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { routedApp } from '../domain/processes.js';
 import type { HostDriver } from '../hosts/host-driver.js';
 import { HostReachability } from '../hosts/reachability.js';
 import type { BerthMetrics } from '../metrics/registry.js';
@@ -10,6 +9,7 @@ import type { Store } from '../store/index.js';
 import { openAppLogs, type AppLogs, type AppLogsRequest } from './app-logs.js';
 import { execInApp, type ExecOutcome } from './one-off.js';
 import { reconcilePass, type PassDeps } from './pass.js';
+import { AppPlacements } from './placements.js';
 import { WorkQueue } from './queue.js';
 import { ResyncSnapshot } from './resync-snapshot.js';
 
@@ -39,6 +39,7 @@ export class Controller {
   private readonly queue: WorkQueue;
   private readonly deps: PassDeps;
   private readonly snapshot: ResyncSnapshot;
+  private readonly placements: AppPlacements;
   private readonly unwatch: Array<() => void> = [];
   private resyncTimer: NodeJS.Timeout | null = null;
   private running = false;
@@ -56,6 +57,7 @@ export class Controller {
     });
     const now = o.now ?? Date.now;
     this.snapshot = new ResyncSnapshot({ drivers: o.drivers, traffic: o.traffic, maxAgeMs: o.resyncIntervalMs, now });
+    this.placements = new AppPlacements(store.apps);
     this.deps = { store, drivers: o.drivers, traffic: o.traffic, metrics, log, secrets: o.secrets, now, reachability, snapshot: this.snapshot };
     this.queue = new WorkQueue(
       (app) => this.reconcile(app),
@@ -139,11 +141,8 @@ export class Controller {
 
   private resync(): void {
     void this.deps.reachability.pingAll();
-    const apps = this.o.store.apps.listApps();
-    this.snapshot.take(
-      apps.map((a) => ({ name: a.name, hosts: a.spec.hosts, routed: routedApp(a.spec).proxy !== null })),
-      { app: (name) => this.queue.isActive(name), host: (name) => this.deps.reachability.downSince(name) !== null },
-    );
+    const apps = this.placements.current();
+    this.snapshot.take(apps, { app: (name) => this.queue.isActive(name), host: (name) => this.deps.reachability.downSince(name) !== null });
     for (const app of apps) this.queue.add(app.name);
   }
 

@@ -55,6 +55,17 @@ describe('ResyncSnapshot: when a pass may use it', () => {
     assert.equal(snapshot.use('h1', 'b'), null);
   });
 
+  it("lets go of a host's listing once every app that may use it has, or has been dropped", () => {
+    take();
+    assert.equal(snapshot.heldHosts, 2);
+    assert.ok(snapshot.use('h1', 'a'));
+    assert.equal(snapshot.heldHosts, 2, 'b has yet to use h1');
+    assert.ok(snapshot.use('h1', 'b'));
+    assert.equal(snapshot.heldHosts, 1, "h1's listing is gone: a and b used it, busy never may");
+    snapshot.dropApp('h2', 'a');
+    assert.equal(snapshot.heldHosts, 0, "h2's only user was dropped");
+  });
+
   it('older than maxAgeMs: not used', () => {
     take();
     clock += 10_001;
