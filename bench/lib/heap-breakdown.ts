@@ -12,6 +12,7 @@
  * - **by component**: heapUsed after a full collection, before and after a component's
  *   memory is let go (the caller says how): exactly what the component retains.
  */
+import { readFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -93,4 +94,32 @@ export function retainedBy(steps: Array<{ component: string; release: () => void
     return { component, MiB: held };
   });
   return { before, after: last, components };
+}
+
+/**
+ * The process's resident memory by kind of mapping (Linux /proc/self/smaps): `[heap]` is
+ * malloc's main arena; anonymous mappings are V8's heap pages and the other malloc arenas
+ * (64 MiB each, told apart by size); files are code (node, shared libraries).
+ */
+export function residentByMapping(): Record<string, number> {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/smaps', 'utf8');
+  } catch {
+    return {};
+  }
+  const kb: Record<string, number> = {};
+  let kind = '';
+  for (const line of text.split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const path = head[3]!;
+      const size = (parseInt(head[2]!, 16) - parseInt(head[1]!, 16)) / 1024;
+      kind = path.startsWith('[') ? path : path ? 'files' : size >= 65_536 - 1 && size <= 65_536 ? 'anonymous 64 MiB (malloc arenas)' : 'anonymous (V8 heap, other)';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) kb[kind] = (kb[kind] ?? 0) + Number(rss[1]);
+  }
+  return Object.fromEntries(Object.entries(kb).map(([k, v]) => [k, mib(v * 1024)]));
 }
