@@ -15,7 +15,7 @@
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { PerformanceObserver, monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { buildApp } from '../src/api/app.js';
@@ -231,6 +231,16 @@ async function main(): Promise<void> {
 
   // ---- 2. no-op full resync: every app observed, planned and recorded, nothing to do ----
   const resyncMs: number[] = [];
+  // The process's CPU time and V8's GC pauses per run: what the wall time is made of when other jobs share the cores.
+  const resyncCpuMs: number[] = [];
+  /** The resync() call itself: the event loop is held for all of it (the store read, the snapshot's start, the enqueue). */
+  const resyncCallMs: number[] = [];
+  const resyncGcMs: number[] = [];
+  let gcMs = 0;
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMs += e.duration;
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   const resyncLag: Array<{ p50: number; p99: number; max: number }> = [];
   let resyncCalls = 0;
   let resyncCommits = 0;
@@ -239,17 +249,24 @@ async function main(): Promise<void> {
     const h = monitorEventLoopDelay({ resolution: 5 });
     const before = totalCalls();
     const commitsBefore = commits();
+    const gcBefore = gcMs;
     h.enable();
+    const cpu = process.cpuUsage();
     const s = performance.now();
     resync();
+    resyncCallMs.push(performance.now() - s);
     await controller.idle();
     resyncMs.push(performance.now() - s);
+    const used = process.cpuUsage(cpu);
+    resyncCpuMs.push((used.user + used.system) / 1000);
     h.disable();
     resyncLag.push(lagMs(h));
     resyncCalls = totalCalls() - before;
     resyncCommits = commits() - commitsBefore;
     await sleep(50);
+    resyncGcMs.push(gcMs - gcBefore);
   }
+  gcObserver.disconnect();
   // The same resync with zero host latency: berth's own cost (CPU + SQLite commits).
   // Then, as a diagnostic only, with synchronous=NORMAL (no fsync per commit; NOT what berth runs).
   for (const d of fleet.values()) d.setLatency({ ping: 0, listContainers: 0 });
@@ -386,6 +403,9 @@ async function main(): Promise<void> {
       durableCommitsPerRun: resyncCommits,
       loadAverage1m: { before: ms(loadBefore[0]!), after: ms(loadAfter[0]!) },
       eventLoopLagMs: { p50OfRunP99: ms(pct(lagRuns.map((l) => l.p99), 50)), worstP99: ms(Math.max(...lagRuns.map((l) => l.p99))), worstMax: ms(Math.max(...lagRuns.map((l) => l.max))) },
+      resyncCallRunsMs: resyncCallMs.map(ms),
+      cpuRunsMs: resyncCpuMs.map(Math.round),
+      gcPauseRunsMs: resyncGcMs.map(Math.round),
       zeroHostLatencyRunsMs: resyncZeroMs.map(Math.round),
       zeroHostLatencyP50Ms: Math.round(pct(resyncZeroMs, 50)),
       diagnosticSynchronousNormalZeroLatencyRunsMs: resyncZeroNormalMs.map(Math.round),
@@ -415,6 +435,8 @@ async function main(): Promise<void> {
     [`initial rollout of all apps (v1)${FAST_ROLLOUT ? ', zero host latency' : ''}`, `${(convergeMs / 1000).toFixed(1)} s (${results.initialRollout.appsPerSecond} apps/s, ${convergeCalls} host calls, ${convergeCommits} commits), loop lag p99 ${results.initialRollout.eventLoopLagMs.p99} ms`],
     ['  when each app converged', `first ${(results.initialRollout.appConvergedAtMs.first / 1000).toFixed(1)} s, median ${(results.initialRollout.appConvergedAtMs.p50 / 1000).toFixed(1)} s, last ${(results.initialRollout.appConvergedAtMs.last / 1000).toFixed(1)} s`],
     ['no-op full resync p50', `${results.noopResync.p50Ms} ms (runs: ${results.noopResync.runsMs.join(', ')}; ${resyncCalls} host calls, ${resyncCommits} SQLite commits/run)`],
+    ['  the resync() call itself', `${results.noopResync.resyncCallRunsMs.join(', ')} ms (synchronous: the loop waits for it)`],
+    ['  CPU / GC pauses per run', `${results.noopResync.cpuRunsMs.join(', ')} ms CPU (user + system) / ${results.noopResync.gcPauseRunsMs.join(', ')} ms GC`],
     ['  same, zero host latency', `${results.noopResync.zeroHostLatencyRunsMs.join(', ')} ms (berth's own CPU + SQLite cost)`],
     ['  same, synchronous=NORMAL (diag)', `${results.noopResync.diagnosticSynchronousNormalZeroLatencyRunsMs.join(', ')} ms (no fsync per commit; not what berth runs)`],
     ['event-loop lag during resync', `p99 ${results.noopResync.eventLoopLagMs.p50OfRunP99} ms (median over runs), worst p99 ${results.noopResync.eventLoopLagMs.worstP99} ms, worst max ${results.noopResync.eventLoopLagMs.worstMax} ms`],

@@ -105,8 +105,9 @@ export class Controller {
     return this.running;
   }
 
-  /** An operator's request (API): goes ahead of the resync's routine passes. */
+  /** An operator's request (API): goes ahead of the resync's routine passes, and does not wait for its listings. */
   enqueue(app: string): void {
+    this.snapshot.dropAppEverywhere(app);
     this.queue.add(app, { front: true });
   }
 

@@ -136,6 +136,15 @@ export class ResyncSnapshot {
     return was;
   }
 
+  /**
+   * An operator asked for `app` (a deploy): its next pass lists its hosts itself rather than
+   * wait behind the snapshot's reads of the hosts before its own (up to 1,000 of them, 32
+   * at a time), and sees them as they are now.
+   */
+  dropAppEverywhere(app: string): void {
+    for (const [host, h] of this.hosts) this.release(host, h, app);
+  }
+
   /** Events of the host may have been missed, or its proxy changed: every pass lists for itself. */
   dropHost(host: string): void {
     this.hosts.delete(host);
