@@ -201,6 +201,10 @@ async function main(): Promise<void> {
     await controller.idle();
     const afterResync = { memory: memoryMiB(), afterFullGc: fullGc(), resident: residentByMapping(), bySite: await sampler.bySite(root) };
     await sampler.stop();
+    // A /metrics scrape keeps each series' rendered text (exposition.ts) until it changes.
+    const beforeScrape = fullGc().heapUsedMiB;
+    const scrapeBytes = (await metrics.text()).length;
+    const afterScrape = { heapUsedMiB: fullGc().heapUsedMiB, heldMiB: ms(fullGc().heapUsedMiB - beforeScrape), textMiB: mib(scrapeBytes) };
     // Private fields, reached on purpose: each step lets go of one component's memory.
     const internals = <T>(o: unknown) => o as T;
     const byComponent = retainedBy([
@@ -219,7 +223,7 @@ async function main(): Promise<void> {
       },
     ]);
     const out = join(here, 'results', `heap-${process.env.BENCH_RESULT_NAME ?? 'scale.json'}`);
-    const report = { machine: machine(), config: { apps: APPS, hosts: HOSTS, hostsPerApp: hostsPerAppLabel }, afterConverge, afterResync, byComponent };
+    const report = { machine: machine(), config: { apps: APPS, hosts: HOSTS, hostsPerApp: hostsPerAppLabel }, afterConverge, afterResync, afterScrape, byComponent };
     writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
     console.log(JSON.stringify(report, null, 2));
     await api.close();
