@@ -15,7 +15,7 @@
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { PerformanceObserver, monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { buildApp } from '../src/api/app.js';
@@ -33,6 +33,7 @@ import type { Parallelism } from '../src/domain/app-spec.js';
 import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
 import { freshDatabase } from '../test/support/postgres.js';
 import { machine } from './lib/machine.js';
+import { HeapSampler, fullGc, memoryMiB, residentByMapping, retainedBy } from './lib/heap-breakdown.js';
 
 const APPS = Number(process.env.BENCH_APPS ?? 1000);
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 100);
@@ -49,6 +50,8 @@ const TOKEN = 'bench-token-0123456789abcdef';
 const IMAGE_REGISTRY = '10.77.0.1:5000';
 
 const JITTER = 0.2;
+/** 1: a memory diagnostic instead of the bench (bench/lib/heap-breakdown.ts): converge, one resync, break the heap down, stop. */
+const HEAP_BREAKDOWN = process.env.BENCH_HEAP === '1';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -152,6 +155,9 @@ async function main(): Promise<void> {
     }
   }
 
+  const sampler = HEAP_BREAKDOWN ? new HeapSampler() : null;
+  await sampler?.start();
+
   // ---- 1. initial rollout of 1,000 apps, measured ----
   process.stderr.write(`[scale] ${APPS} apps on ${HOSTS} simulated hosts: rolling out v1 ...\n`);
   const lagConverge = monitorEventLoopDelay({ resolution: 5 });
@@ -164,11 +170,14 @@ async function main(): Promise<void> {
   let lastReport = tc0;
   const convergedAt: number[] = [];
   const seen = new Set<string>();
+  // Two columns, not listStatus(): parsing 10,000 statuses ten times a second allocated
+  // hundreds of MB/s of the bench's own garbage, and V8 grew the heap (and RSS) for it.
+  const completeApps = store.db.prepare("SELECT app FROM status WHERE phase = 'Complete' AND observed_revision = 1").pluck();
   while (seen.size < APPS) {
     await sleep(100);
-    for (const st of store.status.listStatus()) {
-      if (!seen.has(st.app) && st.phase === 'Complete' && st.observedRevision === 1) {
-        seen.add(st.app);
+    for (const app of completeApps.all() as string[]) {
+      if (!seen.has(app)) {
+        seen.add(app);
         convergedAt.push(performance.now() - tc0);
       }
     }
@@ -188,8 +197,57 @@ async function main(): Promise<void> {
   const mem = process.memoryUsage();
   process.stderr.write(`[scale] converged in ${Math.round(convergeMs)} ms; measuring no-op resyncs ...\n`);
 
+  if (sampler) {
+    const root = `file://${join(here, '..')}/`;
+    const afterConverge = { memory: { rssMiB: mib(mem.rss), heapUsedMiB: mib(mem.heapUsed), heapTotalMiB: mib(mem.heapTotal), externalMiB: mib(mem.external) }, afterFullGc: fullGc(), resident: residentByMapping(), bySite: await sampler.bySite(root) };
+    resync();
+    await controller.idle();
+    const afterResync = { memory: memoryMiB(), afterFullGc: fullGc(), resident: residentByMapping(), bySite: await sampler.bySite(root) };
+    await sampler.stop();
+    // A /metrics scrape keeps each series' rendered text (exposition.ts) until it changes.
+    const beforeScrape = fullGc().heapUsedMiB;
+    const scrapeBytes = (await metrics.text()).length;
+    const afterScrape = { heapUsedMiB: fullGc().heapUsedMiB, heldMiB: ms(fullGc().heapUsedMiB - beforeScrape), textMiB: mib(scrapeBytes) };
+    // Private fields, reached on purpose: each step lets go of one component's memory.
+    const internals = <T>(o: unknown) => o as T;
+    const byComponent = retainedBy([
+      { component: 'resync snapshot', release: () => internals<{ snapshot: { hosts: Map<string, unknown> } }>(controller).snapshot.hosts.clear() },
+      { component: 'metrics series (prom-client)', release: () => metrics.registry.resetMetrics() },
+      {
+        component: 'simulated fleet (containers, images)',
+        release: () => {
+          for (const d of fleet.values()) {
+            const sim = internals<{ byId: Map<string, unknown>; byName: Map<string, unknown>; images: Set<string> }>(d);
+            sim.byId.clear();
+            sim.byName.clear();
+            sim.images.clear();
+          }
+        },
+      },
+    ]);
+    const out = join(here, 'results', `heap-${process.env.BENCH_RESULT_NAME ?? 'scale.json'}`);
+    const report = { machine: machine(), config: { apps: APPS, hosts: HOSTS, hostsPerApp: hostsPerAppLabel }, afterConverge, afterResync, afterScrape, byComponent };
+    writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
+    console.log(JSON.stringify(report, null, 2));
+    await api.close();
+    await controller.stop();
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+    return;
+  }
+
   // ---- 2. no-op full resync: every app observed, planned and recorded, nothing to do ----
   const resyncMs: number[] = [];
+  // The process's CPU time and V8's GC pauses per run: what the wall time is made of when other jobs share the cores.
+  const resyncCpuMs: number[] = [];
+  /** The resync() call itself: the event loop is held for all of it (the store read, the snapshot's start, the enqueue). */
+  const resyncCallMs: number[] = [];
+  const resyncGcMs: number[] = [];
+  let gcMs = 0;
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMs += e.duration;
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
   const resyncLag: Array<{ p50: number; p99: number; max: number }> = [];
   let resyncCalls = 0;
   let resyncCommits = 0;
@@ -198,17 +256,24 @@ async function main(): Promise<void> {
     const h = monitorEventLoopDelay({ resolution: 5 });
     const before = totalCalls();
     const commitsBefore = commits();
+    const gcBefore = gcMs;
     h.enable();
+    const cpu = process.cpuUsage();
     const s = performance.now();
     resync();
+    resyncCallMs.push(performance.now() - s);
     await controller.idle();
     resyncMs.push(performance.now() - s);
+    const used = process.cpuUsage(cpu);
+    resyncCpuMs.push((used.user + used.system) / 1000);
     h.disable();
     resyncLag.push(lagMs(h));
     resyncCalls = totalCalls() - before;
     resyncCommits = commits() - commitsBefore;
     await sleep(50);
+    resyncGcMs.push(gcMs - gcBefore);
   }
+  gcObserver.disconnect();
   // The same resync with zero host latency: berth's own cost (CPU + SQLite commits).
   // Then, as a diagnostic only, with synchronous=NORMAL (no fsync per commit; NOT what berth runs).
   for (const d of fleet.values()) d.setLatency({ ping: 0, listContainers: 0 });
@@ -235,6 +300,8 @@ async function main(): Promise<void> {
   }
   for (const d of fleet.values()) d.setLatency(LAN_LATENCY_MS);
   const loadAfter = os.loadavg();
+  // The resync snapshot (every host's listing) is held from one resync to the next: the steady state.
+  const memAfterResyncs = process.memoryUsage();
 
   // ---- 3. POST /v1/apps/:app/releases -> first host action, everything else idle ----
   process.stderr.write(`[scale] ${DEPLOY_SAMPLES} deploys through the API while the rest is idle ...\n`);
@@ -345,6 +412,9 @@ async function main(): Promise<void> {
       durableCommitsPerRun: resyncCommits,
       loadAverage1m: { before: ms(loadBefore[0]!), after: ms(loadAfter[0]!) },
       eventLoopLagMs: { p50OfRunP99: ms(pct(lagRuns.map((l) => l.p99), 50)), worstP99: ms(Math.max(...lagRuns.map((l) => l.p99))), worstMax: ms(Math.max(...lagRuns.map((l) => l.max))) },
+      resyncCallRunsMs: resyncCallMs.map(ms),
+      cpuRunsMs: resyncCpuMs.map(Math.round),
+      gcPauseRunsMs: resyncGcMs.map(Math.round),
       zeroHostLatencyRunsMs: resyncZeroMs.map(Math.round),
       zeroHostLatencyP50Ms: Math.round(pct(resyncZeroMs, 50)),
       diagnosticSynchronousNormalZeroLatencyRunsMs: resyncZeroNormalMs.map(Math.round),
@@ -357,7 +427,7 @@ async function main(): Promise<void> {
       toConvergedMs: { p50: Math.round(pct(quietSamples.map((x) => x.rollout), 50)), p99: Math.round(pct(quietSamples.map((x) => x.rollout), 99)) },
     },
     deployLatencyDuringResync: busySamples.map((b) => ({ queuePosition: b.position, toFirstActionMs: Math.round(b.action) })),
-    memory: { rssAtStartMiB: mib(rssAtStart), rssAfterConvergeMiB: mib(mem.rss), heapUsedAfterConvergeMiB: mib(mem.heapUsed), dbMiB: mib(dbBytes) },
+    memory: { rssAtStartMiB: mib(rssAtStart), rssAfterConvergeMiB: mib(mem.rss), heapUsedAfterConvergeMiB: mib(mem.heapUsed), rssAfterResyncsMiB: mib(memAfterResyncs.rss), heapUsedAfterResyncsMiB: mib(memAfterResyncs.heapUsed), dbMiB: mib(dbBytes) },
   };
 
   const out = join(here, 'results', process.env.BENCH_RESULT_NAME ?? 'scale.json');
@@ -374,6 +444,8 @@ async function main(): Promise<void> {
     [`initial rollout of all apps (v1)${FAST_ROLLOUT ? ', zero host latency' : ''}`, `${(convergeMs / 1000).toFixed(1)} s (${results.initialRollout.appsPerSecond} apps/s, ${convergeCalls} host calls, ${convergeCommits} commits), loop lag p99 ${results.initialRollout.eventLoopLagMs.p99} ms`],
     ['  when each app converged', `first ${(results.initialRollout.appConvergedAtMs.first / 1000).toFixed(1)} s, median ${(results.initialRollout.appConvergedAtMs.p50 / 1000).toFixed(1)} s, last ${(results.initialRollout.appConvergedAtMs.last / 1000).toFixed(1)} s`],
     ['no-op full resync p50', `${results.noopResync.p50Ms} ms (runs: ${results.noopResync.runsMs.join(', ')}; ${resyncCalls} host calls, ${resyncCommits} SQLite commits/run)`],
+    ['  the resync() call itself', `${results.noopResync.resyncCallRunsMs.join(', ')} ms (synchronous: the loop waits for it)`],
+    ['  CPU / GC pauses per run', `${results.noopResync.cpuRunsMs.join(', ')} ms CPU (user + system) / ${results.noopResync.gcPauseRunsMs.join(', ')} ms GC`],
     ['  same, zero host latency', `${results.noopResync.zeroHostLatencyRunsMs.join(', ')} ms (berth's own CPU + SQLite cost)`],
     ['  same, synchronous=NORMAL (diag)', `${results.noopResync.diagnosticSynchronousNormalZeroLatencyRunsMs.join(', ')} ms (no fsync per commit; not what berth runs)`],
     ['event-loop lag during resync', `p99 ${results.noopResync.eventLoopLagMs.p50OfRunP99} ms (median over runs), worst p99 ${results.noopResync.eventLoopLagMs.worstP99} ms, worst max ${results.noopResync.eventLoopLagMs.worstMax} ms`],
@@ -383,6 +455,7 @@ async function main(): Promise<void> {
     [`POST -> app converged (${hostsPerAppLabel} hosts)`, `p50 ${q.toConvergedMs.p50} ms, p99 ${q.toConvergedMs.p99} ms`],
     ['POST -> first action during resync', results.deployLatencyDuringResync.map((b) => `#${b.queuePosition}: ${b.toFirstActionMs} ms`).join(', ')],
     ['RSS after convergence', `${results.memory.rssAfterConvergeMiB} MiB (heap used ${results.memory.heapUsedAfterConvergeMiB} MiB; ${results.memory.rssAtStartMiB} MiB at start); db ${results.memory.dbMiB} MiB`],
+    ['RSS after the resync runs', `${results.memory.rssAfterResyncsMiB} MiB (heap used ${results.memory.heapUsedAfterResyncsMiB} MiB)`],
   ];
   const w = Math.max(...rows.map((r) => r[0].length));
   console.log('\nberth scale bench (SIMULATED hosts: planner/controller cost, not deploy evidence)\n');

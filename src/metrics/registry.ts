@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AppPhase } from '../domain/release.js';
 import { renderExposition } from './exposition.js';
+import { SparseBoundsHistogram } from './sparse-histogram.js';
 
 export const PHASES: readonly AppPhase[] = ['Progressing', 'Complete', 'Failed', 'Paused', 'RolledBack'];
 
@@ -74,7 +75,8 @@ export class BerthMetrics {
     labelNames: ['app', 'phase'] as const,
     registers: [this.registry],
   });
-  readonly rolloutDuration = new Histogram({
+  // One series per app and result, with bounds up to 1,800: kept small (sparse-histogram.ts).
+  readonly rolloutDuration = new SparseBoundsHistogram({
     name: 'berth_rollout_duration_seconds',
     help: 'Wall time of finished rollouts by result (complete, failed, rolled_back).',
     labelNames: ['app', 'result'] as const,

@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { routedApp } from '../domain/processes.js';
 import type { HostDriver } from '../hosts/host-driver.js';
 import { HostReachability } from '../hosts/reachability.js';
 import type { BerthMetrics } from '../metrics/registry.js';
@@ -10,6 +9,7 @@ import type { Store } from '../store/index.js';
 import { openAppLogs, type AppLogs, type AppLogsRequest } from './app-logs.js';
 import { execInApp, type ExecOutcome } from './one-off.js';
 import { reconcilePass, type PassDeps } from './pass.js';
+import { AppPlacements } from './placements.js';
 import { WorkQueue } from './queue.js';
 import { ResyncSnapshot } from './resync-snapshot.js';
 import { NotLeaderError, runFenced } from '../cluster/fence.js';
@@ -54,6 +54,7 @@ export class Controller {
   private queue: WorkQueue;
   private readonly deps: PassDeps;
   private readonly snapshot: ResyncSnapshot;
+  private readonly placements: AppPlacements;
   private readonly unwatch: Array<() => void> = [];
   private resyncTimer: NodeJS.Timeout | null = null;
   private running = false;
@@ -73,6 +74,7 @@ export class Controller {
     });
     const now = o.now ?? Date.now;
     this.snapshot = new ResyncSnapshot({ drivers: o.drivers, traffic: o.traffic, maxAgeMs: o.resyncIntervalMs, now });
+    this.placements = new AppPlacements(store.apps);
     this.deps = { store, drivers: o.drivers, traffic: o.traffic, metrics, log, secrets: o.secrets, now, reachability, snapshot: this.snapshot };
     this.queue = this.newQueue();
   }
@@ -101,7 +103,7 @@ export class Controller {
     this.unlessStoreFails('seeding the rollout gauges', () => this.seedRolloutGauges());
     this.unwatch.push(
       this.o.store.events.subscribe((e) => {
-        if (e.app && DESIRED_STATE_EVENTS.has(e.type)) this.queue.add(e.app, { front: true });
+        if (e.app && DESIRED_STATE_EVENTS.has(e.type)) this.enqueue(e.app);
       }),
     );
     for (const [host, driver] of this.o.drivers) {
@@ -139,8 +141,9 @@ export class Controller {
     return this.running;
   }
 
-  /** An operator's request (API): goes ahead of the resync's routine passes. */
+  /** An operator's request (API): goes ahead of the resync's routine passes, and does not wait for its listings. */
   enqueue(app: string): void {
+    this.snapshot.dropAppEverywhere(app);
     this.queue.add(app, { front: true });
   }
 
@@ -188,11 +191,8 @@ export class Controller {
   private resync(): void {
     this.deps.reachability.pingAll().catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'host pings not recorded; the next resync tries again'));
     this.unlessStoreFails('the resync', () => {
-      const apps = this.o.store.apps.listApps();
-      this.snapshot.take(
-        apps.map((a) => ({ name: a.name, hosts: a.spec.hosts, routed: routedApp(a.spec).proxy !== null })),
-        { app: (name) => this.queue.isActive(name), host: (name) => this.deps.reachability.downSince(name) !== null },
-      );
+      const apps = this.placements.current();
+      this.snapshot.take(apps, { app: (name) => this.queue.isActive(name), host: (name) => this.deps.reachability.downSince(name) !== null });
       for (const app of apps) this.queue.add(app.name);
     });
   }

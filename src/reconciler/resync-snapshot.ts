@@ -102,7 +102,7 @@ export class ResyncSnapshot {
   /** The snapshot's view of `app` on `host`, once; null when the pass must look for itself. */
   use(host: string, app: string): SnapshotEntry | null {
     const h = this.hosts.get(host);
-    if (!h || !h.unused.delete(app)) return null;
+    if (!h || !this.release(host, h, app)) return null;
     if (this.o.now() - h.takenAt > this.o.maxAgeMs) {
       this.hosts.delete(host);
       return null;
@@ -116,7 +116,33 @@ export class ResyncSnapshot {
 
   /** Something changed `app`'s containers on `host` (a Docker event): its next pass lists them itself. */
   dropApp(host: string, app: string): void {
-    this.hosts.get(host)?.unused.delete(app);
+    const h = this.hosts.get(host);
+    if (h) this.release(host, h, app);
+  }
+
+  /** Hosts the snapshot still holds a listing of (tests). */
+  get heldHosts(): number {
+    return this.hosts.size;
+  }
+
+  /**
+   * Takes `app` off the host's unused apps; whether it was on them. The host's listing
+   * (at 10,000 apps, 65,000 containers in all) goes once no pass can use it any more,
+   * not at the next resync: the passes that need it hold their own promise of it.
+   */
+  private release(host: string, h: HostSnapshot, app: string): boolean {
+    const was = h.unused.delete(app);
+    if (h.unused.size === 0) this.hosts.delete(host);
+    return was;
+  }
+
+  /**
+   * An operator asked for `app` (a deploy): its next pass lists its hosts itself rather than
+   * wait behind the snapshot's reads of the hosts before its own (up to 1,000 of them, 32
+   * at a time), and sees them as they are now.
+   */
+  dropAppEverywhere(app: string): void {
+    for (const [host, h] of this.hosts) this.release(host, h, app);
   }
 
   /** Forgets every host (the controller stands by: what it saw may be stale when it leads again). */

@@ -32,6 +32,7 @@ function toApp(r: AppRow): StoredApp {
 export class AppsRepo {
   private readonly get: SqlStatement;
   private readonly all: SqlStatement;
+  private readonly stamps: SqlStatement;
   private readonly page: SqlStatement;
   private readonly routed: SqlStatement;
   private readonly insert: SqlStatement;
@@ -49,6 +50,7 @@ export class AppsRepo {
     const cols = 'name, spec, paused, maintenance, deleting_since, created_at, updated_at';
     this.get = db.prepare(`SELECT ${cols} FROM apps WHERE name = ?`);
     this.all = db.prepare(`SELECT ${cols} FROM apps ORDER BY name`);
+    this.stamps = db.prepare('SELECT name, updated_at FROM apps ORDER BY name');
     this.page = db.prepare(`SELECT ${cols} FROM apps WHERE name > ? ORDER BY name LIMIT ?`);
     // SQLite reads the two fields out of each spec: parsing every whole spec (some are hundreds
     // of KB) in JavaScript made a PUT at 1,000 apps cost 15-60 ms (docs/benchmarks.md, "History").
@@ -115,6 +117,11 @@ export class AppsRepo {
 
   listApps(): StoredApp[] {
     return (this.all.all() as AppRow[]).map(toApp);
+  }
+
+  /** Every app's name and when its record last changed, without its spec: what changed since a look (the controller's resync). */
+  listAppStamps(): Array<{ name: string; updatedAt: string }> {
+    return (this.stamps.all() as Array<{ name: string; updated_at: string }>).map((r) => ({ name: r.name, updatedAt: r.updated_at }));
   }
 
   /**

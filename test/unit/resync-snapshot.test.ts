@@ -55,6 +55,25 @@ describe('ResyncSnapshot: when a pass may use it', () => {
     assert.equal(snapshot.use('h1', 'b'), null);
   });
 
+  it("lets go of a host's listing once every app that may use it has, or has been dropped", () => {
+    take();
+    assert.equal(snapshot.heldHosts, 2);
+    assert.ok(snapshot.use('h1', 'a'));
+    assert.equal(snapshot.heldHosts, 2, 'b has yet to use h1');
+    assert.ok(snapshot.use('h1', 'b'));
+    assert.equal(snapshot.heldHosts, 1, "h1's listing is gone: a and b used it, busy never may");
+    snapshot.dropApp('h2', 'a');
+    assert.equal(snapshot.heldHosts, 0, "h2's only user was dropped");
+  });
+
+  it("an operator's request for an app: its next pass lists every host itself; the other apps keep the snapshot", () => {
+    take();
+    snapshot.dropAppEverywhere('a');
+    assert.equal(snapshot.use('h1', 'a'), null);
+    assert.equal(snapshot.use('h2', 'a'), null);
+    assert.ok(snapshot.use('h1', 'b'));
+  });
+
   it('older than maxAgeMs: not used', () => {
     take();
     clock += 10_001;
@@ -123,6 +142,29 @@ describe('the controller: one listing per host per resync, never a stale one', (
     await controller.idle();
     assert.equal(passes, 120);
     assert.ok(passesWhenTimerFired !== null && passesWhenTimerFired < 120, `the timer fired after ${passesWhenTimerFired} of 120 passes`);
+    await controller.stop();
+    controller = undefined;
+  });
+
+  it("an operator's request during a resync (a deploy): the app's pass lists its hosts itself, the other apps use the snapshot", async () => {
+    const own: string[] = [];
+    let others = 0;
+    const fleet = simulatedFleet(3, {
+      prefix: 'h',
+      onCall: (c) => {
+        if (c.op !== 'listContainers' || c.app === null) return;
+        if (c.app === 'app-9') own.push(c.host);
+        else others += 1;
+      },
+    });
+    controller = await converged(fleet, 10);
+    own.length = 0;
+    others = 0;
+    resync(controller);
+    controller.enqueue('app-9');
+    await controller.idle();
+    assert.deepEqual(own.sort(), ['h1', 'h2', 'h3']);
+    assert.equal(others, 0);
     await controller.stop();
     controller = undefined;
   });
