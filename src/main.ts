@@ -208,9 +208,10 @@ export async function startDaemon(env: Record<string, string | undefined> = proc
         log.info('shutting down: no new requests, finishing the step in flight');
         await app.close();
         follower?.stop();
-        leadership.stop();
+        // Still leading: the step in flight finishes under the lease; then the lease is handed over.
         await certificates.stop();
         await controller.stop();
+        leadership.stop();
         store.close();
         log.info('stopped');
       })());

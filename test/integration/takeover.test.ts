@@ -205,4 +205,17 @@ describe('several daemons on PostgreSQL: takeover mid-rollout', { skip, concurre
   it('the leader cut off from PostgreSQL mid-rollout: it stops acting, a standby takes over; reconnected, it follows', async () => {
     await failover('cut off from PostgreSQL', 'v2', 'TrafficSwitched');
   });
+
+  it('SIGTERM of the leader hands its lease over: a standby leads well before the lease would have run out', async () => {
+    const leader = await cluster.leader();
+    leader.signal('SIGTERM');
+    const exit = await leader.child.exit(30_000);
+    const exitedAt = Date.now();
+    assert.equal(exit.code, 0, 'a clean shutdown');
+    const next = await cluster.leader({ not: leader, timeoutMs: LEASE_MS + 5_000 });
+    const taken = next.logLines().filter((l) => String(l.msg).startsWith('leader lease taken')).pop();
+    const afterExitMs = Number(taken?.time) - exitedAt;
+    console.log(`# SIGTERM of daemon ${leader.index}: daemon ${next.index} leads ${afterExitMs} ms after it exited (lease ${LEASE_MS} ms)`);
+    assert.ok(afterExitMs < LEASE_MS / 3, `handed over, not left to run out (${afterExitMs} ms after the exit)`);
+  });
 });
