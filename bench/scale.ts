@@ -172,7 +172,7 @@ async function main(): Promise<void> {
   const seen = new Set<string>();
   // Two columns, not listStatus(): parsing 10,000 statuses ten times a second allocated
   // hundreds of MB/s of the bench's own garbage, and V8 grew the heap (and RSS) for it.
-  const completeApps = store.db.prepare("SELECT app FROM status WHERE phase = 'Complete' AND observed_revision = 1").pluck();
+  const completeApps = store.sql.prepare("SELECT app FROM status WHERE phase = 'Complete' AND observed_revision = 1").pluck();
   while (seen.size < APPS) {
     await sleep(100);
     for (const app of completeApps.all() as string[]) {

@@ -33,10 +33,20 @@ export interface DownHost {
  */
 export class HostReachability {
   private readonly down = new Map<string, DownHost>();
+  /**
+   * The row as this daemon last read or wrote it: the leader is the rows' only writer, so
+   * every observation of a host (three or more per pass) need not read it again.
+   */
+  private readonly rows = new Map<string, ReturnType<HostStatusRows['get']>>();
   private readonly now: () => number;
 
   constructor(private readonly o: ReachabilityOptions) {
     this.now = o.now ?? Date.now;
+  }
+
+  /** Drops the rows it remembers (a new term as leader: another daemon may have written them since). */
+  forgetRows(): void {
+    this.rows.clear();
   }
 
   /** When and why the host went down, or null while it answers. */
@@ -69,10 +79,13 @@ export class HostReachability {
       this.down.delete(host);
       this.o.onBack(host);
     }
-    const before = this.o.rows.get(host);
+    if (!this.rows.has(host)) this.rows.set(host, this.o.rows.get(host));
+    const before = this.rows.get(host) ?? null;
     // A pass's observation only writes a change; the resync's ping (with a version) refreshes checkedAt.
     if (before && before.up === up && before.lastError === error && dockerVersion === undefined) return;
-    this.o.rows.upsert({ host, up, lastError: error, dockerVersion: dockerVersion ?? before?.dockerVersion ?? null });
+    const row = { host, up, lastError: error, dockerVersion: dockerVersion ?? before?.dockerVersion ?? null };
+    this.o.rows.upsert(row);
+    this.rows.set(host, row);
     // A change, or a host found down at its first check (a daemon whose only host is gone says so at once).
     if (before ? before.up !== up : !up) {
       this.o.log.warn({ host, up, err: error }, up ? 'host is back' : 'host is down');

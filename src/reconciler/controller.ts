@@ -100,6 +100,7 @@ export class Controller {
     if (this.stopped) this.queue = this.newQueue();
     this.running = true;
     this.stopped = false;
+    this.deps.reachability.forgetRows();
     this.unlessStoreFails('seeding the rollout gauges', () => this.seedRolloutGauges());
     this.unwatch.push(
       this.o.store.events.subscribe((e) => {
