@@ -9,7 +9,8 @@ import { driverFor, type HostDriver } from '../hosts/host-driver.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
 import { secretValuesFrom, type AppSecretFiles, type AppSecretsRead } from '../secrets/app-secrets.js';
-import type { Store } from '../store/index.js';
+import type { Store, StoredApp } from '../store/index.js';
+import type { AppStatus } from '../domain/release.js';
 import type { ExecContext } from './execute.js';
 import type { DesiredRelease, StableRelease } from './types.js';
 
@@ -39,11 +40,12 @@ export interface Wanted {
    * creates get these same values (execContext), never a later edit under this hash.
    */
   secrets: AppSecretsRead;
+  /** The app's status as last recorded (only the app's own passes write it). */
+  status: AppStatus | null;
 }
 
 /** The app's desired release and switches as stored, or null for an app that does not exist. */
-export function readWanted(store: Store, app: string, secretFiles: AppSecretFiles): Wanted | null {
-  const stored = store.apps.getApp(app);
+export function readWanted(store: Store, app: string, secretFiles: AppSecretFiles, stored: StoredApp | null = store.apps.getApp(app)): Wanted | null {
   if (!stored) return null;
   const secrets = secretFiles.read(app);
   const latest = store.releases.latestRelease(app);
@@ -56,6 +58,7 @@ export function readWanted(store: Store, app: string, secretFiles: AppSecretFile
     secrets,
     desired: latest ? desiredRelease(latest, secrets.values) : null,
     stable: stableRelease ? { revision: stableRelease.revision, version: stableRelease.version } : null,
+    status,
   };
 }
 

@@ -42,13 +42,14 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
   // An app being deleted has no desired release any more: its pass tears it down.
   const appRecord = store.apps.getApp(app);
   if (appRecord?.deletingSince) return (await tearDownApp(deps, appRecord)).againMs;
-  const wanted = readWanted(store, app, deps.secrets);
+  // (Every read is a round trip on PostgreSQL: what the pass already has is passed on.)
+  const wanted = readWanted(store, app, deps.secrets, appRecord);
   if (!wanted?.desired) return null;
   const { desired } = wanted;
 
   const routed = routedApp(desired.spec);
   const observed = await observeFleet(deps.drivers, desired.spec.hosts, app, { traffic: deps.traffic, route: routed.proxy, routeHosts: routed.hosts }, deps.reachability, deps.snapshot);
-  const previous = store.status.readStatus(app);
+  const previous = wanted.status;
   const stored = store.status.getRollout(app)?.state ?? null;
   const record = stored?.revision === desired.revision ? stored : null;
   const p = plan({
