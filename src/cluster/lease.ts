@@ -95,6 +95,8 @@ export class PostgresLease extends EventEmitter implements Leadership {
   private currentFence: Fence | null = null;
   private timer: NodeJS.Timeout | null = null;
   private expiry: NodeJS.Timeout | null = null;
+  /** The database stopped answering the lease's renewals: said once, until it answers again. */
+  private unreachable = false;
   private readonly read: SqlStatement;
   private readonly take: SqlStatement;
   private readonly renew: SqlStatement;
@@ -170,9 +172,12 @@ export class PostgresLease extends EventEmitter implements Leadership {
       }, 'durable');
     } catch (err) {
       // Not renewed: this daemon leads until validUntil, then the expiry timer steps it down.
-      this.o.log.warn({ err: (err as Error).message, daemon: this.daemonId }, 'leader lease: cannot reach the database');
+      if (!this.unreachable) this.o.log.warn({ err: (err as Error).message, daemon: this.daemonId }, 'leader lease: cannot reach the database');
+      this.unreachable = true;
       return;
     }
+    if (this.unreachable) this.o.log.info({ daemon: this.daemonId }, 'leader lease: the database answers again');
+    this.unreachable = false;
     this.known = { holder: row.holder, epoch: row.epoch, self: row.holder === this.daemonId };
     if (row.holder !== this.daemonId) {
       this.stepDown(`daemon ${row.holder} leads (epoch ${row.epoch})`);

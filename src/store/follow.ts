@@ -16,6 +16,8 @@ export class EventFollower {
   private readonly delivered = new Set<number>();
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
+  /** The database stopped answering: said once, and once more when it answers again. */
+  private failing = false;
 
   constructor(
     private readonly store: Store,
@@ -38,9 +40,12 @@ export class EventFollower {
     try {
       events = this.store.events.listEvents(null, { afterId: this.watermark, limit: FOLLOW_BATCH });
     } catch (err) {
-      this.o.log.warn({ err: (err as Error).message }, 'cannot read events from the database; retrying');
+      if (!this.failing) this.o.log.warn({ err: (err as Error).message }, 'cannot read events from the database; retrying');
+      this.failing = true;
       return;
     }
+    if (this.failing) this.o.log.info('reading events from the database again');
+    this.failing = false;
     for (const e of events) {
       this.watermark = e.id;
       if (this.delivered.delete(e.id)) continue;
