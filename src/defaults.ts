@@ -3,11 +3,6 @@ import { dirname, join, resolve } from 'node:path';
 /** Where berth looks when BERTH_CONFIG / BERTH_DB are not set (relative to the working directory). */
 export const DEFAULTS = { config: 'deploy/berth.yml', db: 'data/berth.db', url: 'http://127.0.0.1:7373' } as const;
 
-/** BERTH_DB names a PostgreSQL database rather than a SQLite file. */
-export function isPostgresUrl(db: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(db);
-}
-
 /**
  * The file berth's local files (token, secrets, registry passwords) live next to: the SQLite
  * database, or with PostgreSQL (BERTH_DB=postgres://…) `berth.db`'s place in BERTH_DATA_DIR
@@ -15,7 +10,7 @@ export function isPostgresUrl(db: string): boolean {
  */
 export function localStatePath(env: Record<string, string | undefined>): string {
   const db = env.BERTH_DB || DEFAULTS.db;
-  return isPostgresUrl(db) ? join(env.BERTH_DATA_DIR || dirname(DEFAULTS.db), 'berth.db') : db;
+  return /^postgres(ql)?:\/\//i.test(db) ? join(env.BERTH_DATA_DIR || dirname(DEFAULTS.db), 'berth.db') : db;
 }
 
 /** The generated API token lives next to the database; daemon and CLI agree on it here. */

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { StoreError } from '../../domain/errors.js';
 import { DEFAULT_MIGRATIONS_DIR, loadMigrations, tooNew } from '../migrate.js';
 import { sqlFor, type DialectSql, type Durability, type SqlDatabase, type SqlStatement } from '../sql.js';
-import { PostgresBridge, type BridgeOptions } from './bridge.js';
+import { PostgresBridge, PostgresQueryError, redactUrl, type BridgeOptions } from './bridge.js';
 
 /** PostgreSQL's migrations: `migrations/postgres/NNNN_name.sql`, numbered on their own. */
 export const POSTGRES_MIGRATIONS_DIR = join(DEFAULT_MIGRATIONS_DIR, 'postgres');
@@ -18,7 +18,7 @@ export const WRITE_LOCK = 0x62657274; // "bert"
  * `?` and `@name` parameters (as better-sqlite3 takes them) rewritten to `$n`, outside
  * quoted strings and identifiers. `names` lists the named parameters in `$n` order.
  */
-export function numberParameters(sql: string): { text: string; names: string[] | null } {
+export function numberParameters(sql: string): { text: string; names: string[] | null; positional: number } {
   let out = '';
   let positional = 0;
   const names: string[] = [];
@@ -42,7 +42,7 @@ export function numberParameters(sql: string): { text: string; names: string[] |
     }
   }
   if (positional > 0 && names.length > 0) throw new Error(`statement mixes ? and @name parameters: ${sql}`);
-  return { text: out, names: names.length > 0 ? names : null };
+  return { text: out, names: names.length > 0 ? names : null, positional };
 }
 
 let statementCounter = 0;
@@ -159,6 +159,9 @@ export class PostgresDatabase implements SqlDatabase {
     this.bridge.close();
   }
 
+  toString(): string {
+    return redactUrl(this.url);
+  }
 }
 
 /**
@@ -192,3 +195,4 @@ export function migratePostgres(db: PostgresDatabase, dir: string = POSTGRES_MIG
   return { from, to: db.schemaVersion(), applied };
 }
 
+export { PostgresQueryError };
