@@ -5,7 +5,16 @@ import type { HostDriver } from './host-driver.js';
 /** The host status rows this module keeps (src/store/hosts-status.ts), seen from here. */
 export interface HostStatusRows {
   get(host: string): { up: boolean; lastError: string | null; dockerVersion: string | null } | null;
-  upsert(row: { host: string; up: boolean; lastError: string | null; dockerVersion: string | null }): unknown;
+  upsert(row: HostStatusRow): unknown;
+  /** Many rows in one write (the resync's pings). */
+  refresh(rows: readonly HostStatusRow[]): void;
+}
+
+interface HostStatusRow {
+  host: string;
+  up: boolean;
+  lastError: string | null;
+  dockerVersion: string | null;
 }
 
 export interface ReachabilityOptions {
@@ -56,11 +65,13 @@ export class HostReachability {
 
   /** Pings every host (the resync's check): refreshes versions, finds hosts that came back. */
   async pingAll(): Promise<void> {
+    // A ping that changes nothing but the check time is written with the others, in one write once all have answered.
+    const refreshed: HostStatusRow[] = [];
     await Promise.all(
       [...this.o.drivers].map(async ([host, driver]) => {
         try {
           const info = await driver.ping();
-          this.report(host, true, null, info.dockerVersion);
+          this.report(host, true, null, info.dockerVersion, refreshed);
         } catch (err) {
           // A leader whose lease lapsed stops here; the host is not down for it.
           if (err instanceof NotLeaderError) return;
@@ -68,10 +79,15 @@ export class HostReachability {
         }
       }),
     );
+    // (A row some call changed since its ping is already written, and newer.)
+    this.o.rows.refresh(refreshed.filter((row) => this.rows.get(row.host) === row));
   }
 
-  /** What a call to the host just showed. `dockerVersion` comes only with a ping. */
-  report(host: string, up: boolean, error: string | null, dockerVersion?: string): void {
+  /**
+   * What a call to the host just showed. `dockerVersion` comes only with a ping; `refreshed`:
+   * where a ping's row goes when nothing but its check time changed (pingAll writes them together).
+   */
+  report(host: string, up: boolean, error: string | null, dockerVersion?: string, refreshed?: HostStatusRow[]): void {
     this.o.setUp(host, up);
     const wasDown = this.down.has(host);
     if (!up && !wasDown) this.down.set(host, { since: this.now(), error: error ?? 'unreachable' });
@@ -84,7 +100,9 @@ export class HostReachability {
     // A pass's observation only writes a change; the resync's ping (with a version) refreshes checkedAt.
     if (before && before.up === up && before.lastError === error && dockerVersion === undefined) return;
     const row = { host, up, lastError: error, dockerVersion: dockerVersion ?? before?.dockerVersion ?? null };
-    this.o.rows.upsert(row);
+    const changed = !before || before.up !== up || before.lastError !== error || before.dockerVersion !== row.dockerVersion;
+    if (refreshed && !changed) refreshed.push(row);
+    else this.o.rows.upsert(row);
     this.rows.set(host, row);
     // A change, or a host found down at its first check (a daemon whose only host is gone says so at once).
     if (before ? before.up !== up : !up) {

@@ -9,7 +9,8 @@ import { driverFor, type HostDriver } from '../hosts/host-driver.js';
 import type { BerthMetrics } from '../metrics/registry.js';
 import type { TrafficSwitch } from '../proxy/traffic.js';
 import { secretValuesFrom, type AppSecretFiles, type AppSecretsRead } from '../secrets/app-secrets.js';
-import type { Store, StoredApp } from '../store/index.js';
+import type { AppPassInputs, Store } from '../store/index.js';
+import type { RolloutRecord } from '../domain/rollout.js';
 import type { AppStatus } from '../domain/release.js';
 import type { ExecContext } from './execute.js';
 import type { DesiredRelease, StableRelease } from './types.js';
@@ -34,6 +35,8 @@ export interface Wanted {
   maintenance: string | null;
   /** Releases kept per app (history_limit): older ones are pruned unless still in use. */
   historyLimit: number;
+  /** How many releases the app has (a prune within the limit needs no look). */
+  releaseCount: number;
   /**
    * The app's secrets file as read for this pass: the desired config hash covers its
    * values (so a rotated secret asks for a new container), and the containers the pass
@@ -42,23 +45,23 @@ export interface Wanted {
   secrets: AppSecretsRead;
   /** The app's status as last recorded (only the app's own passes write it). */
   status: AppStatus | null;
+  /** The rollout record as last recorded (null: none, or not a valid one). */
+  record: RolloutRecord | null;
 }
 
-/** The app's desired release and switches as stored, or null for an app that does not exist. */
-export function readWanted(store: Store, app: string, secretFiles: AppSecretFiles, stored: StoredApp | null = store.apps.getApp(app)): Wanted | null {
-  if (!stored) return null;
-  const secrets = secretFiles.read(app);
-  const latest = store.releases.latestRelease(app);
-  const status = store.status.readStatus(app);
-  const stableRelease = status?.observedRevision ? store.releases.getRelease(app, status.observedRevision) : null;
+/** What a pass wants of the app, from its stored inputs (PassInputsRepo) and its secrets file. */
+export function readWanted(inputs: AppPassInputs, secretFiles: AppSecretFiles): Wanted {
+  const secrets = secretFiles.read(inputs.name);
   return {
-    paused: stored.paused,
-    maintenance: stored.maintenance,
-    historyLimit: stored.spec.historyLimit ?? SEED_DEFAULTS.historyLimit,
+    paused: inputs.paused,
+    maintenance: inputs.maintenance,
+    historyLimit: inputs.historyLimit ?? SEED_DEFAULTS.historyLimit,
+    releaseCount: inputs.releaseCount,
     secrets,
-    desired: latest ? desiredRelease(latest, secrets.values) : null,
-    stable: stableRelease ? { revision: stableRelease.revision, version: stableRelease.version } : null,
-    status,
+    desired: inputs.latest ? desiredRelease(inputs.latest, secrets.values) : null,
+    stable: inputs.stable,
+    status: inputs.status,
+    record: inputs.rollout?.state ?? null,
   };
 }
 

@@ -11,6 +11,7 @@ import { execInApp, type ExecOutcome } from './one-off.js';
 import { reconcilePass, type PassDeps } from './pass.js';
 import { AppPlacements } from './placements.js';
 import { WorkQueue } from './queue.js';
+import { ResyncRows } from './resync-rows.js';
 import { ResyncSnapshot } from './resync-snapshot.js';
 import { NotLeaderError, runFenced } from '../cluster/fence.js';
 import { StoreError } from '../domain/errors.js';
@@ -54,6 +55,7 @@ export class Controller {
   private queue: WorkQueue;
   private readonly deps: PassDeps;
   private readonly snapshot: ResyncSnapshot;
+  private readonly rows: ResyncRows;
   private readonly placements: AppPlacements;
   private readonly unwatch: Array<() => void> = [];
   private resyncTimer: NodeJS.Timeout | null = null;
@@ -74,8 +76,9 @@ export class Controller {
     });
     const now = o.now ?? Date.now;
     this.snapshot = new ResyncSnapshot({ drivers: o.drivers, traffic: o.traffic, maxAgeMs: o.resyncIntervalMs, now });
+    this.rows = new ResyncRows((from, limit) => store.passInputs.page(from, limit), now);
     this.placements = new AppPlacements(store.apps);
-    this.deps = { store, drivers: o.drivers, traffic: o.traffic, metrics, log, secrets: o.secrets, now, reachability, snapshot: this.snapshot };
+    this.deps = { store, drivers: o.drivers, traffic: o.traffic, metrics, log, secrets: o.secrets, now, reachability, snapshot: this.snapshot, rows: this.rows };
     this.queue = this.newQueue();
   }
 
@@ -104,7 +107,10 @@ export class Controller {
     this.unlessStoreFails('seeding the rollout gauges', () => this.seedRolloutGauges());
     this.unwatch.push(
       this.o.store.events.subscribe((e) => {
-        if (e.app && DESIRED_STATE_EVENTS.has(e.type)) this.enqueue(e.app);
+        if (!e.app) return;
+        // Whatever wrote the event may have changed the app's rows (resync-rows.ts).
+        this.rows.dropApp(e.app);
+        if (DESIRED_STATE_EVENTS.has(e.type)) this.enqueue(e.app);
       }),
     );
     for (const [host, driver] of this.o.drivers) {
@@ -145,6 +151,7 @@ export class Controller {
   /** An operator's request (API): goes ahead of the resync's routine passes, and does not wait for its listings. */
   enqueue(app: string): void {
     this.snapshot.dropAppEverywhere(app);
+    this.rows.dropApp(app);
     this.queue.add(app, { front: true });
   }
 
@@ -180,6 +187,7 @@ export class Controller {
     this.resyncTimer = null;
     for (const u of this.unwatch.splice(0)) u();
     this.snapshot.clear();
+    this.rows.clear();
     await this.queue.shutdown();
   }
 
@@ -193,7 +201,12 @@ export class Controller {
     this.deps.reachability.pingAll().catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'host pings not recorded; the next resync tries again'));
     this.unlessStoreFails('the resync', () => {
       const apps = this.placements.current();
-      this.snapshot.take(apps, { app: (name) => this.queue.isActive(name), host: (name) => this.deps.reachability.downSince(name) !== null });
+      const active = (name: string) => this.queue.isActive(name);
+      this.snapshot.take(apps, { app: active, host: (name) => this.deps.reachability.downSince(name) !== null });
+      this.rows.take(
+        apps.map((a) => a.name),
+        active,
+      );
       for (const app of apps) this.queue.add(app.name);
     });
   }

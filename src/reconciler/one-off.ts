@@ -20,8 +20,9 @@ export function execContainerName(app: string): string {
  * and any error come back with the secret values redacted (runOneOff).
  */
 export async function execInApp(deps: ReconcilerDeps, app: string, command: string, host?: string): Promise<ExecOutcome> {
-  const wanted = readWanted(deps.store, app, deps.secrets);
-  if (!wanted) throw new NotFoundError(`app "${app}"`);
+  const inputs = deps.store.passInputs.one(app);
+  if (!inputs) throw new NotFoundError(`app "${app}"`);
+  const wanted = readWanted(inputs, deps.secrets);
   const { desired } = wanted;
   if (!desired) throw new ConflictError(`app "${app}" has no release yet: deploy one first`);
   const target = mustRunOn(app, desired.spec.hosts, host ?? desired.spec.hosts[0]!);

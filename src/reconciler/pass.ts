@@ -6,10 +6,11 @@ import { BerthError } from '../domain/errors.js';
 import { activeFence } from '../cluster/fence.js';
 import type { HostReachability } from '../hosts/reachability.js';
 import { canonicalJson } from '../store/index.js';
-import { execContext, readWanted, type ReconcilerDeps } from './context.js';
+import { execContext, readWanted, type ReconcilerDeps, type Wanted } from './context.js';
 import { executeActions } from './execute.js';
 import { observeFleet } from './observe.js';
 import { plan } from './plan.js';
+import type { ResyncRows } from './resync-rows.js';
 import type { ResyncSnapshot } from './resync-snapshot.js';
 import { applyResults } from './results.js';
 import { tearDownApp } from './teardown.js';
@@ -19,6 +20,8 @@ export interface PassDeps extends ReconcilerDeps {
   reachability: HostReachability;
   /** The last resync's look at every host (null: every pass lists for itself). */
   snapshot: ResyncSnapshot | null;
+  /** The last resync's read of every app's rows (null: every pass reads its own). */
+  rows: ResyncRows | null;
 }
 
 /**
@@ -39,18 +42,22 @@ const FINAL_STATES: ReadonlySet<RolloutRecord['state']> = new Set(['complete', '
 export async function reconcilePass(deps: PassDeps, app: string): Promise<number | null> {
   const started = performance.now();
   const { store, metrics, log } = deps;
+  // (Every read is a round trip on PostgreSQL: a pass reads its rows in one, or a resync's page holds them.)
+  const inputs = deps.rows?.use(app) ?? store.passInputs.one(app);
+  if (!inputs) return null;
   // An app being deleted has no desired release any more: its pass tears it down.
-  const appRecord = store.apps.getApp(app);
-  if (appRecord?.deletingSince) return (await tearDownApp(deps, appRecord)).againMs;
-  // (Every read is a round trip on PostgreSQL: what the pass already has is passed on.)
-  const wanted = readWanted(store, app, deps.secrets, appRecord);
-  if (!wanted?.desired) return null;
+  if (inputs.deletingSince) {
+    const appRecord = store.apps.getApp(app);
+    return appRecord ? (await tearDownApp(deps, appRecord)).againMs : null;
+  }
+  const wanted = readWanted(inputs, deps.secrets);
+  if (!wanted.desired) return null;
   const { desired } = wanted;
 
   const routed = routedApp(desired.spec);
   const observed = await observeFleet(deps.drivers, desired.spec.hosts, app, { traffic: deps.traffic, route: routed.proxy, routeHosts: routed.hosts }, deps.reachability, deps.snapshot);
   const previous = wanted.status;
-  const stored = store.status.getRollout(app)?.state ?? null;
+  const stored = wanted.record;
   const record = stored?.revision === desired.revision ? stored : null;
   const p = plan({
     app,
@@ -81,7 +88,7 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
     observeFinish(deps, app, desired, p.record!, next);
     again = results.some(untrackedFailure) ? UNTRACKED_STEP_RETRY_MS : 0;
   }
-  pruneHistory(deps, app, wanted.historyLimit, observed);
+  pruneHistory(deps, app, wanted, observed);
   metrics.reconcileTotal.inc({ app, result: passResult(p) });
   metrics.reconcileDuration.observe({ app }, (performance.now() - started) / 1000);
   log.debug({ app, revision: desired.revision, actions: p.actions.map((a) => a.type), again }, 'reconcile pass');
@@ -95,7 +102,10 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
  * hosts hold, running or retained for rollback. Only when every host of the app answered
  * this pass: one that did not could hold a container of any revision.
  */
-function pruneHistory(deps: PassDeps, app: string, limit: number, observed: HostObservation[]): void {
+function pruneHistory(deps: PassDeps, app: string, wanted: Pick<Wanted, 'historyLimit' | 'releaseCount'>, observed: HostObservation[]): void {
+  const limit = wanted.historyLimit;
+  // (The count as the pass read it: a rollback release it created since is pruned by a later pass.)
+  if (wanted.releaseCount <= limit) return;
   const keep: number[] = [];
   for (const o of observed) {
     if (!o.reachable) return;

@@ -8,6 +8,7 @@ export type { ReleasesRepo } from './releases.js';
 export type { StatusRepo, InvalidRolloutReporter } from './status.js';
 export type { EventsRepo } from './events.js';
 export type { HostsStatusRepo } from './hosts-status.js';
+export type { PassInputsRepo } from './pass-inputs.js';
 export type { CertificatesRepo, StoredCertificate, AcmeAccount } from './certificates.js';
 export type * from './types.js';
 export { canonicalJson } from './json.js';

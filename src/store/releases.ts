@@ -8,7 +8,7 @@ import { canonicalJson, parseJson, textDigest } from './json.js';
 import { DEFAULT_RELEASES_LIMIT, clampLimit } from './limits.js';
 import type { NewRelease, PageOptions, ReleaseSummary } from './types.js';
 
-interface SummaryRow {
+export interface SummaryRow {
   app: string;
   revision: number;
   version: string;
@@ -17,7 +17,7 @@ interface SummaryRow {
   created_at: string;
 }
 
-interface ReleaseRow extends SummaryRow {
+export interface ReleaseRow extends SummaryRow {
   spec: string;
 }
 
@@ -25,7 +25,7 @@ function toSummary(r: SummaryRow): ReleaseSummary {
   return { app: r.app, revision: r.revision, version: r.version, reason: r.reason, actor: r.actor, createdAt: r.created_at };
 }
 
-function toRelease(r: ReleaseRow): Release {
+export function toRelease(r: ReleaseRow): Release {
   return { ...toSummary(r), spec: parseJson<AppSpec>(r.spec, `spec of release ${r.app}@${r.revision}`) };
 }
 

@@ -14,7 +14,7 @@ function defaultInvalidRollout(app: string, problem: string): void {
   process.emitWarning(`berth store: the rollout record of app ${app} is invalid (${problem}); treated as absent`);
 }
 
-interface StatusRow {
+export interface StatusRow {
   app: string;
   phase: AppPhase | null;
   observed_revision: number | null;
@@ -23,14 +23,14 @@ interface StatusRow {
   updated_at: string;
 }
 
-interface RolloutRow {
+export interface RolloutRow {
   app: string;
   revision: number;
   state: string;
   updated_at: string;
 }
 
-function toStatus(r: StatusRow): AppStatus {
+export function toStatus(r: StatusRow): AppStatus {
   return {
     app: r.app,
     phase: r.phase,
@@ -121,7 +121,12 @@ export class StatusRepo {
    */
   getRollout(app: string): StoredRollout | null {
     const row = this.oneRollout.get(app) as RolloutRow | undefined;
-    if (!row) return null;
+    return row ? this.rolloutFromRow(row) : null;
+  }
+
+  /** A rollouts row as `getRollout` returns it: null, reported, when it is not a valid record. */
+  rolloutFromRow(row: RolloutRow): StoredRollout | null {
+    const { app } = row;
     let state: unknown;
     try {
       state = JSON.parse(row.state);

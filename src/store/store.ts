@@ -6,6 +6,7 @@ import { EventsRepo } from './events.js';
 import { HostsStatusRepo } from './hosts-status.js';
 import type { DbLock } from './lock.js';
 import type { BerthEvent } from '../domain/release.js';
+import { PassInputsRepo } from './pass-inputs.js';
 import { ReleasesRepo } from './releases.js';
 import type { SqlDatabase } from './sql.js';
 import { SqliteDatabase } from './sqlite.js';
@@ -32,6 +33,7 @@ export class Store {
   readonly events: EventsRepo;
   readonly hostsStatus: HostsStatusRepo;
   readonly certificates: CertificatesRepo;
+  readonly passInputs: PassInputsRepo;
   private readonly ctx: StoreContext;
   private closed = false;
 
@@ -50,6 +52,7 @@ export class Store {
     this.status = new StatusRepo(this.ctx, this.events, opts.onInvalidRollout);
     this.hostsStatus = new HostsStatusRepo(this.ctx);
     this.certificates = new CertificatesRepo(this.ctx);
+    this.passInputs = new PassInputsRepo(this.ctx, this.status);
   }
 
   /** The SQLite connection (tests and diagnostics of a SQLite store only). */

@@ -94,3 +94,23 @@ export interface PageOptions {
   /** Default DEFAULT_LIMIT (releases: DEFAULT_RELEASES_LIMIT), at most MAX_LIMIT: src/store/limits.ts. */
   limit?: number;
 }
+
+/**
+ * What a reconcile pass reads of one app, in one statement (pass-inputs.ts): the app's
+ * switches, its newest release, its status, the release its status says the fleet runs,
+ * its rollout record, and how many releases it keeps.
+ */
+export interface AppPassInputs {
+  name: string;
+  paused: boolean;
+  maintenance: string | null;
+  deletingSince: string | null;
+  /** The app spec's `historyLimit`; null: the default. */
+  historyLimit: number | null;
+  latest: Release | null;
+  status: AppStatus | null;
+  /** The release the status's observed revision names (an automatic rollback's target). */
+  stable: { revision: number; version: string } | null;
+  rollout: StoredRollout | null;
+  releaseCount: number;
+}

@@ -754,6 +754,81 @@ export function storeContract(fx: StoreFixture): void {
 
   // ---- events ----------------------------------------------------------------
 
+  describe('pass inputs (one row per app: what a reconcile pass reads)', () => {
+    test('one(): the app, its newest release, status, stable release, rollout record and release count, as the repositories answer them one by one', async () => {
+      const s = await open();
+      s.apps.upsertApp(spec('web', { historyLimit: 7 }), 'a');
+      for (const v of ['v1', 'v2', 'v3']) s.releases.createRelease({ app: 'web', version: v, reason: 'deploy', actor: 'a' });
+      s.apps.setPaused('web', true, 'a');
+      s.apps.setMaintenance('web', 'back soon', 'a');
+      s.status.writeStatus(status('web', 2, 'Complete'));
+      s.status.putRollout('web', 3, rolloutRecord(3, { batch: 1 }));
+      assert.deepEqual(s.passInputs.one('web'), {
+        name: 'web',
+        paused: true,
+        maintenance: 'back soon',
+        deletingSince: null,
+        historyLimit: 7,
+        latest: s.releases.latestRelease('web'),
+        status: s.status.readStatus('web'),
+        stable: { revision: 2, version: 'v2' },
+        rollout: s.status.getRollout('web'),
+        releaseCount: 3,
+      });
+      s.apps.markDeleting('web', 'a');
+      assert.equal(s.passInputs.one('web')?.deletingSince, s.apps.getApp('web')?.deletingSince);
+      assert.equal(s.passInputs.one('nope'), null);
+    });
+
+    test('one(): an app with no release, status or record yet, and no history_limit of its own', async () => {
+      const s = await open();
+      s.apps.upsertApp(spec('web'), 'a');
+      assert.deepEqual(s.passInputs.one('web'), {
+        name: 'web',
+        paused: false,
+        maintenance: null,
+        deletingSince: null,
+        historyLimit: null,
+        latest: null,
+        status: null,
+        stable: null,
+        rollout: null,
+        releaseCount: 0,
+      });
+    });
+
+    test('page(): from a name (inclusive) in byte order of names, at most `limit`, each row parsed as one() parses it', async () => {
+      const s = await open();
+      const names = ['web-b', 'Web-a', 'web_c', 'web-a', 'api'];
+      for (const n of names) {
+        s.apps.upsertApp(spec(n), 'a');
+        s.releases.createRelease({ app: n, version: 'v1', reason: 'deploy', actor: 'a' });
+      }
+      const ordered = [...names].sort();
+      assert.deepEqual(
+        s.passInputs.page('', 10).map((p) => p.name),
+        ordered,
+      );
+      const page = s.passInputs.page('web-a', 2);
+      assert.deepEqual(
+        page.map((p) => p.name),
+        ['web-a', 'web-b'],
+      );
+      assert.deepEqual(page[1]!.rows(), s.passInputs.one('web-b'));
+    });
+
+    test('an invalid stored rollout record reads as absent and is reported, as getRollout does', async () => {
+      const problems: string[] = [];
+      const s = await open({ onInvalidRollout: (app, problem) => problems.push(`${app}: ${problem}`) });
+      s.apps.upsertApp(spec('web'), 'a');
+      s.status.putRollout('web', 1, rolloutRecord(1));
+      s.sql.prepare('UPDATE rollouts SET state = ? WHERE app = ?').run(JSON.stringify({ ...rolloutRecord(1), revision: 2 }), 'web');
+      assert.equal(s.passInputs.one('web')?.rollout, null);
+      assert.equal(s.passInputs.page('web', 1)[0]!.rows().rollout, null);
+      assert.deepEqual(problems, ['web: revision: 2, but the row is revision 1', 'web: revision: 2, but the row is revision 1']);
+    });
+  });
+
   describe('events', () => {
     test('paging: ascending after an id (SSE resume), newest first before an id, per app or global', async () => {
       let t = Date.parse('2025-01-01T00:00:00Z');
@@ -893,6 +968,22 @@ export function storeContract(fx: StoreFixture): void {
       assert.equal(s.hostsStatus.delete('h1'), true);
       assert.equal(s.hostsStatus.list().length, 1);
       s.close();
+    });
+
+    test('refresh: many hosts in one write, new and known, each checked now; nothing for no hosts', async () => {
+      const clock = { now: new Date('2026-01-01T00:00:00.000Z') };
+      const s = await open({ clock: () => clock.now });
+      s.hostsStatus.upsert({ host: 'h1', up: false, dockerVersion: '20.10', lastError: 'refused' });
+      clock.now = new Date('2026-01-01T00:01:00.000Z');
+      s.hostsStatus.refresh([
+        { host: 'h1', up: true, dockerVersion: '24.0.7', lastError: null },
+        { host: "h'2", up: false, dockerVersion: null, lastError: 'no route' },
+      ]);
+      s.hostsStatus.refresh([]);
+      assert.deepEqual(s.hostsStatus.list(), [
+        { host: "h'2", up: false, dockerVersion: null, lastError: 'no route', checkedAt: '2026-01-01T00:01:00.000Z' },
+        { host: 'h1', up: true, dockerVersion: '24.0.7', lastError: null, checkedAt: '2026-01-01T00:01:00.000Z' },
+      ]);
     });
   });
   });

@@ -296,7 +296,7 @@ describe("an app's logs from its hosts", () => {
     store.apps.upsertApp(makeSpec({ name: 'web', image: 'img', hosts: hostNames, secrets: ['DB_PASSWORD', 'CERT'] }), 'test');
     const log = pino({ level: 'silent' });
     const reachability = new HostReachability({ drivers: hosts, rows: store.hostsStatus, setUp: () => {}, onBack: () => {}, onChange: () => {}, log });
-    deps = { store, drivers: hosts, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log, secrets: secrets.files, now: Date.now, reachability, snapshot: null };
+    deps = { store, drivers: hosts, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log, secrets: secrets.files, now: Date.now, reachability, snapshot: null, rows: null };
   }
   const logs = (req: Parameters<typeof openAppLogs>[2]) => {
     const l = openAppLogs(deps, 'web', req);

@@ -159,7 +159,7 @@ describe('reconcilePass on simulated hosts: what berth_reconcile_total counts', 
         onChange: () => {},
         log,
       });
-      const deps: PassDeps = { store, drivers, traffic: directTraffic, metrics, log, secrets: NO_SECRETS, now: Date.now, reachability, snapshot: null };
+      const deps: PassDeps = { store, drivers, traffic: directTraffic, metrics, log, secrets: NO_SECRETS, now: Date.now, reachability, snapshot: null, rows: null };
       store.apps.upsertApp(makeSpec({ name: 'web', image: 'registry.test:5000/web', hosts: ['h1', 'h2'] }), 'test');
       store.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'test' });
       const counts = async () => {

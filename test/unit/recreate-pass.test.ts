@@ -60,7 +60,7 @@ function harness(): Harness {
   });
   const log = pino({ level: 'silent' });
   const reachability = new HostReachability({ drivers: fleet, rows: store.hostsStatus, setUp: () => {}, onBack: () => {}, onChange: () => {}, log });
-  const deps: PassDeps = { store, drivers: fleet, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log, secrets: NO_SECRETS, now: Date.now, reachability, snapshot: null };
+  const deps: PassDeps = { store, drivers: fleet, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log, secrets: NO_SECRETS, now: Date.now, reachability, snapshot: null, rows: null };
   return {
     store,
     starts,

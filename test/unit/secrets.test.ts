@@ -134,7 +134,7 @@ describe('secret values are redacted from hook and exec output and step errors',
   test('a pre_deploy hook that prints the environment: the HookOutput event (store, API, log) shows [redacted:NAME]', async () => {
     b = bed({ hooks: { preDeploy: ['env'], postDeploy: [], timeoutMs: 60_000 } });
     b.host.script = (o) => ({ exitCode: 0, outputTail: Object.entries(o.env).map(([k, v]) => `${k}=${v}`).join('\n') + '\n', timedOut: false });
-    const wanted = readWanted(b.store, 'web', b.deps.secrets)!;
+    const wanted = readWanted(b.store.passInputs.one('web')!, b.deps.secrets);
     const [result] = await executeActions(execContext(b.deps, 'web', wanted.desired!, wanted.secrets), [{ type: 'hook', host: 'h1', phase: 'pre_deploy' }]);
     assert.equal(result!.ok, true);
     const hook = b.store.events.listEvents('web', { limit: 100 }).find((e) => e.type === 'HookOutput');
@@ -150,7 +150,7 @@ describe('secret values are redacted from hook and exec output and step errors',
     b.host.script = () => {
       throw new BerthError('DOCKER_ERROR', `create failed: bad env DATABASE_URL=${DATABASE_URL}`);
     };
-    const wanted = readWanted(b.store, 'web', b.deps.secrets)!;
+    const wanted = readWanted(b.store.passInputs.one('web')!, b.deps.secrets);
     const [result] = await executeActions(execContext(b.deps, 'web', wanted.desired!, wanted.secrets), [{ type: 'hook', host: 'h1', phase: 'pre_deploy' }]);
     assert.ok(result && !result.ok);
     assert.equal(result.message, 'create failed: bad env DATABASE_URL=[redacted:DATABASE_URL]');
@@ -174,7 +174,7 @@ describe('the container config hash covers secret values', () => {
       store.releases.createRelease({ app: 'web', version: 'v1', reason: 'deploy', actor: 'test' });
       const hash = (values: Record<string, string>) => {
         secrets.write('web', values);
-        return readWanted(store, 'web', secrets.files)!.desired!.configHash;
+        return readWanted(store.passInputs.one('web')!, secrets.files).desired!.configHash;
       };
       const before = hash({ DB_PASSWORD: 'old-value-1' });
       const same = hash({ DB_PASSWORD: 'old-value-1' });
@@ -385,7 +385,7 @@ describe('BERTH_* variables cannot be secrets', () => {
   test('secretValues refuses a BERTH_ name even from a spec stored before the rule (defence in depth)', () => {
     const b = bed({ secrets: ['DB_PASSWORD', 'BERTH_TOKEN'] }, { DB_PASSWORD, BERTH_TOKEN: 'the-api-token-123' });
     try {
-      const wanted = readWanted(b.store, 'web', b.deps.secrets)!;
+      const wanted = readWanted(b.store.passInputs.one('web')!, b.deps.secrets);
       const ctx = execContext(b.deps, 'web', wanted.desired!, wanted.secrets);
       assert.deepEqual(ctx.secretValues(['DB_PASSWORD']), { DB_PASSWORD });
       assert.throws(() => ctx.secretValues(['DB_PASSWORD', 'BERTH_TOKEN']), (err: unknown) => err instanceof BerthError && /BERTH_TOKEN/.test(err.message) && !err.message.includes('the-api-token-123'));

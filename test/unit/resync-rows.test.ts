@@ -1,0 +1,148 @@
+/**
+ * A resync reads every app's pass inputs a page at a time (src/reconciler/resync-rows.ts,
+ * src/store/pass-inputs.ts): a page serves ~128 passes with one statement, each app's rows
+ * serve one pass, and never one that a write since may have made wrong. The store is real
+ * (SQLite in memory); the hosts are SIMULATED (src/hosts/simulated-driver.ts).
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { simulatedFleet, type SimulatedHostDriver } from '../../src/hosts/simulated-driver.js';
+import { BerthMetrics } from '../../src/metrics/registry.js';
+import { directTraffic } from '../../src/proxy/traffic.js';
+import { Controller } from '../../src/reconciler/controller.js';
+import { ResyncRows } from '../../src/reconciler/resync-rows.js';
+import { openStore, type Store } from '../../src/store/index.js';
+import { makeSpec } from '../support/fixtures.js';
+import { NO_SECRETS } from '../support/secrets.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const name = (i: number) => `app-${String(i).padStart(3, '0')}`;
+
+function seed(store: Store, count: number, hosts: string[] = ['h1', 'h2', 'h3']): string[] {
+  const names = Array.from({ length: count }, (_, i) => name(i));
+  for (const [i, app] of names.entries()) {
+    store.apps.upsertApp(makeSpec({ name: app, image: `registry.test:5000/${app}`, hosts: [0, 1, 2].map((k) => hosts[(i + k) % hosts.length]!) }), 'test');
+    store.releases.createRelease({ app, version: 'v1', reason: 'deploy', actor: 'test' });
+  }
+  return names;
+}
+
+/** Counts the store's reads of pass inputs: pages and single apps. */
+function countReads(store: Store): { pages: number; ones: number } {
+  const counts = { pages: 0, ones: 0 };
+  const page = store.passInputs.page.bind(store.passInputs);
+  const one = store.passInputs.one.bind(store.passInputs);
+  store.passInputs.page = (from, limit) => (counts.pages++, page(from, limit));
+  store.passInputs.one = (app) => (counts.ones++, one(app));
+  return counts;
+}
+
+describe('ResyncRows: when a pass may use rows read for it', () => {
+  const store = openStore(':memory:');
+  after(() => store.close());
+  const names = seed(store, 300);
+  const reads = countReads(store);
+  let clock = 1_000;
+  const rows = new ResyncRows((from, limit) => store.passInputs.page(from, limit), () => clock);
+
+  it('300 apps used in order: 3 reads of 128, 128 and 44 apps; each app gets its own rows, once', () => {
+    rows.take(names, () => false);
+    for (const app of names) assert.deepEqual(rows.use(app), store.passInputs.one(app));
+    assert.equal(reads.pages, 3);
+    assert.equal(rows.use(names[0]!), null, 'used once');
+    assert.equal(rows.heldApps, 0);
+  });
+
+  it('an app whose pass was in flight at the resync, or whose rows were dropped (an event, an operator), gets none', () => {
+    rows.take(names, (app) => app === name(1));
+    rows.dropApp(name(2));
+    assert.ok(rows.use(name(0)));
+    assert.equal(rows.use(name(1)), null);
+    assert.equal(rows.use(name(2)), null);
+    rows.dropApp(name(3));
+    assert.equal(rows.use(name(3)), null, 'dropped after its page was read');
+    assert.ok(rows.use(name(4)));
+  });
+
+  it('rows read more than 5 s before their pass are not used; an app deleted since the resync gets none', () => {
+    rows.take(names, () => false);
+    assert.ok(rows.use(name(0)));
+    clock += 5_001;
+    assert.equal(rows.use(name(1)), null);
+    rows.take(names, () => false);
+    store.apps.deleteApp(name(0), 'test');
+    assert.equal(rows.use(name(0)), null);
+    assert.ok(rows.use(name(1)));
+  });
+
+  it('standing by forgets everything', () => {
+    rows.take(names, () => false);
+    assert.ok(rows.use(name(1)));
+    rows.clear();
+    assert.equal(rows.heldApps, 0);
+    assert.equal(rows.use(name(2)), null);
+  });
+});
+
+describe('the controller: a resync reads the apps’ rows a page at a time, never a stale one', () => {
+  let store: Store;
+  let controller: Controller | undefined;
+  after(async () => {
+    await controller?.stop();
+    store?.close();
+  });
+
+  async function converged(fleet: Map<string, SimulatedHostDriver>, appCount: number): Promise<Controller> {
+    store = openStore(':memory:');
+    seed(store, appCount, [...fleet.keys()]);
+    // One pass at a time, so the test can act between a page's read and a given app's pass.
+    const c = new Controller({ store, drivers: fleet, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: pino({ level: 'silent' }), resyncIntervalMs: 3_600_000, secrets: NO_SECRETS, concurrency: 1 });
+    c.start();
+    const deadline = Date.now() + 60_000;
+    while (store.status.listStatus().filter((s) => s.phase === 'Complete').length < appCount) {
+      if (Date.now() > deadline) throw new Error('the apps did not converge');
+      await sleep(20);
+    }
+    await c.idle();
+    return c;
+  }
+  const resync = (c: Controller) => (c as unknown as { resync(): void }).resync();
+
+  it('300 converged apps: a resync reads their rows in 3 statements, none app by app, and looks at every app', async () => {
+    controller = await converged(simulatedFleet(5, { prefix: 'h' }), 300);
+    const reads = countReads(store);
+    const looked = new Set<string>();
+    const reconcile = controller.reconcile.bind(controller);
+    controller.reconcile = (app) => (looked.add(app), reconcile(app));
+    resync(controller);
+    await controller.idle();
+    assert.equal(looked.size, 300);
+    assert.deepEqual(reads, { pages: 3, ones: 0 });
+    await controller.stop();
+    controller = undefined;
+  });
+
+  it('a release created after the page was read, before the app’s pass: the pass rolls it out (it does not use the rows read before)', async () => {
+    const fleet = simulatedFleet(3, { prefix: 'h' });
+    controller = await converged(fleet, 10);
+    const reads = countReads(store);
+    // app-005's pass waits at the gate, holding the one worker, after app-000's pass read the page of all ten.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const reconcile = controller.reconcile.bind(controller);
+    controller.reconcile = async (app) => (app === name(5) && (await gate), reconcile(app));
+    resync(controller);
+    await sleep(30);
+    assert.equal(reads.pages, 1, 'the page is read');
+    store.releases.createRelease({ app: name(9), version: 'v2', reason: 'deploy', actor: 'test' });
+    open();
+    await controller.idle();
+    const running = [...fleet.values()].flatMap((h) => h.containers()).filter((c) => c.labels['berth.app'] === name(9) && c.state === 'running');
+    assert.deepEqual(
+      running.map((c) => c.labels['berth.version']),
+      ['v2', 'v2', 'v2'],
+    );
+    assert.equal(store.status.readStatus(name(9))?.observedRevision, 2);
+  });
+});
