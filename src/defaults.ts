@@ -10,7 +10,12 @@ export const DEFAULTS = { config: 'deploy/berth.yml', db: 'data/berth.db', url: 
  */
 export function localStatePath(env: Record<string, string | undefined>): string {
   const db = env.BERTH_DB || DEFAULTS.db;
-  return /^postgres(ql)?:\/\//i.test(db) ? join(env.BERTH_DATA_DIR || dirname(DEFAULTS.db), 'berth.db') : db;
+  return isPostgresUrl(db) ? join(env.BERTH_DATA_DIR || dirname(DEFAULTS.db), 'berth.db') : db;
+}
+
+/** Whether BERTH_DB names a PostgreSQL database rather than a SQLite file. */
+export function isPostgresUrl(db: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(db);
 }
 
 /** The generated API token lives next to the database; daemon and CLI agree on it here. */

@@ -154,7 +154,3 @@ export function redactUrl(url: string): string {
     return 'postgres://…';
   }
 }
-
-export function isPostgresUrl(db: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(db);
-}
