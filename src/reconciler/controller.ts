@@ -12,7 +12,7 @@ import { reconcilePass, type PassDeps } from './pass.js';
 import { AppPlacements } from './placements.js';
 import { WorkQueue } from './queue.js';
 import { ResyncRows } from './resync-rows.js';
-import { ResyncSnapshot } from './resync-snapshot.js';
+import { ResyncSnapshot, type SnapshotApp } from './resync-snapshot.js';
 import { NotLeaderError, runFenced } from '../cluster/fence.js';
 import { StoreError } from '../domain/errors.js';
 import type { Leadership } from '../cluster/lease.js';
@@ -226,7 +226,7 @@ export class Controller {
 
   /** An event on every app of the host, so `berth events APP` and `deploy --wait` show why it stalls. */
   private recordHostChange(host: string, up: boolean, error: string | null): void {
-    const apps = this.o.store.apps.listApps().filter((a) => a.spec.hosts.includes(host));
+    const apps = this.appsOn(host);
     const message = up ? `host ${host} answers again` : `host ${host} is unreachable: ${error ?? 'no answer'}`;
     this.o.store.observedTransaction(() => {
       for (const app of apps) {
@@ -236,6 +236,11 @@ export class Controller {
   }
 
   private enqueueHostApps(host: string): void {
-    for (const app of this.o.store.apps.listApps()) if (app.spec.hosts.includes(host)) this.queue.add(app.name);
+    for (const app of this.appsOn(host)) this.queue.add(app.name);
+  }
+
+  /** The apps that run on `host` (placements.ts: no spec parsed but a changed one's, where every app's spec was). */
+  private appsOn(host: string): SnapshotApp[] {
+    return this.placements.current().filter((a) => a.hosts.includes(host));
   }
 }
