@@ -25,6 +25,8 @@ const DESIRED_STATE_EVENTS: ReadonlySet<string> = new Set(['AppCreated', 'AppUpd
 
 /** Apps reconciled in parallel unless told otherwise. */
 const DEFAULT_CONCURRENCY = 8;
+/** Passes an operator's requests may run beyond the concurrency: a deploy does not wait for a resync's passes to free a worker. */
+const OPERATOR_SLOTS = 2;
 
 export interface ControllerOptions {
   store: Store;
@@ -94,7 +96,7 @@ export class Controller {
         metrics.reconcileTotal.inc({ app, result: 'error' });
         log.error({ app, err }, 'reconcile failed; retrying with backoff');
       },
-      { concurrency: this.o.concurrency ?? DEFAULT_CONCURRENCY, onDepth: (d) => metrics.queueDepth.set(d) },
+      { concurrency: this.o.concurrency ?? DEFAULT_CONCURRENCY, frontSlots: OPERATOR_SLOTS, onDepth: (d) => metrics.queueDepth.set(d) },
     );
   }
 

@@ -9,6 +9,12 @@ const DEFAULT_BACKOFF_MAX_MS = 60_000;
 
 export interface WorkQueueOptions {
   concurrency: number;
+  /**
+   * Workers beyond `concurrency` that only keys added at the front may take: an operator's
+   * request starts at once even while every other worker is busy (a resync's passes waiting
+   * on their hosts). Default 0.
+   */
+  frontSlots?: number;
   /** Called whenever the number of waiting keys changes. */
   onDepth?: (depth: number) => void;
   backoffBaseMs?: number;
@@ -21,6 +27,8 @@ export type Worker = (key: string) => Promise<number | null>;
 export class WorkQueue {
   private readonly waiting: string[] = [];
   private readonly queued = new Set<string>();
+  /** Waiting keys added at the front (they may take a front slot). */
+  private readonly urgent = new Set<string>();
   private readonly active = new Set<string>();
   /** Keys added while being processed: run again once the current pass ends. */
   private readonly dirty = new Set<string>();
@@ -48,8 +56,10 @@ export class WorkQueue {
       this.waiting.splice(this.waiting.indexOf(key), 1);
     }
     this.queued.add(key);
-    if (opts.front) this.waiting.unshift(key);
-    else this.waiting.push(key);
+    if (opts.front) {
+      this.urgent.add(key);
+      this.waiting.unshift(key);
+    } else this.waiting.push(key);
     this.opts.onDepth?.(this.waiting.length);
     this.pump();
   }
@@ -83,6 +93,7 @@ export class WorkQueue {
     this.timers.clear();
     this.waiting.length = 0;
     this.queued.clear();
+    this.urgent.clear();
     this.opts.onDepth?.(0);
     await this.idle();
   }
@@ -102,10 +113,14 @@ export class WorkQueue {
   }
 
   private pump(): void {
-    while (this.active.size < this.opts.concurrency && this.waiting.length > 0) {
+    while (this.waiting.length > 0) {
+      // Keys added at the front are at the head: while one is there, the front slots are open too.
+      const workers = this.opts.concurrency + (this.urgent.has(this.waiting[0]!) ? (this.opts.frontSlots ?? 0) : 0);
+      if (this.active.size >= workers) break;
       // A key whose pass is running waits in `dirty`, so the head is always free to run.
       const key = this.waiting.shift()!;
       this.queued.delete(key);
+      this.urgent.delete(key);
       this.opts.onDepth?.(this.waiting.length);
       this.active.add(key);
       // On a macrotask of its own: passes that never wait on a host (a resync's snapshot is

@@ -149,4 +149,28 @@ describe('work queue', () => {
     await q.idle();
     assert.deepEqual(seen, ['x', 'urgent', 'c', 'a', 'b']);
   });
+
+  it('a front slot: an operator request starts while every other worker is busy; routine keys never take it', async () => {
+    const gate = deferred();
+    const running = new Set<string>();
+    const q = new WorkQueue(
+      async (k) => {
+        running.add(k);
+        await gate.promise;
+        running.delete(k);
+        return null;
+      },
+      () => {},
+      { concurrency: 1, frontSlots: 1 },
+    );
+    q.add('x');
+    q.add('routine');
+    q.add('urgent', { front: true });
+    q.add('later', { front: true });
+    await tick(10);
+    assert.deepEqual([...running].sort(), ['urgent', 'x'], 'urgent runs beside x; the second front key waits for a worker; routine waits');
+    assert.equal(q.depth, 2);
+    gate.resolve();
+    await q.idle();
+  });
 });
