@@ -52,6 +52,8 @@ const IMAGE_REGISTRY = '10.77.0.1:5000';
 const JITTER = 0.2;
 /** 1: a memory diagnostic instead of the bench (bench/lib/heap-breakdown.ts): converge, one resync, break the heap down, stop. */
 const HEAP_BREAKDOWN = process.env.BENCH_HEAP === '1';
+/** 1: what a no-op resync allocates, garbage included (bytes per pass, by site) instead of the bench: converge, resync twice, sample the second, stop. */
+const ALLOCATIONS = process.env.BENCH_ALLOC === '1';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -196,6 +198,26 @@ async function main(): Promise<void> {
   const convergeCommits = commits() - convergeCommits0;
   const mem = process.memoryUsage();
   process.stderr.write(`[scale] converged in ${Math.round(convergeMs)} ms; measuring no-op resyncs ...\n`);
+
+  if (ALLOCATIONS) {
+    // The first resync after convergence warms what a steady state has (compiled code, caches).
+    resync();
+    await controller.idle();
+    const allocated = new HeapSampler();
+    await allocated.start({ allocated: true });
+    resync();
+    await controller.idle();
+    const { totalBytes, bySite } = await allocated.sites(`file://${join(here, '..')}/`, 40);
+    await allocated.stop();
+    const report = { machine: machine(), config: { apps: APPS, hosts: HOSTS, hostsPerApp: hostsPerAppLabel }, resyncAllocatedMiB: mib(totalBytes), perPassKB: Math.round(totalBytes / APPS / 102.4) / 10, bySite };
+    writeFileSync(join(here, 'results', `alloc-${process.env.BENCH_RESULT_NAME ?? 'scale.json'}`), JSON.stringify(report, null, 2) + '\n');
+    console.log(JSON.stringify(report, null, 2));
+    await api.close();
+    await controller.stop();
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+    return;
+  }
 
   if (sampler) {
     const root = `file://${join(here, '..')}/`;

@@ -145,8 +145,18 @@ export class BerthMetrics {
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
+  /**
+   * What setRollout last set, per app: a converged app's pass sets the same values every
+   * resync, and each of prom-client's 9 sets hashes its labels anew (6% of what a no-op
+   * pass allocated at 10,000 apps). Nothing else sets these gauges.
+   */
+  private readonly rolloutSet = new Map<string, RolloutGauges>();
+
   /** The per-app rollout gauges, set after every pass (and at start from the stored status). */
   setRollout(app: string, r: RolloutGauges): void {
+    const last = this.rolloutSet.get(app);
+    if (last && last.desiredRevision === r.desiredRevision && last.observedRevision === r.observedRevision && last.phase === r.phase && last.hostsTotal === r.hostsTotal && last.hostsUpdated === r.hostsUpdated) return;
+    this.rolloutSet.set(app, { ...r });
     this.desiredRevision.set({ app }, r.desiredRevision);
     if (r.observedRevision !== null) this.observedRevision.set({ app }, r.observedRevision);
     this.rolloutHosts.set({ app }, r.hostsTotal);
@@ -173,6 +183,8 @@ export class BerthMetrics {
       }
       for (const labels of labelSets.values()) metric.remove(labels);
     }
+    // After the removes: a pass that set the gauges meanwhile sets them again next time.
+    this.rolloutSet.delete(app);
   }
 
   /** The host driver's onOperation hook for `host`. */

@@ -33,10 +33,9 @@ export async function observeFleet(
       try {
         const route = proxy.routeHosts.includes(host) ? proxy.route : null;
         const seen = snapshot?.use(host, app) ?? null;
-        const [containers, routeState] = await Promise.all([
-          seen?.containers ?? driver.listContainers({ app }),
-          route ? (seen?.route?.(route) ?? proxy.traffic.observeRoute(host, app, route)) : Promise.resolve(null),
-        ]);
+        const listed = seen?.containers ?? driver.listContainers({ app });
+        // Without a route (most hosts of a resync), one promise to wait for, not an array of two.
+        const [containers, routeState] = route ? await Promise.all([listed, seen?.route?.(route) ?? proxy.traffic.observeRoute(host, app, route)]) : [await listed, null];
         reachability.report(host, true, null);
         return { host, reachable: true, containers, route: routeState };
       } catch (err) {

@@ -3,9 +3,9 @@ import { routedApp } from '../domain/processes.js';
 import type { AppStatus } from '../domain/release.js';
 import type { RolloutRecord } from '../domain/rollout.js';
 import { BerthError } from '../domain/errors.js';
+import { sameJson } from '../domain/same-json.js';
 import { activeFence } from '../cluster/fence.js';
 import type { HostReachability } from '../hosts/reachability.js';
-import { canonicalJson } from '../store/index.js';
 import { execContext, readWanted, type ReconcilerDeps, type Wanted } from './context.js';
 import { executeActions } from './execute.js';
 import { observeFleet } from './observe.js';
@@ -155,8 +155,8 @@ function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Pla
     !p.rollback &&
     p.events.length === 0 &&
     previous !== null &&
-    canonicalJson({ ...previous, updatedAt: '' }) === canonicalJson({ ...status, updatedAt: '' }) &&
-    canonicalJson(storedRecord) === canonicalJson(p.record);
+    sameJson({ ...previous, updatedAt: '' }, { ...status, updatedAt: '' }) &&
+    sameJson(storedRecord, p.record);
   let rollbackRevision: number | null = null;
   if (!unchanged) {
     // A rollback release or a pause is a decision, made once: fsync'd like the API's writes.

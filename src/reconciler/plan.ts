@@ -45,12 +45,32 @@ function unitsOf(desired: DesiredRelease): Unit[] {
  * Which unit an app container on `host` belongs to: its process's unit there; a container of
  * a process the release does not run there (the app gained or lost processes, a process left
  * the host) goes with the unit that serves the host's traffic (else the host's first unit),
- * which retires it once its own container serves.
+ * which retires it once its own container serves. (A loop, not filter and find: it runs
+ * for every container of every pass, a resync's passes included.)
  */
-function unitOfContainer(units: Unit[], host: string): (c: ObservedContainer) => string | null {
-  const here = units.filter((u) => u.host === host);
-  const heir = here.find((u) => u.process.spec.proxy) ?? here[0];
-  return (c) => here.find((u) => (u.process.name ?? undefined) === c.process)?.key ?? heir?.key ?? null;
+function unitOfContainer(units: Unit[], host: string, c: ObservedContainer): string | null {
+  let first: Unit | null = null;
+  let heir: Unit | null = null;
+  for (const u of units) {
+    if (u.host !== host) continue;
+    if ((u.process.name ?? undefined) === c.process) return u.key;
+    first ??= u;
+    if (!heir && u.process.spec.proxy) heir = u;
+  }
+  return (heir ?? first)?.key ?? null;
+}
+
+/** The observation of `host`, one per host (config/app.ts refuses a host listed twice); a loop, not a map per pass for a handful of hosts. */
+function observationOf(observed: readonly HostObservation[], host: string): HostObservation | undefined {
+  for (const o of observed) if (o.host === host) return o;
+  return undefined;
+}
+
+/** Whether the proxy's upstream is `ip:port`, without writing `ip:port` out for every container of every pass. */
+function isUpstream(upstream: string | null | undefined, ip: string | null, port: number): boolean {
+  if (!upstream || ip === null || !upstream.startsWith(ip) || upstream.charCodeAt(ip.length) !== 58 /* ':' */) return false;
+  const p = String(port);
+  return upstream.length === ip.length + 1 + p.length && upstream.endsWith(p);
 }
 
 interface HostView {
@@ -105,13 +125,13 @@ export function newRecord(revision: number, now: number): RolloutRecord {
 
 /** A container can serve the desired release (or one of its processes) when version and container config both match. */
 export function pickTarget(containers: ObservedContainer[], desired: Pick<DesiredRelease, 'version' | 'configHash'>): ObservedContainer | null {
-  const candidates = containers.filter(
-    (c) => c.role === 'app' && c.version === desired.version && c.configHash === desired.configHash,
-  );
-  candidates.sort(
-    (a, b) => Number(b.running) - Number(a.running) || b.revision - a.revision || b.createdAt - a.createdAt,
-  );
-  return candidates[0] ?? null;
+  // Running first, then the newest revision, then the newest; the first of equals.
+  let best: ObservedContainer | null = null;
+  for (const c of containers) {
+    if (c.role !== 'app' || c.version !== desired.version || c.configHash !== desired.configHash) continue;
+    if (!best || Number(c.running) - Number(best.running) > 0 || (c.running === best.running && (c.revision > best.revision || (c.revision === best.revision && c.createdAt > best.createdAt)))) best = c;
+  }
+  return best;
 }
 
 /**
@@ -130,7 +150,7 @@ function newContainerName(app: string, revision: number, process: DesiredProcess
 /** With a proxy route, a unit is only updated while its host's proxy really sends traffic to the target. */
 function routedTo(obs: HostObservation & { reachable: true }, process: DesiredProcess, target: ObservedContainer): boolean {
   if (!process.spec.proxy) return true;
-  return target.ip !== null && obs.route?.upstream === `${target.ip}:${process.spec.port}`;
+  return isUpstream(obs.route?.upstream, target.ip, process.spec.port);
 }
 
 function viewUnit(unit: Unit, units: Unit[], obs: HostObservation | undefined, desired: DesiredRelease, record: RolloutRecord): HostView {
@@ -138,11 +158,12 @@ function viewUnit(unit: Unit, units: Unit[], obs: HostObservation | undefined, d
   if (!obs || !obs.reachable) {
     return { key, host, process, cls: 'unreachable', target: null, othersRunning: [], stopped: [], error: obs && !obs.reachable ? obs.error : 'not observed', logs: null, targetServing: false, retryAt: null, keeper: null, prebooted: false };
   }
-  const owner = unitOfContainer(units, host);
-  const apps = obs.containers.filter((c) => c.role === 'app' && owner(c) === key);
+  const apps: ObservedContainer[] = [];
+  for (const c of obs.containers) if (c.role === 'app' && unitOfContainer(units, host, c) === key) apps.push(c);
   const target = pickTarget(apps, { version: desired.version, configHash: process.configHash });
-  const othersRunning = apps.filter((c) => c.running && c.id !== target?.id);
-  const stopped = apps.filter((c) => !c.running && c.id !== target?.id);
+  const othersRunning: ObservedContainer[] = [];
+  const stopped: ObservedContainer[] = [];
+  for (const c of apps) if (c.id !== target?.id) (c.running ? othersRunning : stopped).push(c);
   const state = record.hosts[key];
   let cls: HostClass = 'pending';
   if (state?.step === 'failed') cls = 'failed';
@@ -150,18 +171,20 @@ function viewUnit(unit: Unit, units: Unit[], obs: HostObservation | undefined, d
   const { proxy, port } = process.spec;
   const targetServing = !!target?.running && (proxy ? routedTo(obs, process, target) : othersRunning.length === 0);
   const error = state?.step === 'failed' ? state.message : state?.step === 'retrying' ? `retrying (attempt ${state.attempts + 1}): ${state.message}` : null;
-  const keeper = proxy
-    ? (othersRunning.find((c) => c.ip !== null && obs.route?.upstream === `${c.ip}:${port}`) ?? null)
-    : ([...othersRunning].sort((a, b) => b.createdAt - a.createdAt)[0] ?? null);
+  let keeper: ObservedContainer | null = null;
+  // Behind a proxy: the one it routes to; else the newest (the first of equals).
+  for (const c of othersRunning) {
+    if (proxy ? isUpstream(obs.route?.upstream, c.ip, port) : !keeper || c.createdAt > keeper.createdAt) keeper = c;
+    if (proxy && keeper) break;
+  }
   const logs = state?.step === 'failed' ? (state.logs ?? null) : null;
   const prebooted = cls === 'pending' && !!target?.running && state?.step === 'prebooted' && state.containerId === target.id;
   return { key, host, process, cls, target, othersRunning, stopped, error, logs, targetServing, retryAt: state?.step === 'retrying' ? state.notBefore : null, keeper, prebooted };
 }
 
 function viewUnits(input: PlanInput, desired: DesiredRelease, record: RolloutRecord): HostView[] {
-  const byHost = new Map(input.observed.map((o) => [o.host, o]));
   const units = unitsOf(desired);
-  return units.map((u) => viewUnit(u, units, byHost.get(u.host), desired, record));
+  return units.map((u) => viewUnit(u, units, observationOf(input.observed, u.host), desired, record));
 }
 
 /** What the rollout's counts count: hosts, or (process, host) units for an app with processes. */
@@ -176,6 +199,7 @@ function processOf(v: Pick<HostView, 'process'>): { process?: string } {
 
 /** Stopped containers past the newest `retain` (the target never counts: it is in use). */
 function prunable(view: HostView, retain: number): string[] {
+  if (view.stopped.length <= retain) return [];
   return [...view.stopped]
     .sort((a, b) => b.createdAt - a.createdAt || b.revision - a.revision)
     .slice(retain)
@@ -222,9 +246,8 @@ function cleanupActions(views: HostView[], retain: number, busy: Set<string>, fa
  */
 function restoreTrafficActions(input: PlanInput, views: HostView[], busy: Set<string>): Action[] {
   const actions: Action[] = [];
-  const byHost = new Map(input.observed.map((o) => [o.host, o]));
   for (const v of views) {
-    const obs = byHost.get(v.host);
+    const obs = observationOf(input.observed, v.host);
     // Only the process that serves has a route (a worker's unit on the same host has none to lose).
     if (!v.process.spec.proxy || !obs?.reachable || obs.route?.upstream !== null || v.cls === 'updated' || busy.has(v.key)) continue;
     const running = [...v.othersRunning].sort((a, b) => b.revision - a.revision || b.createdAt - a.createdAt);
@@ -255,13 +278,14 @@ function revertActions(input: PlanInput, views: HostView[], busy: Set<string>): 
 
 /** Maintenance follows the app's flag on every host whose proxy already routes the app (the serving process's units). */
 function maintenanceActions(input: PlanInput, views: HostView[], busy: Set<string>): Action[] {
-  const byHost = new Map(input.observed.map((o) => [o.host, o]));
-  return views.flatMap((v): Action[] => {
-    const o = byHost.get(v.host);
-    return v.process.spec.proxy && o?.reachable && o.route?.upstream && !busy.has(v.key) && o.route.maintenance !== input.maintenance
-      ? [{ type: 'maintenance', host: v.host, ...processOf(v), message: input.maintenance }]
-      : [];
-  });
+  const actions: Action[] = [];
+  for (const v of views) {
+    const o = observationOf(input.observed, v.host);
+    if (v.process.spec.proxy && o?.reachable && o.route?.upstream && !busy.has(v.key) && o.route.maintenance !== input.maintenance) {
+      actions.push({ type: 'maintenance', host: v.host, ...processOf(v), message: input.maintenance });
+    }
+  }
+  return actions;
 }
 
 function condition(type: string, status: Condition['status'], reason: string, message: string, previous: Condition[], now: number): Condition {
@@ -277,10 +301,15 @@ function condition(type: string, status: Condition['status'], reason: string, me
 }
 
 function statusView(input: PlanInput, desired: DesiredRelease, record: RolloutRecord, views: HostView[]): StatusView {
-  const updated = views.filter((v) => v.cls === 'updated').length;
+  let updated = 0;
+  let failedHosts = 0;
+  let unreachableCount = 0;
+  for (const v of views) {
+    if (v.cls === 'updated') updated += 1;
+    else if (v.cls === 'failed') failedHosts += 1;
+    else if (v.cls === 'unreachable') unreachableCount += 1;
+  }
   const total = views.length;
-  const unreachable = views.filter((v) => v.cls === 'unreachable');
-  const failedHosts = views.filter((v) => v.cls === 'failed').length;
   // With on_failure: continue, hosts that failed within max_failure_ratio do not hold convergence.
   const converged = record.state === 'complete' && updated + failedHosts === total;
   let phase: StatusView['phase'];
@@ -305,8 +334,9 @@ function statusView(input: PlanInput, desired: DesiredRelease, record: RolloutRe
   }
   const prev = input.previousConditions;
   // Known to serve: a reachable host with a running container of the app. An unreachable host proves nothing.
-  const serving = views.filter((v) => v.cls !== 'unreachable' && (v.target?.running || v.othersRunning.length > 0)).length;
-  const reachable = total - unreachable.length;
+  let serving = 0;
+  for (const v of views) if (v.cls !== 'unreachable' && (v.target?.running || v.othersRunning.length > 0)) serving += 1;
+  const reachable = total - unreachableCount;
   const conditions: Condition[] = [
     condition('Progressing', phase === 'Progressing' || phase === 'Paused' ? 'True' : 'False', reason, message, prev, input.now),
     condition(
@@ -314,22 +344,27 @@ function statusView(input: PlanInput, desired: DesiredRelease, record: RolloutRe
       serving > 0 && serving === reachable ? 'True' : 'False',
       serving === 0 ? 'NoHostServes' : updated === total ? 'AllHostsUpdated' : 'ServingMixedOrPrevious',
       serving === 0
-        ? `no host is known to serve the app (${unreachable.length}/${total} unreachable)`
+        ? `no host is known to serve the app (${unreachableCount}/${total} unreachable)`
         : `${updated}/${total} hosts serve revision ${desired.revision}; ${serving}/${total} serve the app`,
       prev,
       input.now,
     ),
     condition(
       'HostsReachable',
-      unreachable.length === 0 ? 'True' : 'False',
-      unreachable.length === 0 ? 'AllReachable' : 'HostUnreachable',
-      unreachable.length === 0 ? 'every host answered' : unreachable.map((v) => `${v.key}: ${v.error}`).join('; '),
+      unreachableCount === 0 ? 'True' : 'False',
+      unreachableCount === 0 ? 'AllReachable' : 'HostUnreachable',
+      unreachableCount === 0
+        ? 'every host answered'
+        : views
+            .filter((v) => v.cls === 'unreachable')
+            .map((v) => `${v.key}: ${v.error}`)
+            .join('; '),
       prev,
       input.now,
     ),
   ];
   const hosts = views.map((v) => {
-    const obs = input.observed.find((o) => o.host === v.host);
+    const obs = observationOf(input.observed, v.host);
     const serving = v.cls === 'updated' ? v.target : (v.othersRunning[0] ?? null);
     return {
       host: v.key,
@@ -425,6 +460,7 @@ export function plan(input: PlanInput): Plan {
   }
 
   let views = viewUnits(input, desired, record);
+  const viewed = record;
   const actions: Action[] = [];
   let requeueAfterMs: number | null = null;
   const busy = new Set<string>();
@@ -451,7 +487,8 @@ export function plan(input: PlanInput): Plan {
       if (a.type === 'updateHost') busy.add(unitKey(a.process, a.host));
       else if (a.type === 'pull' || a.type === 'hook') for (const v of views) if (v.host === a.host) busy.add(v.key);
     }
-    views = viewUnits(input, desired, record);
+    // Views of the same record are the same views (a converged app's pass): not built twice.
+    if (record !== viewed) views = viewUnits(input, desired, record);
   }
 
   if (spec.rollout.strategy === 'recreate') {
