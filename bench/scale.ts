@@ -226,7 +226,7 @@ async function main(): Promise<void> {
     await controller.idle();
     const afterResync = { memory: memoryMiB(), afterFullGc: fullGc(), resident: residentByMapping(), bySite: await sampler.bySite(root) };
     await sampler.stop();
-    // A /metrics scrape keeps each series' rendered text (exposition.ts) until it changes.
+    // What a /metrics scrape leaves held (exposition.ts keeps nothing from one scrape to the next).
     const beforeScrape = fullGc().heapUsedMiB;
     const scrapeBytes = (await metrics.text()).length;
     const afterScrape = { heapUsedMiB: fullGc().heapUsedMiB, heldMiB: ms(fullGc().heapUsedMiB - beforeScrape), textMiB: mib(scrapeBytes) };

@@ -1,6 +1,7 @@
+import { Readable } from 'node:stream';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AppPhase } from '../domain/release.js';
-import { renderExposition } from './exposition.js';
+import { expositionChunks, renderExposition } from './exposition.js';
 import { SparseBoundsHistogram } from './sparse-histogram.js';
 
 export const PHASES: readonly AppPhase[] = ['Progressing', 'Complete', 'Failed', 'Paused', 'RolledBack'];
@@ -192,7 +193,17 @@ export class BerthMetrics {
     return (op, seconds) => this.hostOperationDuration.observe({ host, op }, seconds);
   }
 
-  /** The text exposition served on /metrics (same samples as registry.metrics(), faster: see exposition.ts). */
+  /**
+   * The text exposition served on /metrics, as a byte stream written a chunk per turn of
+   * the event loop (same samples as registry.metrics(), faster: see exposition.ts).
+   * Written as it is read: a slow reader slows the writing, and destroying the stream
+   * stops it.
+   */
+  stream(): Readable {
+    return Readable.from(expositionChunks(this.registry), { objectMode: false });
+  }
+
+  /** The same text, whole (tests and benches). */
   async text(): Promise<string> {
     return renderExposition(this.registry);
   }
