@@ -147,6 +147,14 @@ async function main(): Promise<void> {
   };
   const api = buildApp({ store, metrics, log, controller, secrets, auth: { token: TOKEN, openReads: false }, hostNames: () => hostNames, configFile: NO_CONFIG_FILE, version: 'bench' });
   await api.ready();
+  /** Everything the bench opened, closed, and its PostgreSQL database dropped. */
+  const tearDown = async (): Promise<void> => {
+    await api.close();
+    await controller.stop();
+    store.close();
+    await postgres?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  };
 
   async function settle(): Promise<void> {
     // idle() can resolve between a pass and the Docker events it caused; wait until quiet twice.
@@ -212,10 +220,7 @@ async function main(): Promise<void> {
     const report = { machine: machine(), config: { apps: APPS, hosts: HOSTS, hostsPerApp: hostsPerAppLabel }, resyncAllocatedMiB: mib(totalBytes), perPassKB: Math.round(totalBytes / APPS / 102.4) / 10, bySite };
     writeFileSync(join(here, 'results', `alloc-${process.env.BENCH_RESULT_NAME ?? 'scale.json'}`), JSON.stringify(report, null, 2) + '\n');
     console.log(JSON.stringify(report, null, 2));
-    await api.close();
-    await controller.stop();
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
+    await tearDown();
     return;
   }
 
@@ -251,10 +256,7 @@ async function main(): Promise<void> {
     const report = { machine: machine(), config: { apps: APPS, hosts: HOSTS, hostsPerApp: hostsPerAppLabel }, afterConverge, afterResync, afterScrape, byComponent };
     writeFileSync(out, JSON.stringify(report, null, 2) + '\n');
     console.log(JSON.stringify(report, null, 2));
-    await api.close();
-    await controller.stop();
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
+    await tearDown();
     return;
   }
 
@@ -388,11 +390,7 @@ async function main(): Promise<void> {
       return 0;
     }
   })();
-  await api.close();
-  await controller.stop();
-  store.close();
-  await postgres?.drop();
-  rmSync(dir, { recursive: true, force: true });
+  await tearDown();
 
   // ---- report ----
   const lagRuns = resyncLag;

@@ -6,27 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { pino } from 'pino';
 import { simulatedFleet, type SimulatedHostDriver } from '../../src/hosts/simulated-driver.js';
-import { BerthMetrics } from '../../src/metrics/registry.js';
-import { directTraffic } from '../../src/proxy/traffic.js';
-import { Controller } from '../../src/reconciler/controller.js';
+import type { Controller } from '../../src/reconciler/controller.js';
 import { ResyncRows } from '../../src/reconciler/resync-rows.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { makeSpec } from '../support/fixtures.js';
-import { NO_SECRETS } from '../support/secrets.js';
+import { convergedController, resyncNow, seedApps } from '../support/converged.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const name = (i: number) => `app-${String(i).padStart(3, '0')}`;
 
-function seed(store: Store, count: number, hosts: string[] = ['h1', 'h2', 'h3']): string[] {
-  const names = Array.from({ length: count }, (_, i) => name(i));
-  for (const [i, app] of names.entries()) {
-    store.apps.upsertApp(makeSpec({ name: app, image: `registry.test:5000/${app}`, hosts: [0, 1, 2].map((k) => hosts[(i + k) % hosts.length]!) }), 'test');
-    store.releases.createRelease({ app, version: 'v1', reason: 'deploy', actor: 'test' });
-  }
-  return names;
-}
+const seed = (store: Store, count: number, hosts: readonly string[] = ['h1', 'h2', 'h3']) => seedApps(store, count, hosts, name);
 
 /** Counts the store's reads of pass inputs: pages and single apps. */
 function countReads(store: Store): { pages: number; ones: number } {
@@ -94,20 +83,11 @@ describe('the controller: a resync reads the apps’ rows a page at a time, neve
   });
 
   async function converged(fleet: Map<string, SimulatedHostDriver>, appCount: number): Promise<Controller> {
-    store = openStore(':memory:');
-    seed(store, appCount, [...fleet.keys()]);
-    // One pass at a time, so the test can act between a page's read and a given app's pass.
-    const c = new Controller({ store, drivers: fleet, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: pino({ level: 'silent' }), resyncIntervalMs: 3_600_000, secrets: NO_SECRETS, concurrency: 1 });
-    c.start();
-    const deadline = Date.now() + 60_000;
-    while (store.status.listStatus().filter((s) => s.phase === 'Complete').length < appCount) {
-      if (Date.now() > deadline) throw new Error('the apps did not converge');
-      await sleep(20);
-    }
-    await c.idle();
-    return c;
+    const made = await convergedController(fleet, appCount, name);
+    store = made.store;
+    return made.controller;
   }
-  const resync = (c: Controller) => (c as unknown as { resync(): void }).resync();
+  const resync = resyncNow;
 
   it('300 converged apps: a resync reads their rows in 3 statements, none app by app, and looks at every app', async () => {
     controller = await converged(simulatedFleet(5, { prefix: 'h' }), 300);

@@ -6,15 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { pino } from 'pino';
 import { simulatedFleet, type SimulatedHostDriver } from '../../src/hosts/simulated-driver.js';
-import { BerthMetrics } from '../../src/metrics/registry.js';
 import { directTraffic } from '../../src/proxy/traffic.js';
-import { Controller } from '../../src/reconciler/controller.js';
+import type { Controller } from '../../src/reconciler/controller.js';
 import { ResyncSnapshot } from '../../src/reconciler/resync-snapshot.js';
-import { openStore, type Store } from '../../src/store/index.js';
-import { makeSpec } from '../support/fixtures.js';
-import { NO_SECRETS } from '../support/secrets.js';
+import type { Store } from '../../src/store/index.js';
+import { convergedController, resyncNow } from '../support/converged.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const listings = (fleet: Map<string, SimulatedHostDriver>) => [...fleet.values()].reduce((n, d) => n + (d.callCounts().listContainers ?? 0), 0);
@@ -90,26 +87,11 @@ describe('the controller: one listing per host per resync, never a stale one', (
   });
 
   async function converged(fleet: Map<string, SimulatedHostDriver>, appCount: number): Promise<Controller> {
-    store = openStore(':memory:');
-    const hosts = [...fleet.keys()];
-    for (let i = 0; i < appCount; i += 1) {
-      const name = `app-${i}`;
-      store.apps.upsertApp(makeSpec({ name, image: `registry.test:5000/${name}`, hosts: [0, 1, 2].map((k) => hosts[(i + k) % hosts.length]!) }), 'test');
-      store.releases.createRelease({ app: name, version: 'v1', reason: 'deploy', actor: 'test' });
-    }
-    // One pass at a time, so the test can act between the snapshot and a given app's pass.
-    const c = new Controller({ store, drivers: fleet, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log: pino({ level: 'silent' }), resyncIntervalMs: 3_600_000, secrets: NO_SECRETS, concurrency: 1 });
-    c.start();
-    const deadline = Date.now() + 60_000;
-    while (store.status.listStatus().filter((s) => s.phase === 'Complete').length < appCount) {
-      if (Date.now() > deadline) throw new Error('the apps did not converge');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await c.idle();
-    return c;
+    const made = await convergedController(fleet, appCount, (i) => `app-${i}`);
+    store = made.store;
+    return made.controller;
   }
-  // The periodic resync, by hand (the interval is an hour here).
-  const resync = (c: Controller) => (c as unknown as { resync(): void }).resync();
+  const resync = resyncNow;
 
   it('20 apps on 5 hosts (3 each): a resync lists 5 times, not 60, and every app is still looked at', async () => {
     const fleet = simulatedFleet(5, { prefix: 'h' });
