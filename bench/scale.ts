@@ -54,6 +54,8 @@ const JITTER = 0.2;
 const HEAP_BREAKDOWN = process.env.BENCH_HEAP === '1';
 /** 1: what a no-op resync allocates, garbage included (bytes per pass, by site) instead of the bench: converge, resync twice, sample the second, stop. */
 const ALLOCATIONS = process.env.BENCH_ALLOC === '1';
+/** 1: during the resync runs, name what the loop was doing in each stall over 20 ms (the resync call, a store read or write, a GC). */
+const STALLS = process.env.BENCH_STALLS === '1';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -268,9 +270,36 @@ async function main(): Promise<void> {
   const resyncCallMs: number[] = [];
   const resyncGcMs: number[] = [];
   let gcMs = 0;
+  // BENCH_STALLS: spans of what may hold the loop, and the stalls a 1 ms probe saw.
+  const spans: Array<{ what: string; start: number; end: number }> = [];
+  const stalls: Array<{ start: number; end: number }> = [];
+  let stallProbe: NodeJS.Timeout | undefined;
   const gcObserver = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) gcMs += e.duration;
+    for (const e of list.getEntries()) {
+      gcMs += e.duration;
+      if (STALLS) spans.push({ what: 'gc', start: e.startTime, end: e.startTime + e.duration });
+    }
   });
+  if (STALLS) {
+    const timed = <A extends unknown[], R>(what: string, fn: (...a: A) => R) => (...a: A): R => {
+      const start = performance.now();
+      try {
+        return fn(...a);
+      } finally {
+        spans.push({ what, start, end: performance.now() });
+      }
+    };
+    store.passInputs.page = timed('store: a page of pass inputs', store.passInputs.page.bind(store.passInputs));
+    store.passInputs.one = timed("store: one app's pass inputs", store.passInputs.one.bind(store.passInputs));
+    store.hostsStatus.refresh = timed('store: the pings\' write', store.hostsStatus.refresh.bind(store.hostsStatus));
+    store.apps.listAppStamps = timed('store: the apps\' stamps', store.apps.listAppStamps.bind(store.apps));
+    let last = performance.now();
+    stallProbe = setInterval(() => {
+      const now = performance.now();
+      if (now - last > 20) stalls.push({ start: last, end: now });
+      last = now;
+    }, 1);
+  }
   gcObserver.observe({ entryTypes: ['gc'] });
   const resyncLag: Array<{ p50: number; p99: number; max: number }> = [];
   let resyncCalls = 0;
@@ -286,6 +315,7 @@ async function main(): Promise<void> {
     const s = performance.now();
     resync();
     resyncCallMs.push(performance.now() - s);
+    if (STALLS) spans.push({ what: 'the resync() call', start: s, end: performance.now() });
     await controller.idle();
     resyncMs.push(performance.now() - s);
     const used = process.cpuUsage(cpu);
@@ -298,6 +328,24 @@ async function main(): Promise<void> {
     resyncGcMs.push(gcMs - gcBefore);
   }
   gcObserver.disconnect();
+  clearInterval(stallProbe);
+  if (STALLS) {
+    // Each stall is put down to whatever overlapped it most; what nothing overlapped is "passes and the rest".
+    const causes = new Map<string, { stalls: number; ms: number }>();
+    for (const st of stalls) {
+      let best = { what: 'passes and the rest', overlap: 0 };
+      for (const sp of spans) {
+        const overlap = Math.min(st.end, sp.end) - Math.max(st.start, sp.start);
+        if (overlap > best.overlap) best = { what: sp.what, overlap };
+      }
+      const c = causes.get(best.what) ?? { stalls: 0, ms: 0 };
+      c.stalls += 1;
+      c.ms += st.end - st.start;
+      causes.set(best.what, c);
+    }
+    process.stderr.write(`[scale] stalls over 20 ms in ${RESYNC_RUNS} resyncs: ${stalls.length}\n`);
+    for (const [what, c] of causes) process.stderr.write(`[scale]   ${what}: ${c.stalls} stalls, mean ${ms(c.ms / c.stalls)} ms\n`);
+  }
   // The same resync with zero host latency: berth's own cost (CPU + SQLite commits).
   // Then, as a diagnostic only, with synchronous=NORMAL (no fsync per commit; NOT what berth runs).
   for (const d of fleet.values()) d.setLatency({ ping: 0, listContainers: 0 });

@@ -205,10 +205,7 @@ export class Controller {
       const apps = this.placements.current();
       const active = (name: string) => this.queue.isActive(name);
       this.snapshot.take(apps, { app: active, host: (name) => this.deps.reachability.downSince(name) !== null });
-      this.rows.take(
-        apps.map((a) => a.name),
-        active,
-      );
+      this.rows.take(apps.map((a) => a.name), active);
       for (const app of apps) this.queue.add(app.name);
     });
   }

@@ -72,7 +72,10 @@ export class PostgresBridge {
   query(text: string, values?: unknown[], extra: Partial<Pick<BridgeRequest, 'name' | 'rowMode' | 'begin'>> & { timeoutMs?: number } = {}): QueryResult {
     if (this.closed) throw new StoreError('DB_UNAVAILABLE', 'the PostgreSQL store is closed');
     // Lost: fail at once while the thread reconnects, rather than stall the event loop on every call.
-    if (Atomics.load(this.flag, HEALTHY) === 0) throw new StoreError('DB_UNAVAILABLE', 'PostgreSQL does not answer; reconnecting');
+    // A ROLLBACK still goes (the thread answers it without the server): the thread must learn that
+    // the transaction whose connection it lost is over, or it refuses every later statement as
+    // part of it, pings included, until the next write happens to begin.
+    if (Atomics.load(this.flag, HEALTHY) === 0 && text !== 'ROLLBACK') throw new StoreError('DB_UNAVAILABLE', 'PostgreSQL does not answer; reconnecting');
     const id = this.nextId++;
     const { timeoutMs, ...rest } = extra;
     const request: BridgeRequest = { id, text, ...(values ? { values } : {}), ...rest };
