@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { NotLeaderError } from '../cluster/fence.js';
 import type { HostDriver } from './host-driver.js';
@@ -16,6 +17,9 @@ interface HostStatusRow {
   lastError: string | null;
   dockerVersion: string | null;
 }
+
+/** Host rows the resync's pings write in one statement. */
+const REFRESH_SLICE = 100;
 
 export interface ReachabilityOptions {
   drivers: Map<string, HostDriver>;
@@ -79,8 +83,12 @@ export class HostReachability {
         }
       }),
     );
-    // (A row some call changed since its ping is already written, and newer.)
-    this.o.rows.refresh(refreshed.filter((row) => this.rows.get(row.host) === row));
+    // A slice at a time, a turn of the loop between two: 1,000 rows in one statement held the
+    // loop 40 ms on PostgreSQL. (A row some call changed since its ping is already written, and newer.)
+    for (let i = 0; i < refreshed.length; i += REFRESH_SLICE) {
+      if (i > 0) await nextTurn();
+      this.o.rows.refresh(refreshed.slice(i, i + REFRESH_SLICE).filter((row) => this.rows.get(row.host) === row));
+    }
   }
 
   /**

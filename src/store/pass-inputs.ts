@@ -3,7 +3,7 @@ import type { AppPassInputs } from './types.js';
 import { toRelease } from './releases.js';
 import { toStatus, type RolloutRow, type StatusRepo, type StatusRow } from './status.js';
 import type { StoreContext } from './context.js';
-import type { SqlStatement } from './sql.js';
+import type { DialectSql, SqlDatabase, SqlStatement } from './sql.js';
 
 interface PassInputsRow {
   name: string;
@@ -41,7 +41,11 @@ interface PassInputsRow {
  */
 export class PassInputsRepo {
   private readonly oneStmt: SqlStatement;
-  private readonly pageStmt: SqlStatement;
+  /** The page statement per page size (a resync uses one). */
+  private readonly pageStmts = new Map<number, SqlStatement>();
+  private readonly pageSql: (limit: number) => DialectSql;
+
+  private readonly db: SqlDatabase;
 
   constructor(
     ctx: StoreContext,
@@ -72,7 +76,10 @@ export class PassInputsRepo {
     });
     const db = ctx.sql;
     this.oneStmt = db.prepare(dialect('', 'WHERE a.name = @app'));
-    this.pageStmt = db.prepare(dialect(' AND st.app >= @from', 'WHERE a.name >= @from ORDER BY a.name LIMIT @limit'));
+    // The page's size is in the text, not a parameter: with LIMIT unknown, the generic plan
+    // PostgreSQL settles on for a prepared statement hashed every release (15 ms a page; 3.3 with it).
+    this.pageSql = (limit) => dialect(' AND st.app >= @from', `WHERE a.name >= @from ORDER BY a.name LIMIT ${limit}`);
+    this.db = db;
   }
 
   /** The pass inputs of `app`, or null when there is no such app. */
@@ -83,7 +90,13 @@ export class PassInputsRepo {
 
   /** Up to `limit` apps from `from` (inclusive) in name order, each parsed when `rows()` is called. */
   page(from: string, limit: number): Array<{ name: string; rows: () => AppPassInputs }> {
-    return (this.pageStmt.all({ from, limit }) as PassInputsRow[]).map((row) => ({ name: row.name, rows: () => this.toInputs(row) }));
+    const size = Math.max(1, Math.trunc(limit));
+    let stmt = this.pageStmts.get(size);
+    if (!stmt) {
+      stmt = this.db.prepare(this.pageSql(size));
+      this.pageStmts.set(size, stmt);
+    }
+    return (stmt.all({ from }) as PassInputsRow[]).map((row) => ({ name: row.name, rows: () => this.toInputs(row) }));
   }
 
   private toInputs(r: PassInputsRow): AppPassInputs {

@@ -15,7 +15,7 @@ import { openStore } from '../../src/store/index.js';
 describe('HostReachability: the resync pings', () => {
   const store = openStore(':memory:');
   after(() => store.close());
-  const fleet = simulatedFleet(50, { prefix: 'h', latencyMs: { ping: 5 } });
+  const fleet = simulatedFleet(250, { prefix: 'h', latencyMs: { ping: 5 } });
   const writes = { upserts: 0, refreshes: 0 };
   const rows = {
     get: (host: string) => store.hostsStatus.get(host),
@@ -32,16 +32,16 @@ describe('HostReachability: the resync pings', () => {
     log: pino({ level: 'silent' }),
   });
 
-  it('the first pings write each new host at once; later pings of unchanged hosts write all 50 in one write', async () => {
+  it('the first pings write each new host at once; later pings of unchanged hosts write all 250 in three writes of at most 100', async () => {
     await reachability.pingAll();
-    assert.equal(store.hostsStatus.list().length, 50);
-    assert.equal(writes.upserts, 50, 'a host not seen before is a change');
+    assert.equal(store.hostsStatus.list().length, 250);
+    assert.equal(writes.upserts, 250, 'a host not seen before is a change');
     const checked = store.hostsStatus.get('h7')!.checkedAt;
     await new Promise((r) => setTimeout(r, 5));
     writes.upserts = 0;
     writes.refreshes = 0;
     await reachability.pingAll();
-    assert.deepEqual(writes, { upserts: 0, refreshes: 1 });
+    assert.deepEqual(writes, { upserts: 0, refreshes: 3 });
     assert.ok(store.hostsStatus.get('h7')!.checkedAt > checked, 'the check time moves on');
   });
 
