@@ -266,8 +266,24 @@ async function main(): Promise<void> {
   const resyncMs: number[] = [];
   // The process's CPU time and V8's GC pauses per run: what the wall time is made of when other jobs share the cores.
   const resyncCpuMs: number[] = [];
-  /** The resync() call itself: the event loop is held for all of it (the store read, the snapshot's start, the enqueue). */
+  /**
+   * The resync's two turns that hold the event loop: the call (the pings' start, the stamps'
+   * read sent), and once the stamps are in, the snapshot's start and the 10,000 enqueues. The
+   * second is timed from the snapshot's take to the first microtask after it, which runs once
+   * that turn's synchronous work is done.
+   */
   const resyncCallMs: number[] = [];
+  const resyncQueueTurnMs: number[] = [];
+  const snapshotInternals = controller as unknown as { snapshot: { take: (...a: unknown[]) => void } };
+  const take = snapshotInternals.snapshot.take.bind(snapshotInternals.snapshot);
+  snapshotInternals.snapshot.take = (...a: unknown[]) => {
+    const start = performance.now();
+    take(...a);
+    queueMicrotask(() => {
+      resyncQueueTurnMs.push(performance.now() - start);
+      if (STALLS) spans.push({ what: "the resync's queueing turn", start, end: performance.now() });
+    });
+  };
   const resyncGcMs: number[] = [];
   let gcMs = 0;
   // BENCH_STALLS: spans of what may hold the loop, and the stalls a 1 ms probe saw.
@@ -289,10 +305,9 @@ async function main(): Promise<void> {
         spans.push({ what, start, end: performance.now() });
       }
     };
-    store.passInputs.page = timed('store: a page of pass inputs', store.passInputs.page.bind(store.passInputs));
+    // (A page of pass inputs and the apps' stamps are read without holding the loop: not timed here.)
     store.passInputs.one = timed("store: one app's pass inputs", store.passInputs.one.bind(store.passInputs));
     store.hostsStatus.refresh = timed('store: the pings\' write', store.hostsStatus.refresh.bind(store.hostsStatus));
-    store.apps.listAppStamps = timed('store: the apps\' stamps', store.apps.listAppStamps.bind(store.apps));
     let last = performance.now();
     stallProbe = setInterval(() => {
       const now = performance.now();
@@ -481,6 +496,7 @@ async function main(): Promise<void> {
       loadAverage1m: { before: ms(loadBefore[0]!), after: ms(loadAfter[0]!) },
       eventLoopLagMs: { p50OfRunP99: ms(pct(lagRuns.map((l) => l.p99), 50)), worstP99: ms(Math.max(...lagRuns.map((l) => l.p99))), worstMax: ms(Math.max(...lagRuns.map((l) => l.max))) },
       resyncCallRunsMs: resyncCallMs.map(ms),
+      resyncQueueTurnRunsMs: resyncQueueTurnMs.slice(0, RESYNC_RUNS).map(ms),
       cpuRunsMs: resyncCpuMs.map(Math.round),
       gcPauseRunsMs: resyncGcMs.map(Math.round),
       zeroHostLatencyRunsMs: resyncZeroMs.map(Math.round),
@@ -513,6 +529,7 @@ async function main(): Promise<void> {
     ['  when each app converged', `first ${(results.initialRollout.appConvergedAtMs.first / 1000).toFixed(1)} s, median ${(results.initialRollout.appConvergedAtMs.p50 / 1000).toFixed(1)} s, last ${(results.initialRollout.appConvergedAtMs.last / 1000).toFixed(1)} s`],
     ['no-op full resync p50', `${results.noopResync.p50Ms} ms (runs: ${results.noopResync.runsMs.join(', ')}; ${resyncCalls} host calls, ${resyncCommits} store commits/run)`],
     ['  the resync() call itself', `${results.noopResync.resyncCallRunsMs.join(', ')} ms (synchronous: the loop waits for it)`],
+    ['  its queueing turn', `${results.noopResync.resyncQueueTurnRunsMs.join(', ')} ms (snapshot's start, every app queued; also synchronous)`],
     ['  CPU / GC pauses per run', `${results.noopResync.cpuRunsMs.join(', ')} ms CPU (user + system) / ${results.noopResync.gcPauseRunsMs.join(', ')} ms GC`],
     ['  same, zero host latency', `${results.noopResync.zeroHostLatencyRunsMs.join(', ')} ms (berth's own CPU + store cost)`],
     ...(postgres ? [] : [['  same, synchronous=NORMAL (diag)', `${results.noopResync.diagnosticSynchronousNormalZeroLatencyRunsMs.join(', ')} ms (no fsync per commit; not what berth runs)`] as [string, string]]),

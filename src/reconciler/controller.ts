@@ -61,6 +61,10 @@ export class Controller {
   private readonly placements: AppPlacements;
   private readonly unwatch: Array<() => void> = [];
   private resyncTimer: NodeJS.Timeout | null = null;
+  /** A resync reading the apps' stamps: its passes are not queued yet (idle() waits for it). */
+  private resyncing: Promise<void> | null = null;
+  /** Apps an operator asked for while the resync read the stamps: the pass queued for that looks at the app as the resync would. */
+  private requestedDuringRead: Set<string> | null = null;
   private running = false;
   /** The queue was shut down (standBy): the next start makes a new one. */
   private stopped = false;
@@ -78,7 +82,7 @@ export class Controller {
     });
     const now = o.now ?? Date.now;
     this.snapshot = new ResyncSnapshot({ drivers: o.drivers, traffic: o.traffic, maxAgeMs: o.resyncIntervalMs, now });
-    this.rows = new ResyncRows((from, limit) => store.passInputs.page(from, limit), now);
+    this.rows = new ResyncRows((from) => store.passInputs.page(from), now);
     this.placements = new AppPlacements(store.apps);
     this.deps = { store, drivers: o.drivers, traffic: o.traffic, metrics, log, secrets: o.secrets, now, reachability, snapshot: this.snapshot, rows: this.rows };
     this.queue = this.newQueue();
@@ -152,14 +156,16 @@ export class Controller {
 
   /** An operator's request (API): goes ahead of the resync's routine passes, and does not wait for its listings. */
   enqueue(app: string): void {
+    this.requestedDuringRead?.add(app);
     this.snapshot.dropAppEverywhere(app);
     this.rows.dropApp(app);
     this.queue.add(app, { front: true });
   }
 
-  /** Resolves when no pass is running or waiting (tests and benchmarks). */
-  idle(): Promise<void> {
-    return this.queue.idle();
+  /** Resolves when no pass is running or waiting, nor a resync about to queue its passes (tests and benchmarks). */
+  async idle(): Promise<void> {
+    while (this.resyncing) await this.resyncing;
+    await this.queue.idle();
   }
 
   /** One pass for one app (the queue's worker; benches time it). Returns when to look again (ms), or null. */
@@ -191,6 +197,8 @@ export class Controller {
     this.snapshot.clear();
     this.rows.clear();
     await this.queue.shutdown();
+    // (A resync reading its stamps queues nothing once it has read them: the store stays open until then.)
+    await this.resyncing?.catch(() => {});
   }
 
   /** Stops taking work, lets the pass in flight finish, closes every host connection. */
@@ -201,12 +209,40 @@ export class Controller {
 
   private resync(): void {
     this.deps.reachability.pingAll().catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'host pings not recorded; the next resync tries again'));
+    // (One still reading the stamps would queue what this one would.)
+    if (this.resyncing) return;
+    const run = this.queueResync().finally(() => {
+      if (this.resyncing === run) this.resyncing = null;
+    });
+    this.resyncing = run;
+  }
+
+  /**
+   * Reads the apps' stamps without holding the event loop (20-30 ms at 10,000 apps on
+   * PostgreSQL), then, in one turn, takes the snapshot and queues every app.
+   */
+  private async queueResync(): Promise<void> {
+    const requested = new Set<string>();
+    this.requestedDuringRead = requested;
+    let apps: SnapshotApp[];
+    try {
+      apps = await this.placements.read();
+    } catch (err) {
+      return this.storeFailed('the resync', err);
+    } finally {
+      this.requestedDuringRead = null;
+    }
+    if (!this.running) return;
     this.unlessStoreFails('the resync', () => {
-      const apps = this.placements.current();
-      const active = (name: string) => this.queue.isActive(name);
-      this.snapshot.take(apps, { app: active, host: (name) => this.deps.reachability.downSince(name) !== null });
-      this.rows.take(apps.map((a) => a.name), active);
-      for (const app of apps) this.queue.add(app.name);
+      // A pass in flight reads its own, and so does one an operator asked for meanwhile: it must
+      // not wait for the snapshot's listings.
+      const ownReads = (name: string) => this.queue.isActive(name) || requested.has(name);
+      this.snapshot.take(apps, { app: ownReads, host: (name) => this.deps.reachability.downSince(name) !== null });
+      this.rows.take(
+        apps.map((a) => a.name),
+        ownReads,
+      );
+      for (const app of apps) if (!requested.has(app.name)) this.queue.add(app.name);
     });
   }
 
@@ -218,9 +254,14 @@ export class Controller {
     try {
       fn();
     } catch (err) {
-      if (!(err instanceof StoreError)) throw err;
-      this.o.log.warn({ err: err.message, code: err.code }, `${what} skipped: the database does not answer`);
+      this.storeFailed(what, err);
     }
+  }
+
+  /** A StoreError skips `what` with a warning; anything else is a bug, thrown on. */
+  private storeFailed(what: string, err: unknown): void {
+    if (!(err instanceof StoreError)) throw err;
+    this.o.log.warn({ err: err.message, code: err.code }, `${what} skipped: the database does not answer`);
   }
 
   /** An event on every app of the host, so `berth events APP` and `deploy --wait` show why it stalls. */

@@ -43,7 +43,7 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
   const started = performance.now();
   const { store, metrics, log } = deps;
   // (Every read is a round trip on PostgreSQL: a pass reads its rows in one, or a resync's page holds them.)
-  const inputs = deps.rows?.use(app) ?? store.passInputs.one(app);
+  const inputs = (await deps.rows?.use(app)) ?? store.passInputs.one(app);
   if (!inputs) return null;
   // An app being deleted has no desired release any more: its pass tears it down.
   if (inputs.deletingSince) {

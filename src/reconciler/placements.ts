@@ -1,10 +1,11 @@
 import { routedApp } from '../domain/processes.js';
-import type { StoredApp } from '../store/index.js';
+import type { AppStamp, StoredApp } from '../store/index.js';
 import type { SnapshotApp } from './resync-snapshot.js';
 
 /** What the placements read of the store: the apps' change stamps, and one app when its stamp moved. */
 export interface PlacementSource {
-  listAppStamps(): Array<{ name: string; updatedAt: string }>;
+  listAppStamps(): AppStamp[];
+  readAppStamps(): Promise<AppStamp[]>;
   getApp(name: string): StoredApp | null;
 }
 
@@ -28,7 +29,15 @@ export class AppPlacements {
 
   /** Every stored app's placement, in name order; a spec is parsed only for an app new or changed since the last call. */
   current(): SnapshotApp[] {
-    const stamps = this.apps.listAppStamps();
+    return this.placed(this.apps.listAppStamps());
+  }
+
+  /** The same, the stamps read without holding the event loop (a resync's). */
+  async read(): Promise<SnapshotApp[]> {
+    return this.placed(await this.apps.readAppStamps());
+  }
+
+  private placed(stamps: readonly AppStamp[]): SnapshotApp[] {
     const out: SnapshotApp[] = [];
     const seen = new Set<string>();
     for (const { name, updatedAt } of stamps) {

@@ -1,23 +1,17 @@
 import type { AppPassInputs } from '../store/index.js';
 
-/**
- * Apps whose rows one read brings. A resync's passes start in name order (the queue runs the
- * resync's apps in the order it added them), so one page serves the next ~100 passes.
- * Bounded because a page is one answer held in memory: some specs are hundreds of KB.
- */
-const PAGE_APPS = 128;
-
 /** A page is read when a pass first needs it, then used within a page's worth of passes; older rows are not used. */
 const MAX_AGE_MS = 5_000;
 
-/** The store's bulk read of pass inputs (PassInputsRepo.page). */
-export type ReadPage = (from: string, limit: number) => Array<{ name: string; rows: () => AppPassInputs }>;
+/** The store's bulk read of pass inputs (PassInputsRepo.page): the apps from `from` in name order, a page of them. */
+export type ReadPage = (from: string) => Promise<Array<{ name: string; rows: () => AppPassInputs }>>;
 
 /**
  * The store's half of a resync (resync-snapshot.ts is the hosts' half): each app's pass
  * inputs read a page of apps at a time rather than app by app. On PostgreSQL every read is
  * a round trip that holds the event loop; a no-op pass made six, and a resync of 10,000
- * apps spent ~20 s in them (docs/benchmarks.md). With this, a page of passes costs one.
+ * apps spent ~20 s in them (docs/benchmarks.md). With this, a page of passes costs one,
+ * and the loop runs on while it is read (3-30 ms): the passes that need it wait for it.
  *
  * Why a pass may use rows read before it began, and when it may not:
  * - an app's status, rollout record and completed marks are written only by its own passes,
@@ -29,12 +23,21 @@ export type ReadPage = (from: string, limit: number) => Array<{ name: string; ro
  *   (store/follow.ts) up to ~200 ms late; a pass that used rows read before such a write
  *   acts as a pass that started before it would have, which the level-triggered loop
  *   already allows (the write's event enqueues the app again);
- * - rows older than MAX_AGE_MS are not used.
+ * - rows older than MAX_AGE_MS are not used, nor a page still being read when the next
+ *   resync starts (an app's pass may have run between its read and the new resync).
  */
 export class ResyncRows {
   /** Apps whose first pass since the resync has not started. */
   private unused = new Set<string>();
   private readonly loaded = new Map<string, { readAt: number; rows: () => AppPassInputs }>();
+  /**
+   * The page being read, and the last name it brought once read (null: none, so it covers
+   * every app from `from` on). Passes start in name order: one of an app from `from` on
+   * waits for it rather than read a page of its own.
+   */
+  private reading: { from: string; done: Promise<string | null> } | null = null;
+  /** Moves at every take and clear: a page read for an earlier resync is not used. */
+  private generation = 0;
 
   constructor(
     private readonly readPage: ReadPage,
@@ -43,18 +46,27 @@ export class ResyncRows {
 
   /** A resync starts: `apps` in the order their passes were queued; `skip`: an app whose pass is in flight. */
   take(apps: readonly string[], skip: (app: string) => boolean): void {
-    this.loaded.clear();
+    this.forget();
     this.unused = new Set(apps.filter((app) => !skip(app)));
   }
 
-  /** The app's inputs for its first pass since the resync, read with the next page of apps when not read yet; null: the pass reads its own. */
-  use(app: string): AppPassInputs | null {
-    if (!this.unused.has(app)) return null;
-    if (!this.loaded.has(app)) this.load(app);
+  /**
+   * The app's inputs for its first pass since the resync, read with the next page of apps
+   * when not read yet; null: the pass reads its own (also when the page's read failed: the
+   * pass's own read reports what is wrong).
+   */
+  async use(app: string): Promise<AppPassInputs | null> {
+    try {
+      await this.pageOf(app);
+    } catch {
+      this.dropApp(app);
+      return null;
+    }
     this.unused.delete(app);
     const entry = this.loaded.get(app);
     this.loaded.delete(app);
-    // (No entry: the app was deleted since the resync; its pass finds that out itself.)
+    // No entry: the app was dropped (an event of it, an operator's request) before or while its
+    // page was read, or deleted since the resync (its pass finds that out itself).
     if (!entry || this.now() - entry.readAt > MAX_AGE_MS) return null;
     return entry.rows();
   }
@@ -67,8 +79,8 @@ export class ResyncRows {
 
   /** Forgets everything (the controller stands by). */
   clear(): void {
+    this.forget();
     this.unused.clear();
-    this.loaded.clear();
   }
 
   /** Apps whose rows are read and not yet used (tests). */
@@ -76,10 +88,39 @@ export class ResyncRows {
     return this.loaded.size;
   }
 
-  private load(from: string): void {
-    const readAt = this.now();
-    for (const { name, rows } of this.readPage(from, PAGE_APPS)) {
-      if (this.unused.has(name) && !this.loaded.has(name)) this.loaded.set(name, { readAt, rows });
+  private forget(): void {
+    this.generation += 1;
+    this.reading = null;
+    this.loaded.clear();
+  }
+
+  /** Returns once the app's rows are loaded, or a page that would hold them was read without them. */
+  private async pageOf(app: string): Promise<void> {
+    while (this.unused.has(app) && !this.loaded.has(app)) {
+      const reading = this.reading;
+      if (!reading || app < reading.from) {
+        await this.read(app);
+        return;
+      }
+      const last = await reading.done;
+      if (last === null || app <= last) return;
     }
+  }
+
+  private read(from: string): Promise<string | null> {
+    const generation = this.generation;
+    const readAt = this.now();
+    const done: Promise<string | null> = this.readPage(from)
+      .then((page) => {
+        if (generation === this.generation) {
+          for (const { name, rows } of page) if (this.unused.has(name) && !this.loaded.has(name)) this.loaded.set(name, { readAt, rows });
+        }
+        return page.at(-1)?.name ?? null;
+      })
+      .finally(() => {
+        if (this.reading?.done === done) this.reading = null;
+      });
+    this.reading = { from, done };
+    return done;
   }
 }

@@ -120,8 +120,13 @@ export class AppsRepo {
   }
 
   /** Every app's name and when its record last changed, without its spec: what changed since a look (the controller's resync). */
-  listAppStamps(): Array<{ name: string; updatedAt: string }> {
-    return (this.stamps.all() as Array<{ name: string; updated_at: string }>).map((r) => ({ name: r.name, updatedAt: r.updated_at }));
+  listAppStamps(): AppStamp[] {
+    return toStamps(this.stamps.all());
+  }
+
+  /** The same, without holding the event loop while PostgreSQL reads (a resync's; 20-30 ms at 10,000 apps). */
+  async readAppStamps(): Promise<AppStamp[]> {
+    return toStamps(await this.ctx.sql.allAsync(this.stamps));
   }
 
   /**
@@ -232,3 +237,11 @@ export class AppsRepo {
     });
   }
 }
+
+/** An app's name and when its record last changed (placements.ts). */
+export interface AppStamp {
+  name: string;
+  updatedAt: string;
+}
+
+const toStamps = (rows: unknown[]): AppStamp[] => (rows as Array<{ name: string; updated_at: string }>).map((r) => ({ name: r.name, updatedAt: r.updated_at }));

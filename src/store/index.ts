@@ -3,7 +3,7 @@ export { Store, type StoreOptions } from './store.js';
 export { migrate, loadMigrations, schemaVersion, DEFAULT_MIGRATIONS_DIR, type Migration, type MigrateResult } from './migrate.js';
 export { acquireDbLock, type DbLock } from './lock.js';
 export type { EventListener } from './context.js';
-export type { AppsRepo } from './apps.js';
+export type { AppsRepo, AppStamp } from './apps.js';
 export type { ReleasesRepo } from './releases.js';
 export type { StatusRepo, InvalidRolloutReporter } from './status.js';
 export type { EventsRepo } from './events.js';

@@ -3,7 +3,7 @@ import type { AppPassInputs } from './types.js';
 import { toRelease } from './releases.js';
 import { toStatus, type RolloutRow, type StatusRepo, type StatusRow } from './status.js';
 import type { StoreContext } from './context.js';
-import type { DialectSql, SqlDatabase, SqlStatement } from './sql.js';
+import type { SqlStatement } from './sql.js';
 
 interface PassInputsRow {
   name: string;
@@ -40,15 +40,17 @@ interface PassInputsRow {
  * the query, not for a hundred specs' parsing.
  */
 export class PassInputsRepo {
-  private readonly oneStmt: SqlStatement;
-  /** The page statement per page size (a resync uses one). */
-  private readonly pageStmts = new Map<number, SqlStatement>();
-  private readonly pageSql: (limit: number) => DialectSql;
+  /**
+   * Apps a page brings. A resync's passes start in name order, so one page serves the next
+   * ~100 passes; bounded because a page is one answer held in memory (some specs are hundreds of KB).
+   */
+  static readonly PAGE_APPS = 128;
 
-  private readonly db: SqlDatabase;
+  private readonly oneStmt: SqlStatement;
+  private readonly pageStmt: SqlStatement;
 
   constructor(
-    ctx: StoreContext,
+    private readonly ctx: StoreContext,
     private readonly status: StatusRepo,
   ) {
     // The app's history_limit is read out of its spec here: the pass needs nothing else of it.
@@ -74,12 +76,10 @@ export class PassInputsRepo {
       sqlite: select(`json_extract(a.spec, '$.historyLimit')`, 'a.name', statusFrom, where),
       postgres: select(`(a.spec::jsonb ->> 'historyLimit')::bigint`, '(a.name COLLATE "default")', statusFrom, where),
     });
-    const db = ctx.sql;
-    this.oneStmt = db.prepare(dialect('', 'WHERE a.name = @app'));
+    this.oneStmt = ctx.sql.prepare(dialect('', 'WHERE a.name = @app'));
     // The page's size is in the text, not a parameter: with LIMIT unknown, the generic plan
     // PostgreSQL settles on for a prepared statement hashed every release (15 ms a page; 3.3 with it).
-    this.pageSql = (limit) => dialect(' AND st.app >= @from', `WHERE a.name >= @from ORDER BY a.name LIMIT ${limit}`);
-    this.db = db;
+    this.pageStmt = ctx.sql.prepare(dialect(' AND st.app >= @from', `WHERE a.name >= @from ORDER BY a.name LIMIT ${PassInputsRepo.PAGE_APPS}`));
   }
 
   /** The pass inputs of `app`, or null when there is no such app. */
@@ -88,15 +88,12 @@ export class PassInputsRepo {
     return row ? this.toInputs(row) : null;
   }
 
-  /** Up to `limit` apps from `from` (inclusive) in name order, each parsed when `rows()` is called. */
-  page(from: string, limit: number): Array<{ name: string; rows: () => AppPassInputs }> {
-    const size = Math.max(1, Math.trunc(limit));
-    let stmt = this.pageStmts.get(size);
-    if (!stmt) {
-      stmt = this.db.prepare(this.pageSql(size));
-      this.pageStmts.set(size, stmt);
-    }
-    return (stmt.all({ from }) as PassInputsRow[]).map((row) => ({ name: row.name, rows: () => this.toInputs(row) }));
+  /**
+   * Up to PAGE_APPS apps from `from` (inclusive) in name order, each parsed when `rows()` is
+   * called. Read without holding the event loop while PostgreSQL works (3-30 ms a page).
+   */
+  async page(from: string): Promise<Array<{ name: string; rows: () => AppPassInputs }>> {
+    return ((await this.ctx.sql.allAsync(this.pageStmt, { from })) as PassInputsRow[]).map((row) => ({ name: row.name, rows: () => this.toInputs(row) }));
   }
 
   private toInputs(r: PassInputsRow): AppPassInputs {

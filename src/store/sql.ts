@@ -41,6 +41,12 @@ export interface SqlDatabase {
    * `fn` must be synchronous. A throw rolls it back.
    */
   writeTransaction<T>(fn: () => T, durability: Durability): T;
+  /**
+   * `statement.all(...params)` outside any transaction, without holding the event loop for
+   * the round trip where a statement is one (PostgreSQL); SQLite reads at once. For bulk
+   * reads whose rows may be a moment old (a resync's).
+   */
+  allAsync(statement: SqlStatement, ...params: unknown[]): Promise<unknown[]>;
   /** The schema version the migrations brought the database to. */
   schemaVersion(): number;
   /** The database answers a query (readiness). */

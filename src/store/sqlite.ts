@@ -28,6 +28,10 @@ export class SqliteDatabase implements SqlDatabase {
     }
   }
 
+  async allAsync(statement: SqlStatement, ...params: unknown[]): Promise<unknown[]> {
+    return statement.all(...params);
+  }
+
   schemaVersion(): number {
     return schemaVersion(this.raw);
   }

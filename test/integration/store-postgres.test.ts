@@ -214,6 +214,58 @@ describe('store on PostgreSQL', { skip }, () => {
     });
   });
 
+  describe('reads the daemon awaits (allAsync: a resync\'s bulk reads)', () => {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+    test('the event loop runs while PostgreSQL works; on the one connection, in order with the synchronous statements', async () => {
+      const { url } = await fresh('async');
+      const s = openStore(url);
+      try {
+        s.apps.upsertApp(spec('web'), 'a');
+        const slow = s.sql.prepare('SELECT pg_sleep(0.3) AS slept, name FROM apps');
+        let ticks = 0;
+        const timer = setInterval(() => (ticks += 1), 10);
+        const rows = (await s.sql.allAsync(slow)) as Array<{ name: string }>;
+        clearInterval(timer);
+        assert.deepEqual(
+          rows.map((r) => r.name),
+          ['web'],
+        );
+        assert.ok(ticks >= 10, `a 10 ms timer fired ${ticks} times during a 300 ms read`);
+        assert.deepEqual(await s.sql.allAsync(s.sql.prepare('SELECT name FROM apps').pluck()), ['web'], 'plucked');
+        // A synchronous statement sent after it waits for it: they share the connection, in order.
+        const pending = s.sql.allAsync(slow);
+        const t0 = performance.now();
+        assert.equal(s.apps.getApp('web')?.name, 'web');
+        assert.ok(performance.now() - t0 >= 250, `the synchronous read answered after ${Math.round(performance.now() - t0)} ms`);
+        assert.equal((await pending).length, 1);
+      } finally {
+        s.close();
+      }
+    });
+
+    test('the server going away mid-read, or gone, or the store closed: DB_UNAVAILABLE, never a hang', async () => {
+      const { url } = await fresh('async_gone');
+      const proxy = await startProxy(url);
+      const s = openStore(proxy.url);
+      try {
+        const inFlight = s.sql.allAsync(s.sql.prepare('SELECT pg_sleep(3)'));
+        await sleep(200);
+        const t0 = performance.now();
+        await killHard(proxy.cp);
+        await assert.rejects(inFlight, storeError('DB_UNAVAILABLE'));
+        assert.ok(performance.now() - t0 < 2_000, 'mid-read: fails when the connection does');
+        await assert.rejects(s.sql.allAsync(s.sql.prepare('SELECT 1')), storeError('DB_UNAVAILABLE'), 'gone');
+      } finally {
+        s.close();
+      }
+      const closed = openStore(url);
+      const pending = closed.sql.allAsync(closed.sql.prepare('SELECT pg_sleep(3)'));
+      closed.close();
+      await assert.rejects(pending, storeError('DB_UNAVAILABLE'), 'closed');
+    });
+  });
+
   describe('the server going away', () => {
     test('a statement while PostgreSQL is down fails with DB_UNAVAILABLE at once, not a hang; once it is back the store works again', async () => {
       const { url } = await fresh('stopped');

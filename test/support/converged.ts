@@ -2,6 +2,7 @@
  * Controller tests on SIMULATED hosts (src/hosts/simulated-driver.ts) that start from a
  * converged fleet: apps seeded in a store, and a one-worker controller that rolled them out.
  */
+import { after } from 'node:test';
 import { pino } from 'pino';
 import type { SimulatedHostDriver } from '../../src/hosts/simulated-driver.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
@@ -38,6 +39,26 @@ export async function convergedController(fleet: Map<string, SimulatedHostDriver
   }
   await controller.idle();
   return { store, controller };
+}
+
+/**
+ * For a describe block whose tests each start from a converged fleet: `converged` stops the
+ * previous test's controller and closes its store, then makes the next; the block's `after`
+ * stops the last.
+ */
+export function convergedPerTest(name: (i: number) => string): (fleet: Map<string, SimulatedHostDriver>, count: number) => Promise<{ store: Store; controller: Controller }> {
+  let current: { store: Store; controller: Controller } | undefined;
+  const stop = async () => {
+    await current?.controller.stop();
+    current?.store.close();
+    current = undefined;
+  };
+  after(stop);
+  return async (fleet, count) => {
+    await stop();
+    current = await convergedController(fleet, count, name);
+    return current;
+  };
 }
 
 /** The periodic resync, by hand. */

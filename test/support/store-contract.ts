@@ -12,6 +12,7 @@ import type { AppStatus, BerthEvent } from '../../src/domain/release.js';
 import { parseRolloutRecord, rolloutRecordProblem, type RolloutRecord } from '../../src/domain/rollout.js';
 import { newRecord } from '../../src/reconciler/plan.js';
 import { openStore, type OpenStoreOptions, type Store } from '../../src/store/index.js';
+import { PassInputsRepo } from '../../src/store/pass-inputs.js';
 import type { Durability, Engine } from '../../src/store/sql.js';
 import { makeSpec } from './fixtures.js';
 import { child, collect, killHard, waitForLine } from './store-child.js';
@@ -797,24 +798,31 @@ export function storeContract(fx: StoreFixture): void {
       });
     });
 
-    test('page(): from a name (inclusive) in byte order of names, at most `limit`, each row parsed as one() parses it', async () => {
+    test('page(): from a name (inclusive) in byte order of names, PAGE_APPS at most, each row parsed as one() parses it', async () => {
       const s = await open();
       const names = ['web-b', 'Web-a', 'web_c', 'web-a', 'api'];
       for (const n of names) {
         s.apps.upsertApp(spec(n), 'a');
         s.releases.createRelease({ app: n, version: 'v1', reason: 'deploy', actor: 'a' });
       }
-      const ordered = [...names].sort();
       assert.deepEqual(
-        s.passInputs.page('', 10).map((p) => p.name),
-        ordered,
+        (await s.passInputs.page('')).map((p) => p.name),
+        [...names].sort(),
       );
-      const page = s.passInputs.page('web-a', 2);
+      const page = await s.passInputs.page('web-a');
       assert.deepEqual(
         page.map((p) => p.name),
-        ['web-a', 'web-b'],
+        ['web-a', 'web-b', 'web_c'],
       );
       assert.deepEqual(page[1]!.rows(), s.passInputs.one('web-b'));
+      const more = Array.from({ length: PassInputsRepo.PAGE_APPS }, (_, i) => `z-${String(i).padStart(3, '0')}`);
+      s.transaction(() => {
+        for (const n of more) s.apps.upsertApp(spec(n), 'a');
+      });
+      assert.deepEqual(
+        (await s.passInputs.page('web_c')).map((p) => p.name),
+        ['web_c', ...more.slice(0, -1)],
+      );
     });
 
     test('an invalid stored rollout record reads as absent and is reported, as getRollout does', async () => {
@@ -824,7 +832,7 @@ export function storeContract(fx: StoreFixture): void {
       s.status.putRollout('web', 1, rolloutRecord(1));
       s.sql.prepare('UPDATE rollouts SET state = ? WHERE app = ?').run(JSON.stringify({ ...rolloutRecord(1), revision: 2 }), 'web');
       assert.equal(s.passInputs.one('web')?.rollout, null);
-      assert.equal(s.passInputs.page('web', 1)[0]!.rows().rollout, null);
+      assert.equal((await s.passInputs.page('web'))[0]!.rows().rollout, null);
       assert.deepEqual(problems, ['web: revision: 2, but the row is revision 1', 'web: revision: 2, but the row is revision 1']);
     });
   });

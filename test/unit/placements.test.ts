@@ -17,6 +17,7 @@ describe('AppPlacements', () => {
   const reads: string[] = [];
   const placements = new AppPlacements({
     listAppStamps: () => store.apps.listAppStamps(),
+    readAppStamps: () => store.apps.readAppStamps(),
     getApp: (name) => (reads.push(name), store.apps.getApp(name)),
   });
   const route = { port: 8080, host: null, drainTimeoutMs: 1000 };
@@ -37,11 +38,11 @@ describe('AppPlacements', () => {
     assert.deepEqual(reads, []);
   });
 
-  it('reads again only the app whose record changed, and sees its new hosts; a deleted app is gone', async () => {
+  it('reads again only the app whose record changed, and sees its new hosts (read(): the stamps awaited); a deleted app is gone', async () => {
     await nextMs();
     store.apps.upsertApp(makeSpec({ name: 'b', hosts: ['h4'], proxy: route }), 'test');
     reads.length = 0;
-    assert.deepEqual(placements.current()[1], { name: 'b', hosts: ['h4'], routed: true });
+    assert.deepEqual((await placements.read())[1], { name: 'b', hosts: ['h4'], routed: true });
     assert.deepEqual(reads, ['b']);
     store.apps.deleteApp('a', 'test');
     assert.deepEqual(placements.current().map((p) => p.name), ['b']);

@@ -5,13 +5,11 @@
  * checks the controller's bookkeeping, not Docker; every bed test runs through it.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { simulatedFleet, type SimulatedHostDriver } from '../../src/hosts/simulated-driver.js';
 import { directTraffic } from '../../src/proxy/traffic.js';
-import type { Controller } from '../../src/reconciler/controller.js';
 import { ResyncSnapshot } from '../../src/reconciler/resync-snapshot.js';
-import type { Store } from '../../src/store/index.js';
-import { convergedController, resyncNow } from '../support/converged.js';
+import { convergedPerTest, resyncNow } from '../support/converged.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const listings = (fleet: Map<string, SimulatedHostDriver>) => [...fleet.values()].reduce((n, d) => n + (d.callCounts().listContainers ?? 0), 0);
@@ -79,23 +77,12 @@ describe('ResyncSnapshot: when a pass may use it', () => {
 });
 
 describe('the controller: one listing per host per resync, never a stale one', () => {
-  let store: Store;
-  let controller: Controller | undefined;
-  after(async () => {
-    await controller?.stop();
-    store?.close();
-  });
-
-  async function converged(fleet: Map<string, SimulatedHostDriver>, appCount: number): Promise<Controller> {
-    const made = await convergedController(fleet, appCount, (i) => `app-${i}`);
-    store = made.store;
-    return made.controller;
-  }
+  const converged = convergedPerTest((i) => `app-${i}`);
   const resync = resyncNow;
 
   it('20 apps on 5 hosts (3 each): a resync lists 5 times, not 60, and every app is still looked at', async () => {
     const fleet = simulatedFleet(5, { prefix: 'h' });
-    controller = await converged(fleet, 20);
+    const { controller } = await converged(fleet, 20);
     const before = listings(fleet);
     const looked = new Set<string>();
     const reconcile = controller.reconcile.bind(controller);
@@ -104,13 +91,11 @@ describe('the controller: one listing per host per resync, never a stale one', (
     await controller.idle();
     assert.equal(listings(fleet) - before, 5);
     assert.equal(looked.size, 20);
-    await controller.stop();
-    controller = undefined;
   });
 
   it('passes served from the snapshot wait on nothing, yet the event loop turns between them (the API and timers are not held up for a whole resync)', async () => {
     const fleet = simulatedFleet(5, { prefix: 'h' });
-    controller = await converged(fleet, 120);
+    const { controller } = await converged(fleet, 120);
     let passes = 0;
     let passesWhenTimerFired: number | null = null;
     const reconcile = controller.reconcile.bind(controller);
@@ -124,36 +109,35 @@ describe('the controller: one listing per host per resync, never a stale one', (
     await controller.idle();
     assert.equal(passes, 120);
     assert.ok(passesWhenTimerFired !== null && passesWhenTimerFired < 120, `the timer fired after ${passesWhenTimerFired} of 120 passes`);
-    await controller.stop();
-    controller = undefined;
   });
 
-  it("an operator's request during a resync (a deploy): the app's pass lists its hosts itself, the other apps use the snapshot", async () => {
-    const own: string[] = [];
-    let others = 0;
-    const fleet = simulatedFleet(3, {
-      prefix: 'h',
-      onCall: (c) => {
-        if (c.op !== 'listContainers' || c.app === null) return;
-        if (c.app === 'app-9') own.push(c.host);
-        else others += 1;
-      },
+  for (const when of ['while the resync reads the apps', 'once the resync has queued them'] as const) {
+    it(`an operator's request during a resync (a deploy), ${when}: the app's pass lists its hosts itself, once; the other apps use the snapshot`, async () => {
+      const own: string[] = [];
+      let others = 0;
+      const fleet = simulatedFleet(3, {
+        prefix: 'h',
+        onCall: (c) => {
+          if (c.op !== 'listContainers' || c.app === null) return;
+          if (c.app === 'app-9') own.push(c.host);
+          else others += 1;
+        },
+      });
+      const { controller } = await converged(fleet, 10);
+      own.length = 0;
+      others = 0;
+      resync(controller);
+      if (when === 'once the resync has queued them') await new Promise((r) => setImmediate(r));
+      controller.enqueue('app-9');
+      await controller.idle();
+      assert.deepEqual(own.sort(), ['h1', 'h2', 'h3']);
+      assert.equal(others, 0);
     });
-    controller = await converged(fleet, 10);
-    own.length = 0;
-    others = 0;
-    resync(controller);
-    controller.enqueue('app-9');
-    await controller.idle();
-    assert.deepEqual(own.sort(), ['h1', 'h2', 'h3']);
-    assert.equal(others, 0);
-    await controller.stop();
-    controller = undefined;
-  });
+  }
 
   it("a container removed by hand after the snapshot was taken, before its app's pass: the pass sees it gone and replaces it", async () => {
     const fleet = simulatedFleet(3, { prefix: 'h' });
-    controller = await converged(fleet, 10);
+    const { controller } = await converged(fleet, 10);
     const h2 = fleet.get('h2')!;
     const victim = h2.containers().find((c) => c.labels['berth.app'] === 'app-9' && c.state === 'running')!;
     assert.ok(victim, 'app-9 runs on h2');

@@ -36,18 +36,26 @@ export interface QueryResult {
 export class PostgresBridge {
   private readonly worker: Worker;
   private readonly port: MessagePort;
+  private readonly awaitedAnswers: MessagePort;
   private readonly flag: Int32Array;
+  /** queryAsync's requests waiting for their answers, by id. */
+  private readonly awaited = new Map<number, { settle: (reply: BridgeReply) => void; timer: NodeJS.Timeout }>();
   private nextId = 1;
   private closed = false;
 
   private constructor(url: string, private readonly opts: BridgeOptions) {
-    const { port1, port2 } = new MessageChannel();
+    const sync = new MessageChannel();
+    const answers = new MessageChannel();
     const flag = new SharedArrayBuffer(8);
-    const data: WorkerData = { url, port: port2, flag, ...opts };
-    this.worker = startWorker(data, port2);
+    const data: WorkerData = { url, port: sync.port2, awaitedAnswers: answers.port2, flag, ...opts };
+    this.worker = startWorker(data, [sync.port2, answers.port2]);
     // The thread must not keep a daemon that is done alive; close() ends it too.
     this.worker.unref();
-    this.port = port1;
+    this.port = sync.port1;
+    this.awaitedAnswers = answers.port1;
+    this.awaitedAnswers.on('message', (reply: BridgeReply) => this.awaited.get(reply.id)?.settle(reply));
+    // Only a read awaited keeps the process alive (as a socket with a request in flight would).
+    this.awaitedAnswers.unref();
     this.flag = new Int32Array(flag);
     Atomics.store(this.flag, HEALTHY, 1);
   }
@@ -79,15 +87,36 @@ export class PostgresBridge {
     const id = this.nextId++;
     const { timeoutMs, ...rest } = extra;
     const request: BridgeRequest = { id, text, ...(values ? { values } : {}), ...rest };
-    const reply = this.exchange(request, timeoutMs ?? this.opts.statementTimeoutMs + 1_000);
-    if (reply.error) {
-      const code = reply.error.code;
-      if (isConnectionFailure(code)) {
-        throw new StoreError('DB_UNAVAILABLE', `PostgreSQL: ${reply.error.message}`);
-      }
-      throw new PostgresQueryError(reply.error.message, code);
-    }
-    return { rows: reply.rows ?? [], rowCount: reply.rowCount ?? 0 };
+    return answer(this.exchange(request, timeoutMs ?? this.opts.statementTimeoutMs + 1_000));
+  }
+
+  /**
+   * One read outside any transaction, answered asynchronously: this thread runs on while
+   * PostgreSQL works (a resync's bulk reads, which held the event loop 20-30 ms each). It
+   * runs on the same connection, in order with every other statement (so before any
+   * transaction opened after it). Rejects as `query` throws.
+   */
+  queryAsync(text: string, values?: unknown[], extra: Partial<Pick<BridgeRequest, 'name' | 'rowMode'>> = {}): Promise<QueryResult> {
+    if (this.closed) return Promise.reject(new StoreError('DB_UNAVAILABLE', 'the PostgreSQL store is closed'));
+    if (Atomics.load(this.flag, HEALTHY) === 0) return Promise.reject(new StoreError('DB_UNAVAILABLE', 'PostgreSQL does not answer; reconnecting'));
+    const id = this.nextId++;
+    const timeoutMs = this.opts.statementTimeoutMs + 1_000;
+    return new Promise<BridgeReply>((resolve) => {
+      const settle = (reply: BridgeReply) => {
+        clearTimeout(timer);
+        this.awaited.delete(id);
+        if (this.awaited.size === 0) this.awaitedAnswers.unref();
+        resolve(reply);
+      };
+      const timer = setTimeout(() => {
+        // As `query` does when it gives up: the connection is dropped, and the thread reconnects.
+        if (!this.closed) this.port.postMessage({ id: 0, text: '', reset: true } satisfies BridgeRequest);
+        settle({ id, error: { message: `PostgreSQL did not answer within ${timeoutMs} ms`, code: 'TIMEOUT' } });
+      }, timeoutMs);
+      this.awaited.set(id, { settle, timer });
+      this.awaitedAnswers.ref();
+      this.port.postMessage({ id, text, ...(values ? { values } : {}), ...extra, awaited: true } satisfies BridgeRequest);
+    }).then(answer);
   }
 
   private exchange(request: BridgeRequest, timeoutMs: number): BridgeReply {
@@ -119,9 +148,21 @@ export class PostgresBridge {
     } catch {
       // (A database that does not answer: the thread is ended below regardless.)
     }
+    for (const { settle } of this.awaited.values()) settle({ id: 0, error: { message: 'the PostgreSQL store is closed', code: 'CLOSED' } });
     this.port.close();
+    this.awaitedAnswers.close();
     void this.worker.terminate();
   }
+}
+
+/** A reply's rows, or the error it carries: StoreError DB_UNAVAILABLE for the connection's failure, PostgresQueryError for the statement's. */
+function answer(reply: BridgeReply): QueryResult {
+  if (reply.error) {
+    const code = reply.error.code;
+    if (isConnectionFailure(code)) throw new StoreError('DB_UNAVAILABLE', `PostgreSQL: ${reply.error.message}`);
+    throw new PostgresQueryError(reply.error.message, code);
+  }
+  return { rows: reply.rows ?? [], rowCount: reply.rowCount ?? 0 };
 }
 
 /**
@@ -131,7 +172,7 @@ export class PostgresBridge {
  * thread gets no TypeScript loader of its own on Node 20: the bootstrap registers tsx's
  * before it imports worker.ts.
  */
-function startWorker(data: WorkerData, port: MessagePort): Worker {
+function startWorker(data: WorkerData, ports: MessagePort[]): Worker {
   const typescript = import.meta.url.endsWith('.ts');
   const worker = JSON.stringify(new URL(typescript ? './worker.ts' : './worker.js', import.meta.url).href);
   const loader = typescript ? `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((api) => api.register())` : 'Promise.resolve()';
@@ -144,7 +185,7 @@ function startWorker(data: WorkerData, port: MessagePort): Worker {
       Atomics.store(flag, 0, 1);
       Atomics.notify(flag, 0);
     }));`;
-  return new Worker(bootstrap, { eval: true, workerData: data, transferList: [port] });
+  return new Worker(bootstrap, { eval: true, workerData: data, transferList: ports });
 }
 
 /** A PostgreSQL URL fit for logs and errors: the password replaced. */

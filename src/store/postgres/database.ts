@@ -69,7 +69,15 @@ class PostgresStatement implements SqlStatement {
   }
 
   private exec(params: unknown[]) {
-    return this.bridge.query(this.text, this.values(params), { name: this.name, ...(this.plucked ? { rowMode: 'array' as const } : {}) });
+    return this.bridge.query(this.text, this.values(params), this.options());
+  }
+
+  private options() {
+    return { name: this.name, ...(this.plucked ? { rowMode: 'array' as const } : {}) };
+  }
+
+  private rowsOf(rows: unknown[]): unknown[] {
+    return this.plucked ? rows.map((r) => (r as unknown[])[0]) : rows;
   }
 
   get(...params: unknown[]): unknown {
@@ -78,8 +86,11 @@ class PostgresStatement implements SqlStatement {
   }
 
   all(...params: unknown[]): unknown[] {
-    const rows = this.exec(params).rows;
-    return this.plucked ? rows.map((r) => (r as unknown[])[0]) : rows;
+    return this.rowsOf(this.exec(params).rows);
+  }
+
+  async allAsync(params: unknown[]): Promise<unknown[]> {
+    return this.rowsOf((await this.bridge.queryAsync(this.text, this.values(params), this.options())).rows);
   }
 
   run(...params: unknown[]): { changes: number } {
@@ -134,6 +145,11 @@ export class PostgresDatabase implements SqlDatabase {
     }
     this.bridge.query('COMMIT');
     return result;
+  }
+
+  allAsync(statement: SqlStatement, ...params: unknown[]): Promise<unknown[]> {
+    // (Every statement of this database is one of its own: prepare() made it.)
+    return (statement as PostgresStatement).allAsync(params);
   }
 
   schemaVersion(): number {

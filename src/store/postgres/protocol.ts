@@ -1,8 +1,10 @@
 /** What the daemon's thread and the PostgreSQL thread say to each other (bridge.ts, worker.ts). */
 export interface WorkerData {
   url: string;
-  /** The other end of the daemon's MessageChannel. */
+  /** The other end of the daemon's MessageChannel: requests it waits for (ANSWERED is set with each answer). */
   port: unknown;
+  /** The other end of a second MessageChannel: the answers to `awaited` requests (no flag set). */
+  awaitedAnswers: unknown;
   /**
    * A SharedArrayBuffer of two Int32s: [ANSWERED] set to 1 and notified when an answer is
    * posted; [HEALTHY] 1 while the thread has a connection that answers, 0 while it reconnects.
@@ -25,6 +27,12 @@ export interface BridgeRequest {
   close?: boolean;
   /** Drop the connection (the daemon timed out on it) and reconnect in the background. */
   reset?: boolean;
+  /**
+   * The daemon awaits the answer rather than wait on the flag: it comes on the second port.
+   * The request itself comes on the first, as every other, so that it runs in order with
+   * them (never inside a transaction the daemon opened after it).
+   */
+  awaited?: boolean;
 }
 
 export const ANSWERED = 0;

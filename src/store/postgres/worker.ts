@@ -13,6 +13,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
 const data = workerData as WorkerData;
 const port = data.port as MessagePort;
+const awaitedAnswers = data.awaitedAnswers as MessagePort;
 const flag = new Int32Array(data.flag);
 const IDLE_IN_TRANSACTION_MS = 2_000;
 /** How long the thread waits between attempts to reconnect. */
@@ -140,10 +141,12 @@ port.on('message', (req: BridgeRequest) => {
       Atomics.store(flag, ANSWERED, 1);
       Atomics.notify(flag, ANSWERED);
       port.close();
+      awaitedAnswers.close();
     });
     return;
   }
   void run(req).then((reply) => {
+    if (req.awaited) return awaitedAnswers.postMessage(reply);
     port.postMessage(reply);
     Atomics.store(flag, ANSWERED, 1);
     Atomics.notify(flag, ANSWERED);
