@@ -49,12 +49,17 @@ interface HostSnapshot {
   takenAt: number;
   containers: Promise<ObservedContainer[]>;
   routes: Promise<(app: string, route: ProxyRouteSpec) => RouteState> | null;
-  /** Apps whose next pass may still use this snapshot. */
-  unused: Set<string>;
+  /** How many apps' next passes may still use this snapshot. */
+  users: number;
 }
 
 export class ResyncSnapshot {
   private readonly hosts = new Map<string, HostSnapshot>();
+  /**
+   * Per app, the hosts whose listing its next pass may still use. (A list per app, not a set
+   * of apps per host: at 10,000 apps that was 65,000 set entries, 30-90 ms of one turn.)
+   */
+  private readonly unused = new Map<string, string[]>();
 
   constructor(
     private readonly o: {
@@ -72,37 +77,44 @@ export class ResyncSnapshot {
    * (its passes answer unreachable without a call, as before).
    */
   take(apps: readonly SnapshotApp[], skip: { app(name: string): boolean; host(name: string): boolean }): void {
-    this.hosts.clear();
+    this.clear();
     const takenAt = this.o.now();
-    const users = new Map<string, { apps: Set<string>; routed: boolean }>();
+    // In the order the apps (and so their passes) first need them; null: a host not looked at.
+    const needed = new Map<string, { users: number; routed: boolean } | null>();
     for (const app of apps) {
       if (skip.app(app.name)) continue;
+      const hosts: string[] = [];
       for (const host of app.hosts) {
-        const u = users.get(host) ?? { apps: new Set<string>(), routed: false };
-        u.apps.add(app.name);
-        u.routed ||= app.routed;
-        users.set(host, u);
+        let need = needed.get(host);
+        if (need === undefined) {
+          need = this.o.drivers.has(host) && !skip.host(host) ? { users: 0, routed: false } : null;
+          needed.set(host, need);
+        }
+        if (!need) continue;
+        need.users += 1;
+        need.routed ||= app.routed;
+        hosts.push(host);
       }
+      if (hosts.length > 0) this.unused.set(app.name, hosts);
     }
     const slots = new Slots(SNAPSHOT_READS_IN_FLIGHT);
     const readRoutes = this.o.traffic.observeRoutes?.bind(this.o.traffic);
-    // `users` holds the hosts in the order the apps (and so their passes) first need them.
-    for (const [host, u] of users) {
-      const driver = this.o.drivers.get(host);
-      if (!driver || skip.host(host)) continue;
+    for (const [host, need] of needed) {
+      if (!need) continue;
+      const driver = this.o.drivers.get(host)!;
       const containers = slots.run(() => driver.listContainers());
-      const routes = u.routed && readRoutes ? slots.run(() => readRoutes(host)) : null;
+      const routes = need.routed && readRoutes ? slots.run(() => readRoutes(host)) : null;
       // A failed read is the pass's to report (it awaits the promise); none is left unhandled meanwhile.
       containers.catch(() => {});
       routes?.catch(() => {});
-      this.hosts.set(host, { takenAt, containers, routes, unused: u.apps });
+      this.hosts.set(host, { takenAt, containers, routes, users: need.users });
     }
   }
 
   /** The snapshot's view of `app` on `host`, once; null when the pass must look for itself. */
   use(host: string, app: string): SnapshotEntry | null {
     const h = this.hosts.get(host);
-    if (!h || !this.release(host, h, app)) return null;
+    if (!h || !this.release(host, app)) return null;
     if (this.o.now() - h.takenAt > this.o.maxAgeMs) {
       this.hosts.delete(host);
       return null;
@@ -116,8 +128,7 @@ export class ResyncSnapshot {
 
   /** Something changed `app`'s containers on `host` (a Docker event): its next pass lists them itself. */
   dropApp(host: string, app: string): void {
-    const h = this.hosts.get(host);
-    if (h) this.release(host, h, app);
+    this.release(host, app);
   }
 
   /** Hosts the snapshot still holds a listing of (tests). */
@@ -126,14 +137,25 @@ export class ResyncSnapshot {
   }
 
   /**
-   * Takes `app` off the host's unused apps; whether it was on them. The host's listing
+   * Takes the host off `app`'s unused hosts; whether it was on them. The host's listing
    * (at 10,000 apps, 65,000 containers in all) goes once no pass can use it any more,
    * not at the next resync: the passes that need it hold their own promise of it.
    */
-  private release(host: string, h: HostSnapshot, app: string): boolean {
-    const was = h.unused.delete(app);
-    if (h.unused.size === 0) this.hosts.delete(host);
-    return was;
+  private release(host: string, app: string): boolean {
+    const hosts = this.unused.get(app);
+    const i = hosts?.indexOf(host) ?? -1;
+    if (!hosts || i < 0) return false;
+    // (Order does not matter: the last one takes its place.)
+    hosts[i] = hosts[hosts.length - 1]!;
+    hosts.pop();
+    if (hosts.length === 0) this.unused.delete(app);
+    this.letGo(host);
+    return true;
+  }
+
+  private letGo(host: string): void {
+    const h = this.hosts.get(host);
+    if (h && --h.users === 0) this.hosts.delete(host);
   }
 
   /**
@@ -142,12 +164,14 @@ export class ResyncSnapshot {
    * at a time), and sees them as they are now.
    */
   dropAppEverywhere(app: string): void {
-    for (const [host, h] of this.hosts) this.release(host, h, app);
+    for (const host of this.unused.get(app) ?? []) this.letGo(host);
+    this.unused.delete(app);
   }
 
   /** Forgets every host (the controller stands by: what it saw may be stale when it leads again). */
   clear(): void {
     this.hosts.clear();
+    this.unused.clear();
   }
 
   /** Events of the host may have been missed, or its proxy changed: every pass lists for itself. */

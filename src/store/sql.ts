@@ -2,7 +2,8 @@
  * The seam between the repositories and a database engine. The repositories hold
  * their SQL and call these; SQLite (better-sqlite3, sqlite.ts) and PostgreSQL
  * (postgres/database.ts) implement them. Every call is synchronous on both engines,
- * so a transaction's function can never span an await (docs/design.md, "The store").
+ * so a transaction's function can never span an await (docs/design.md, "The store"),
+ * but for `allAsync`: a bulk read outside any transaction.
  *
  * Parameters are written `?` (positional) or `@name` (one object argument), as
  * better-sqlite3 takes them; the PostgreSQL side rewrites them to `$n` once per statement.

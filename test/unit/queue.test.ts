@@ -173,4 +173,52 @@ describe('work queue', () => {
     gate.resolve();
     await q.idle();
   });
+
+  describe("a front key's head start: no routine pass starts for frontHeadStartMs after it, while it runs", () => {
+    function headStartQueue() {
+      const gates = new Map<string, ReturnType<typeof deferred>>();
+      const started: string[] = [];
+      const q = new WorkQueue(
+        async (k) => {
+          started.push(k);
+          const gate = deferred();
+          gates.set(k, gate);
+          await gate.promise;
+          return null;
+        },
+        () => {},
+        { concurrency: 4, frontSlots: 1, frontHeadStartMs: 150 },
+      );
+      return { q, started, finish: (k: string) => gates.get(k)!.resolve() };
+    }
+
+    it('routine keys wait while the front pass runs, and start as soon as it ends', async () => {
+      const { q, started, finish } = headStartQueue();
+      q.add('urgent', { front: true });
+      q.add('a');
+      q.add('b');
+      await tick(50);
+      assert.deepEqual(started, ['urgent'], 'a and b wait although workers are free');
+      finish('urgent');
+      await tick(5);
+      assert.deepEqual(started, ['urgent', 'a', 'b']);
+      finish('a');
+      finish('b');
+      await q.idle();
+    });
+
+    it('a front pass that runs long holds them back only for the head start', async () => {
+      const { q, started, finish } = headStartQueue();
+      q.add('slow', { front: true });
+      q.add('a');
+      const t0 = performance.now();
+      while (!started.includes('a') && performance.now() - t0 < 2_000) await tick(5);
+      const waited = performance.now() - t0;
+      assert.deepEqual(started, ['slow', 'a']);
+      assert.ok(waited >= 140 && waited < 1_000, `a started after ${Math.round(waited)} ms`);
+      finish('slow');
+      finish('a');
+      await q.idle();
+    });
+  });
 });
