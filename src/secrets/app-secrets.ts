@@ -56,13 +56,18 @@ export class SecretsFileCache {
   private readonly cache = new Map<string, { key: string; read: AppSecretsRead }>();
 
   read(file: string): AppSecretsRead {
-    let st: Stats;
+    let st: Stats | undefined;
     try {
-      st = statSync(file);
+      // No file is the common case (an app without secrets), met by every pass: not worth an
+      // exception each (at 10,000 apps, 10,000 thrown per resync: ~80 ms of CPU).
+      st = statSync(file, { throwIfNoEntry: false });
     } catch (err) {
       this.cache.delete(file);
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { file, exists: false, values: {}, problem: null };
       return unusable(file, `cannot read ${file}: ${(err as Error).message}`);
+    }
+    if (!st) {
+      this.cache.delete(file);
+      return { file, exists: false, values: {}, problem: null };
     }
     const hit = this.cache.get(file);
     if (hit?.key === changeKey(st)) return hit.read;
