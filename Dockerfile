@@ -75,9 +75,11 @@ RUN groupadd --system --gid 10001 berth \
 # it may use 2 GiB or more (Node's default with 8 GiB of memory or more), 1.8x at 1,536 MiB:
 # at 10,000 apps, RSS after no-op resyncs 442-667 MiB without the cap, under 400 with it
 # (docs/benchmarks.md, "Memory at 10,000 apps", which also says when to raise it).
-# `docker run -e NODE_OPTIONS=...` replaces it.
+# The young generation is kept at 4 MiB: a scavenge copies what survives it, and with the
+# default (16) the resync's passes' survivors made scavenges of 20-40 ms, the loop's longest
+# stalls (docs/benchmarks.md). `docker run -e NODE_OPTIONS=...` replaces both.
 ENV NODE_ENV=production \
-    NODE_OPTIONS=--max-old-space-size=1536 \
+    NODE_OPTIONS="--max-old-space-size=1536 --max-semi-space-size=4" \
     BERTH_CONFIG=/app/deploy/berth.yml \
     BERTH_DB=/var/lib/berth/berth.db \
     BERTH_LISTEN=0.0.0.0:7373

@@ -56,6 +56,8 @@ const HEAP_BREAKDOWN = process.env.BENCH_HEAP === '1';
 const ALLOCATIONS = process.env.BENCH_ALLOC === '1';
 /** 1: during the resync runs, name what the loop was doing in each stall over 20 ms (the resync call, a store read or write, a GC). */
 const STALLS = process.env.BENCH_STALLS === '1';
+/** perf_hooks' NODE_PERFORMANCE_GC_* kinds. */
+const GC_KINDS: Record<number, string> = { 1: 'scavenge', 2: 'mark-compact', 4: 'incremental marking', 8: 'weak callbacks' };
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -267,21 +269,20 @@ async function main(): Promise<void> {
   // The process's CPU time and V8's GC pauses per run: what the wall time is made of when other jobs share the cores.
   const resyncCpuMs: number[] = [];
   /**
-   * The resync's two turns that hold the event loop: the call (the pings' start, the stamps'
-   * read sent), and once the stamps are in, the snapshot's start and the 10,000 enqueues. The
-   * second is timed from the snapshot's take to the first microtask after it, which runs once
-   * that turn's synchronous work is done.
+   * Two of the resync's turns that hold the event loop: the call (the pings' start, the
+   * stamps' read sent), and once the stamps are in, the snapshot's start, timed from the take
+   * to the first microtask after it, which runs once that turn's synchronous work is done.
    */
   const resyncCallMs: number[] = [];
-  const resyncQueueTurnMs: number[] = [];
+  const snapshotStartMs: number[] = [];
   const snapshotInternals = controller as unknown as { snapshot: { take: (...a: unknown[]) => void } };
   const take = snapshotInternals.snapshot.take.bind(snapshotInternals.snapshot);
   snapshotInternals.snapshot.take = (...a: unknown[]) => {
     const start = performance.now();
     take(...a);
     queueMicrotask(() => {
-      resyncQueueTurnMs.push(performance.now() - start);
-      if (STALLS) spans.push({ what: "the resync's queueing turn", start, end: performance.now() });
+      snapshotStartMs.push(performance.now() - start);
+      if (STALLS) spans.push({ what: "the snapshot's start", start, end: performance.now() });
     });
   };
   const resyncGcMs: number[] = [];
@@ -293,7 +294,7 @@ async function main(): Promise<void> {
   const gcObserver = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       gcMs += e.duration;
-      if (STALLS) spans.push({ what: 'gc', start: e.startTime, end: e.startTime + e.duration });
+      if (STALLS) spans.push({ what: `gc (${GC_KINDS[((e as unknown as { detail?: { kind?: number } }).detail?.kind) ?? 0] ?? 'other'})`, start: e.startTime, end: e.startTime + e.duration });
     }
   });
   if (STALLS) {
@@ -496,7 +497,7 @@ async function main(): Promise<void> {
       loadAverage1m: { before: ms(loadBefore[0]!), after: ms(loadAfter[0]!) },
       eventLoopLagMs: { p50OfRunP99: ms(pct(lagRuns.map((l) => l.p99), 50)), worstP99: ms(Math.max(...lagRuns.map((l) => l.p99))), worstMax: ms(Math.max(...lagRuns.map((l) => l.max))) },
       resyncCallRunsMs: resyncCallMs.map(ms),
-      resyncQueueTurnRunsMs: resyncQueueTurnMs.slice(0, RESYNC_RUNS).map(ms),
+      snapshotStartRunsMs: snapshotStartMs.slice(0, RESYNC_RUNS).map(ms),
       cpuRunsMs: resyncCpuMs.map(Math.round),
       gcPauseRunsMs: resyncGcMs.map(Math.round),
       zeroHostLatencyRunsMs: resyncZeroMs.map(Math.round),
@@ -529,7 +530,7 @@ async function main(): Promise<void> {
     ['  when each app converged', `first ${(results.initialRollout.appConvergedAtMs.first / 1000).toFixed(1)} s, median ${(results.initialRollout.appConvergedAtMs.p50 / 1000).toFixed(1)} s, last ${(results.initialRollout.appConvergedAtMs.last / 1000).toFixed(1)} s`],
     ['no-op full resync p50', `${results.noopResync.p50Ms} ms (runs: ${results.noopResync.runsMs.join(', ')}; ${resyncCalls} host calls, ${resyncCommits} store commits/run)`],
     ['  the resync() call itself', `${results.noopResync.resyncCallRunsMs.join(', ')} ms (synchronous: the loop waits for it)`],
-    ['  its queueing turn', `${results.noopResync.resyncQueueTurnRunsMs.join(', ')} ms (snapshot's start, every app queued; also synchronous)`],
+    ['  the snapshot\'s start', `${results.noopResync.snapshotStartRunsMs.join(', ')} ms (a turn of its own once the stamps are in; also synchronous)`],
     ['  CPU / GC pauses per run', `${results.noopResync.cpuRunsMs.join(', ')} ms CPU (user + system) / ${results.noopResync.gcPauseRunsMs.join(', ')} ms GC`],
     ['  same, zero host latency', `${results.noopResync.zeroHostLatencyRunsMs.join(', ')} ms (berth's own CPU + store cost)`],
     ...(postgres ? [] : [['  same, synchronous=NORMAL (diag)', `${results.noopResync.diagnosticSynchronousNormalZeroLatencyRunsMs.join(', ')} ms (no fsync per commit; not what berth runs)`] as [string, string]]),

@@ -12,8 +12,8 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-/** V8's old-space limit as the daemon is started with (docs/benchmarks.md, "Memory at 10,000 apps"). */
-const DAEMON_HEAP = '--max-old-space-size=1536';
+/** V8's heap settings as the daemon is started with (docs/benchmarks.md, "Memory at 10,000 apps"). */
+const DAEMON_HEAP = '--max-old-space-size=1536 --max-semi-space-size=4';
 const benchDir = join(root, 'bench');
 const testbed = join(root, 'test', 'hosts', 'testbed');
 const hostCount = process.env.BERTH_TESTBED_HOSTS ?? '3';
@@ -68,7 +68,7 @@ for (const file of selected) {
   console.error(`[bench] ${name}: node ${DAEMON_HEAP} --import tsx ${relative(root, join(benchDir, file))}`);
   const t0 = Date.now();
   // The heap setting the daemon runs with (Dockerfile, systemd unit, npm start): memory figures are the daemon's.
-  const res = spawnSync(process.execPath, [DAEMON_HEAP, '--import', 'tsx', join('bench', file)], { cwd: root, stdio: 'inherit', env: process.env });
+  const res = spawnSync(process.execPath, [...DAEMON_HEAP.split(' '), '--import', 'tsx', join('bench', file)], { cwd: root, stdio: 'inherit', env: process.env });
   const secs = ((Date.now() - t0) / 1000).toFixed(0);
   results.push([name, res.status === 0 ? `ok (${secs} s)` : `FAILED (exit ${res.status ?? res.signal}, ${secs} s)`]);
 }

@@ -126,8 +126,12 @@ describe('the controller: one listing per host per resync, never a stale one', (
       const { controller } = await converged(fleet, 10);
       own.length = 0;
       others = 0;
+      let firstPass!: () => void;
+      const passesStarted = new Promise<void>((r) => (firstPass = r));
+      const reconcile = controller.reconcile.bind(controller);
+      controller.reconcile = (app) => (firstPass(), reconcile(app));
       resync(controller);
-      if (when === 'once the resync has queued them') await new Promise((r) => setImmediate(r));
+      if (when === 'once the resync has queued them') await passesStarted;
       controller.enqueue('app-9');
       await controller.idle();
       assert.deepEqual(own.sort(), ['h1', 'h2', 'h3']);
