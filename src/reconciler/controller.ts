@@ -203,7 +203,7 @@ export class Controller {
     this.snapshot.clear();
     this.rows.clear();
     await this.queue.shutdown();
-    // (A resync reading its stamps queues nothing once it has read them: the store stays open until then.)
+    // (A resync under way stops at its next turn, as this daemon no longer runs: the store stays open until then.)
     await this.resyncing?.catch(() => {});
   }
 

@@ -249,11 +249,12 @@ describe('store on PostgreSQL', { skip }, () => {
       const proxy = await startProxy(url);
       const s = openStore(proxy.url);
       try {
-        const inFlight = s.sql.allAsync(s.sql.prepare('SELECT pg_sleep(3)'));
+        // (Checked from the start: it may fail before killHard returns.)
+        const inFlight = assert.rejects(s.sql.allAsync(s.sql.prepare('SELECT pg_sleep(3)')), storeError('DB_UNAVAILABLE'));
         await sleep(200);
         const t0 = performance.now();
         await killHard(proxy.cp);
-        await assert.rejects(inFlight, storeError('DB_UNAVAILABLE'));
+        await inFlight;
         assert.ok(performance.now() - t0 < 2_000, 'mid-read: fails when the connection does');
         await assert.rejects(s.sql.allAsync(s.sql.prepare('SELECT 1')), storeError('DB_UNAVAILABLE'), 'gone');
       } finally {
