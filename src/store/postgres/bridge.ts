@@ -78,12 +78,8 @@ export class PostgresBridge {
    * not answer in time or the connection failed.
    */
   query(text: string, values?: unknown[], extra: Partial<Pick<BridgeRequest, 'name' | 'rowMode' | 'begin'>> & { timeoutMs?: number } = {}): QueryResult {
-    if (this.closed) throw new StoreError('DB_UNAVAILABLE', 'the PostgreSQL store is closed');
-    // Lost: fail at once while the thread reconnects, rather than stall the event loop on every call.
-    // A ROLLBACK still goes (the thread answers it without the server): the thread must learn that
-    // the transaction whose connection it lost is over, or it refuses every later statement as
-    // part of it, pings included, until the next write happens to begin.
-    if (Atomics.load(this.flag, HEALTHY) === 0 && text !== 'ROLLBACK') throw new StoreError('DB_UNAVAILABLE', 'PostgreSQL does not answer; reconnecting');
+    const refused = this.refusal(text);
+    if (refused) throw refused;
     const id = this.nextId++;
     const { timeoutMs, ...rest } = extra;
     const request: BridgeRequest = { id, text, ...(values ? { values } : {}), ...rest };
@@ -97,8 +93,8 @@ export class PostgresBridge {
    * transaction opened after it). Rejects as `query` throws.
    */
   queryAsync(text: string, values?: unknown[], extra: Partial<Pick<BridgeRequest, 'name' | 'rowMode'>> = {}): Promise<QueryResult> {
-    if (this.closed) return Promise.reject(new StoreError('DB_UNAVAILABLE', 'the PostgreSQL store is closed'));
-    if (Atomics.load(this.flag, HEALTHY) === 0) return Promise.reject(new StoreError('DB_UNAVAILABLE', 'PostgreSQL does not answer; reconnecting'));
+    const refused = this.refusal(text);
+    if (refused) return Promise.reject(refused);
     const id = this.nextId++;
     const timeoutMs = this.opts.statementTimeoutMs + 1_000;
     return new Promise<BridgeReply>((resolve) => {
@@ -117,6 +113,18 @@ export class PostgresBridge {
       this.awaitedAnswers.ref();
       this.port.postMessage({ id, text, ...(values ? { values } : {}), ...extra, awaited: true } satisfies BridgeRequest);
     }).then(answer);
+  }
+
+  /**
+   * Why a statement is not sent at all. Lost: fail at once while the thread reconnects, rather
+   * than stall the event loop on every call. A ROLLBACK still goes (the thread answers it without
+   * the server): the thread must learn that the transaction whose connection it lost is over, or
+   * it refuses every later statement as part of it, pings included, until the next write begins.
+   */
+  private refusal(text: string): StoreError | null {
+    if (this.closed) return new StoreError('DB_UNAVAILABLE', 'the PostgreSQL store is closed');
+    if (Atomics.load(this.flag, HEALTHY) === 0 && text !== 'ROLLBACK') return new StoreError('DB_UNAVAILABLE', 'PostgreSQL does not answer; reconnecting');
+    return null;
   }
 
   private exchange(request: BridgeRequest, timeoutMs: number): BridgeReply {
