@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { HostDriver } from '../hosts/host-driver.js';
 import { HostReachability } from '../hosts/reachability.js';
@@ -32,7 +33,6 @@ const OPERATOR_HEAD_START_MS = 250;
 /** Apps a resync queues per turn of the event loop: 10,000 adds in one held it 3-25 ms. */
 const QUEUED_PER_TURN = 1_000;
 
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export interface ControllerOptions {
   store: Store;
@@ -244,7 +244,7 @@ export class Controller {
       const ownReads = (name: string) => this.queue.isActive(name) || requested.has(name);
       await nextTurn();
       if (!this.running) return;
-      this.snapshot.take(apps, { app: ownReads, host: (name) => this.deps.reachability.downSince(name) !== null });
+      await this.snapshot.take(apps, { app: ownReads, host: (name) => this.deps.reachability.downSince(name) !== null });
       await nextTurn();
       if (!this.running) return;
       this.rows.take(

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ProxyRouteSpec } from '../domain/app-spec.js';
 import type { HostDriver, ObservedContainer } from '../hosts/host-driver.js';
 import { Slots } from '../proxy/slots.js';
@@ -31,6 +32,9 @@ import type { RouteState, TrafficSwitch } from '../proxy/traffic.js';
  * the order the apps' passes need them, a few at a time, the loop turns between them.
  */
 const SNAPSHOT_READS_IN_FLIGHT = 32;
+/** Apps whose hosts one turn of a take goes through: 10,000 in one held the event loop 14-35 ms (bench/scale-10k.ts). */
+const APPS_PER_TURN = 2_000;
+
 
 export interface SnapshotEntry {
   containers: Promise<ObservedContainer[]>;
@@ -61,6 +65,8 @@ export class ResyncSnapshot {
    * of apps per host: at 10,000 apps that was 65,000 set entries, 30-90 ms of one turn.)
    */
   private readonly unused = new Map<string, string[]>();
+  /** Moves at every clear: a take under way when it moved holds nothing. */
+  private generation = 0;
 
   constructor(
     private readonly o: {
@@ -76,32 +82,46 @@ export class ResyncSnapshot {
    * Starts one listing (and one route read) per host the apps run on; the passes that
    * use it wait for it. `skip`: an app whose pass is in flight, or a host known to be down
    * (its passes answer unreachable without a call, as before).
+   *
+   * The apps' hosts are gone through APPS_PER_TURN apps a turn of the event loop, and
+   * `skip.app` asked in the last turn, just before the listings start: a pass that ran and
+   * ended in between acted before any listing, which then shows what it did. A `clear()`
+   * meanwhile (the controller stands by) ends the take with nothing held.
    */
-  take(apps: readonly SnapshotApp[], skip: { app(name: string): boolean; host(name: string): boolean }): void {
+  async take(apps: readonly SnapshotApp[], skip: { app(name: string): boolean; host(name: string): boolean }): Promise<void> {
     this.clear();
+    const generation = this.generation;
     const takenAt = this.o.now();
     // In the order the apps (and so their passes) first need them; null: a host not looked at.
     const needed = new Map<string, { users: number; routed: boolean } | null>();
-    for (const app of apps) {
-      if (skip.app(app.name)) continue;
-      const hosts: string[] = [];
-      for (const host of app.hosts) {
-        let need = needed.get(host);
-        if (need === undefined) {
-          need = this.o.drivers.has(host) && !skip.host(host) ? { users: 0, routed: false } : null;
-          needed.set(host, need);
+    const hostsOf: Array<{ app: string; hosts: string[] }> = [];
+    for (let i = 0; i < apps.length; i += APPS_PER_TURN) {
+      if (i > 0) await nextTurn();
+      if (generation !== this.generation) return;
+      for (const app of apps.slice(i, i + APPS_PER_TURN)) {
+        const hosts: string[] = [];
+        for (const host of app.hosts) {
+          let need = needed.get(host);
+          if (need === undefined) {
+            need = this.o.drivers.has(host) && !skip.host(host) ? { users: 0, routed: false } : null;
+            needed.set(host, need);
+          }
+          if (!need) continue;
+          need.users += 1;
+          need.routed ||= app.routed;
+          hosts.push(host);
         }
-        if (!need) continue;
-        need.users += 1;
-        need.routed ||= app.routed;
-        hosts.push(host);
+        if (hosts.length > 0) hostsOf.push({ app: app.name, hosts });
       }
-      if (hosts.length > 0) this.unused.set(app.name, hosts);
+    }
+    for (const { app, hosts } of hostsOf) {
+      if (!skip.app(app)) this.unused.set(app, hosts);
+      else for (const host of hosts) needed.get(host)!.users -= 1;
     }
     const slots = new Slots(SNAPSHOT_READS_IN_FLIGHT);
     const readRoutes = this.o.traffic.observeRoutes?.bind(this.o.traffic);
     for (const [host, need] of needed) {
-      if (!need) continue;
+      if (!need || need.users === 0) continue;
       const driver = this.o.drivers.get(host)!;
       const containers = slots.run(() => driver.listContainers()).then(byApp);
       const routes = need.routed && readRoutes ? slots.run(() => readRoutes(host)) : null;
@@ -171,6 +191,7 @@ export class ResyncSnapshot {
 
   /** Forgets every host (the controller stands by: what it saw may be stale when it leads again). */
   clear(): void {
+    this.generation += 1;
     this.hosts.clear();
     this.unused.clear();
   }

@@ -27,7 +27,7 @@ describe('ResyncSnapshot: when a pass may use it', () => {
 
   it('lists each host once for all its apps; each app uses it once; an app whose pass runs gets nothing', async () => {
     const before = listings(fleet);
-    take();
+    await take();
     const a1 = snapshot.use('h1', 'a');
     assert.ok(a1);
     assert.deepEqual(await a1.containers, []);
@@ -41,8 +41,8 @@ describe('ResyncSnapshot: when a pass may use it', () => {
     assert.equal(snapshot.use('h2', 'busy'), null);
   });
 
-  it('a Docker event of the app on the host, of the proxy, or a re-subscription drops what it may have changed', () => {
-    take();
+  it('a Docker event of the app on the host, of the proxy, or a re-subscription drops what it may have changed', async () => {
+    await take();
     snapshot.dropApp('h1', 'a');
     assert.equal(snapshot.use('h1', 'a'), null);
     assert.ok(snapshot.use('h2', 'b') === null && snapshot.use('h2', 'a'), 'the same app on another host is untouched');
@@ -50,8 +50,8 @@ describe('ResyncSnapshot: when a pass may use it', () => {
     assert.equal(snapshot.use('h1', 'b'), null);
   });
 
-  it("lets go of a host's listing once every app that may use it has, or has been dropped", () => {
-    take();
+  it("lets go of a host's listing once every app that may use it has, or has been dropped", async () => {
+    await take();
     assert.equal(snapshot.heldHosts, 2);
     assert.ok(snapshot.use('h1', 'a'));
     assert.equal(snapshot.heldHosts, 2, 'b has yet to use h1');
@@ -61,18 +61,66 @@ describe('ResyncSnapshot: when a pass may use it', () => {
     assert.equal(snapshot.heldHosts, 0, "h2's only user was dropped");
   });
 
-  it("an operator's request for an app: its next pass lists every host itself; the other apps keep the snapshot", () => {
-    take();
+  it("an operator's request for an app: its next pass lists every host itself; the other apps keep the snapshot", async () => {
+    await take();
     snapshot.dropAppEverywhere('a');
     assert.equal(snapshot.use('h1', 'a'), null);
     assert.equal(snapshot.use('h2', 'a'), null);
     assert.ok(snapshot.use('h1', 'b'));
   });
 
-  it('older than maxAgeMs: not used', () => {
-    take();
+  it('older than maxAgeMs: not used', async () => {
+    await take();
     clock += 10_001;
     assert.equal(snapshot.use('h2', 'a'), null);
+  });
+});
+
+describe('ResyncSnapshot: a take of many apps, in turns of the event loop', () => {
+  const fleet = simulatedFleet(10, { prefix: 'h' });
+  const snapshot = new ResyncSnapshot({ drivers: fleet, traffic: directTraffic, maxAgeMs: 10_000, now: Date.now });
+  const apps = Array.from({ length: 5_000 }, (_, i) => ({ name: `app-${i}`, hosts: [`h${(i % 10) + 1}`, `h${((i + 1) % 10) + 1}`], routed: false }));
+  const nothingSkipped = { app: () => false, host: () => false };
+
+  it('lets the loop turn between its turns (5,000 apps: an immediate queued after the call runs before it ends)', async () => {
+    let turned = false;
+    const taking = snapshot.take(apps, nothingSkipped);
+    setImmediate(() => (turned = true));
+    let turnedBeforeTheEnd = false;
+    await taking.then(() => (turnedBeforeTheEnd = turned));
+    assert.ok(turnedBeforeTheEnd, 'the take held the loop from start to end');
+    assert.ok(snapshot.use('h1', 'app-0'), 'and the apps got their entries');
+  });
+
+  it("asks whether an app's pass runs in its last turn, just before the listings start: a pass begun meanwhile gets no entry", async () => {
+    const running = new Set<string>();
+    const taking = snapshot.take(apps, { app: (name) => running.has(name), host: () => false });
+    // (After the take's first turn: the app's hosts were gone through already.)
+    setImmediate(() => running.add('app-0'));
+    await taking;
+    assert.equal(snapshot.use('h1', 'app-0'), null);
+    assert.equal(snapshot.use('h2', 'app-0'), null);
+    assert.ok(snapshot.use('h1', 'app-9'));
+  });
+
+  it('a host no app is left to use is not listed', async () => {
+    const only = [{ name: 'x', hosts: ['h1'], routed: false }, { name: 'y', hosts: ['h1', 'h2'], routed: false }];
+    const before = fleet.get('h1')!.callCounts().listContainers ?? 0;
+    await snapshot.take(only, { app: (name) => name === 'y' || name === 'x', host: () => false });
+    assert.equal(snapshot.heldHosts, 0);
+    await sleep(10);
+    assert.equal((fleet.get('h1')!.callCounts().listContainers ?? 0) - before, 0);
+  });
+
+  it('cleared while it runs (the controller stands by): it ends holding nothing, and lists nothing', async () => {
+    const before = listings(fleet);
+    const taking = snapshot.take(apps, nothingSkipped);
+    snapshot.clear();
+    await taking;
+    assert.equal(snapshot.heldHosts, 0);
+    assert.equal(snapshot.use('h1', 'app-0'), null);
+    await sleep(10);
+    assert.equal(listings(fleet) - before, 0);
   });
 });
 
