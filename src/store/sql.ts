@@ -44,8 +44,9 @@ export interface SqlDatabase {
   writeTransaction<T>(fn: () => T, durability: Durability): T;
   /**
    * `statement.all(...params)` outside any transaction, without holding the event loop for
-   * the round trip where a statement is one (PostgreSQL); SQLite reads at once. For bulk
-   * reads whose rows may be a moment old (a resync's).
+   * the round trip where a statement is one (PostgreSQL, on a connection of its own, so that
+   * no synchronous statement waits behind it); SQLite reads at once. For bulk reads whose
+   * rows may be a moment old (a resync's).
    */
   allAsync(statement: SqlStatement, ...params: unknown[]): Promise<unknown[]>;
   /** The schema version the migrations brought the database to. */

@@ -217,7 +217,7 @@ describe('store on PostgreSQL', { skip }, () => {
   describe('reads the daemon awaits (allAsync: a resync\'s bulk reads)', () => {
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-    test('the event loop runs while PostgreSQL works; on the one connection, in order with the synchronous statements', async () => {
+    test('the event loop runs while PostgreSQL works; on a connection of its own, so no synchronous statement waits behind it', async () => {
       const { url } = await fresh('async');
       const s = openStore(url);
       try {
@@ -233,12 +233,37 @@ describe('store on PostgreSQL', { skip }, () => {
         );
         assert.ok(ticks >= 10, `a 10 ms timer fired ${ticks} times during a 300 ms read`);
         assert.deepEqual(await s.sql.allAsync(s.sql.prepare('SELECT name FROM apps').pluck()), ['web'], 'plucked');
-        // A synchronous statement sent after it waits for it: they share the connection, in order.
+        // A synchronous statement sent after it does not wait for it (on one connection it waited 300 ms).
         const pending = s.sql.allAsync(slow);
         const t0 = performance.now();
+        s.apps.upsertApp(spec('api'), 'a');
         assert.equal(s.apps.getApp('web')?.name, 'web');
-        assert.ok(performance.now() - t0 >= 250, `the synchronous read answered after ${Math.round(performance.now() - t0)} ms`);
-        assert.equal((await pending).length, 1);
+        assert.ok(performance.now() - t0 < 150, `the synchronous write and read answered after ${Math.round(performance.now() - t0)} ms`);
+        assert.equal((await pending).length, 1, 'the read began before the write committed');
+        assert.deepEqual(await s.sql.allAsync(s.sql.prepare('SELECT name FROM apps ORDER BY name').pluck()), ['api', 'web'], 'a read asked for after a commit sees it');
+      } finally {
+        s.close();
+      }
+    });
+
+    test("the reads' connection lost (the daemon's still up): that read fails with DB_UNAVAILABLE, the next opens another", async () => {
+      const { url } = await fresh('async_lost');
+      const s = openStore(url);
+      try {
+        s.apps.upsertApp(spec('web'), 'a');
+        const names = s.sql.prepare('SELECT name FROM apps').pluck();
+        assert.deepEqual(await s.sql.allAsync(names), ['web']);
+        const reading = assert.rejects(s.sql.allAsync(s.sql.prepare('SELECT pg_sleep(3)')), storeError('DB_UNAVAILABLE'));
+        await sleep(200);
+        // (From the daemon's own connection: every other backend of this database is the reads'.)
+        const ended = s.sql
+          .prepare('SELECT count(*) AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()) t')
+          .pluck()
+          .get() as number;
+        assert.equal(ended, 1, "one other connection: the reads'");
+        await reading;
+        assert.equal(s.apps.getApp('web')?.name, 'web', "the daemon's connection is untouched");
+        assert.deepEqual(await s.sql.allAsync(names), ['web'], 'the next read opens a connection of its own again');
       } finally {
         s.close();
       }

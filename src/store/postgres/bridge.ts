@@ -89,8 +89,9 @@ export class PostgresBridge {
   /**
    * One read outside any transaction, answered asynchronously: this thread runs on while
    * PostgreSQL works (a resync's bulk reads, which held the event loop 20-30 ms each). It
-   * runs on the same connection, in order with every other statement (so before any
-   * transaction opened after it). Rejects as `query` throws.
+   * runs on a connection of its own (worker.ts), in order with the other awaited reads: on
+   * the daemon's, every statement sent after it waited for it, and the loop with them. It
+   * sees what was committed when it runs. Rejects as `query` throws.
    */
   queryAsync(text: string, values?: unknown[], extra: Partial<Pick<BridgeRequest, 'name' | 'rowMode'>> = {}): Promise<QueryResult> {
     const refused = this.refusal(text);
@@ -105,8 +106,8 @@ export class PostgresBridge {
         resolve(reply);
       };
       const timer = setTimeout(() => {
-        // As `query` does when it gives up: the connection is dropped, and the thread reconnects.
-        if (!this.closed) this.port.postMessage({ id: 0, text: '', reset: true } satisfies BridgeRequest);
+        // As `query` does when it gives up: the reads' connection is dropped, and the next read opens one.
+        if (!this.closed) this.port.postMessage({ id: 0, text: '', reset: true, awaited: true } satisfies BridgeRequest);
         settle({ id, error: { message: `PostgreSQL did not answer within ${timeoutMs} ms`, code: 'TIMEOUT' } });
       }, timeoutMs);
       this.awaited.set(id, { settle, timer });

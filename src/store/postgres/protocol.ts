@@ -25,12 +25,11 @@ export interface BridgeRequest {
   /** The text opens a transaction (the connection's loss inside it must fail the rest of it). */
   begin?: boolean;
   close?: boolean;
-  /** Drop the connection (the daemon timed out on it) and reconnect in the background. */
+  /** Drop the connection (the daemon timed out on it) and reconnect in the background; with `awaited`, the reads' connection. */
   reset?: boolean;
   /**
-   * The daemon awaits the answer rather than wait on the flag: it comes on the second port.
-   * The request itself comes on the first, as every other, so that it runs in order with
-   * them (never inside a transaction the daemon opened after it).
+   * A read the daemon awaits rather than wait on the flag: it runs on a connection of its own,
+   * outside any transaction, and its answer comes on the second port.
    */
   awaited?: boolean;
 }

@@ -1,7 +1,8 @@
 /**
  * The PostgreSQL connection's thread (bridge.ts starts it). It runs each query the
  * daemon's thread sends on one `pg` client and answers on the same port, then wakes the
- * daemon's thread, which waits on a shared flag (Atomics) while the query runs.
+ * daemon's thread, which waits on a shared flag (Atomics) while the query runs. Reads the
+ * daemon awaits instead run on a second client and answer on a second port.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
@@ -25,38 +26,68 @@ let connecting: Promise<pg.Client> | null = null;
 let lostTransaction = false;
 let inTransaction = false;
 
+/** A new connection, connected; `lost` is called when it fails later. */
+async function open(lost: (c: pg.Client) => void): Promise<pg.Client> {
+  const c = new pg.Client({
+    connectionString: data.url,
+    connectionTimeoutMillis: data.connectTimeoutMs,
+    keepAlive: true,
+    // The daemon waits on every statement: none may hang.
+    statement_timeout: data.statementTimeoutMs,
+    lock_timeout: data.statementTimeoutMs,
+    // berth's transactions never wait between their statements (they cannot span an await): one
+    // idle for two seconds belongs to a daemon stopped (SIGSTOP) or cut off mid-transaction, and
+    // it holds the write lock every other daemon's writes, lease renewals included, wait for.
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+    application_name: data.applicationName,
+  });
+  c.on('error', () => lost(c));
+  try {
+    await c.connect();
+  } catch (err) {
+    c.end().catch(() => {});
+    throw err;
+  }
+  return c;
+}
+
 function connect(): Promise<pg.Client> {
   if (client) return Promise.resolve(client);
-  connecting ??= (async () => {
-    const c = new pg.Client({
-      connectionString: data.url,
-      connectionTimeoutMillis: data.connectTimeoutMs,
-      keepAlive: true,
-      // The daemon waits on every statement: none may hang.
-      statement_timeout: data.statementTimeoutMs,
-      lock_timeout: data.statementTimeoutMs,
-      // berth's transactions never wait between their statements (they cannot span an await): one
-      // idle for two seconds belongs to a daemon stopped (SIGSTOP) or cut off mid-transaction, and
-      // it holds the write lock every other daemon's writes, lease renewals included, wait for.
-      idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
-      application_name: data.applicationName,
+  connecting ??= open((c) => {
+    // The next request reconnects; the one in flight gets the error from its query.
+    if (client === c) drop();
+  })
+    .then((c) => (client = c))
+    .finally(() => {
+      connecting = null;
     });
-    c.on('error', () => {
-      // The next request reconnects; the one in flight gets the error from its query.
-      if (client === c) drop();
-    });
-    try {
-      await c.connect();
-    } catch (err) {
-      c.end().catch(() => {});
-      throw err;
-    }
-    client = c;
-    return c;
-  })().finally(() => {
-    connecting = null;
-  });
   return connecting;
+}
+
+/**
+ * The awaited reads' connection (BridgeRequest.awaited): a resync's bulk read (3-30 ms) on the
+ * daemon's connection delayed every statement sent after it, each of which holds the event
+ * loop until answered. Opened at the first such read; lost, it is opened again at the next.
+ */
+let reads: pg.Client | null = null;
+let connectingReads: Promise<pg.Client> | null = null;
+
+function connectReads(): Promise<pg.Client> {
+  if (reads) return Promise.resolve(reads);
+  connectingReads ??= open((c) => {
+    if (reads === c) dropReads();
+  })
+    .then((c) => (reads = c))
+    .finally(() => {
+      connectingReads = null;
+    });
+  return connectingReads;
+}
+
+function dropReads(): void {
+  const c = reads;
+  reads = null;
+  c?.end().catch(() => {});
 }
 
 /** Drops the connection; until a new one answers, the daemon's calls fail at once (HEALTHY is 0). */
@@ -109,34 +140,53 @@ async function run(req: BridgeRequest): Promise<BridgeReply> {
   try {
     const c = await connect();
     if (req.begin) inTransaction = true;
-    const result = await c.query({
-      text: req.text,
-      ...(req.values ? { values: req.values } : {}),
-      ...(req.name ? { name: req.name } : {}),
-      ...(req.rowMode === 'array' ? { rowMode: 'array' as const } : {}),
-    });
+    const result = await query(c, req);
     if (isEnd) inTransaction = false;
-    // A multi-statement text answers with one result per statement: the last one is the answer.
-    const last = Array.isArray(result) ? (result[result.length - 1] as pg.QueryResult) : result;
-    return { id: req.id, rows: last.rows as unknown[], rowCount: last.rowCount ?? 0 };
+    return result;
   } catch (err) {
-    const e = err as Error & { code?: string };
     if (isEnd) inTransaction = false;
-    // A query that failed because the connection did (not because of its SQL) takes the connection with it.
-    if (isConnectionFailure(e.code)) drop();
-    return { id: req.id, error: { message: e.message, ...(e.code ? { code: e.code } : {}) } };
+    return failed(req, err, drop);
   }
+}
+
+/** An awaited read, on its own connection: outside any transaction, in order with the other awaited reads. */
+async function read(req: BridgeRequest): Promise<BridgeReply> {
+  try {
+    return await query(await connectReads(), req);
+  } catch (err) {
+    return failed(req, err, dropReads);
+  }
+}
+
+async function query(c: pg.Client, req: BridgeRequest): Promise<BridgeReply> {
+  const result = await c.query({
+    text: req.text,
+    ...(req.values ? { values: req.values } : {}),
+    ...(req.name ? { name: req.name } : {}),
+    ...(req.rowMode === 'array' ? { rowMode: 'array' as const } : {}),
+  });
+  // A multi-statement text answers with one result per statement: the last one is the answer.
+  const last = Array.isArray(result) ? (result[result.length - 1] as pg.QueryResult) : result;
+  return { id: req.id, rows: last.rows as unknown[], rowCount: last.rowCount ?? 0 };
+}
+
+/** A query's failure as an answer; one because the connection failed (not because of its SQL) takes the connection with it. */
+function failed(req: BridgeRequest, err: unknown, dropConnection: () => void): BridgeReply {
+  const e = err as Error & { code?: string };
+  if (isConnectionFailure(e.code)) dropConnection();
+  return { id: req.id, error: { message: e.message, ...(e.code ? { code: e.code } : {}) } };
 }
 
 port.on('message', (req: BridgeRequest) => {
   if (req.reset) {
     // The daemon gave up waiting on this connection (a database that stopped answering).
-    drop();
+    if (req.awaited) dropReads();
+    else drop();
     return;
   }
   if (req.close) {
     closing = true;
-    void (client?.end() ?? Promise.resolve()).finally(() => {
+    void Promise.allSettled([client?.end(), reads?.end()]).finally(() => {
       port.postMessage({ id: req.id, rows: [], rowCount: 0 } satisfies BridgeReply);
       Atomics.store(flag, ANSWERED, 1);
       Atomics.notify(flag, ANSWERED);
@@ -145,8 +195,11 @@ port.on('message', (req: BridgeRequest) => {
     });
     return;
   }
+  if (req.awaited) {
+    void read(req).then((reply) => awaitedAnswers.postMessage(reply));
+    return;
+  }
   void run(req).then((reply) => {
-    if (req.awaited) return awaitedAnswers.postMessage(reply);
     port.postMessage(reply);
     Atomics.store(flag, ANSWERED, 1);
     Atomics.notify(flag, ANSWERED);
