@@ -15,7 +15,7 @@ process.env.BENCH_HOSTS ??= '1000';
 process.env.BENCH_HOSTS_PER_APP ??= '3-10';
 process.env.BENCH_FAST_ROLLOUT ??= '1';
 process.env.BENCH_PARALLELISM ??= '100%';
-process.env.BENCH_RESYNC_RUNS ??= '5';
+process.env.BENCH_RESYNC_RUNS ??= '10';
 process.env.BENCH_DEPLOY_SAMPLES ??= '20';
 process.env.BENCH_RESULT_NAME ??= 'scale-10k.json';
 await import('./scale.js');

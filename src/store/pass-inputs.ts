@@ -54,27 +54,24 @@ export class PassInputsRepo {
     private readonly status: StatusRepo,
   ) {
     // The app's history_limit is read out of its spec here: the pass needs nothing else of it.
-    // `app` is the name as the releases' and rollouts' keys compare it: on PostgreSQL apps.name
-    // is COLLATE "C" and their app columns are not, and a join in "C" cannot use their indexes
-    // (a page of 128 apps scanned every release four times per app: a second per page at 10,000).
     // `statusFrom`: a page names where it starts in the status join too, or PostgreSQL merges
     // the status index from its first row (9,000 rows read for a page at app 9,000).
-    const select = (historyLimit: string, app: string, statusFrom: string, where: string) => `SELECT a.name, a.paused, a.maintenance, a.deleting_since, ${historyLimit} AS history_limit,
+    const select = (historyLimit: string, statusFrom: string, where: string) => `SELECT a.name, a.paused, a.maintenance, a.deleting_since, ${historyLimit} AS history_limit,
          r.revision AS r_revision, r.version AS r_version, r.reason AS r_reason, r.actor AS r_actor, r.created_at AS r_created_at, s.spec AS r_spec,
          st.app AS s_app, st.phase AS s_phase, st.observed_revision AS s_observed_revision, st.conditions AS s_conditions, st.hosts AS s_hosts, st.updated_at AS s_updated_at,
          sr.version AS stable_version,
          ro.app AS ro_app, ro.revision AS ro_revision, ro.state AS ro_state, ro.updated_at AS ro_updated_at,
-         (SELECT count(*) FROM releases c WHERE c.app = ${app}) AS release_count
+         (SELECT count(*) FROM releases c WHERE c.app = a.name) AS release_count
        FROM apps a
-       LEFT JOIN releases r ON r.app = ${app} AND r.revision = (SELECT max(m.revision) FROM releases m WHERE m.app = ${app})
+       LEFT JOIN releases r ON r.app = a.name AND r.revision = (SELECT max(m.revision) FROM releases m WHERE m.app = a.name)
        LEFT JOIN specs s ON s.digest = r.spec_digest
        LEFT JOIN status st ON st.app = a.name${statusFrom}
-       LEFT JOIN releases sr ON sr.app = ${app} AND sr.revision = st.observed_revision
-       LEFT JOIN rollouts ro ON ro.app = ${app}
+       LEFT JOIN releases sr ON sr.app = a.name AND sr.revision = st.observed_revision
+       LEFT JOIN rollouts ro ON ro.app = a.name
        ${where}`;
     const dialect = (statusFrom: string, where: string) => ({
-      sqlite: select(`json_extract(a.spec, '$.historyLimit')`, 'a.name', statusFrom, where),
-      postgres: select(`(a.spec::jsonb ->> 'historyLimit')::bigint`, '(a.name COLLATE "default")', statusFrom, where),
+      sqlite: select(`json_extract(a.spec, '$.historyLimit')`, statusFrom, where),
+      postgres: select(`(a.spec::jsonb ->> 'historyLimit')::bigint`, statusFrom, where),
     });
     this.oneStmt = ctx.sql.prepare(dialect('', 'WHERE a.name = @app'));
     // The page's size is in the text, not a parameter: with LIMIT unknown, the generic plan

@@ -144,6 +144,34 @@ describe('store on PostgreSQL', { skip }, () => {
       }
     });
 
+    test('every column holding an app\'s name compares as apps.name does ("C"): joins on the name read the other tables by their indexes', async () => {
+      const { url } = await fresh('collation');
+      openStore(url).close();
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        const collations = await c.query<{ col: string; collation: string | null }>(
+          `SELECT table_name || '.' || column_name AS col, collation_name AS collation FROM information_schema.columns
+           WHERE table_schema = 'public' AND (table_name, column_name) IN (('apps', 'name'), ('releases', 'app'), ('status', 'app'), ('rollouts', 'app'), ('events', 'app'))
+           ORDER BY 1`,
+        );
+        assert.deepEqual(
+          collations.rows,
+          ['apps.name', 'events.app', 'releases.app', 'rollouts.app', 'status.app'].map((col) => ({ col, collation: 'C' })),
+        );
+        // With sequential scans off, a join whose collations differ can still only scan: the plan says which.
+        await c.query('SET enable_seqscan = off');
+        const plan = await c.query<{ 'QUERY PLAN': string }>(
+          `EXPLAIN SELECT a.name, r.revision, ro.state FROM apps a
+           JOIN releases r ON r.app = a.name JOIN rollouts ro ON ro.app = a.name WHERE a.name >= 'app-5' ORDER BY a.name LIMIT 128`,
+        );
+        const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+        assert.doesNotMatch(text, /Seq Scan on (releases|rollouts)/, text);
+      } finally {
+        await c.end();
+      }
+    });
+
     test('DB_TOO_NEW: a schema newer than this berth is refused, and the refused open leaves no connection behind', async () => {
       const { url, name } = await fresh('too_new');
       const s = openStore(url);
