@@ -81,8 +81,8 @@ export class Controller {
       drivers: o.drivers,
       rows: store.hostsStatus,
       setUp: (host, up) => metrics.hostUp.set({ host }, up ? 1 : 0),
-      onBack: (host) => this.enqueueHostApps(host),
-      onChange: (host, up, error) => this.recordHostChange(host, up, error),
+      onBack: (host) => this.enqueueHostApps(host, 'queueing the apps of a host back'),
+      onChange: (host, up, error) => void this.onHostApps(host, 'recording a host\'s change', (apps) => this.recordHostChange(host, up, error, apps)),
       log,
       now: o.now,
     });
@@ -132,9 +132,11 @@ export class Controller {
           if (e.action === 'resubscribed' || e.app === PROXY_APP_LABEL) this.snapshot.dropHost(host);
           else if (e.app) this.snapshot.dropApp(host, e.app);
           // After a re-subscription events may have been missed: look at every app of the host.
+          if (e.action === 'resubscribed') return this.enqueueHostApps(host, "queueing a host's apps after its events were re-subscribed");
+          const app = e.app;
+          if (!app) return;
           this.unlessStoreFails('a docker event', () => {
-            if (e.action === 'resubscribed') this.enqueueHostApps(host);
-            else if (e.app && this.o.store.apps.getApp(e.app)) this.queue.add(e.app);
+            if (this.o.store.apps.getApp(app)) this.queue.add(app);
           });
         }),
       );
@@ -281,23 +283,35 @@ export class Controller {
     this.o.log.warn({ err: err.message, code: err.code }, `${what} skipped: the database does not answer`);
   }
 
+  private enqueueHostApps(host: string, what: string): void {
+    void this.onHostApps(host, what, (apps) => {
+      for (const app of apps) this.queue.add(app.name);
+    });
+  }
+
+  /**
+   * Runs `then` on the apps that run on `host` (placements.ts: the stamps awaited, no spec
+   * parsed but a changed one's). Started by a host's change, which a pass's observation or a
+   * ping reports: what fails here is logged, and never fails the call that saw the host.
+   */
+  private async onHostApps(host: string, what: string, then: (apps: SnapshotApp[]) => void): Promise<void> {
+    try {
+      const apps = (await this.placements.read()).filter((a) => a.hosts.includes(host));
+      if (this.running) then(apps);
+    } catch (err) {
+      if (err instanceof NotLeaderError) this.o.log.warn({ host, err: err.message }, `${what} stopped: this daemon no longer leads`);
+      else if (err instanceof StoreError) this.storeFailed(what, err);
+      else this.o.log.error({ host, err }, `${what} failed`);
+    }
+  }
+
   /** An event on every app of the host, so `berth events APP` and `deploy --wait` show why it stalls. */
-  private recordHostChange(host: string, up: boolean, error: string | null): void {
-    const apps = this.appsOn(host);
+  private recordHostChange(host: string, up: boolean, error: string | null, apps: SnapshotApp[]): void {
     const message = up ? `host ${host} answers again` : `host ${host} is unreachable: ${error ?? 'no answer'}`;
     this.o.store.observedTransaction(() => {
       for (const app of apps) {
         this.o.store.events.appendEvent({ app: app.name, type: up ? 'HostRecovered' : 'HostUnreachable', message, host, revision: null, actor: 'controller' });
       }
     });
-  }
-
-  private enqueueHostApps(host: string): void {
-    for (const app of this.appsOn(host)) this.queue.add(app.name);
-  }
-
-  /** The apps that run on `host` (placements.ts: no spec parsed but a changed one's, where every app's spec was). */
-  private appsOn(host: string): SnapshotApp[] {
-    return this.placements.current().filter((a) => a.hosts.includes(host));
   }
 }

@@ -4,7 +4,6 @@ import type { SnapshotApp } from './resync-snapshot.js';
 
 /** What the placements read of the store: the apps' change stamps, and one app when its stamp moved. */
 export interface PlacementSource {
-  listAppStamps(): AppStamp[];
   readAppStamps(): Promise<AppStamp[]>;
   getApp(name: string): StoredApp | null;
 }
@@ -27,17 +26,13 @@ export class AppPlacements {
 
   constructor(private readonly apps: PlacementSource) {}
 
-  /** Every stored app's placement, in name order; a spec is parsed only for an app new or changed since the last call. */
-  current(): SnapshotApp[] {
-    return this.placed(this.apps.listAppStamps());
-  }
-
-  /** The same, the stamps read without holding the event loop (a resync's). */
+  /**
+   * Every stored app's placement, in name order; a spec is parsed only for an app new or
+   * changed since the last call. The stamps are read without holding the event loop (at
+   * 10,000 apps 20-30 ms on PostgreSQL).
+   */
   async read(): Promise<SnapshotApp[]> {
-    return this.placed(await this.apps.readAppStamps());
-  }
-
-  private placed(stamps: readonly AppStamp[]): SnapshotApp[] {
+    const stamps = await this.apps.readAppStamps();
     const out: SnapshotApp[] = [];
     const seen = new Set<string>();
     for (const { name, updatedAt } of stamps) {

@@ -119,12 +119,10 @@ export class AppsRepo {
     return (this.all.all() as AppRow[]).map(toApp);
   }
 
-  /** Every app's name and when its record last changed, without its spec: what changed since a look (the controller's resync). */
-  listAppStamps(): AppStamp[] {
-    return toStamps(this.stamps.all());
-  }
-
-  /** The same, without holding the event loop while PostgreSQL reads (a resync's; 20-30 ms at 10,000 apps). */
+  /**
+   * Every app's name and when its record last changed, without its spec: what changed since a
+   * look (the controller's). Read without holding the event loop while PostgreSQL reads (20-30 ms at 10,000 apps).
+   */
   async readAppStamps(): Promise<AppStamp[]> {
     return toStamps(await this.ctx.sql.allAsync(this.stamps));
   }

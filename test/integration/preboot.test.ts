@@ -7,7 +7,7 @@ import { startBedDaemon, type BedDaemon } from '../support/bed-daemon.js';
 import { makeSpec } from '../support/fixtures.js';
 import { startFleet, type Fleet } from '../support/fleet.js';
 import { startLoad, summarizeFailures } from '../support/load.js';
-import { bedSkipReason } from '../support/testbed.js';
+import { appImage, bedSkipReason, requireTestbed, testbedCommand } from '../support/testbed.js';
 import { waitUntil } from '../support/wait.js';
 
 /**
@@ -87,6 +87,62 @@ describe('rollout.preboot on 3 real hosts', { skip, concurrency: false }, () => 
     assert.ok(at(off.events, 'ContainerStarted', 'h3') > at(off.events, 'TrafficSwitched', 'h2'), 'without preboot h3 boots after h2 switched');
     assert.ok(!off.events.some((e) => e.type === 'PrebootStarted'));
     console.log(`# 3 hosts, parallelism 1, 2 s boot, under load: preboot on ${on.wallMs} ms, off ${off.wallMs} ms`);
+  });
+});
+
+describe('rollout.preboot: a pre-booted container that never passes its health check, on real hosts', { skip, concurrency: false }, () => {
+  /** v2 on h1 and h2, the never-healthy image on h3 (tagged on each host, never pushed). */
+  const SPOTTY = 'prebspotty';
+  const PORT_SPOTTY = 8096;
+  let f: Fleet | undefined;
+  after(async () => {
+    await f?.stop();
+    for (const h of ['h1', 'h2', 'h3']) {
+      try {
+        testbedCommand('exec', h, 'rmi', appImage(requireTestbed(), SPOTTY));
+      } catch {
+        // not tagged (the test did not get that far)
+      }
+    }
+  });
+
+  it('parallelism 1: the release fails on it, rolls the fleet back to v1, and no request fails; no container of the release is left running', async () => {
+    f = await startFleet('prebfail', {
+      healthcheck: { ...base.healthcheck, intervalMs: 500, timeoutMs: 1000, maxAttempts: 6 },
+      proxy: { port: PORT_SPOTTY, host: null, drainTimeoutMs: 1_000 },
+      stopTimeoutMs: 2_000,
+      rollout: { ...base.rollout, parallelism: { kind: 'count', value: 1 }, preboot: true, onFailure: 'rollback' },
+    }, { proxy: true });
+    assert.equal((await f.settle(f.deploy('v1'), 90_000)).phase, 'Complete');
+    for (const h of ['h1', 'h2', 'h3']) {
+      const image = appImage(f.bed, h === 'h3' ? 'broken' : 'v2');
+      testbedCommand('exec', h, 'pull', '-q', image);
+      testbedCommand('exec', h, 'tag', image, appImage(f.bed, SPOTTY));
+    }
+
+    const targets = f.bed.hosts.slice(0, 3).map((h) => `http://${h.address}:${PORT_SPOTTY}`);
+    const load = startLoad({ targets, clientsPerTarget: 2, slowClientsPerTarget: 0, maxDurationMs: 120_000 });
+    const bad = f.deploy(SPOTTY);
+    await f.settle(bad, 90_000);
+    // The rollback is a release of its own (v1 again): wait for it to complete.
+    const rollback = f.store.releases.latestRelease('prebfail')!;
+    assert.ok(rollback.revision > bad && rollback.version === 'v1' && rollback.reason === 'rollback', `a rollback release follows: ${JSON.stringify(rollback)}`);
+    const s = await f.settle(rollback.revision, 90_000);
+    const report = await load.stop();
+    assert.equal(s.phase, 'RolledBack', JSON.stringify(s.conditions));
+    assert.deepEqual(report.failures, [], summarizeFailures(report.failures));
+    assert.ok(report.requests > 100, `load ran (${report.requests} requests)`);
+
+    const ev = f.events().filter((e) => e.revision === bad);
+    assert.ok(at(ev, 'PrebootStarted', 'h3') > 0, 'h3 pre-booted the release');
+    assert.ok(!ev.some((e) => e.type === 'TrafficSwitched' && e.host === 'h3'), 'h3 never served the release');
+    assert.equal(ev.filter((e) => e.type === 'RolloutFailed').length, 1);
+    assert.deepEqual(await f.serving(), { h1: ['v1'], h2: ['v1'], h3: ['v1'] }, 'every host serves v1 alone');
+    const all = await f.containers();
+    for (const h of ['h1', 'h2', 'h3']) {
+      const running = all[h]!.filter((c) => c.running).map((c) => c.version);
+      assert.deepEqual(running, ['v1'], `${h}: only v1 runs (${running.join(', ')})`);
+    }
   });
 });
 

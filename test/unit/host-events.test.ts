@@ -10,6 +10,7 @@ import { simulatedFleet } from '../../src/hosts/simulated-driver.js';
 import { BerthMetrics } from '../../src/metrics/registry.js';
 import { directTraffic } from '../../src/proxy/traffic.js';
 import { Controller } from '../../src/reconciler/controller.js';
+import { StoreError } from '../../src/domain/errors.js';
 import { openStore } from '../../src/store/index.js';
 import { makeSpec } from '../support/fixtures.js';
 import { NO_SECRETS } from '../support/secrets.js';
@@ -46,4 +47,38 @@ test('a host found down at the first check, then back: HostUnreachable and HostR
   await until(() => types('web').includes('HostRecovered@h2'), 'HostRecovered on web');
   assert.equal(store.hostsStatus.get('h2')?.up, true);
   assert.equal(types('web').filter((t) => t === 'HostUnreachable@h2').length, 1, 'one event per change, not per check');
+});
+
+test("the store failing while a host's change is recorded: the pass that saw it goes on, the host keeps its own error, and the failure is logged", async () => {
+  const lines: Array<{ level: number; msg: string }> = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) });
+  const own = openStore(':memory:');
+  const drivers = simulatedFleet(2, { prefix: 'g' });
+  own.apps.upsertApp(makeSpec({ name: 'shop', image: 'registry.test:5000/shop', hosts: ['g1', 'g2'] }), 'test');
+  own.releases.createRelease({ app: 'shop', version: 'v1', reason: 'deploy', actor: 'test' });
+  const c = new Controller({ store: own, drivers, traffic: directTraffic, metrics: new BerthMetrics('test', { processMetrics: false }), log, resyncIntervalMs: 3_600_000, secrets: NO_SECRETS });
+  try {
+    c.start();
+    await until(() => own.status.readStatus('shop')?.phase === 'Complete', 'shop rolled out');
+    await c.idle();
+    const append = own.events.appendEvent.bind(own.events);
+    own.events.appendEvent = (e) => {
+      if (e.type === 'HostUnreachable') throw new StoreError('DB_UNAVAILABLE', 'PostgreSQL does not answer; reconnecting');
+      return append(e);
+    };
+    const failed: unknown[] = [];
+    const reconcile = c.reconcile.bind(c);
+    c.reconcile = (app) => reconcile(app).catch((err: unknown) => (failed.push(err), null));
+    drivers.get('g2')!.setReachable(false);
+    c.enqueue('shop');
+    await until(() => own.hostsStatus.get('g2')?.up === false, 'g2 seen down');
+    await c.idle();
+    assert.deepEqual(failed, [], 'the pass that saw g2 down did not fail');
+    assert.doesNotMatch(own.hostsStatus.get('g2')?.lastError ?? '', /PostgreSQL/, "g2's error is its own, not the store's");
+    assert.equal(own.hostsStatus.get('g1')?.up, true);
+    await until(() => lines.some((l) => l.msg.startsWith("recording a host's change skipped")), 'the failure logged');
+  } finally {
+    await c.stop();
+    own.close();
+  }
 });
