@@ -33,7 +33,6 @@ const OPERATOR_HEAD_START_MS = 250;
 /** Apps a resync queues per turn of the event loop: 10,000 adds in one held it 3-25 ms. */
 const QUEUED_PER_TURN = 1_000;
 
-
 export interface ControllerOptions {
   store: Store;
   drivers: Map<string, HostDriver>;
@@ -82,7 +81,7 @@ export class Controller {
       rows: store.hostsStatus,
       setUp: (host, up) => metrics.hostUp.set({ host }, up ? 1 : 0),
       onBack: (host) => this.enqueueHostApps(host, 'queueing the apps of a host back'),
-      onChange: (host, up, error) => void this.onHostApps(host, 'recording a host\'s change', (apps) => this.recordHostChange(host, up, error, apps)),
+      onChange: (host, up, error) => void this.onHostApps(host, "recording a host's change", (apps) => this.recordHostChange(host, up, error, apps)),
       log,
       now: o.now,
     });

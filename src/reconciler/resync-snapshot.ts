@@ -35,7 +35,6 @@ const SNAPSHOT_READS_IN_FLIGHT = 32;
 /** Apps whose hosts one turn of a take goes through: 10,000 in one held the event loop 14-35 ms (bench/scale-10k.ts). */
 const APPS_PER_TURN = 2_000;
 
-
 export interface SnapshotEntry {
   containers: Promise<ObservedContainer[]>;
   /** The app's route on the host's proxy as read with the snapshot; null: the pass reads it itself. */
