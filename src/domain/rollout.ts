@@ -6,8 +6,12 @@
 
 export type HostRolloutState =
   | { step: 'switched'; containerId: string; at: number }
-  /** rollout.preboot: the unit's new container runs and passed its health check; its switch waits for its batch. */
-  | { step: 'prebooted'; containerId: string; at: number }
+  /**
+   * rollout.preboot: the unit's new container runs and passed its health check; its switch
+   * waits for its batch. `restarts`: Docker's RestartCount when it passed (absent in a record
+   * of an older berth): one that moved since is checked again in full at its turn.
+   */
+  | { step: 'prebooted'; containerId: string; at: number; restarts?: number }
   /** `logs`: the last lines of the container that failed, redacted (src/reconciler/execute.ts). */
   | { step: 'failed'; reason: 'HealthCheckFailed' | 'StartFailed'; message: string; at: number; logs?: string[] }
   /** A start or switch failed for a reason that may pass (the proxy, Docker): tried again from `notBefore`. */
@@ -50,7 +54,10 @@ const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isS
 function hostProblem(h: unknown): string | null {
   if (!isObject(h)) return 'is not an object';
   if (!isTime(h.at)) return '.at is not a number';
-  if (h.step === 'switched' || h.step === 'prebooted') return typeof h.containerId === 'string' ? null : '.containerId is not a string';
+  if (h.step === 'switched' || h.step === 'prebooted') {
+    if (h.step === 'prebooted' && h.restarts !== undefined && !isCount(h.restarts)) return '.restarts is not a count';
+    return typeof h.containerId === 'string' ? null : '.containerId is not a string';
+  }
   if (h.step === 'failed') {
     if (typeof h.reason !== 'string' || !HOST_FAILURE_REASONS.has(h.reason)) return `.reason ${JSON.stringify(h.reason)} is not a host failure reason`;
     if (h.logs !== undefined && !(Array.isArray(h.logs) && h.logs.every((l) => typeof l === 'string'))) return '.logs is not a list of lines';

@@ -191,11 +191,13 @@ async function ensureImage(driver: HostDriver, ref: string): Promise<void> {
  * pull and the create, so the host's downtime is the new container's boot, and a release
  * that cannot even create its container (a secret missing) has stopped nothing.
  */
-async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string> {
+async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<{ containerId: string; restarts?: number }> {
   const driver = ctx.driver(a.host);
   const stopping = a.stopFirst?.length ? ` (recreate: ${a.stopFirst.length} running container(s) stop first)` : '';
+  // A pre-booted container that restarted since it passed (a crash its restart policy hid) is checked again in full.
+  const restarted = a.prebooted && a.existingContainerId ? await at('start', () => restartedSince(driver, a.existingContainerId!, a.prebooted!.restarts)) : null;
   if (a.preboot) ctx.emit({ type: 'PrebootStarted', host: a.host, message: `pre-booting ${ctx.desired.version} on ${a.host}; its traffic moves in its batch` });
-  else ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}${a.prebooted ? ' (pre-booted)' : ''}${stopping}` });
+  else ctx.emit({ type: 'HostUpdateStarted', host: a.host, message: `updating ${a.host} to ${ctx.desired.version}${a.prebooted ? ` (pre-booted${restarted ? `; ${restarted}: checked again in full` : ''})` : ''}${stopping}` });
   let toStop = a.stopFirst ?? [];
   const start = async (id: string) => {
     await retire(ctx, a.host, toStop, 'withdraw');
@@ -249,14 +251,27 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<string
   // A pre-booted container is already running: its turn only checks and switches.
   if (!a.prebooted) ctx.emit({ type: 'ContainerStarted', host: a.host, message: `started ${a.containerName} (${ctx.desired.version})${a.existingContainerId ? ' reusing a retained container' : ''}` });
   try {
-    await healthyThenSwitch(ctx, a.host, id, a.containerName, { switch: !a.preboot, soak: !a.prebooted });
-    if (a.preboot) ctx.emit({ type: 'ContainerPrebooted', host: a.host, message: `${a.containerName} (${ctx.desired.version}) runs healthy; waiting for its batch to take the traffic` });
+    await healthyThenSwitch(ctx, a.host, id, a.containerName, { switch: !a.preboot, soak: !a.prebooted || restarted !== null });
   } catch (err) {
     // The container's own fault: its last words go with the failure, before the planner removes it.
     if (err instanceof StepError && (err.stage === 'health' || err.code === 'CONTAINER_NOT_RUNNING')) err.logs = await failedContainerLogs(ctx, a.host, id, a.containerName, err);
     throw err;
   }
-  return id;
+  if (!a.preboot) return { containerId: id };
+  ctx.emit({ type: 'ContainerPrebooted', host: a.host, message: `${a.containerName} (${ctx.desired.version}) runs healthy; waiting for its batch to take the traffic` });
+  const passed = await at('health', () => driver.inspectContainer(id));
+  return { containerId: id, ...(passed?.restartCount !== undefined ? { restarts: passed.restartCount } : {}) };
+}
+
+/**
+ * Why a pre-booted container's pass no longer holds: it restarted since (its RestartCount
+ * moved), or that count was not recorded (a record of an older berth); null when it holds.
+ */
+async function restartedSince(driver: HostDriver, id: string, restartsWhenPassed: number | null): Promise<string | null> {
+  if (restartsWhenPassed === null) return 'its restarts since were not recorded';
+  const now = (await driver.inspectContainer(id))?.restartCount;
+  if (now === undefined || now === restartsWhenPassed) return null;
+  return `it restarted since (RestartCount ${restartsWhenPassed} -> ${now})`;
 }
 
 /**
@@ -385,7 +400,7 @@ async function executeOne(appCtx: ExecContext, action: Action): Promise<ActionRe
         await runHook(ctx, action.host, action.phase);
         return { action, ok: true };
       case 'updateHost':
-        return { action, ok: true, containerId: await updateHost(ctx, action) };
+        return { action, ok: true, ...(await updateHost(ctx, action)) };
       case 'retire':
         await retire(ctx, action.host, action.containerIds, 'drain');
         return { action, ok: true };

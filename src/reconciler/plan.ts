@@ -10,6 +10,7 @@ import {
   type DesiredProcess,
   type DesiredRelease,
   type HostObservation,
+  type HostUpdateAction,
   type Plan,
   type PlanInput,
   type PlannedEvent,
@@ -555,7 +556,7 @@ function nextRolloutStep(
     const delay = current > record.batch && record.state === 'active' ? spec.rollout.delayMs : 0;
     next = { ...record, batch: current, batchNotBefore: now + delay };
   }
-  const update = (v: HostView, extra: { preboot?: true; prebooted?: true }): Action => ({
+  const update = (v: HostView, extra: Pick<HostUpdateAction, 'preboot' | 'prebooted'>): Action => ({
     type: 'updateHost',
     host: v.host,
     ...processOf(v),
@@ -583,7 +584,11 @@ function nextRolloutStep(
   const pending = batches[current]!.filter((v) => v.cls === 'pending');
   const inBatch = pending.filter(due);
   const retryIn = Math.min(...pending.filter((v) => !due(v)).map((v) => v.retryAt! - now), prebootRetryIn);
-  const actions: Action[] = [...inBatch.map((v) => update(v, v.prebooted ? { prebooted: true } : {})), ...preboots];
+  const restartsAtPreboot = (v: HostView) => {
+    const state = record.hosts[v.key];
+    return state?.step === 'prebooted' ? (state.restarts ?? null) : null;
+  };
+  const actions: Action[] = [...inBatch.map((v) => update(v, v.prebooted ? { prebooted: { restarts: restartsAtPreboot(v) } } : {})), ...preboots];
   // Later batches' hosts pull while the first batch boots (its hosts, and prebooting ones, pull inside updateHost).
   for (const host of toPull) if (!pending.some((v) => v.host === host) && !early.some((v) => v.host === host)) actions.push({ type: 'pull', host });
   return { record: next, actions, requeueAfterMs: inBatch.length > 0 || preboots.length > 0 || !Number.isFinite(retryIn) ? 0 : retryIn };

@@ -34,7 +34,11 @@ export function applyResults(record: RolloutRecord, results: ActionResult[], now
     if (r.ok) {
       if (a.type === 'pull' && !next.pulled.includes(a.host)) next.pulled.push(a.host);
       if (a.type === 'hook') next = a.phase === 'pre_deploy' ? { ...next, preDeployDone: true } : { ...next, postDeployDone: true };
-      if (a.type === 'updateHost' && r.containerId) next.hosts[unitKey(a.process, a.host)] = { step: a.preboot ? 'prebooted' : 'switched', containerId: r.containerId, at: now };
+      if (a.type === 'updateHost' && r.containerId) {
+        next.hosts[unitKey(a.process, a.host)] = a.preboot
+          ? { step: 'prebooted', containerId: r.containerId, at: now, ...(r.restarts !== undefined ? { restarts: r.restarts } : {}) }
+          : { step: 'switched', containerId: r.containerId, at: now };
+      }
       continue;
     }
     // A host that stopped answering is not the release's fault: it is retried when it returns.

@@ -93,9 +93,10 @@ export interface HostUpdateAction {
   preboot?: true;
   /**
    * The unit's turn after its container was prebooted: health-checked once more before the
-   * switch, without the min_healthy soak it already passed.
+   * switch, without the min_healthy soak it already passed, unless it restarted since
+   * (`restarts`: its RestartCount when it passed; null, not recorded: checked in full).
    */
-  prebooted?: true;
+  prebooted?: { restarts: number | null };
 }
 
 /**
@@ -163,7 +164,8 @@ export interface Plan {
 
 /** What the executor reports back about one action; folded into the record by applyResults. */
 export type ActionResult =
-  | { action: Action; ok: true; containerId?: string }
+  /** `restarts`: a pre-boot's container's RestartCount once it passed (results.ts records it). */
+  | { action: Action; ok: true; containerId?: string; restarts?: number }
   | {
       action: Action;
       ok: false;

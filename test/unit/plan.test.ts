@@ -968,13 +968,15 @@ describe('plan: rollout.preboot (later batches boot early, each batch still swit
     ]);
   });
 
-  it('a pre-booted unit is not booted again; its turn switches the container it booted (health-checked again, no soak)', () => {
+  it('a pre-booted unit is not booted again; its turn switches the container it booted (health-checked again, no soak unless it restarted since)', () => {
     const fresh = { h1: makeContainer(2, 'v2', { spec: EARLY }), h2: makeContainer(2, 'v2', { spec: EARLY }), h3: makeContainer(2, 'v2', { spec: EARLY }) };
     const old = fleetV1();
-    const rec = record({ hosts: { h1: { step: 'switched', containerId: fresh.h1.id, at: NOW }, h2: prebooted(fresh.h2), h3: prebooted(fresh.h3) } });
     const observed = observe({ h1: [{ ...old.h1![0]!, running: false }, fresh.h1], h2: [...old.h2!, fresh.h2], h3: [...old.h3!, fresh.h3] });
-    const p = plan(input({ desired: makeDesired(2, 'v2', EARLY), record: rec, observed }));
-    assert.deepEqual(p.actions, [{ type: 'updateHost', host: 'h2', existingContainerId: fresh.h2.id, containerName: 'web-r2', pull: false, prebooted: true }]);
+    const turn = (h2: RolloutRecord['hosts'][string]) =>
+      plan(input({ desired: makeDesired(2, 'v2', EARLY), record: record({ hosts: { h1: { step: 'switched', containerId: fresh.h1.id, at: NOW }, h2, h3: prebooted(fresh.h3) } }), observed })).actions;
+    // The executor compares the container's RestartCount with the one it passed with (execute.ts).
+    assert.deepEqual(turn({ ...prebooted(fresh.h2), restarts: 2 }), [{ type: 'updateHost', host: 'h2', existingContainerId: fresh.h2.id, containerName: 'web-r2', pull: false, prebooted: { restarts: 2 } }]);
+    assert.deepEqual(turn(prebooted(fresh.h2)), [{ type: 'updateHost', host: 'h2', existingContainerId: fresh.h2.id, containerName: 'web-r2', pull: false, prebooted: { restarts: null } }], "an older berth's record: not known");
   });
 
   it('with `delay`, the next batch waits its delay; a pre-boot that waits for a retry goes on meanwhile', () => {
@@ -1050,10 +1052,11 @@ describe('plan: rollout.preboot (later batches boot early, each batch still swit
     ]);
   });
 
-  it('a record that says prebooted is one the store reads back (applyResults of a pre-boot)', () => {
+  it('a record that says prebooted, with the RestartCount it passed with, is one the store reads back (applyResults of a pre-boot)', () => {
     const boot: Action = { type: 'updateHost', host: 'h2', existingContainerId: null, containerName: 'web-r2', pull: true, preboot: true };
-    const r = applyResults(record(), [{ action: boot, ok: true, containerId: 'abc' }], NOW);
-    assert.deepEqual(r.hosts.h2, { step: 'prebooted', containerId: 'abc', at: NOW });
+    const r = applyResults(record(), [{ action: boot, ok: true, containerId: 'abc', restarts: 0 }], NOW);
+    assert.deepEqual(r.hosts.h2, { step: 'prebooted', containerId: 'abc', at: NOW, restarts: 0 });
+    assert.equal(rolloutRecordProblem({ ...r, hosts: { h2: { ...r.hosts.h2, restarts: -1 } } }), 'hosts.h2.restarts is not a count');
   });
 
   it('processes: later units (web@h2, worker@h3) pre-boot with their process named', () => {
