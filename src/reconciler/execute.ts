@@ -259,7 +259,7 @@ async function updateHost(ctx: ExecContext, a: HostUpdateAction): Promise<{ cont
   }
   if (!a.preboot) return { containerId: id };
   ctx.emit({ type: 'ContainerPrebooted', host: a.host, message: `${a.containerName} (${ctx.desired.version}) runs healthy; waiting for its batch to take the traffic` });
-  const passed = await at('health', () => driver.inspectContainer(id));
+  const passed = await at('start', () => driver.inspectContainer(id));
   return { containerId: id, ...(passed?.restartCount !== undefined ? { restarts: passed.restartCount } : {}) };
 }
 
