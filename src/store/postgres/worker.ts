@@ -20,8 +20,6 @@ const IDLE_IN_TRANSACTION_MS = 2_000;
 /** How long the thread waits between attempts to reconnect. */
 const RECONNECT_EVERY_MS = 500;
 
-let client: pg.Client | null = null;
-let connecting: Promise<pg.Client> | null = null;
 /** A connection lost inside a transaction: every statement fails until the daemon's ROLLBACK. */
 let lostTransaction = false;
 let inTransaction = false;
@@ -51,51 +49,52 @@ async function open(lost: (c: pg.Client) => void): Promise<pg.Client> {
   return c;
 }
 
-function connect(): Promise<pg.Client> {
-  if (client) return Promise.resolve(client);
-  connecting ??= open((c) => {
-    // The next request reconnects; the one in flight gets the error from its query.
-    if (client === c) drop();
-  })
-    .then((c) => (client = c))
-    .finally(() => {
-      connecting = null;
-    });
-  return connecting;
+/** One connection, opened when first asked for and again once it is lost; `lost` runs when it fails. */
+class LazyConnection {
+  private client: pg.Client | null = null;
+  private connecting: Promise<pg.Client> | null = null;
+
+  constructor(private readonly lost: () => void) {}
+
+  get current(): pg.Client | null {
+    return this.client;
+  }
+
+  get(): Promise<pg.Client> {
+    if (this.client) return Promise.resolve(this.client);
+    this.connecting ??= open((c) => {
+      // The next request reconnects; the one in flight gets the error from its query.
+      if (this.client === c) this.lost();
+    })
+      .then((c) => (this.client = c))
+      .finally(() => {
+        this.connecting = null;
+      });
+    return this.connecting;
+  }
+
+  /** Forgets the client and ends it. */
+  drop(): void {
+    const c = this.client;
+    this.client = null;
+    c?.end().catch(() => {});
+  }
 }
+
+/** The daemon's connection: its statements, in order. */
+const daemon = new LazyConnection(() => drop());
 
 /**
  * The awaited reads' connection (BridgeRequest.awaited): a resync's bulk read (3-30 ms) on the
  * daemon's connection delayed every statement sent after it, each of which holds the event
  * loop until answered. Opened at the first such read; lost, it is opened again at the next.
  */
-let reads: pg.Client | null = null;
-let connectingReads: Promise<pg.Client> | null = null;
-
-function connectReads(): Promise<pg.Client> {
-  if (reads) return Promise.resolve(reads);
-  connectingReads ??= open((c) => {
-    if (reads === c) dropReads();
-  })
-    .then((c) => (reads = c))
-    .finally(() => {
-      connectingReads = null;
-    });
-  return connectingReads;
-}
-
-function dropReads(): void {
-  const c = reads;
-  reads = null;
-  c?.end().catch(() => {});
-}
+const reads = new LazyConnection(() => reads.drop());
 
 /** Drops the connection; until a new one answers, the daemon's calls fail at once (HEALTHY is 0). */
 function drop(): void {
-  const c = client;
-  client = null;
+  daemon.drop();
   if (inTransaction) lostTransaction = true;
-  c?.end().catch(() => {});
   Atomics.store(flag, HEALTHY, 0);
   void reconnect();
 }
@@ -107,14 +106,14 @@ async function reconnect(): Promise<void> {
   if (reconnecting) return;
   reconnecting = true;
   try {
-    while (!client && !closing) {
+    while (!daemon.current && !closing) {
       try {
-        await connect();
+        await daemon.get();
       } catch {
         await new Promise((r) => setTimeout(r, RECONNECT_EVERY_MS));
       }
     }
-    if (client) Atomics.store(flag, HEALTHY, 1);
+    if (daemon.current) Atomics.store(flag, HEALTHY, 1);
   } finally {
     reconnecting = false;
   }
@@ -136,9 +135,9 @@ async function run(req: BridgeRequest): Promise<BridgeReply> {
     return { id: req.id, error: { message: 'the connection to PostgreSQL was lost inside the transaction; it was rolled back', code: 'CONNECTION_LOST' } };
   }
   // No connection, no transaction to end: a ROLLBACK after a BEGIN that could not connect does not try again.
-  if (req.text === 'ROLLBACK' && !client) return { id: req.id, rows: [], rowCount: 0 };
+  if (req.text === 'ROLLBACK' && !daemon.current) return { id: req.id, rows: [], rowCount: 0 };
   try {
-    const c = await connect();
+    const c = await daemon.get();
     if (req.begin) inTransaction = true;
     const result = await query(c, req);
     if (isEnd) inTransaction = false;
@@ -152,9 +151,9 @@ async function run(req: BridgeRequest): Promise<BridgeReply> {
 /** An awaited read, on its own connection: outside any transaction, in order with the other awaited reads. */
 async function read(req: BridgeRequest): Promise<BridgeReply> {
   try {
-    return await query(await connectReads(), req);
+    return await query(await reads.get(), req);
   } catch (err) {
-    return failed(req, err, dropReads);
+    return failed(req, err, () => reads.drop());
   }
 }
 
@@ -180,13 +179,13 @@ function failed(req: BridgeRequest, err: unknown, dropConnection: () => void): B
 port.on('message', (req: BridgeRequest) => {
   if (req.reset) {
     // The daemon gave up waiting on this connection (a database that stopped answering).
-    if (req.awaited) dropReads();
+    if (req.awaited) reads.drop();
     else drop();
     return;
   }
   if (req.close) {
     closing = true;
-    void Promise.allSettled([client?.end(), reads?.end()]).finally(() => {
+    void Promise.allSettled([daemon.current?.end(), reads.current?.end()]).finally(() => {
       port.postMessage({ id: req.id, rows: [], rowCount: 0 } satisfies BridgeReply);
       Atomics.store(flag, ANSWERED, 1);
       Atomics.notify(flag, ANSWERED);
