@@ -33,6 +33,7 @@ import type { Parallelism } from '../src/domain/app-spec.js';
 import { calibrateDisk, countCommits } from './lib/sqlite-cost.js';
 import { freshDatabase } from '../test/support/postgres.js';
 import { machine } from './lib/machine.js';
+import { LoopLagSampler } from './lib/loop-lag.js';
 import { HeapSampler, fullGc, memoryMiB, residentByMapping, retainedBy } from './lib/heap-breakdown.js';
 
 const APPS = Number(process.env.BENCH_APPS ?? 1000);
@@ -56,6 +57,7 @@ const HEAP_BREAKDOWN = process.env.BENCH_HEAP === '1';
 const ALLOCATIONS = process.env.BENCH_ALLOC === '1';
 /** 1: during the resync runs, name what the loop was doing in each stall over 20 ms (the resync call, a store read or write, a GC). */
 const STALLS = process.env.BENCH_STALLS === '1';
+const STALL_MS = Number(process.env.BENCH_STALL_MS ?? 20);
 /** perf_hooks' NODE_PERFORMANCE_GC_* kinds. */
 const GC_KINDS: Record<number, string> = { 1: 'scavenge', 2: 'mark-compact', 4: 'incremental marking', 8: 'weak callbacks' };
 
@@ -67,6 +69,10 @@ function pct(values: number[], p: number): number {
   if (values.length === 0) return NaN;
   const s = [...values].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+function lagOf(samples: number[]): { p50: number; p99: number; max: number } {
+  return { p50: ms(pct(samples, 50)), p99: ms(pct(samples, 99)), max: ms(Math.max(...samples)) };
 }
 
 function lagMs(h: IntervalHistogram): { p50: number; p99: number; max: number } {
@@ -322,24 +328,23 @@ async function main(): Promise<void> {
     let last = performance.now();
     stallProbe = setInterval(() => {
       const now = performance.now();
-      if (now - last > 20) stalls.push({ start: last, end: now });
+      if (now - last > STALL_MS) stalls.push({ start: last, end: now });
       last = now;
     }, 1);
   }
   gcObserver.observe({ entryTypes: ['gc'] });
   const resyncLag: Array<{ p50: number; p99: number; max: number }> = [];
   // Every run's samples together: a run's p99 is its ~3rd-worst sample of ~300, which swings 10-30 ms from run to run.
-  const pooledLag = monitorEventLoopDelay({ resolution: 5 });
+  const pooledLag: number[] = [];
+  const lagSampler = new LoopLagSampler(5);
   let resyncCalls = 0;
   let resyncCommits = 0;
   const loadBefore = os.loadavg();
   for (let r = 0; r < RESYNC_RUNS; r += 1) {
-    const h = monitorEventLoopDelay({ resolution: 5 });
     const before = totalCalls();
     const commitsBefore = commits();
     const gcBefore = gcMs;
-    h.enable();
-    pooledLag.enable();
+    lagSampler.start();
     const cpu = process.cpuUsage();
     const s = performance.now();
     resync();
@@ -349,9 +354,9 @@ async function main(): Promise<void> {
     resyncMs.push(performance.now() - s);
     const used = process.cpuUsage(cpu);
     resyncCpuMs.push((used.user + used.system) / 1000);
-    h.disable();
-    pooledLag.disable();
-    resyncLag.push(lagMs(h));
+    const samples = lagSampler.stop();
+    pooledLag.push(...samples);
+    resyncLag.push(lagOf(samples));
     resyncCalls = totalCalls() - before;
     resyncCommits = commits() - commitsBefore;
     await sleep(50);
@@ -373,7 +378,12 @@ async function main(): Promise<void> {
       c.ms += st.end - st.start;
       causes.set(best.what, c);
     }
-    process.stderr.write(`[scale] stalls over 20 ms in ${RESYNC_RUNS} resyncs: ${stalls.length}\n`);
+    process.stderr.write(`[scale] stalls over ${STALL_MS} ms in ${RESYNC_RUNS} resyncs: ${stalls.length}\n`);
+    if (process.env.BENCH_STALLS_FILE) {
+      // (On the monotonic clock of a --cpu-prof profile, in µs.)
+      const offsetUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
+      writeFileSync(process.env.BENCH_STALLS_FILE, stalls.map((st) => `${Math.round(st.start * 1000 + offsetUs)} ${Math.round(st.end * 1000 + offsetUs)}`).join('\n') + '\n');
+    }
     for (const [what, c] of causes) process.stderr.write(`[scale]   ${what}: ${c.stalls} stalls, mean ${ms(c.ms / c.stalls)} ms\n`);
   }
   // The same resync with zero host latency: berth's own cost (CPU + SQLite commits).
@@ -509,7 +519,7 @@ async function main(): Promise<void> {
       hostCallsPerRun: resyncCalls,
       durableCommitsPerRun: resyncCommits,
       loadAverage1m: { before: ms(loadBefore[0]!), after: ms(loadAfter[0]!) },
-      eventLoopLagMs: { pooled: lagMs(pooledLag), p50OfRunP99: ms(pct(lagRuns.map((l) => l.p99), 50)), runsP99: lagRuns.map((l) => ms(l.p99)), worstP99: ms(Math.max(...lagRuns.map((l) => l.p99))), worstMax: ms(Math.max(...lagRuns.map((l) => l.max))) },
+      eventLoopLagMs: { pooled: lagOf(pooledLag), p50OfRunP99: ms(pct(lagRuns.map((l) => l.p99), 50)), runsP99: lagRuns.map((l) => ms(l.p99)), worstP99: ms(Math.max(...lagRuns.map((l) => l.p99))), worstMax: ms(Math.max(...lagRuns.map((l) => l.max))) },
       resyncCallRunsMs: resyncCallMs.map(ms),
       snapshotStartRunsMs: snapshotStartMs.slice(0, RESYNC_RUNS).map(ms),
       cpuRunsMs: resyncCpuMs.map(Math.round),

@@ -51,6 +51,8 @@ export class HostReachability {
    * every observation of a host (three or more per pass) need not read it again.
    */
   private readonly rows = new Map<string, ReturnType<HostStatusRows['get']>>();
+  /** What `setUp` was last told per host: a pass reports each of its hosts, and a gauge's set costs ~200 bytes of labels. */
+  private readonly gauged = new Map<string, boolean>();
   private readonly now: () => number;
 
   constructor(private readonly o: ReachabilityOptions) {
@@ -96,7 +98,10 @@ export class HostReachability {
    * where a ping's row goes when nothing but its check time changed (pingAll writes them together).
    */
   report(host: string, up: boolean, error: string | null, dockerVersion?: string, refreshed?: HostStatusRow[]): void {
-    this.o.setUp(host, up);
+    if (this.gauged.get(host) !== up) {
+      this.o.setUp(host, up);
+      this.gauged.set(host, up);
+    }
     const wasDown = this.down.has(host);
     if (!up && !wasDown) this.down.set(host, { since: this.now(), error: error ?? 'unreachable' });
     if (up && wasDown) {

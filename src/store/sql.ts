@@ -45,7 +45,7 @@ export interface SqlDatabase {
   /**
    * `statement.all(...params)` outside any transaction, without holding the event loop for
    * the round trip where a statement is one (PostgreSQL, on a connection of its own, so that
-   * no synchronous statement waits behind it); SQLite reads at once. For bulk reads whose
+   * no synchronous statement waits behind it); SQLite reads in the next turn of the loop. For bulk reads whose
    * rows may be a moment old (a resync's).
    */
   allAsync(statement: SqlStatement, ...params: unknown[]): Promise<unknown[]>;

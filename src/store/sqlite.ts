@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type Database from 'better-sqlite3';
 import { schemaVersion } from './migrate.js';
 import { sqlFor, type DialectSql, type Durability, type SqlDatabase, type SqlStatement } from './sql.js';
@@ -28,7 +29,9 @@ export class SqliteDatabase implements SqlDatabase {
     }
   }
 
+  /** In a turn of the loop of its own: the caller's turn does not also hold the read (a page of a bulk read takes a few ms). */
   async allAsync(statement: SqlStatement, ...params: unknown[]): Promise<unknown[]> {
+    await nextTurn();
     return statement.all(...params);
   }
 

@@ -13,6 +13,7 @@ import { parseRolloutRecord, rolloutRecordProblem, type RolloutRecord } from '..
 import { newRecord } from '../../src/reconciler/plan.js';
 import { openStore, type OpenStoreOptions, type Store } from '../../src/store/index.js';
 import { PassInputsRepo } from '../../src/store/pass-inputs.js';
+import { AppsRepo } from '../../src/store/apps.js';
 import type { Durability, Engine } from '../../src/store/sql.js';
 import { makeSpec } from './fixtures.js';
 import { child, collect, killHard, waitForLine } from './store-child.js';
@@ -135,6 +136,25 @@ export function storeContract(fx: StoreFixture): void {
       s.apps.markDeleting('api', 'a');
       assert.equal(s.apps.listRoutes()[0]!.deleting, true);
       assert.deepEqual(s.apps.proxyRoutesOn('h2').map((r) => r.app), ['web']);
+      s.close();
+    });
+
+    test('readAppStamps: every app, in byte order of names, over several pages, without holding the loop', async () => {
+      const s = await open();
+      const names = Array.from({ length: AppsRepo.STAMPS_PAGE + 1 }, (_, i) => `app-${i}`);
+      s.transaction(() => {
+        for (const name of names) s.apps.upsertApp(spec(name), 'a');
+      });
+      s.apps.upsertApp(spec('app-7', { hosts: ['h9'] }), 'b');
+      let turned = false;
+      const reading = s.apps.readAppStamps();
+      setImmediate(() => (turned = true));
+      const stamps = await reading;
+      assert.ok(turned, 'the loop turned while the stamps were read');
+      assert.deepEqual(stamps.map((a) => a.name), [...names].sort());
+      const stampOf = (name: string) => stamps.find((a) => a.name === name)?.updatedAt;
+      assert.equal(stampOf('app-7'), s.apps.getApp('app-7')!.updatedAt, 'the newest write of each app');
+      assert.equal(stampOf(names.at(-1)!), s.apps.getApp(names.at(-1)!)!.updatedAt, 'the last page');
       s.close();
     });
 

@@ -23,10 +23,12 @@ describe('HostReachability: the resync pings', () => {
     refresh: (r: Parameters<typeof store.hostsStatus.refresh>[0]) => (writes.refreshes++, store.hostsStatus.refresh(r)),
   };
   const changes: string[] = [];
+  const gauge = new Map<string, boolean>();
+  let gaugeSets = 0;
   const reachability = new HostReachability({
     drivers: new Map<string, HostDriver>(fleet),
     rows,
-    setUp: () => {},
+    setUp: (host, up) => (gaugeSets++, gauge.set(host, up)),
     onBack: () => {},
     onChange: (host, up) => changes.push(`${host} ${up ? 'up' : 'down'}`),
     log: pino({ level: 'silent' }),
@@ -43,6 +45,21 @@ describe('HostReachability: the resync pings', () => {
     await reachability.pingAll();
     assert.deepEqual(writes, { upserts: 0, refreshes: 3 });
     assert.ok(store.hostsStatus.get('h7')!.checkedAt > checked, 'the check time moves on');
+  });
+
+  it('berth_host_up is set for each host once, then only when it changes (not at every call that reports it)', async () => {
+    assert.equal(gauge.size, 250);
+    assert.ok([...gauge.values()].every((up) => up));
+    gaugeSets = 0;
+    await reachability.pingAll();
+    for (let i = 0; i < 3; i += 1) reachability.report('h5', true, null);
+    assert.equal(gaugeSets, 0, 'nothing changed');
+    reachability.report('h5', false, 'connection refused');
+    reachability.report('h5', false, 'connection refused');
+    assert.deepEqual([gaugeSets, gauge.get('h5')], [1, false]);
+    reachability.report('h5', true, null);
+    assert.deepEqual([gaugeSets, gauge.get('h5')], [2, true]);
+    assert.deepEqual(changes.splice(0), ['h5 down', 'h5 up']);
   });
 
   it('a host found down is written at once and said', async () => {
