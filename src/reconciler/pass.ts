@@ -70,7 +70,7 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
     now: deps.now(),
     previousConditions: previous?.conditions ?? [],
   });
-  commitPlan(deps, app, desired, p, previous, stored);
+  let wrote = commitPlan(deps, app, desired, p, previous, stored);
   if (p.record && record) observeFinish(deps, app, desired, record, p.record);
 
   // A rollback release is new desired state: the next pass rolls it out at once.
@@ -87,8 +87,11 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
     store.status.recordStep(app, { rollout: { revision: next.revision, state: next }, events });
     observeFinish(deps, app, desired, p.record!, next);
     again = results.some(untrackedFailure) ? UNTRACKED_STEP_RETRY_MS : 0;
+    wrote = true;
   }
-  pruneHistory(deps, app, wanted, observed);
+  if (pruneHistory(deps, app, wanted, observed) > 0) wrote = true;
+  // Nothing of the app's rows changed: its next pass may use these (resync-rows.ts).
+  if (!wrote) deps.rows?.keep(app, inputs);
   metrics.reconcileTotal.inc({ app, result: passResult(p) });
   metrics.reconcileDuration.observe({ app }, (performance.now() - started) / 1000);
   log.debug({ app, revision: desired.revision, actions: p.actions.map((a) => a.type), again }, 'reconcile pass');
@@ -102,17 +105,18 @@ export async function reconcilePass(deps: PassDeps, app: string): Promise<number
  * hosts hold, running or retained for rollback. Only when every host of the app answered
  * this pass: one that did not could hold a container of any revision.
  */
-function pruneHistory(deps: PassDeps, app: string, wanted: Pick<Wanted, 'historyLimit' | 'releaseCount'>, observed: HostObservation[]): void {
+function pruneHistory(deps: PassDeps, app: string, wanted: Pick<Wanted, 'historyLimit' | 'releaseCount'>, observed: HostObservation[]): number {
   const limit = wanted.historyLimit;
   // (The count as the pass read it: a rollback release it created since is pruned by a later pass.)
-  if (wanted.releaseCount <= limit) return;
+  if (wanted.releaseCount <= limit) return 0;
   const keep: number[] = [];
   for (const o of observed) {
-    if (!o.reachable) return;
+    if (!o.reachable) return 0;
     for (const c of o.containers) keep.push(c.revision);
   }
   const removed = deps.store.releases.pruneReleases(app, { limit, keep });
   if (removed > 0) deps.log.info({ app, removed, historyLimit: limit }, 'pruned old releases');
+  return removed;
 }
 
 /** `berth_reconcile_total`'s `result` for a pass that did not throw (a throw is `error`, counted by the controller). */
@@ -142,9 +146,9 @@ export function passResult(p: Pick<Plan, 'actions' | 'record' | 'status' | 'requ
 /**
  * Everything the plan decided, in one transaction: status, rollout record, events,
  * the pause of `on_failure: pause` and the release of `on_failure: rollback`. Then
- * mirrored in the metrics.
+ * mirrored in the metrics. Whether it wrote anything.
  */
-function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Plan, previous: AppStatus | null, storedRecord: RolloutRecord | null): void {
+function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Plan, previous: AppStatus | null, storedRecord: RolloutRecord | null): boolean {
   const { store, metrics, log } = deps;
   const s = p.status;
   const observedRevision = s.observedRevision ?? previous?.observedRevision ?? null;
@@ -182,6 +186,7 @@ function commitPlan(deps: PassDeps, app: string, desired: DesiredRelease, p: Pla
     log.warn({ app, revision: rollbackRevision, toRevision: p.rollback.toRevision, version: p.rollback.toVersion, reason: p.rollback.reason }, 'automatic rollback');
   }
   metrics.setRollout(app, { desiredRevision: desired.revision, observedRevision, phase: s.phase, hostsTotal: s.hostsTotal, hostsUpdated: s.hostsUpdated });
+  return !unchanged;
 }
 
 /** The rollout duration metric and log line, when a record turns final. */

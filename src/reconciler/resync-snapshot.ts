@@ -30,8 +30,13 @@ import type { RouteState, TrafficSwitch } from '../proxy/traffic.js';
  * together and their decoding held the event loop for ~300 ms: an API request made just
  * after a resync of 10,000 apps waited that long for its answer (bench/scale-10k.ts). In
  * the order the apps' passes need them, a few at a time, the loop turns between them.
+ * How few: the reads in flight answer at about the same time, and the loop decodes all that
+ * came in before it turns again; each listing is kept until the passes of its apps have used
+ * it, so the scavenges meanwhile copy it too. At 10,000 apps, 32 in flight held the loop 20-35 ms
+ * a few times a resync (loop lag p99 22-24 ms); 16: 16 ms; 12: 14 ms; 8: 12 ms, but the
+ * resync took 1.2 s rather than 1.0 (docs/benchmarks.md, "Fourth round").
  */
-const SNAPSHOT_READS_IN_FLIGHT = 32;
+export const SNAPSHOT_READS_IN_FLIGHT = 12;
 /** Apps whose hosts one turn of a take goes through: 10,000 in one held the event loop 14-35 ms (bench/scale-10k.ts). */
 const APPS_PER_TURN = 2_000;
 

@@ -73,6 +73,76 @@ describe('ResyncRows: when a pass may use rows read for it', () => {
   });
 });
 
+describe('ResyncRows: rows a pass kept (an informer\'s cache between resyncs)', () => {
+  const store = openStore(':memory:');
+  after(() => store.close());
+  const names = seed(store, 10);
+  const reads = countReads(store);
+  let clock = 1_000;
+  const rows = new ResyncRows((from) => store.passInputs.page(from), () => clock);
+  /** A pass's read as pass.ts makes it. */
+  const passRead = async (app: string) => (await rows.use(app)) ?? store.passInputs.one(app)!;
+
+  it('kept rows serve the next passes without a read, frozen; a resync does not read them either', async () => {
+    const used = await passRead(name(0));
+    rows.keep(name(0), used);
+    reads.pages = reads.ones = 0;
+    for (let k = 0; k < 3; k += 1) {
+      const again = await passRead(name(0));
+      assert.equal(again, used, 'the same rows');
+      rows.keep(name(0), again);
+    }
+    rows.take(names, () => false);
+    assert.equal(await rows.use(name(0)), used);
+    assert.deepEqual(reads, { pages: 0, ones: 0 });
+    assert.ok(Object.isFrozen(used) && Object.isFrozen(used.latest!.spec.hosts));
+    assert.throws(() => (used.latest!.spec.hosts as string[]).push('h9'), TypeError);
+  });
+
+  it('an event of the app drops them, also one that comes while its pass runs (that pass keeps nothing)', async () => {
+    rows.clear();
+    rows.keep(name(0), await passRead(name(0)));
+    rows.keep(name(1), await passRead(name(1)));
+    rows.dropApp(name(1));
+    reads.pages = reads.ones = 0;
+    const fresh = await passRead(name(1));
+    assert.equal(reads.ones, 1, 'read again');
+    rows.dropApp(name(1)); // an event while this pass runs
+    rows.keep(name(1), fresh);
+    assert.equal(rows.keptApps, 1, 'only app-000 is kept');
+    assert.notEqual(await passRead(name(1)), fresh);
+    assert.equal(reads.ones, 2);
+  });
+
+  it('a pass that does not keep them (it wrote) leaves nothing kept', async () => {
+    rows.keep(name(2), await passRead(name(2)));
+    await passRead(name(2));
+    reads.ones = 0;
+    await passRead(name(2));
+    assert.equal(reads.ones, 1);
+  });
+
+  it('kept rows are read again 10 minutes after they were first kept, however often kept since', async () => {
+    const first = await passRead(name(3));
+    rows.keep(name(3), first);
+    clock += 5 * 60_000;
+    rows.keep(name(3), await passRead(name(3)));
+    clock += 5 * 60_000;
+    assert.equal(await passRead(name(3)), first, 'at 10 minutes still kept');
+    rows.keep(name(3), first);
+    clock += 1;
+    reads.ones = 0;
+    assert.notEqual(await passRead(name(3)), first);
+    assert.equal(reads.ones, 1);
+  });
+
+  it('standing by forgets them', async () => {
+    rows.keep(name(4), await passRead(name(4)));
+    rows.clear();
+    assert.equal(rows.keptApps, 0);
+  });
+});
+
 describe('ResyncRows: pages read while passes go on (PostgreSQL answers later)', () => {
   const store = openStore(':memory:');
   after(() => store.close());
@@ -159,6 +229,79 @@ describe('the controller: a resync reads the apps’ rows a page at a time, neve
     await controller.idle();
     assert.equal(looked.size, 300);
     assert.deepEqual(reads, { pages: 3, ones: 0 });
+  });
+
+  it('the next resync of those apps reads no rows at all: each pass kept what it used; it still looks at every app on its hosts', async () => {
+    const fleet = simulatedFleet(5, { prefix: 'h' });
+    const { store, controller } = await converged(fleet, 300);
+    resync(controller);
+    await controller.idle();
+    const reads = countReads(store);
+    const lists = () => [...fleet.values()].reduce((n, h) => n + (h.callCounts().listContainers ?? 0), 0);
+    const listed = lists();
+    resync(controller);
+    await controller.idle();
+    assert.deepEqual(reads, { pages: 0, ones: 0 });
+    assert.equal(lists() - listed, 5, 'one listing per host');
+  });
+
+  it('a container removed by hand after its app kept its rows: the pass that uses them puts it back', async () => {
+    const fleet = simulatedFleet(3, { prefix: 'h' });
+    const { store, controller } = await converged(fleet, 10);
+    resync(controller);
+    await controller.idle();
+    const h2 = fleet.get('h2')!;
+    const victim = h2.containers().find((c) => c.labels['berth.app'] === name(4) && c.state === 'running')!;
+    // (Its pass starts from the kept rows, frozen: one that changed them would throw here.)
+    await h2.removeContainer(victim.id);
+    await sleep(50);
+    await controller.idle();
+    const running = h2.containers().filter((c) => c.labels['berth.app'] === name(4) && c.state === 'running');
+    assert.equal(running.length, 1);
+    assert.notEqual(running[0]!.id, victim.id);
+    assert.equal(store.status.readStatus(name(4))?.phase, 'Complete');
+  });
+
+  it('a release created after the app kept its rows: its event drops them, and the pass rolls it out', async () => {
+    const fleet = simulatedFleet(3, { prefix: 'h' });
+    const { store, controller } = await converged(fleet, 10);
+    resync(controller);
+    await controller.idle();
+    store.releases.createRelease({ app: name(7), version: 'v2', reason: 'deploy', actor: 'test' });
+    await sleep(50);
+    await controller.idle();
+    const running = [...fleet.values()].flatMap((h) => h.containers()).filter((c) => c.labels['berth.app'] === name(7) && c.state === 'running');
+    assert.deepEqual(running.map((c) => c.labels['berth.version']), ['v2', 'v2', 'v2']);
+  });
+
+  it('a pass that acted keeps nothing, one that only looked keeps its rows (a write need not come with an event)', async () => {
+    const acted = new Set<string>();
+    const mutating = new Set(['createContainer', 'startContainer', 'stopContainer', 'removeContainer', 'renameContainer', 'pullImage']);
+    const fleet = simulatedFleet(3, { prefix: 'h', onCall: (c) => void (c.app && mutating.has(c.op) && acted.add(c.app)) });
+    const { store, controller } = await converged(fleet, 3);
+    const rows = (controller as unknown as { rows: ResyncRows }).rows;
+    const kept = new Set<string>();
+    const keep = rows.keep.bind(rows);
+    rows.keep = (app, r) => (kept.add(app), keep(app, r));
+    const passes: Array<{ acted: boolean; kept: boolean }> = [];
+    const reconcile = controller.reconcile.bind(controller);
+    controller.reconcile = async (app) => {
+      acted.delete(app);
+      kept.delete(app);
+      try {
+        return await reconcile(app);
+      } finally {
+        if (app === name(1)) passes.push({ acted: acted.has(app), kept: kept.has(app) });
+      }
+    };
+    store.releases.createRelease({ app: name(1), version: 'v2', reason: 'deploy', actor: 'test' });
+    await sleep(50);
+    await controller.idle();
+    resync(controller);
+    await controller.idle();
+    assert.ok(passes.some((p) => p.acted), 'the deploy acted');
+    assert.deepEqual(passes.filter((p) => p.acted && p.kept), [], 'no pass that acted kept its rows');
+    assert.deepEqual(passes.at(-1), { acted: false, kept: true }, "the resync's pass only looked");
   });
 
   it('a release created after the page was read, before the app’s pass: the pass rolls it out (it does not use the rows read before)', async () => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { simulatedFleet, type SimulatedHostDriver } from '../../src/hosts/simulated-driver.js';
 import { directTraffic } from '../../src/proxy/traffic.js';
-import { ResyncSnapshot } from '../../src/reconciler/resync-snapshot.js';
+import { ResyncSnapshot, SNAPSHOT_READS_IN_FLIGHT } from '../../src/reconciler/resync-snapshot.js';
 import { convergedPerTest, resyncNow } from '../support/converged.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -101,6 +101,24 @@ describe('ResyncSnapshot: a take of many apps, in turns of the event loop', () =
     assert.equal(snapshot.use('h1', 'app-0'), null);
     assert.equal(snapshot.use('h2', 'app-0'), null);
     assert.ok(snapshot.use('h1', 'app-9'));
+  });
+
+  it(`lists ${SNAPSHOT_READS_IN_FLIGHT} hosts at a time at most, in the order the apps need them`, async () => {
+    let inFlight = 0;
+    let most = 0;
+    const order: string[] = [];
+    const hosts = simulatedFleet(40, {
+      prefix: 'n',
+      latencyMs: { listContainers: 5 },
+      onCall: (c) => void (c.op === 'listContainers' && (order.push(c.host), (most = Math.max(most, ++inFlight)))),
+      onOperation: (op) => void (op === 'listContainers' && inFlight--),
+    });
+    const snapshot = new ResyncSnapshot({ drivers: hosts, traffic: directTraffic, maxAgeMs: 10_000, now: () => 1_000 });
+    const names = [...hosts.keys()].reverse();
+    await snapshot.take(names.map((h, i) => ({ name: `app-${i}`, hosts: [h], routed: false })), { app: () => false, host: () => false });
+    await Promise.all(names.map((h, i) => snapshot.use(h, `app-${i}`)!.containers));
+    assert.equal(most, SNAPSHOT_READS_IN_FLIGHT);
+    assert.deepEqual(order, names);
   });
 
   it('a host no app is left to use is not listed', async () => {
