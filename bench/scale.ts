@@ -248,6 +248,7 @@ async function main(): Promise<void> {
     // Private fields, reached on purpose: each step lets go of one component's memory.
     const internals = <T>(o: unknown) => o as T;
     const byComponent = retainedBy([
+      { component: 'rows kept between passes (resync-rows.ts)', release: () => internals<{ rows: { clear(): void } }>(controller).rows.clear() },
       { component: 'resync snapshot', release: () => internals<{ snapshot: { hosts: Map<string, unknown> } }>(controller).snapshot.hosts.clear() },
       { component: 'metrics series (prom-client)', release: () => metrics.registry.resetMetrics() },
       {
