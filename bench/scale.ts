@@ -57,6 +57,7 @@ const HEAP_BREAKDOWN = process.env.BENCH_HEAP === '1';
 const ALLOCATIONS = process.env.BENCH_ALLOC === '1';
 /** 1: during the resync runs, name what the loop was doing in each stall over 20 ms (the resync call, a store read or write, a GC). */
 const STALLS = process.env.BENCH_STALLS === '1';
+/** What BENCH_STALLS counts as a stall: the loop held longer than this (ms). */
 const STALL_MS = Number(process.env.BENCH_STALL_MS ?? 20);
 /** perf_hooks' NODE_PERFORMANCE_GC_* kinds. */
 const GC_KINDS: Record<number, string> = { 1: 'scavenge', 2: 'mark-compact', 4: 'incremental marking', 8: 'weak callbacks' };

@@ -1,7 +1,8 @@
 /**
  * A resync reads every app's pass inputs a page at a time (src/reconciler/resync-rows.ts,
  * src/store/pass-inputs.ts): a page serves ~128 passes with one statement, each app's rows
- * serve one pass, and never one that a write since may have made wrong. The store is real
+ * serve one pass, and never one that a write since may have made wrong; rows a pass that
+ * wrote nothing kept serve the app's next passes until an event of it. The store is real
  * (SQLite in memory); the hosts are SIMULATED (src/hosts/simulated-driver.ts).
  */
 import assert from 'node:assert/strict';
