@@ -137,8 +137,19 @@ export async function freshDatabase(label = 'db', bed = requirePostgres()): Prom
     bridgeUrl: withDatabase(bed.bridgeUrl, name),
     async drop() {
       if (dropped) return;
-      // FORCE: a connection the test left open (a daemon killed mid-way) would block the drop
-      await asRole(bed, (c) => c.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`));
+      // FORCE: a connection the test left open (a daemon killed mid-way) would block the drop.
+      // An autovacuum worker on the database is a backend the bed's role may not terminate
+      // (PostgreSQL 15: 42501, "must be a member of the role whose process is being
+      // terminated"; CI33): it is done within moments, so the drop is tried again.
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          await asRole(bed, (c) => c.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`));
+          break;
+        } catch (err) {
+          if ((err as { code?: string }).code !== '42501' || attempt >= 40) throw err;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
       dropped = true;
     },
   };
